@@ -1,0 +1,101 @@
+// ember's public API: what every app (cli, server, bench, perplexity, ...) uses. Apps hold no inference logic.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/gguf.h"
+#include "engine/tokenizer.h"
+
+namespace ember {
+
+struct LlamaModel;  // models/llama.h
+
+struct ModelParams {
+    std::string path;       // GGUF model file (or PowerInfer PWRI file)
+    int n_gpu_layers = 0;   // -ngl: layers offloaded to the GPU (dense layer offload); 0 = CPU only
+};
+
+// Hyper-parameters as read and validated from GGUF metadata.
+struct ModelInfo {
+    std::string arch;        // general.architecture
+    std::string name;        // general.name
+    int n_vocab = 0;
+    int n_ctx_train = 0;     // <arch>.context_length
+    int dim = 0;             // embedding length
+    int n_layers = 0;
+    int n_heads = 0;
+    int n_kv_heads = 0;
+    int head_dim = 0;        // dim / n_heads
+    int kv_dim = 0;          // n_kv_heads * head_dim
+    int n_ff = 0;
+    int n_rot = 0;           // rotary dimensions per head
+    bool rope_neox = false;  // NeoX rotation pairs (i, i + n_rot/2) instead of (2i, 2i + 1)
+    float rope_freq_base = 10000.0f;
+    float rope_freq_scale = 1.0f;
+    float norm_eps = 1e-5f;
+    std::string ffn_act;     // "silu" (SwiGLU) or "relu" (ReGLU, ReLU-fied models; key ember.ffn_activation)
+    std::string weight_type; // most common weight type, for display ("F16", "Q4_0", ...)
+    uint64_t n_params = 0;
+    uint64_t weight_bytes = 0;            // all tensors
+    uint64_t weight_bytes_per_token = 0;  // bytes of weights a decode step reads (all but the embedding table)
+};
+
+class Model {
+public:
+    // Maps the file, validates every tensor's name, dtype and shape, binds the tokenizer.
+    // Throws ember::Error naming the file, tensor or key on any problem.
+    static std::unique_ptr<Model> load(const ModelParams& params);
+    ~Model();
+
+    const ModelInfo& info() const { return info_; }
+    const Tokenizer& tokenizer() const { return *tokenizer_; }
+    const GGUFFile& file() const { return *file_; }
+    std::string chat_template() const;  // tokenizer.chat_template, "" when absent
+    const LlamaModel& llama() const { return *llama_; }
+
+private:
+    Model() = default;
+    ModelInfo info_;
+    std::unique_ptr<GGUFFile> file_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    std::unique_ptr<LlamaModel> llama_;
+};
+
+struct SessionParams {
+    int n_ctx = 0;        // context length in tokens; 0 = the model's training context, at most 4096
+    int n_threads = 0;    // 0 = number of physical cores (hardware threads / 2 where SMT), at least 1
+    int n_batch = 512;    // tokens per prompt-processing step
+};
+
+struct SessionState;  // engine/session.cpp
+
+// One sequence's KV cache and scratch. Not thread-safe; several sessions may share one Model.
+class Session {
+public:
+    Session(const Model& model, const SessionParams& params);
+    ~Session();
+
+    // Runs `tokens` at positions n_past() .. n_past()+n-1 (in batches of n_batch), appending to the KV cache.
+    // Afterwards logits(i) holds the logits of tokens[i] for every i when all_logits, else only of the last.
+    // Throws ember::Error if the context would overflow or a token id is out of range.
+    void eval(const std::vector<int32_t>& tokens, bool all_logits = false);
+    // n_vocab floats: logits of the i-th token of the last eval (-1: the last one).
+    const float* logits(int i = -1) const;
+
+    int n_past() const;
+    int n_ctx() const;
+    int n_threads() const;
+    void truncate(int n_past);  // forget positions >= n_past (e.g. to re-run from a shared prefix)
+    void reset() { truncate(0); }
+
+private:
+    const Model& model_;
+    std::unique_ptr<SessionState> state_;
+};
+
+std::string version_string();  // "ember 0.1.0 (cpu: avx2, blas: openblas, cuda: on)"
+
+}  // namespace ember

@@ -1,0 +1,83 @@
+#include <algorithm>
+
+#include "engine/cpu-info.h"
+#include "engine/ember.h"
+#include "kernels-cpu/thread-pool.h"
+#include "models/llama.h"
+
+namespace ember {
+
+struct SessionState {
+    SessionParams params;
+    LlamaState llama;
+    std::unique_ptr<ThreadPool> pool;
+    int n_past = 0;
+    int n_logits = 0;  // rows in llama.logits from the last eval
+};
+
+Session::Session(const Model& model, const SessionParams& params) : model_(model), state_(new SessionState()) {
+    const ModelInfo& info = model.info();
+    SessionParams p = params;
+    if (p.n_ctx < 0) throw Error("n_ctx: expected a value >= 0, found " + std::to_string(p.n_ctx));
+    if (p.n_ctx == 0) p.n_ctx = std::min(info.n_ctx_train, 4096);
+    if (p.n_threads < 0) throw Error("n_threads: expected a value >= 0, found " + std::to_string(p.n_threads));
+    if (p.n_threads == 0) p.n_threads = cpu_physical_cores();
+    if (p.n_batch <= 0) throw Error("n_batch: expected a value > 0, found " + std::to_string(p.n_batch));
+    p.n_batch = std::min(p.n_batch, p.n_ctx);
+    state_->params = p;
+    state_->pool = std::make_unique<ThreadPool>(p.n_threads);
+    llama_state_init(info, model.llama(), p.n_ctx, p.n_batch, p.n_threads, state_->llama);
+}
+
+Session::~Session() = default;
+
+void Session::eval(const std::vector<int32_t>& tokens, bool all_logits) {
+    SessionState& s = *state_;
+    const ModelInfo& info = model_.info();
+    if (tokens.empty()) throw Error("eval: no tokens given");
+    if (s.n_past + (int64_t)tokens.size() > s.params.n_ctx)
+        throw Error("eval: context full: " + std::to_string(s.n_past) + " tokens in the cache + " +
+                    std::to_string(tokens.size()) + " new > n_ctx " + std::to_string(s.params.n_ctx));
+    for (size_t i = 0; i < tokens.size(); i++)
+        if (tokens[i] < 0 || tokens[i] >= info.n_vocab)
+            throw Error("eval: token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
+                        ", outside the vocabulary [0, " + std::to_string(info.n_vocab) + ")");
+    // Logits of every batch are gathered in order when all_logits; otherwise the last batch leaves the last row.
+    std::vector<float> all;
+    if (all_logits) all.reserve(tokens.size() * (size_t)info.n_vocab);
+    for (size_t b = 0; b < tokens.size(); b += s.params.n_batch) {
+        const int n = (int)std::min<size_t>(s.params.n_batch, tokens.size() - b);
+        llama_forward(info, model_.llama(), s.llama, tokens.data() + b, n, s.n_past, all_logits, *s.pool);
+        s.n_past += n;
+        if (all_logits) all.insert(all.end(), s.llama.logits.begin(), s.llama.logits.begin() + (size_t)n * info.n_vocab);
+    }
+    if (all_logits) {
+        s.llama.logits.swap(all);
+        s.n_logits = (int)tokens.size();
+    } else {
+        s.n_logits = 1;
+    }
+}
+
+const float* Session::logits(int i) const {
+    const SessionState& s = *state_;
+    if (i < 0) i = s.n_logits - 1;
+    if (i < 0 || i >= s.n_logits)
+        throw Error("logits: row " + std::to_string(i) + " requested, the last eval produced " +
+                    std::to_string(s.n_logits));
+    return s.llama.logits.data() + (size_t)i * model_.info().n_vocab;
+}
+
+int Session::n_past() const { return state_->n_past; }
+int Session::n_ctx() const { return state_->params.n_ctx; }
+int Session::n_threads() const { return state_->params.n_threads; }
+
+void Session::truncate(int n_past) {
+    if (n_past < 0 || n_past > state_->n_past)
+        throw Error("truncate: position " + std::to_string(n_past) + " outside [0, " +
+                    std::to_string(state_->n_past) + "]");
+    state_->n_past = n_past;  // later positions are overwritten by the next eval
+    state_->n_logits = 0;
+}
+
+}  // namespace ember

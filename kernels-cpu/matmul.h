@@ -1,0 +1,28 @@
+// Matrix-vector and matrix-matrix products against weights stored row-major as ggml does:
+// w is (n_rows, n_cols), row r holds output r's weights, n_cols contiguous elements of type wt.
+#pragma once
+#include <cstdint>
+
+#include "kernels-cpu/dtype.h"
+#include "kernels-cpu/thread-pool.h"
+
+namespace ember {
+
+// y[r] = dot(w row r, x) for r in [0, n_rows). xq: x prepared by dot_prepare_vec(wt, ...).
+// Rows are split across the pool.
+void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, ThreadPool& pool);
+
+// Y (n_tokens, n_rows) = X (n_tokens, n_cols) * W^T. X and Y are row-major float.
+// Uses BLAS sgemm where built with it (weights of other types are dequantized into `scratch` in row panels,
+// scratch of at least matmul_scratch_floats(n_rows, n_cols) floats); without BLAS, dot_row per (token, row).
+void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols,
+            float* scratch, ThreadPool& pool);
+int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols);
+// Which path matmul takes for a batch of n_tokens: "openblas" or "onednn" (sgemm on dequantized weights, float
+// activations) or "dot" (dot_rows per token: activations converted to dot_vec_type, as in matvec).
+const char* matmul_backend(int64_t n_tokens);
+
+// Plain reference: y[t][r] = sum_c dequant(w)[r][c] * x[t][c], in double.
+void matmul_ref(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols);
+
+}  // namespace ember

@@ -1,0 +1,26 @@
+// A fixed pool of worker threads for data-parallel loops; the calling thread takes part as worker 0.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace ember {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads);  // n_threads >= 1 (including the caller)
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+    // Runs fn(begin, end) over disjoint chunks covering [0, n), chunks of at least `grain` items, spread over
+    // all threads, and returns when all are done. Not re-entrant: fn must not call parallel_for.
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+
+private:
+    struct State;
+    State* state_;
+    int n_threads_;
+};
+
+}  // namespace ember

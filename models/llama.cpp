@@ -1,0 +1,297 @@
+#include "models/llama.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "kernels-cpu/activation.h"
+#include "kernels-cpu/attention.h"
+#include "kernels-cpu/dot.h"
+#include "kernels-cpu/matmul.h"
+#include "kernels-cpu/norm.h"
+#include "kernels-cpu/quant.h"
+#include "kernels-cpu/rope.h"
+
+namespace ember {
+
+namespace {
+
+std::string shape_str(const GGUFTensorInfo& t) {
+    std::string s = "{";
+    for (uint32_t d = 0; d < t.n_dims; d++) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+    return s + "}";
+}
+
+const GGUFTensorInfo& find_required(const GGUFFile& f, const std::string& name) {
+    const GGUFTensorInfo* t = f.find_tensor(name);
+    if (!t) throw Error(f.path() + ": missing tensor '" + name + "'");
+    return *t;
+}
+
+void check_dtype(const GGUFFile& f, const GGUFTensorInfo& t) {
+    if (!dtype_is_supported(t.type))
+        throw Error(f.path() + ": tensor '" + t.name + "': type " + gguf_ggml_type_name(t.type) +
+                    " is not supported (expected F32, F16, BF16, Q8_0 or Q4_0)");
+}
+
+// A 2-D weight of ne = {n_cols, n_rows}, used in place from the mapping.
+Weight bind_matrix(const GGUFFile& f, const std::string& name, int64_t n_rows, int64_t n_cols) {
+    const GGUFTensorInfo& t = find_required(f, name);
+    check_dtype(f, t);
+    if (t.n_dims != 2 || t.ne[0] != n_cols || t.ne[1] != n_rows)
+        throw Error(f.path() + ": tensor '" + name + "': expected shape {" + std::to_string(n_cols) + ", " +
+                    std::to_string(n_rows) + "}, found " + shape_str(t));
+    Weight w;
+    w.data = t.data;
+    w.type = (DType)t.type;
+    w.n_rows = n_rows;
+    w.n_cols = n_cols;
+    return w;
+}
+
+// A 1-D tensor (norm weights) converted to float.
+std::vector<float> load_vector(const GGUFFile& f, const std::string& name, int64_t n) {
+    const GGUFTensorInfo& t = find_required(f, name);
+    check_dtype(f, t);
+    if (t.n_dims != 1 || t.ne[0] != n)
+        throw Error(f.path() + ": tensor '" + name + "': expected shape {" + std::to_string(n) + "}, found " +
+                    shape_str(t));
+    std::vector<float> v(n);
+    dequantize_row((DType)t.type, t.data, v.data(), n);
+    for (int64_t i = 0; i < n; i++)
+        if (!std::isfinite(v[i]))
+            throw Error(f.path() + ": tensor '" + name + "': element " + std::to_string(i) + " is not finite");
+    return v;
+}
+
+// Hyper-parameter in range [lo, hi], named by its key in errors.
+int read_dim(const GGUFFile& f, const std::string& key, int64_t lo, int64_t hi) {
+    const uint32_t v = f.get_u32(key);
+    if ((int64_t)v < lo || (int64_t)v > hi)
+        throw Error(f.path() + ": key '" + key + "': value " + std::to_string(v) + " outside [" +
+                    std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return (int)v;
+}
+
+}  // namespace
+
+LlamaModel llama_load(const GGUFFile& f, ModelInfo& info, int n_vocab_tokenizer) {
+    const std::string a = info.arch + ".";
+    info.n_ctx_train = read_dim(f, a + "context_length", 1, 1 << 24);
+    info.dim = read_dim(f, a + "embedding_length", 1, 1 << 16);
+    info.n_layers = read_dim(f, a + "block_count", 1, 1024);
+    info.n_ff = read_dim(f, a + "feed_forward_length", 1, 1 << 20);
+    info.n_heads = read_dim(f, a + "attention.head_count", 1, info.dim);
+    info.n_kv_heads = f.has(a + "attention.head_count_kv") ? read_dim(f, a + "attention.head_count_kv", 1, info.n_heads)
+                                                          : info.n_heads;
+    if (info.dim % info.n_heads != 0)
+        throw Error(f.path() + ": embedding_length " + std::to_string(info.dim) + " is not a multiple of head_count " +
+                    std::to_string(info.n_heads));
+    if (info.n_heads % info.n_kv_heads != 0)
+        throw Error(f.path() + ": head_count " + std::to_string(info.n_heads) + " is not a multiple of head_count_kv " +
+                    std::to_string(info.n_kv_heads));
+    info.head_dim = info.dim / info.n_heads;
+    info.kv_dim = info.n_kv_heads * info.head_dim;
+    info.n_rot = f.has(a + "rope.dimension_count") ? read_dim(f, a + "rope.dimension_count", 2, info.head_dim)
+                                                   : info.head_dim;
+    if (info.n_rot % 2 != 0)
+        throw Error(f.path() + ": key '" + a + "rope.dimension_count': expected an even value, found " +
+                    std::to_string(info.n_rot));
+    info.rope_neox = false;  // the llama family rotates adjacent pairs
+    info.rope_freq_base = f.get_f32(a + "rope.freq_base", 10000.0f);
+    const std::string scaling = f.get_string(a + "rope.scaling.type", "none");
+    if (scaling == "linear") {
+        const float factor = f.get_f32(a + "rope.scaling.factor", 1.0f);
+        if (!(factor > 0.0f)) throw Error(f.path() + ": key '" + a + "rope.scaling.factor' must be > 0");
+        info.rope_freq_scale = 1.0f / factor;
+    } else if (scaling != "none") {
+        throw Error(f.path() + ": key '" + a + "rope.scaling.type': '" + scaling +
+                    "' is not supported (expected none or linear)");
+    }
+    info.norm_eps = f.get_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!(info.rope_freq_base > 0.0f) || !(info.norm_eps >= 0.0f))
+        throw Error(f.path() + ": rope.freq_base must be > 0 and layer_norm_rms_epsilon >= 0");
+    // ReLU-fied models (ReluLLaMA, ProSparse, our own) record their FFN activation in ember's own key.
+    info.ffn_act = f.get_string("ember.ffn_activation", "silu");
+    if (info.ffn_act != "silu" && info.ffn_act != "relu")
+        throw Error(f.path() + ": key 'ember.ffn_activation': '" + info.ffn_act + "' (expected silu or relu)");
+
+    LlamaModel m;
+    const GGUFTensorInfo& embd = find_required(f, "token_embd.weight");
+    info.n_vocab = (int)embd.ne[1];
+    if (embd.n_dims == 2 && n_vocab_tokenizer > 0 && embd.ne[1] != n_vocab_tokenizer)
+        throw Error(f.path() + ": tensor 'token_embd.weight': " + std::to_string(embd.ne[1]) +
+                    " rows, but the tokenizer has " + std::to_string(n_vocab_tokenizer) + " tokens");
+    m.tok_embd = bind_matrix(f, "token_embd.weight", embd.ne[1], info.dim);
+    m.output_norm = load_vector(f, "output_norm.weight", info.dim);
+    m.output = f.find_tensor("output.weight") ? bind_matrix(f, "output.weight", info.n_vocab, info.dim) : m.tok_embd;
+
+    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
+    m.layers.resize(info.n_layers);
+    for (int l = 0; l < info.n_layers; l++) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LlamaLayer& L = m.layers[l];
+        L.attn_norm = load_vector(f, p + "attn_norm.weight", info.dim);
+        L.wq = bind_matrix(f, p + "attn_q.weight", q_dim, info.dim);
+        L.wk = bind_matrix(f, p + "attn_k.weight", info.kv_dim, info.dim);
+        L.wv = bind_matrix(f, p + "attn_v.weight", info.kv_dim, info.dim);
+        L.wo = bind_matrix(f, p + "attn_output.weight", info.dim, q_dim);
+        L.ffn_norm = load_vector(f, p + "ffn_norm.weight", info.dim);
+        L.w_gate = bind_matrix(f, p + "ffn_gate.weight", info.n_ff, info.dim);
+        L.w_up = bind_matrix(f, p + "ffn_up.weight", info.n_ff, info.dim);
+        L.w_down = bind_matrix(f, p + "ffn_down.weight", info.dim, info.n_ff);
+    }
+
+    // Sizes for display and for the bandwidth bound: a decode step reads every layer weight, the output
+    // matrix and one embedding row.
+    std::map<std::string, uint64_t> bytes_by_type;
+    info.n_params = 0;
+    info.weight_bytes = 0;
+    for (const GGUFTensorInfo& t : f.tensors()) {
+        info.n_params += (uint64_t)t.n_elements();
+        info.weight_bytes += t.n_bytes;
+        bytes_by_type[gguf_ggml_type_name(t.type)] += t.n_bytes;
+    }
+    uint64_t per_token = m.output.bytes() + dtype_row_bytes(m.tok_embd.type, info.dim);
+    for (const LlamaLayer& L : m.layers)
+        per_token += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() + L.w_up.bytes() +
+                     L.w_down.bytes();
+    info.weight_bytes_per_token = per_token;
+    uint64_t best = 0;
+    for (const auto& [name, bytes] : bytes_by_type)
+        if (bytes > best) best = bytes, info.weight_type = name;
+    return m;
+}
+
+void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
+                      LlamaState& st) {
+    st.n_ctx = n_ctx;
+    st.n_batch = n_batch;
+    const size_t kv = (size_t)info.n_layers * n_ctx * info.kv_dim;
+    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
+    st.k_cache.assign(kv, 0.0f);
+    st.v_cache.assign(kv, 0.0f);
+    st.x.assign((size_t)n_batch * info.dim, 0.0f);
+    st.xn.assign((size_t)n_batch * info.dim, 0.0f);
+    st.q.assign((size_t)n_batch * q_dim, 0.0f);
+    st.k.assign((size_t)n_batch * info.kv_dim, 0.0f);
+    st.v.assign((size_t)n_batch * info.kv_dim, 0.0f);
+    st.attn.assign((size_t)n_batch * q_dim, 0.0f);
+    st.gate.assign((size_t)n_batch * info.n_ff, 0.0f);
+    st.up.assign((size_t)n_batch * info.n_ff, 0.0f);
+    st.scores.assign((size_t)n_threads * n_ctx, 0.0f);
+    // The largest batched-matmul scratch and activation-row conversion over all weights.
+    int64_t gemm = 0;
+    size_t vec = 0;
+    auto account = [&](const Weight& w) {
+        gemm = std::max(gemm, matmul_scratch_floats(w.n_rows, w.n_cols));
+        vec = std::max(vec, dot_vec_bytes(w.type, w.n_cols));
+    };
+    account(m.output);
+    for (const LlamaLayer& L : m.layers)
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) account(*w);
+    if (n_batch > 1) st.gemm_scratch.assign((size_t)gemm, 0.0f);
+    st.vec_scratch.assign(vec, 0);
+    st.logits.assign((size_t)info.n_vocab, 0.0f);
+}
+
+namespace {
+
+// y (n, w.n_rows) = x (n, w.n_cols) * w^T: a matrix-vector product for one token, a GEMM for a batch.
+void linear(const Weight& w, const float* x, float* y, int n, LlamaState& st, ThreadPool& pool) {
+    if (n == 1) {
+        dot_prepare_vec(w.type, x, st.vec_scratch.data(), w.n_cols);
+        matvec(w.type, w.data, st.vec_scratch.data(), y, w.n_rows, w.n_cols, pool);
+    } else {
+        matmul(w.type, w.data, x, y, n, w.n_rows, w.n_cols, st.gemm_scratch.data(), pool);
+    }
+}
+
+}  // namespace
+
+void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
+                   int pos0, bool all_logits, ThreadPool& pool) {
+    const int dim = info.dim, kv_dim = info.kv_dim, n_ff = info.n_ff;
+    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
+    const float eps = info.norm_eps;
+    RopeParams rp;
+    rp.head_dim = info.head_dim;
+    rp.n_rot = info.n_rot;
+    rp.freq_base = info.rope_freq_base;
+    rp.freq_scale = info.rope_freq_scale;
+    rp.neox = info.rope_neox;
+    float* x = st.x.data();
+    float* xn = st.xn.data();
+
+    // Token embeddings.
+    const size_t embd_row = dtype_row_bytes(m.tok_embd.type, dim);
+    for (int i = 0; i < n; i++)
+        dequantize_row(m.tok_embd.type, (const uint8_t*)m.tok_embd.data + embd_row * tokens[i], x + (int64_t)i * dim,
+                       dim);
+
+    for (int l = 0; l < info.n_layers; l++) {
+        const LlamaLayer& L = m.layers[l];
+        float* k_cache = st.k_cache.data() + (size_t)l * st.n_ctx * kv_dim;
+        float* v_cache = st.v_cache.data() + (size_t)l * st.n_ctx * kv_dim;
+
+        // Attention block: xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
+        for (int i = 0; i < n; i++) rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, eps);
+        linear(L.wq, xn, st.q.data(), n, st, pool);
+        linear(L.wk, xn, st.k.data(), n, st, pool);
+        linear(L.wv, xn, st.v.data(), n, st, pool);
+        for (int i = 0; i < n; i++) {
+            rope(st.q.data() + i * q_dim, info.n_heads, pos0 + i, rp);
+            rope(st.k.data() + (int64_t)i * kv_dim, info.n_kv_heads, pos0 + i, rp);
+        }
+        std::memcpy(k_cache + (size_t)pos0 * kv_dim, st.k.data(), sizeof(float) * n * kv_dim);
+        std::memcpy(v_cache + (size_t)pos0 * kv_dim, st.v.data(), sizeof(float) * n * kv_dim);
+
+        // Causal attention: token i sees positions 0 .. pos0+i. Work items are (token, head) pairs.
+        const int n_heads = info.n_heads;
+        pool.parallel_for((int64_t)n * n_heads, 1, [&](int64_t begin, int64_t end) {
+            thread_local std::vector<float> scores;
+            if ((int)scores.size() < st.n_ctx) scores.resize(st.n_ctx);
+            for (int64_t item = begin; item < end; item++) {
+                const int i = (int)(item / n_heads), h = (int)(item % n_heads);
+                AttentionArgs a;
+                a.q = st.q.data() + i * q_dim;
+                a.k_cache = k_cache;
+                a.v_cache = v_cache;
+                a.out = st.attn.data() + i * q_dim;
+                a.scores = scores.data();
+                a.n_kv = pos0 + i + 1;
+                a.n_heads = n_heads;
+                a.n_kv_heads = info.n_kv_heads;
+                a.head_dim = info.head_dim;
+                a.kv_stride = kv_dim;
+                a.scale = 1.0f / std::sqrt((float)info.head_dim);
+                attention_heads(a, h, h + 1);
+            }
+        });
+        // Output projection and residual: x += attn * wo^T (xn is free again, used as the product).
+        linear(L.wo, st.attn.data(), xn, n, st, pool);
+        for (int64_t j = 0; j < (int64_t)n * dim; j++) x[j] += xn[j];
+
+        // FFN block: x += w_down (act(w_gate xn) * (w_up xn)), act = SiLU or ReLU.
+        for (int i = 0; i < n; i++) rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, eps);
+        linear(L.w_gate, xn, st.gate.data(), n, st, pool);
+        linear(L.w_up, xn, st.up.data(), n, st, pool);
+        if (info.ffn_act == "relu")
+            reglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
+        else
+            swiglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
+        linear(L.w_down, st.gate.data(), xn, n, st, pool);
+        for (int64_t j = 0; j < (int64_t)n * dim; j++) x[j] += xn[j];
+    }
+
+    // Final norm and the output projection, for every token or the last one only.
+    const int first = all_logits ? 0 : n - 1;
+    const int n_out = n - first;
+    for (int i = first; i < n; i++)
+        rmsnorm(xn + (int64_t)(i - first) * dim, x + (int64_t)i * dim, m.output_norm.data(), dim, eps);
+    const size_t need = (size_t)n_out * info.n_vocab;
+    if (st.logits.size() < need) st.logits.resize(need);
+    linear(m.output, xn, st.logits.data(), n_out, st, pool);
+}
+
+}  // namespace ember

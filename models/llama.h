@@ -1,0 +1,74 @@
+// The llama architecture family (Llama 1/2/3, Mistral, ReluLLaMA / ProSparse with a ReGLU FFN):
+// hyper-parameters, tensor names and shapes, and the layer recipe.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/ember.h"
+#include "kernels-cpu/dtype.h"
+#include "kernels-cpu/thread-pool.h"
+
+namespace ember {
+
+// A weight matrix in place in the mapped file: (n_rows, n_cols), row r = output r, n_cols contiguous elements.
+struct Weight {
+    const void* data = nullptr;
+    DType type = DType::DTYPE_F32;
+    int64_t n_rows = 0;
+    int64_t n_cols = 0;
+    size_t bytes() const { return dtype_row_bytes(type, n_cols) * (size_t)n_rows; }
+};
+
+struct LlamaLayer {
+    std::vector<float> attn_norm;  // (dim)
+    Weight wq;                     // (n_heads * head_dim, dim)
+    Weight wk;                     // (kv_dim, dim)
+    Weight wv;                     // (kv_dim, dim)
+    Weight wo;                     // (dim, n_heads * head_dim)
+    std::vector<float> ffn_norm;   // (dim)
+    Weight w_gate;                 // (n_ff, dim), row i = neuron i
+    Weight w_up;                   // (n_ff, dim), row i = neuron i
+    Weight w_down;                 // (dim, n_ff), column i = neuron i
+};
+
+struct LlamaModel {
+    Weight tok_embd;                 // (n_vocab, dim), row t = token t
+    std::vector<float> output_norm;  // (dim)
+    Weight output;                   // (n_vocab, dim); the embedding table when tied
+    std::vector<LlamaLayer> layers;
+};
+
+// Reads hyper-parameters from `file` into info (info.arch already set) and binds and validates every tensor:
+// name, dtype, shape. Throws ember::Error naming the file, tensor or key, expected vs found.
+LlamaModel llama_load(const GGUFFile& file, ModelInfo& info, int n_vocab_tokenizer);
+
+// Scratch and KV cache of one session (engine/session.cpp owns it); sizes fixed at creation.
+struct LlamaState {
+    int n_ctx = 0;
+    int n_batch = 0;
+    std::vector<float> k_cache;  // (n_layers, n_ctx, kv_dim)
+    std::vector<float> v_cache;  // (n_layers, n_ctx, kv_dim)
+    std::vector<float> x;        // (n_batch, dim) residual stream
+    std::vector<float> xn;       // (n_batch, dim) normed input of the current block
+    std::vector<float> q;        // (n_batch, n_heads * head_dim)
+    std::vector<float> k;        // (n_batch, kv_dim)
+    std::vector<float> v;        // (n_batch, kv_dim)
+    std::vector<float> attn;     // (n_batch, n_heads * head_dim)
+    std::vector<float> gate;     // (n_batch, n_ff)
+    std::vector<float> up;       // (n_batch, n_ff)
+    std::vector<float> scores;   // (n_threads, n_ctx) attention scratch per worker
+    std::vector<float> gemm_scratch;    // dequantized weight panels for batched matmul
+    std::vector<uint8_t> vec_scratch;   // one activation row converted for dot_row
+    std::vector<float> logits;          // (n_out, n_vocab)
+};
+
+void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
+                      LlamaState& st);
+
+// Runs n tokens (n <= n_batch) at positions pos0 .. pos0+n-1. Writes logits of every token to st.logits when
+// all_logits, else of the last token only.
+void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
+                   int pos0, bool all_logits, ThreadPool& pool);
+
+}  // namespace ember

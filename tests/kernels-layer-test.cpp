@@ -1,0 +1,145 @@
+// The per-layer CPU kernels (RMSNorm, RoPE, attention, gated activations) against plain double references
+// on seeded random inputs of odd sizes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels-cpu/activation.h"
+#include "kernels-cpu/attention.h"
+#include "kernels-cpu/norm.h"
+#include "kernels-cpu/rope.h"
+
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+TEST(RmsNorm, MatchesDoubleReference) {
+    for (int n : {1, 7, 64, 4099}) {
+        const auto x = random_vec(n, 1 + n, 3.0f), w = random_vec(n, 2 + n);
+        std::vector<float> out(n);
+        ember::rmsnorm(out.data(), x.data(), w.data(), n, 1e-5f);
+        double ss = 0;
+        for (float v : x) ss += (double)v * v;
+        const double scale = 1.0 / std::sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) EXPECT_NEAR(out[i], x[i] * scale * w[i], 1e-5 * (1 + std::fabs(x[i] * scale * w[i])));
+    }
+}
+
+TEST(RmsNorm, InPlace) {
+    auto x = random_vec(33, 5);
+    const auto w = random_vec(33, 6);
+    std::vector<float> out(33);
+    ember::rmsnorm(out.data(), x.data(), w.data(), 33, 1e-6f);
+    ember::rmsnorm(x.data(), x.data(), w.data(), 33, 1e-6f);
+    EXPECT_EQ(out, x);
+}
+
+void rope_reference(std::vector<double>& x, int n_heads, int pos, const ember::RopeParams& p) {
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < p.n_rot / 2; i++) {
+            const double theta = pos * p.freq_scale * std::pow((double)p.freq_base, -2.0 * i / p.n_rot);
+            const int i0 = h * p.head_dim + (p.neox ? i : 2 * i);
+            const int i1 = h * p.head_dim + (p.neox ? i + p.n_rot / 2 : 2 * i + 1);
+            const double a = x[i0], b = x[i1];
+            x[i0] = a * std::cos(theta) - b * std::sin(theta);
+            x[i1] = a * std::sin(theta) + b * std::cos(theta);
+        }
+}
+
+TEST(Rope, NormalAndNeoxMatchReference) {
+    for (bool neox : {false, true})
+        for (int n_rot : {8, 6, 128})
+            for (int pos : {0, 1, 17, 1000}) {
+                ember::RopeParams p;
+                p.head_dim = 128;
+                p.n_rot = n_rot;
+                p.freq_base = 10000.0f;
+                p.freq_scale = 0.5f;
+                p.neox = neox;
+                const int n_heads = 3;
+                auto x = random_vec(n_heads * 128, pos + n_rot);
+                std::vector<double> want(x.begin(), x.end());
+                rope_reference(want, n_heads, pos, p);
+                ember::rope(x.data(), n_heads, pos, p);
+                for (size_t i = 0; i < x.size(); i++)
+                    ASSERT_NEAR(x[i], want[i], 2e-4 * (1 + std::fabs(want[i])))
+                        << "neox=" << neox << " n_rot=" << n_rot << " pos=" << pos << " i=" << i;
+            }
+}
+
+TEST(Rope, PositionZeroIsIdentityAndTailUntouched) {
+    ember::RopeParams p;
+    p.head_dim = 16;
+    p.n_rot = 8;
+    auto x = random_vec(32, 9);
+    const auto orig = x;
+    ember::rope(x.data(), 2, 0, p);
+    EXPECT_EQ(x, orig);
+    ember::rope(x.data(), 2, 5, p);
+    for (int h = 0; h < 2; h++)
+        for (int d = 8; d < 16; d++) EXPECT_EQ(x[h * 16 + d], orig[h * 16 + d]);
+}
+
+TEST(Attention, GroupedQueryMatchesReference) {
+    const int n_heads = 6, n_kv_heads = 2, head_dim = 12, n_kv = 37;
+    const int kv_stride = n_kv_heads * head_dim;
+    const auto q = random_vec(n_heads * head_dim, 11), k = random_vec(n_kv * kv_stride, 12),
+               v = random_vec(n_kv * kv_stride, 13);
+    std::vector<float> out(n_heads * head_dim), scores(n_kv);
+    ember::AttentionArgs a;
+    a.q = q.data();
+    a.k_cache = k.data();
+    a.v_cache = v.data();
+    a.out = out.data();
+    a.scores = scores.data();
+    a.n_kv = n_kv;
+    a.n_heads = n_heads;
+    a.n_kv_heads = n_kv_heads;
+    a.head_dim = head_dim;
+    a.kv_stride = kv_stride;
+    a.scale = 1.0f / std::sqrt((float)head_dim);
+    ember::attention_heads(a, 0, 4);
+    ember::attention_heads(a, 4, n_heads);
+    for (int h = 0; h < n_heads; h++) {
+        const int g = h / (n_heads / n_kv_heads);
+        std::vector<double> s(n_kv);
+        double mx = -1e300, sum = 0;
+        for (int t = 0; t < n_kv; t++) {
+            double dot = 0;
+            for (int d = 0; d < head_dim; d++) dot += (double)q[h * head_dim + d] * k[t * kv_stride + g * head_dim + d];
+            s[t] = dot * a.scale;
+            mx = std::max(mx, s[t]);
+        }
+        for (double& x : s) sum += (x = std::exp(x - mx));
+        for (int d = 0; d < head_dim; d++) {
+            double o = 0;
+            for (int t = 0; t < n_kv; t++) o += s[t] / sum * v[t * kv_stride + g * head_dim + d];
+            EXPECT_NEAR(out[h * head_dim + d], o, 1e-5) << "head " << h << " dim " << d;
+        }
+    }
+}
+
+TEST(Activation, SwigluAndRegluMatchReference) {
+    const int n = 1001;
+    const auto g = random_vec(n, 21, 4.0f), u = random_vec(n, 22);
+    std::vector<float> s(n), r(n);
+    ember::swiglu(s.data(), g.data(), u.data(), n);
+    ember::reglu(r.data(), g.data(), u.data(), n);
+    for (int i = 0; i < n; i++) {
+        const double silu = g[i] / (1.0 + std::exp(-(double)g[i]));
+        EXPECT_NEAR(s[i], silu * u[i], 1e-5 * (1 + std::fabs(silu * u[i])));
+        if (g[i] <= 0)
+            EXPECT_EQ(r[i], 0.0f);  // exact zeros: the sparse FFN skips these neurons
+        else
+            EXPECT_FLOAT_EQ(r[i], g[i] * u[i]);
+    }
+}
+
+}  // namespace
