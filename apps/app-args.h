@@ -1,0 +1,202 @@
+// Command-line parsing shared by the apps (header-only; apps/CMakeLists.txt makes executables only of folders).
+// llama.cpp style: "-flag VALUE" and "--long-flag VALUE", values may start with '-' ("-n -1"). Any unknown flag
+// or bad value throws ember::Error naming the flag and the value; app_run turns it into "error: ..." and exit 1.
+#pragma once
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+
+namespace ember {
+
+class ArgParser {
+public:
+    explicit ArgParser(std::string program, std::string summary)
+        : program_(std::move(program)), summary_(std::move(summary)) {}
+
+    // A switch: sets *dst to `value` when given.
+    void add_flag(std::initializer_list<const char*> names, bool* dst, const char* help, bool value = true) {
+        add(names, "", help, "", [dst, value](const std::string&, const std::string&) { *dst = value; });
+    }
+    void add_int(std::initializer_list<const char*> names, int* dst, const char* help) {
+        add(names, "N", help, std::to_string(*dst), [dst](const std::string& flag, const std::string& v) {
+            const long long x = parse_integer(flag, v);
+            if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
+                throw Error(flag + ": value '" + v + "' is out of range for a 32-bit integer");
+            *dst = (int)x;
+        });
+    }
+    void add_i64(std::initializer_list<const char*> names, int64_t* dst, const char* help) {
+        add(names, "N", help, std::to_string(*dst),
+            [dst](const std::string& flag, const std::string& v) { *dst = parse_integer(flag, v); });
+    }
+    void add_float(std::initializer_list<const char*> names, float* dst, const char* help) {
+        add(names, "X", help, format_float(*dst), [dst](const std::string& flag, const std::string& v) {
+            errno = 0;
+            char* end = nullptr;
+            const double x = std::strtod(v.c_str(), &end);
+            if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+                throw Error(flag + ": invalid value '" + v + "' (expected a finite number)");
+            *dst = (float)x;
+        });
+    }
+    void add_string(std::initializer_list<const char*> names, std::string* dst, const char* meta, const char* help) {
+        add(names, meta, help, dst->empty() ? "" : "'" + *dst + "'",
+            [dst](const std::string&, const std::string& v) { *dst = v; });
+    }
+    // A string restricted to `choices`.
+    void add_choice(std::initializer_list<const char*> names, std::string* dst, std::vector<std::string> choices,
+                    const char* help) {
+        std::string meta;
+        for (const std::string& c : choices) meta += (meta.empty() ? "" : "|") + c;
+        add(names, meta, help, *dst, [dst, choices, meta](const std::string& flag, const std::string& v) {
+            for (const std::string& c : choices)
+                if (c == v) {
+                    *dst = v;
+                    return;
+                }
+            throw Error(flag + ": invalid value '" + v + "' (expected one of " + meta + ")");
+        });
+    }
+
+    // Parses argv[1..]. Throws ember::Error naming the flag and value on any problem.
+    void parse(int argc, char** argv) {
+        for (int i = 1; i < argc; i++) {
+            const std::string arg = argv[i];
+            const Option* opt = find(arg);
+            if (!opt) throw Error("unknown argument '" + arg + "' (see " + program_ + " --help)");
+            std::string value;
+            if (!opt->meta.empty()) {
+                if (i + 1 >= argc) throw Error(arg + ": missing value (expected " + opt->meta + ")");
+                value = argv[++i];
+            }
+            opt->set(arg, value);
+            seen_.insert(opt->names.front());
+        }
+    }
+
+    // Whether the option (any of its names) was given.
+    bool seen(const std::string& name) const {
+        const Option* opt = find(name);
+        return opt && seen_.count(opt->names.front());
+    }
+
+    std::string usage() const {
+        std::string out = "usage: " + program_ + " [options]\n" + summary_ + "\n\noptions:\n";
+        for (const Option& o : options_) {
+            std::string left = "  ";
+            for (size_t i = 0; i < o.names.size(); i++) left += (i ? ", " : "") + o.names[i];
+            if (!o.meta.empty()) left += " " + o.meta;
+            if (left.size() < 32) left.resize(32, ' ');
+            else left += "\n" + std::string(32, ' ');
+            out += left + o.help;
+            if (!o.default_text.empty()) out += " (default: " + o.default_text + ")";
+            out += "\n";
+        }
+        return out;
+    }
+
+    static long long parse_integer(const std::string& flag, const std::string& v) {
+        errno = 0;
+        char* end = nullptr;
+        const long long x = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || errno == ERANGE)
+            throw Error(flag + ": invalid value '" + v + "' (expected an integer)");
+        return x;
+    }
+
+private:
+    struct Option {
+        std::vector<std::string> names;
+        std::string meta;          // value placeholder; "" for a switch
+        std::string help;
+        std::string default_text;  // shown in --help
+        std::function<void(const std::string& flag, const std::string& value)> set;
+    };
+
+    static std::string format_float(float x) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", (double)x);
+        return buf;
+    }
+
+    void add(std::initializer_list<const char*> names, std::string meta, const char* help, std::string default_text,
+             std::function<void(const std::string&, const std::string&)> set) {
+        Option o;
+        for (const char* n : names) {
+            if (find(n)) throw Error(program_ + ": option '" + n + "' registered twice");
+            o.names.push_back(n);
+        }
+        o.meta = std::move(meta);
+        o.help = help;
+        o.default_text = std::move(default_text);
+        o.set = std::move(set);
+        options_.push_back(std::move(o));
+    }
+
+    const Option* find(const std::string& name) const {
+        for (const Option& o : options_)
+            for (const std::string& n : o.names)
+                if (n == name) return &o;
+        return nullptr;
+    }
+
+    std::string program_, summary_;
+    std::vector<Option> options_;
+    std::set<std::string> seen_;
+};
+
+// llama.cpp's prompt escapes (on by default there): \n \r \t \' \" \\ and \xHH; others are kept as written.
+inline std::string args_unescape(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); i++) {
+        if (s[i] != '\\' || i + 1 == s.size()) {
+            out += s[i];
+            continue;
+        }
+        const char c = s[++i];
+        switch (c) {
+            case 'n': out += '\n'; break;
+            case 'r': out += '\r'; break;
+            case 't': out += '\t'; break;
+            case '\'': out += '\''; break;
+            case '"': out += '"'; break;
+            case '\\': out += '\\'; break;
+            case 'x':
+                if (i + 2 < s.size() && std::isxdigit((unsigned char)s[i + 1]) &&
+                    std::isxdigit((unsigned char)s[i + 2])) {
+                    out += (char)std::strtol(s.substr(i + 1, 2).c_str(), nullptr, 16);
+                    i += 2;
+                    break;
+                }
+                out += "\\x";
+                break;
+            default: out += '\\'; out += c;
+        }
+    }
+    return out;
+}
+
+// Runs an app's body; an ember::Error (or any std::exception) prints "error: <message>" and gives exit code 1.
+inline int app_run(const std::function<int()>& body) {
+    try {
+        return body();
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+    }
+    return 1;
+}
+
+}  // namespace ember

@@ -1,0 +1,87 @@
+// Model loading and the model summary every app logs to stderr (header-only, shared by the apps).
+#pragma once
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "engine/ember.h"
+
+namespace ember {
+
+// "1.13 MiB" / "3.56 GiB", as llama-bench prints model sizes.
+inline std::string app_format_size(uint64_t bytes) {
+    char buf[32];
+    if (bytes < (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f MiB", bytes / 1048576.0);
+    else std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / 1073741824.0);
+    return buf;
+}
+
+// "0.29 M" / "6.74 B", as llama-bench prints parameter counts.
+inline std::string app_format_params(uint64_t n) {
+    char buf[32];
+    if (n < 1000000000ull) std::snprintf(buf, sizeof buf, "%.2f M", n / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.2f B", n / 1e9);
+    return buf;
+}
+
+// A short size label: "292K", "15M", "6.7B".
+inline std::string app_params_label(uint64_t n) {
+    char buf[32];
+    if (n < 1000000ull) std::snprintf(buf, sizeof buf, "%.0fK", n / 1e3);
+    else if (n < 1000000000ull) std::snprintf(buf, sizeof buf, "%.0fM", n / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.1fB", n / 1e9);
+    return buf;
+}
+
+// "llama 292K F32": architecture, size, weight type (llama-bench's model column).
+inline std::string app_model_description(const ModelInfo& info) {
+    return info.arch + " " + app_params_label(info.n_params) + " " + info.weight_type;
+}
+
+// Loads the model, first checking that the file can be opened so the message names the path plainly.
+inline std::unique_ptr<Model> app_load_model(const ModelParams& params, double* load_ms) {
+    if (params.path.empty()) throw Error("no model file given (use -m FILE)");
+    std::FILE* f = std::fopen(params.path.c_str(), "rb");
+    if (!f) throw Error("cannot open model file '" + params.path + "': " + std::strerror(errno));
+    std::fclose(f);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<Model> model = Model::load(params);
+    *load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return model;
+}
+
+// The model summary, one "key = value" per line on stderr, in the spirit of llama.cpp's print_info.
+inline void app_log_model_info(const Model& model, const char* tag) {
+    const ModelInfo& i = model.info();
+    auto line = [tag](const char* key, const std::string& value) {
+        std::fprintf(stderr, "%s: %-16s = %s\n", tag, key, value.c_str());
+    };
+    line("file", model.file().path());
+    line("file size", app_format_size(model.file().file_size()));
+    line("arch", i.arch);
+    if (!i.name.empty()) line("name", i.name);
+    line("n_vocab", std::to_string(i.n_vocab));
+    line("n_ctx_train", std::to_string(i.n_ctx_train));
+    line("dim", std::to_string(i.dim));
+    line("n_layers", std::to_string(i.n_layers));
+    line("n_heads", std::to_string(i.n_heads));
+    line("n_kv_heads", std::to_string(i.n_kv_heads));
+    line("head_dim", std::to_string(i.head_dim));
+    line("n_ff", std::to_string(i.n_ff));
+    line("n_rot", std::to_string(i.n_rot));
+    char rope[64];
+    std::snprintf(rope, sizeof rope, "%g (scale %g, %s)", (double)i.rope_freq_base, (double)i.rope_freq_scale,
+                  i.rope_neox ? "neox" : "normal");
+    line("rope", rope);
+    line("ffn_act", i.ffn_act);
+    line("weight type", i.weight_type);
+    line("n_params", app_format_params(i.n_params) + " (" + std::to_string(i.n_params) + ")");
+    line("weights", app_format_size(i.weight_bytes));
+    line("tokenizer", model.tokenizer().model_name() +
+                          (model.tokenizer().pre_name().empty() ? "" : " (pre: " + model.tokenizer().pre_name() + ")"));
+}
+
+}  // namespace ember

@@ -1,0 +1,255 @@
+// ember-bench: llama-bench-style throughput. pp<N>: one evaluation of N random tokens (BOS first) in a fresh
+// session; tg<N>: N single-token evaluations from an empty context (BOS first, then random tokens). Each test runs
+// -r times after one warm-up; t/s is the mean and sample standard deviation over the repetitions. After the table,
+// token generation is set against memory bandwidth: bytes of weights read per token times t/s gives the GB/s
+// achieved, and the bandwidth (--mem-bw, else measured at start) divided by bytes per token bounds t/s.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/app-args.h"
+#include "apps/app-model.h"
+#include "engine/memory-bandwidth.h"
+#include "engine/stats.h"
+
+using namespace ember;
+
+namespace {
+
+struct BenchParams {
+    ModelParams model;
+    int n_prompt = 512;     // pp test size; 0: no pp test
+    int n_gen = 128;        // tg test size; 0: no tg test
+    int reps = 5;
+    int n_threads = 0;      // 0: physical cores
+    int n_batch = 2048;     // prompt tokens per evaluation step
+    std::string output = "md";
+    float mem_bw = 0;       // GB/s; 0: measure
+    bool no_warmup = false;
+};
+
+struct TestResult {
+    std::string name;          // "pp512", "tg128"
+    int n_prompt = 0, n_gen = 0;
+    int n_threads = 0;
+    std::vector<double> ns;    // per repetition
+    std::vector<double> ts;    // tokens per second per repetition
+    std::string time;          // start time, ISO 8601
+};
+
+std::string iso_time_now() {
+    std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+// Runs one test: pp (n_prompt > 0) or tg (n_gen > 0).
+TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int n_gen) {
+    const Tokenizer& tok = model.tokenizer();
+    const int n_vocab = model.info().n_vocab;
+    const int n = n_prompt + n_gen;
+    std::mt19937 rng(1234);  // the same tokens every run
+    std::uniform_int_distribution<int32_t> any(0, n_vocab - 1);
+    std::vector<int32_t> tokens(n);
+    for (int32_t& t : tokens) t = any(rng);
+    if (tok.add_bos_default() && tok.bos() >= 0) tokens[0] = tok.bos();
+
+    SessionParams sp;
+    sp.n_ctx = n;
+    sp.n_batch = std::max(1, std::min(p.n_batch, n));
+    sp.n_threads = p.n_threads;
+
+    TestResult r;
+    r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n);
+    r.n_prompt = n_prompt;
+    r.n_gen = n_gen;
+    r.time = iso_time_now();
+    auto once = [&](int count) {  // evaluates the first `count` tokens; returns nanoseconds
+        Session session(model, sp);  // a fresh context per run, outside the timing
+        r.n_threads = session.n_threads();
+        const auto t0 = std::chrono::steady_clock::now();
+        if (n_prompt > 0) {
+            session.eval(std::vector<int32_t>(tokens.begin(), tokens.begin() + count), false);
+        } else {
+            for (int i = 0; i < count; i++) session.eval({tokens[i]}, false);
+        }
+        return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    };
+    if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
+    for (int i = 0; i < p.reps; i++) {
+        const double ns = once(n);
+        r.ns.push_back(ns);
+        r.ts.push_back(1e9 * n / ns);
+    }
+    return r;
+}
+
+std::string backend_name(const BenchParams& p) {
+#ifdef EMBER_CUDA
+    if (p.model.n_gpu_layers > 0) return "CUDA";
+#endif
+    (void)p;
+    return "CPU";
+}
+
+std::string fmt(const char* f, double a, double b = 0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, a, b);
+    return buf;
+}
+
+// A markdown table with right-aligned columns except those flagged left.
+void print_table(const std::vector<std::string>& header, const std::vector<bool>& left,
+                 const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> w(header.size());
+    for (size_t c = 0; c < header.size(); c++) {
+        w[c] = std::max<size_t>(header[c].size(), 5);
+        for (const auto& row : rows) w[c] = std::max(w[c], row[c].size());
+    }
+    auto line = [&](const std::vector<std::string>& cells) {
+        std::string s = "|";
+        for (size_t c = 0; c < cells.size(); c++) {
+            // Width counts bytes; "±" is 2 bytes for 1 column, so pad to keep the columns aligned.
+            size_t extra = 0;
+            for (size_t k = 0; k + 1 < cells[c].size(); k++) extra += (unsigned char)cells[c][k] == 0xC2;
+            std::string pad(w[c] > cells[c].size() - extra ? w[c] - (cells[c].size() - extra) : 0, ' ');
+            s += " " + (left[c] ? cells[c] + pad : pad + cells[c]) + " |";
+        }
+        std::printf("%s\n", s.c_str());
+    };
+    line(header);
+    std::string sep = "|";
+    for (size_t c = 0; c < header.size(); c++) sep += " " + std::string(w[c] - 1, '-') + (left[c] ? "-" : ":") + " |";
+    std::printf("%s\n", sep.c_str());
+    for (const auto& row : rows) line(row);
+}
+
+int run(int argc, char** argv) {
+    BenchParams p;
+    bool help = false, version = false;
+    ArgParser args("ember-bench", "Measures prompt processing (pp) and token generation (tg) speed, llama-bench style.");
+    args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
+    args.add_int({"-p", "--n-prompt"}, &p.n_prompt, "prompt tokens of the pp test (0 = no pp test)");
+    args.add_int({"-n", "--n-gen"}, &p.n_gen, "generated tokens of the tg test (0 = no tg test)");
+    args.add_int({"-r", "--repetitions"}, &p.reps, "repetitions of each test");
+    args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
+    args.add_int({"-b", "--batch-size"}, &p.n_batch, "prompt tokens per evaluation step");
+    args.add_int({"-ngl", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_choice({"-o", "--output"}, &p.output, {"md", "json"}, "output format");
+    args.add_float({"--mem-bw"}, &p.mem_bw, "memory bandwidth in GB/s for the bound (0 = measure)");
+    args.add_flag({"--no-warmup"}, &p.no_warmup, "skip the warm-up run of each test");
+    args.add_flag({"--version"}, &version, "print the version and exit");
+    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
+    args.parse(argc, argv);
+    if (help) {
+        std::fputs(args.usage().c_str(), stdout);
+        return 0;
+    }
+    if (version) {
+        std::printf("%s\n", version_string().c_str());
+        return 0;
+    }
+    if (p.n_prompt < 0) throw Error("-p: invalid value '" + std::to_string(p.n_prompt) + "' (expected >= 0)");
+    if (p.n_gen < 0) throw Error("-n: invalid value '" + std::to_string(p.n_gen) + "' (expected >= 0)");
+    if (p.n_prompt == 0 && p.n_gen == 0) throw Error("-p and -n are both 0: nothing to measure");
+    if (p.reps < 1) throw Error("-r: invalid value '" + std::to_string(p.reps) + "' (expected >= 1)");
+    if (p.n_threads < 0) p.n_threads = 0;
+    if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
+    if (p.model.n_gpu_layers < 0)
+        throw Error("-ngl: invalid value '" + std::to_string(p.model.n_gpu_layers) + "' (expected >= 0)");
+    if (p.mem_bw < 0) throw Error("--mem-bw: invalid value '" + fmt("%g", p.mem_bw) + "' (expected >= 0)");
+
+    std::fprintf(stderr, "%s\n", version_string().c_str());
+    double mem_bw = p.mem_bw;
+    std::string mem_bw_source = "given with --mem-bw";
+    if (mem_bw <= 0) {
+        const int n_hw = std::max(1u, std::thread::hardware_concurrency());
+        mem_bw = memory_bandwidth_probe(1ull << 30, n_hw, 3);
+        mem_bw_source = "measured: 1 GiB streaming read, " + std::to_string(n_hw) + " threads, best of 3";
+    }
+    std::fprintf(stderr, "memory bandwidth: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
+
+    double load_ms = 0;
+    std::unique_ptr<Model> model = app_load_model(p.model, &load_ms);
+    app_log_model_info(*model, "model");
+    const ModelInfo& info = model->info();
+
+    std::vector<TestResult> results;
+    if (p.n_prompt > 0) results.push_back(run_test(*model, p, p.n_prompt, 0));
+    if (p.n_gen > 0) results.push_back(run_test(*model, p, 0, p.n_gen));
+
+    const double bytes_per_token = (double)info.weight_bytes_per_token;
+    const std::string desc = app_model_description(info);
+    if (p.output == "json") {
+        nlohmann::ordered_json out = nlohmann::ordered_json::array();
+        for (const TestResult& r : results) {
+            const double ts = stats_mean(r.ts);
+            nlohmann::ordered_json j;
+            j["build"] = version_string();
+            j["model_filename"] = p.model.path;
+            j["model_type"] = desc;
+            j["model_size"] = info.weight_bytes;
+            j["model_n_params"] = info.n_params;
+            j["backend"] = backend_name(p);
+            j["n_batch"] = p.n_batch;
+            j["n_threads"] = r.n_threads;
+            j["n_gpu_layers"] = p.model.n_gpu_layers;
+            j["n_prompt"] = r.n_prompt;
+            j["n_gen"] = r.n_gen;
+            j["test"] = r.name;
+            j["test_time"] = r.time;
+            j["avg_ns"] = (uint64_t)stats_mean(r.ns);
+            j["stddev_ns"] = (uint64_t)stats_stddev(r.ns);
+            j["avg_ts"] = ts;
+            j["stddev_ts"] = stats_stddev(r.ts);
+            j["samples_ns"] = r.ns;
+            j["samples_ts"] = r.ts;
+            j["weight_bytes_per_token"] = info.weight_bytes_per_token;
+            j["mem_bw_gbs"] = mem_bw;
+            if (r.n_gen > 0) {
+                j["achieved_gbs"] = bytes_per_token * ts / 1e9;
+                j["bw_bound_ts"] = bytes_per_token > 0 ? mem_bw * 1e9 / bytes_per_token : 0.0;
+            }
+            out.push_back(j);
+        }
+        std::printf("%s\n", out.dump(2).c_str());
+        return 0;
+    }
+
+    std::vector<std::vector<std::string>> rows;
+    for (const TestResult& r : results)
+        rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), backend_name(p),
+                        std::to_string(r.n_threads), r.name, fmt("%.2f ± %.2f", stats_mean(r.ts), stats_stddev(r.ts))});
+    print_table({"model", "size", "params", "backend", "threads", "test", "t/s"},
+                {true, false, false, true, false, false, false}, rows);
+
+    std::printf("\nweights read per generated token: %s; memory bandwidth: %.2f GB/s (%s)\n",
+                app_format_size(info.weight_bytes_per_token).c_str(), mem_bw, mem_bw_source.c_str());
+    std::vector<std::vector<std::string>> bw_rows;
+    for (const TestResult& r : results) {
+        if (r.n_gen == 0) continue;
+        const double ts = stats_mean(r.ts);
+        const double achieved = bytes_per_token * ts / 1e9;
+        const double bound = bytes_per_token > 0 ? mem_bw * 1e9 / bytes_per_token : 0.0;
+        bw_rows.push_back({r.name, fmt("%.2f", ts), fmt("%.2f", achieved), fmt("%.1f %%", 100.0 * achieved / mem_bw),
+                           fmt("%.2f", bound)});
+    }
+    if (!bw_rows.empty()) {
+        std::printf("\n");
+        print_table({"test", "t/s", "GB/s achieved", "of bandwidth", "t/s bandwidth allows"},
+                    {false, false, false, false, false}, bw_rows);
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return app_run([&] { return run(argc, argv); });
+}

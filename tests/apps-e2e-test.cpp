@@ -1,0 +1,279 @@
+// End-to-end runs of the built ember-cli, ember-perplexity and ember-bench on the real stories260K model:
+// greedy output against llama.cpp's reference text, error exits, perplexity and bench output.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
+const std::string kReference = std::string(EMBER_SHARED_DIR) + "/testdata/reference/stories260K.llama-cpp.json";
+
+struct RunResult {
+    int rc = -1;
+    std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+std::string temp_path(const std::string& name) {
+    const char* dir = std::getenv("TMPDIR");
+    return std::string(dir ? dir : "/tmp") + "/ember-apps-e2e-" + std::to_string(::getpid()) + "-" + name;
+}
+
+// Runs binary with args (each shell-quoted), stdin from `input`; captures exit code, stdout and stderr.
+RunResult run(const std::string& binary, const std::vector<std::string>& args, const std::string& input = "") {
+    const std::string in = temp_path("in"), out = temp_path("out"), err = temp_path("err");
+    std::ofstream(in, std::ios::binary) << input;
+    std::string cmd = quote(binary);
+    for (const std::string& a : args) cmd += " " + quote(a);
+    cmd += " <" + in + " >" + out + " 2>" + err;
+    const int status = std::system(cmd.c_str());
+    RunResult r;
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    std::remove(in.c_str());
+    std::remove(out.c_str());
+    std::remove(err.c_str());
+    return r;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A TinyStories-like text, written for this test.
+const char* kStory =
+    "Once upon a time, there was a little girl named Mia. Mia loved to play in the garden with her dog, Max. "
+    "One sunny day, Mia and Max found a big red ball under a tree. Mia said, \"Look, Max! A ball!\" Max wagged his "
+    "tail and barked. They played with the ball all day. They ran and jumped and laughed.\n"
+    "Then the sky became dark. Big clouds came and it started to rain. Mia was sad because she wanted to play more. "
+    "Her mom called, \"Mia, come inside! It is raining.\" Mia took the ball and ran home with Max.\n"
+    "Inside the house, Mom gave Mia a warm cup of milk. Mia sat by the window and watched the rain. Max slept on "
+    "the rug. Mia said, \"Mom, can we play again tomorrow?\" Mom smiled and said, \"Yes, when the sun comes back.\"\n"
+    "The next day, the sun was bright and warm. Mia and Max went back to the garden. They saw a small bird in the "
+    "grass. The bird could not fly because its wing was hurt. Mia was kind. She put the bird in a little box with "
+    "soft leaves. She gave it some water and some seeds.\n"
+    "Every day, Mia took care of the bird. She talked to it and sang songs. After many days, the bird was happy "
+    "and strong. One morning, it flew up into the sky. Mia waved and said, \"Goodbye, little bird!\" The bird "
+    "sang a happy song. Mia felt proud. She learned that being kind is a good thing to do. From that day on, "
+    "Mia and Max helped every animal they found, and they were the best friends in the whole town.\n"
+    "One day, Tom the boy from next door came to play. Tom had a blue kite. He said, \"Mia, do you want to fly "
+    "my kite with me?\" Mia said, \"Yes, please!\" They ran to the hill. The wind was strong and the kite went up, "
+    "up, up. Max barked at the kite. Tom and Mia laughed and laughed. They shared the kite and took turns. At the "
+    "end of the day, they were tired but happy. They went home and had a big dinner. Mia told her mom about the "
+    "kite, and Mom said, \"It is good to share with your friends.\" Mia smiled and went to sleep.\n";
+
+}  // namespace
+
+TEST(AppsCli, GreedyMatchesLlamaCppReference) {
+    const nlohmann::json ref = nlohmann::json::parse(slurp(kReference));
+    ASSERT_GE(ref["cases"].size(), 1u);
+    for (const auto& c : ref["cases"]) {
+        const std::string prompt = c["prompt"];
+        const std::string expected = prompt + c["greedy_text"].get<std::string>();
+        const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "64", "--temp", "0"});
+        ASSERT_EQ(r.rc, 0) << r.err;
+        EXPECT_EQ(r.out, expected) << "prompt: " << prompt;
+    }
+}
+
+TEST(AppsCli, LogsModelInfoAndTimingsToStderr) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "8", "--temp", "0"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "arch")) << r.err;
+    EXPECT_TRUE(contains(r.err, "llama")) << r.err;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(prompt eval time = +[0-9.]+ ms / +5 tokens \()"))) << r.err;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"( eval time = +[0-9.]+ ms / +7 runs)"))) << r.err;
+    EXPECT_TRUE(contains(r.err, "tokens per second")) << r.err;
+    EXPECT_FALSE(contains(r.out, "time =")) << "logs must not go to stdout";
+}
+
+TEST(AppsCli, NoDisplayPromptAndSeededSampling) {
+    const std::vector<std::string> base = {"-m", kModel, "-p", "Once upon a time", "-n", "24", "--no-display-prompt"};
+    auto with = [&](std::vector<std::string> extra) {
+        std::vector<std::string> a = base;
+        a.insert(a.end(), extra.begin(), extra.end());
+        return run(EMBER_CLI_BIN, a);
+    };
+    const RunResult a = with({"-s", "42"}), b = with({"-s", "42"}), c = with({"-s", "7", "--temp", "1.5"});
+    ASSERT_EQ(a.rc, 0) << a.err;
+    EXPECT_FALSE(contains(a.out, "Once upon a time"));
+    EXPECT_FALSE(a.out.empty());
+    EXPECT_EQ(a.out, b.out);
+    EXPECT_NE(a.out, c.out);
+}
+
+TEST(AppsCli, BadFlagsExitOneNamingTheFlag) {
+    const std::vector<std::vector<std::string>> cases = {
+        {"--frobnicate"}, {"--temp", "warm"}, {"-n", "ten"}, {"-c", "-5"}, {"--top-k", "1.5"},
+        {"--chat-template", "nosuch"}, {"-m"},
+    };
+    for (const auto& bad : cases) {
+        std::vector<std::string> args = {"-m", kModel, "-p", "hi"};
+        args.insert(args.end(), bad.begin(), bad.end());
+        const RunResult r = run(EMBER_CLI_BIN, args);
+        EXPECT_EQ(r.rc, 1) << bad[0];
+        EXPECT_TRUE(contains(r.err, bad[0])) << r.err;
+        if (bad.size() > 1) {
+            EXPECT_TRUE(contains(r.err, "'" + bad[1] + "'")) << r.err;
+        }
+        EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+}
+
+TEST(AppsCli, MissingModelNamesThePath) {
+    const std::string path = "/nonexistent/dir/model-xyz.gguf";
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", path, "-p", "hi"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_TRUE(contains(r.err, path)) << r.err;
+    const RunResult none = run(EMBER_CLI_BIN, {"-p", "hi"});
+    EXPECT_EQ(none.rc, 1);
+    EXPECT_TRUE(contains(none.err, "-m")) << none.err;
+}
+
+TEST(AppsCli, NoPromptIsAnError) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_TRUE(contains(r.err, "-p")) << r.err;
+}
+
+TEST(AppsCli, HelpAndVersion) {
+    const RunResult h = run(EMBER_CLI_BIN, {"--help"});
+    EXPECT_EQ(h.rc, 0);
+    for (const char* flag : {"--n-predict", "--ctx-size", "--repeat-penalty", "-cnv", "--chat-template", "chatml"})
+        EXPECT_TRUE(contains(h.out, flag)) << flag;
+    const RunResult v = run(EMBER_CLI_BIN, {"--version"});
+    EXPECT_EQ(v.rc, 0);
+    EXPECT_TRUE(contains(v.out, "ember")) << v.out;
+}
+
+TEST(AppsCli, ContextFullStops) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-c", "16", "--ignore-eos",
+                                            "--temp", "0"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "context full")) << r.err;
+    // 5 prompt tokens, then 11 evaluated + 1 printed: 12 generated tokens.
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(R"( eval time = +[0-9.]+ ms / +11 runs)"))) << r.err;
+}
+
+TEST(AppsCli, PromptLongerThanTheContextIsAnError) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", kStory, "-c", "32"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_TRUE(contains(r.err, "prompt is too long")) << r.err;
+    EXPECT_TRUE(contains(r.err, "max 28")) << r.err;
+}
+
+TEST(AppsCli, ConversationReadsTurnsUntilEof) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "12", "--temp", "0", "-sys", "Be nice."},
+                            "Tell me a story.\nWhat happened next?\n");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "plain")) << r.err;  // stories260K has no chat template: the fallback is logged
+    EXPECT_GE(std::count(r.out.begin(), r.out.end(), '>'), 3) << r.out;  // three input markers: 2 turns, then EOF
+    // Turn 2 re-evaluates only the new tokens: prompt tokens < both turns' full prompts.
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, std::regex(R"(prompt eval time = +[0-9.]+ ms / +([0-9]+) tokens)"))) << r.err;
+    EXPECT_GT(std::stoi(m[1]), 0);
+    // The second turn reuses the whole first turn (prompt and reply) from the KV cache.
+    std::smatch t1, t2;
+    const std::regex turn(R"(\[chat: ([0-9]+) prompt tokens, ([0-9]+) reused)");
+    auto it = std::sregex_iterator(r.err.begin(), r.err.end(), turn);
+    ASSERT_NE(it, std::sregex_iterator());
+    const int first_prompt = std::stoi((*it)[1]);
+    ASSERT_NE(++it, std::sregex_iterator()) << r.err;
+    EXPECT_GE(std::stoi((*it)[2]), first_prompt + 1) << r.err;  // at least the first prompt and one reply token
+}
+
+TEST(AppsCli, ConversationWithNamedTemplate) {
+    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "4", "--temp", "0", "--chat-template",
+                                            "chatml"}, "Hi\n");
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "'chatml'")) << r.err;
+}
+
+TEST(AppsPerplexity, FinalEstimateIsFinite) {
+    const std::string text = temp_path("story.txt");
+    std::ofstream(text) << kStory << kStory;
+    const RunResult r = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
+    std::remove(text.c_str());
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "[1]")) << r.out;
+    EXPECT_TRUE(contains(r.out, "[2]")) << r.out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+))"))) << r.out;
+    const double ppl = std::stod(m[1]), err = std::stod(m[2]);
+    EXPECT_TRUE(std::isfinite(ppl));
+    EXPECT_GT(ppl, 1.0);
+    EXPECT_LT(ppl, 100.0);  // a model trained on TinyStories does far better than its 512-token vocabulary
+    EXPECT_GT(err, 0.0);
+    EXPECT_LT(err, ppl);
+}
+
+TEST(AppsPerplexity, ShortTextSaysHowManyTokensAreNeeded) {
+    const std::string text = temp_path("short.txt");
+    std::ofstream(text) << "Once upon a time, there was a cat.";
+    const RunResult r = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
+    std::remove(text.c_str());
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_TRUE(contains(r.err, "at least 256 tokens")) << r.err;
+    const RunResult missing = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", "/nonexistent/text.txt"});
+    EXPECT_EQ(missing.rc, 1);
+    EXPECT_TRUE(contains(missing.err, "/nonexistent/text.txt")) << missing.err;
+}
+
+TEST(AppsBench, MarkdownRows) {
+    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "--mem-bw", "10"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "| model")) << r.out;
+    EXPECT_TRUE(contains(r.out, "t/s |")) << r.out;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\|\s+pp16 \|\s+[0-9.]+ ± [0-9.]+ \|)"))) << r.out;
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\|\s+tg8 \|\s+[0-9.]+ ± [0-9.]+ \|)"))) << r.out;
+    EXPECT_TRUE(contains(r.out, "weights read per generated token")) << r.out;
+    EXPECT_TRUE(contains(r.out, "10.00 GB/s")) << r.out;
+}
+
+TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
+    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "memory bandwidth:")) << r.err;  // measured, since --mem-bw was not given
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    ASSERT_TRUE(j.is_array());
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0]["test"], "pp16");
+    EXPECT_EQ(j[1]["test"], "tg8");
+    for (const auto& t : j) {
+        EXPECT_GT(t["avg_ts"].get<double>(), 0.0);
+        EXPECT_EQ(t["samples_ts"].size(), 2u);
+        EXPECT_GT(t["mem_bw_gbs"].get<double>(), 0.0);
+    }
+    EXPECT_GT(j[1]["achieved_gbs"].get<double>(), 0.0);
+    EXPECT_GT(j[1]["bw_bound_ts"].get<double>(), 0.0);
+}
+
+TEST(AppsBench, BadFlag) {
+    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-o", "xml"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_TRUE(contains(r.err, "-o: invalid value 'xml'")) << r.err;
+}
