@@ -1,9 +1,10 @@
-// The stdin-driven modes of ember-cli: -cnv (chat through a template) and -i (continue raw text).
+// The stdin-driven modes of ember-cli: -cnv (chat through a template) and -i (continue raw text). They read lines
+// and print; the engine's ChatSession and Generator do the rest.
 #include <cstdio>
 #include <iostream>
 
 #include "apps/cli/cli.h"
-#include "engine/chat-template.h"
+#include "engine/chat-session.h"
 
 namespace ember {
 
@@ -36,20 +37,11 @@ std::string choose_template(const Model& model, const CliParams& params) {
     return "plain";
 }
 
-int common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-    size_t n = 0;
-    while (n < a.size() && n < b.size() && a[n] == b[n]) n++;
-    return (int)n;
-}
-
 }  // namespace
 
-void cli_conversation(const Model& model, Generator& gen, const CliParams& params) {
-    const Tokenizer& tok = model.tokenizer();
-    const std::string name = choose_template(model, params);
-    const std::vector<std::string> stops = chat_stop_strings(name);
-    std::vector<ChatMessage> msgs;
-    if (!params.system_prompt.empty()) msgs.push_back({"system", params.system_prompt});
+void cli_conversation(Generator& gen, const CliParams& params, GenerateTimings* total) {
+    ChatSession chat(gen, choose_template(gen.model(), params));
+    if (!params.system_prompt.empty()) chat.add("system", params.system_prompt);
     std::string first = params.prompt;  // -p is the first user turn
     for (;;) {
         std::string line;
@@ -59,34 +51,38 @@ void cli_conversation(const Model& model, Generator& gen, const CliParams& param
         } else if (!read_user_line(&line)) {
             break;
         }
-        msgs.push_back({"user", line});
-        const std::string text = chat_format(name, msgs, true);
-        // Each turn formats the whole history; sync evaluates only the tokens past the common prefix.
-        const std::vector<int32_t> tokens = tok.encode(text, tok.add_bos_default(), true);
-        const int reused = common_prefix(gen.context(), tokens);
-        if (!gen.sync(tokens)) break;
-        std::fprintf(stderr, "[chat: %zu prompt tokens, %d reused from the previous turn]\n", tokens.size(), reused);
-        const GenerateResult r = gen.generate(params.n_predict, stops);
-        // The reply follows the generation prompt, often after a space the format puts back ("Assistant: ").
-        const size_t start = r.text.find_first_not_of(" \t\n");
-        msgs.push_back({"assistant", start == std::string::npos ? "" : r.text.substr(start)});
-        if (r.reason == StopReason::STOP_CONTEXT_FULL) break;
+        const GenerateResult r = chat.send(line, params.generate, cli_print_text);
+        *total += r.timings;
+        if (r.timings.n_prompt_eval > 0)
+            std::fprintf(stderr, "[chat: %d prompt tokens, %d reused from the previous turn]\n", r.timings.n_prompt,
+                         r.timings.n_cached);
+        cli_print_finish(r, gen.session());
+        if (r.finish == FinishReason::FINISH_CONTEXT_FULL) break;
     }
     std::fputs("\n", stdout);
 }
 
-void cli_interactive(const Model& model, Generator& gen, const CliParams& params) {
-    const Tokenizer& tok = model.tokenizer();
-    if (!gen.context().empty()) {  // the prompt was given: continue it first
-        if (gen.generate(params.n_predict, {}).reason == StopReason::STOP_CONTEXT_FULL) return;
-    }
+void cli_interactive(Generator& gen, const CliParams& params, const std::vector<int32_t>& prompt,
+                     GenerateTimings* total) {
+    const Tokenizer& tok = gen.model().tokenizer();
+    auto generate = [&](const std::vector<int32_t>& tokens) {
+        if ((int64_t)tokens.size() > gen.session().n_ctx()) {
+            std::fprintf(stderr, "\ncontext full: %zu tokens do not fit n_ctx = %d; stopping\n", tokens.size(),
+                         gen.session().n_ctx());
+            return false;
+        }
+        const GenerateResult r = gen.generate(tokens, params.generate, cli_print_text);
+        *total += r.timings;
+        cli_print_finish(r, gen.session());
+        return r.finish != FinishReason::FINISH_CONTEXT_FULL;
+    };
+    if (!prompt.empty() && !generate(prompt)) return;  // the prompt was given: continue it first
     std::string line;
     while (read_user_line(&line)) {
-        std::vector<int32_t> context = gen.context();
+        std::vector<int32_t> context = gen.tokens();
         const std::vector<int32_t> more = tok.encode(line + "\n", context.empty() && tok.add_bos_default(), true);
         context.insert(context.end(), more.begin(), more.end());
-        if (!gen.sync(context)) break;
-        if (gen.generate(params.n_predict, {}).reason == StopReason::STOP_CONTEXT_FULL) break;
+        if (context.empty() || !generate(context)) break;
     }
     std::fputs("\n", stdout);
 }

@@ -21,7 +21,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
     args.add_string({"-p", "--prompt"}, &p.prompt, "PROMPT", "prompt to start generation with");
     args.add_string({"-f", "--file"}, &p.prompt_file, "FNAME", "a file containing the prompt");
-    args.add_int({"-n", "--n-predict"}, &p.n_predict,
+    args.add_int({"-n", "--n-predict"}, &p.generate.n_predict,
                  "number of tokens to predict (-1 = until end of generation or a full context, -2 = until the "
                  "context is full)");
     args.add_int({"-c", "--ctx-size"}, &p.session.n_ctx, "size of the prompt context (0 = from the model, at most 4096)");
@@ -35,7 +35,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     args.add_float({"--repeat-penalty"}, &p.sampler.repeat_penalty, "penalize repeated tokens (1.0 = off)");
     args.add_int({"--repeat-last-n"}, &p.sampler.repeat_last_n,
                  "last n tokens considered for the penalty (0 = off, -1 = context size)");
-    args.add_flag({"--ignore-eos"}, &p.ignore_eos, "ignore end-of-generation tokens and keep generating");
+    args.add_flag({"--ignore-eos"}, &p.generate.ignore_eos, "ignore end-of-generation tokens and keep generating");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
     args.add_flag({"--no-display-prompt"}, &no_display, "do not echo the prompt");
     args.add_flag({"-e", "--escape"}, &p.escape, "process escapes (\\n, \\r, \\t, \\', \\\", \\\\) in prompts (on by default)");
@@ -61,7 +61,8 @@ bool parse_args(int argc, char** argv, CliParams& p) {
         return false;
     }
     // Values that parse but make no sense.
-    if (p.n_predict < -2) throw Error("-n: invalid value '" + std::to_string(p.n_predict) + "' (expected >= -2)");
+    if (p.generate.n_predict < -2)
+        throw Error("-n: invalid value '" + std::to_string(p.generate.n_predict) + "' (expected >= -2)");
     if (p.session.n_ctx < 0) throw Error("-c: invalid value '" + std::to_string(p.session.n_ctx) + "' (expected >= 0)");
     if (p.session.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.session.n_batch) + "' (expected >= 1)");
     if (p.session.n_threads < 0) p.session.n_threads = 0;
@@ -120,32 +121,32 @@ int run(int argc, char** argv) {
     Session session(*model, p.session);
     if (p.sampler.repeat_last_n == -1) p.sampler.repeat_last_n = session.n_ctx();
     Sampler sampler(p.sampler, model->info().n_vocab);
-    log_sampler(sampler, session, p.n_predict);
-    Generator gen(*model, session, sampler, p);
+    log_sampler(sampler, session, p.generate.n_predict);
+    Generator gen(*model, session, sampler);
+    GenerateTimings total;
 
     if (p.conversation) {
-        cli_conversation(*model, gen, p);
+        cli_conversation(gen, p, &total);
     } else {
+        std::vector<int32_t> tokens;
         if (!p.prompt.empty()) {
             const Tokenizer& tok = model->tokenizer();
-            const std::vector<int32_t> tokens = tok.encode(p.prompt, tok.add_bos_default(), true);
+            tokens = tok.encode(p.prompt, tok.add_bos_default(), true);
             if ((int)tokens.size() > session.n_ctx() - 4)  // llama.cpp's margin
                 throw Error("prompt is too long (" + std::to_string(tokens.size()) + " tokens, max " +
                             std::to_string(session.n_ctx() - 4) + " with -c " + std::to_string(session.n_ctx()) + ")");
-            if (p.display_prompt) {
-                std::fwrite(p.prompt.data(), 1, p.prompt.size(), stdout);
-                std::fflush(stdout);
-            }
-            gen.sync(tokens);
+            if (p.display_prompt) cli_print_text(p.prompt);
         }
         if (p.interactive) {
-            cli_interactive(*model, gen, p);
+            cli_interactive(gen, p, tokens, &total);
         } else {
-            const GenerateResult r = gen.generate(p.n_predict, {});
-            if (r.reason == StopReason::STOP_EOG) std::fprintf(stderr, " [end of text]\n");
+            const GenerateResult r = gen.generate(tokens, p.generate, cli_print_text);
+            total += r.timings;
+            cli_print_finish(r, session);
+            if (r.finish == FinishReason::FINISH_EOG) std::fprintf(stderr, " [end of text]\n");
         }
     }
-    gen.print_timings(load_ms);
+    cli_print_timings(total, load_ms);
     return 0;
 }
 
