@@ -55,6 +55,8 @@ public:
     const GGUFFile& file() const { return *file_; }
     std::string chat_template() const;  // tokenizer.chat_template, "" when absent
     const LlamaModel& llama() const { return *llama_; }
+    // Where the layers run: "CPU" (GPU execution is not built yet; -ngl is accepted and reported as a warning).
+    std::string backend() const { return "CPU"; }
 
 private:
     Model() = default;

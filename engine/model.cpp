@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdio>
 
 #include "engine/ember.h"
 #include "kernels-cpu/dot.h"
@@ -22,6 +23,9 @@ std::unique_ptr<Model> Model::load(const ModelParams& params) {
     model->llama_ = std::make_unique<LlamaModel>(llama_load(f, info, model->tokenizer_->n_vocab()));
     if (params.n_gpu_layers < 0)
         throw Error("n_gpu_layers: expected a value >= 0, found " + std::to_string(params.n_gpu_layers));
+    if (params.n_gpu_layers > 0)
+        std::fprintf(stderr, "warning: -ngl %d: GPU offload is not available in this version; all layers run on the CPU\n",
+                     params.n_gpu_layers);
     return model;
 }
 

@@ -90,13 +90,6 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
     return r;
 }
 
-std::string backend_name(const BenchParams& p) {
-#ifdef EMBER_CUDA
-    if (p.model.n_gpu_layers > 0) return "CUDA";
-#endif
-    (void)p;
-    return "CPU";
-}
 
 std::string fmt(const char* f, double a, double b = 0) {
     char buf[64];
@@ -170,8 +163,8 @@ int run(int argc, char** argv) {
     std::string mem_bw_source = "given with --mem-bw";
     if (mem_bw <= 0) {
         const int n_hw = std::max(1u, std::thread::hardware_concurrency());
-        mem_bw = memory_bandwidth_probe(1ull << 30, n_hw, 3);
-        mem_bw_source = "measured: 1 GiB streaming read, " + std::to_string(n_hw) + " threads, best of 3";
+        mem_bw = memory_bandwidth_probe(2ull << 30, n_hw, 5);
+        mem_bw_source = "measured: 2 GiB streaming read, " + std::to_string(n_hw) + " threads, best of 5";
     }
     std::fprintf(stderr, "memory bandwidth: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
 
@@ -196,7 +189,7 @@ int run(int argc, char** argv) {
             j["model_type"] = desc;
             j["model_size"] = info.weight_bytes;
             j["model_n_params"] = info.n_params;
-            j["backend"] = backend_name(p);
+            j["backend"] = model->backend();
             j["n_batch"] = p.n_batch;
             j["n_threads"] = r.n_threads;
             j["n_gpu_layers"] = p.model.n_gpu_layers;
@@ -224,7 +217,7 @@ int run(int argc, char** argv) {
 
     std::vector<std::vector<std::string>> rows;
     for (const TestResult& r : results)
-        rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), backend_name(p),
+        rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), model->backend(),
                         std::to_string(r.n_threads), r.name, fmt("%.2f ± %.2f", stats_mean(r.ts), stats_stddev(r.ts))});
     print_table({"model", "size", "params", "backend", "threads", "test", "t/s"},
                 {true, false, false, true, false, false, false}, rows);
