@@ -1,6 +1,7 @@
 // ember's public API: what every app (cli, server, bench, perplexity, ...) uses. Apps hold no inference logic.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,6 +75,10 @@ struct SessionParams {
 
 struct SessionState;  // engine/session.cpp
 
+// Called during eval for every layer with the FFN's hidden activations h = act(gate) * up, (n_tokens, n_ff)
+// row-major, before the down projection. For ReLU models a zero in h is a neuron that did not fire.
+using FfnObserver = std::function<void(int layer, const float* h, int n_tokens, int n_ff)>;
+
 // One sequence's KV cache and scratch. Not thread-safe; several sessions may share one Model.
 class Session {
 public:
@@ -92,6 +97,8 @@ public:
     int n_threads() const;
     void truncate(int n_past);  // forget positions >= n_past (e.g. to re-run from a shared prefix)
     void reset() { truncate(0); }
+    // Installs (or, with an empty function, removes) the observer of FFN activations.
+    void set_ffn_observer(FfnObserver observer);
 
 private:
     const Model& model_;

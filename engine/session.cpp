@@ -68,6 +68,8 @@ const float* Session::logits(int i) const {
     return s.llama.logits.data() + (size_t)i * model_.info().n_vocab;
 }
 
+void Session::set_ffn_observer(FfnObserver observer) { state_->llama.ffn_observer = std::move(observer); }
+
 int Session::n_past() const { return state_->n_past; }
 int Session::n_ctx() const { return state_->params.n_ctx; }
 int Session::n_threads() const { return state_->params.n_threads; }

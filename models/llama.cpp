@@ -280,6 +280,7 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
             reglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
         else
             swiglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
+        if (st.ffn_observer) st.ffn_observer(l, st.gate.data(), n, n_ff);
         linear(L.w_down, st.gate.data(), xn, n, st, pool);
         for (int64_t j = 0; j < (int64_t)n * dim; j++) x[j] += xn[j];
     }

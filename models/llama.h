@@ -61,6 +61,7 @@ struct LlamaState {
     std::vector<float> gemm_scratch;    // dequantized weight panels for batched matmul
     std::vector<uint8_t> vec_scratch;   // one activation row converted for dot_row
     std::vector<float> logits;          // (n_out, n_vocab)
+    FfnObserver ffn_observer;           // optional: sees each layer's FFN activations (profiling, statistics)
 };
 
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,

@@ -157,8 +157,26 @@ TEST(ModelLoad, ReluKeySelectsReglu) {
     sp.n_threads = 1;
     sp.n_ctx = 16;
     ember::Session a(*relu, sp), b(*silu, sp);
+    // The FFN observer sees every layer's hidden activations: exact zeros for ReLU, none for SiLU.
+    int calls_a = 0, calls_b = 0;
+    size_t zeros_a = 0, zeros_b = 0, total = 0;
+    a.set_ffn_observer([&](int layer, const float* h, int n_tokens, int n_ff) {
+        EXPECT_EQ(layer, calls_a % 5);
+        EXPECT_EQ(n_tokens, 2);
+        EXPECT_EQ(n_ff, 172);
+        calls_a++;
+        for (int i = 0; i < n_tokens * n_ff; i++) zeros_a += h[i] == 0.0f, total++;
+    });
+    b.set_ffn_observer([&](int, const float* h, int n_tokens, int n_ff) {
+        calls_b++;
+        for (int i = 0; i < n_tokens * n_ff; i++) zeros_b += h[i] == 0.0f;
+    });
     a.eval({1, 400});
     b.eval({1, 400});
+    EXPECT_EQ(calls_a, 5);
+    EXPECT_EQ(calls_b, 5);
+    EXPECT_GT(zeros_a, total / 5) << "ReLU should silence a good share of neurons";
+    EXPECT_EQ(zeros_b, 0u);
     double diff = 0;
     for (int v = 0; v < 512; v++) diff += std::fabs(a.logits()[v] - b.logits()[v]);
     EXPECT_GT(diff, 1e-2);
