@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <strings.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +33,7 @@ struct Options {
 ember::DType parse_type(const std::string& s) {
     for (auto t : {ember::DType::DTYPE_F32, ember::DType::DTYPE_F16, ember::DType::DTYPE_BF16,
                    ember::DType::DTYPE_Q8_0, ember::DType::DTYPE_Q4_0})
-        if (s == ember::dtype_name(t)) return t;
+        if (strcasecmp(s.c_str(), ember::dtype_name(t)) == 0) return t;
     throw ember::Error("--type: unknown type '" + s + "' (expected F32, F16, BF16, Q8_0 or Q4_0)");
 }
 
