@@ -15,6 +15,8 @@ public:
     int size() const { return n_threads_; }
     // Runs fn(begin, end) over disjoint chunks covering [0, n), chunks of at least `grain` items, spread over
     // all threads, and returns when all are done. Not re-entrant: fn must not call parallel_for.
+    // Chunks are claimed dynamically and shrink as the work runs out (guided: long first, one grain last);
+    // an exception thrown by fn is rethrown here once all chunks are done. One caller at a time per pool.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
 private:

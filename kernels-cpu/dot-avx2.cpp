@@ -1,0 +1,302 @@
+// AVX2 + FMA + F16C dot products, dequantizers and the Q8_0 activation quantizer (compiled with -mavx2 -mfma -mf16c).
+// Float types: several rows per pass share the activation loads, FMA into per-row accumulators.
+// Q8_0/Q4_0: integer sums per block (maddubs + madd; Q8_0 via the sign trick, Q4_0 as unsigned nibbles minus
+// 8 * sum x), 8 blocks reduced into one vector, then (d_w * d_x) * isum rounded per block and added in block
+// order: the scalar reference's exact float operations. Activations must come from the Q8_0 quantizer
+// (|q| <= 127: the sign trick cannot negate -128).
+#if defined(EMBER_X86)
+#include <immintrin.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels-cpu/dot-isa.h"
+
+namespace ember {
+
+namespace {
+
+constexpr int kRows = 4;              // rows per pass in dot_rows
+// Software prefetch: while a group of rows streams, the same offset of the next group's rows is prefetched
+// (rows are contiguous, so this covers the next group entirely and hides DRAM latency at row starts, which
+// matters for short quantized rows). The last group of a call prefetches kPrefetchBytes ahead in its own rows.
+constexpr int kPrefetchBytes = 1024;
+
+inline void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+inline uint16_t load_u16(const void* w, int64_t i) {
+    uint16_t v;
+    std::memcpy(&v, (const uint8_t*)w + 2 * i, 2);
+    return v;
+}
+
+// ---- float weights: 8 elements per vector ----
+struct F32W {
+    static constexpr int kBytes = 4;
+    static __m256 load(const void* w, int64_t i) { return _mm256_loadu_ps((const float*)w + i); }
+    static float scalar(const void* w, int64_t i) {
+        float v;
+        std::memcpy(&v, (const uint8_t*)w + 4 * i, 4);  // rows need no alignment
+        return v;
+    }
+};
+struct F16W {
+    static constexpr int kBytes = 2;
+    static __m256 load(const void* w, int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+    }
+    static float scalar(const void* w, int64_t i) { return _cvtsh_ss(load_u16(w, i)); }
+};
+struct BF16W {
+    static constexpr int kBytes = 2;
+    static __m256 load(const void* w, int64_t i) {
+        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+    }
+    static float scalar(const void* w, int64_t i) { return bf16_to_f32(load_u16(w, i)); }
+};
+
+// R rows at w, w + stride, ...: each step reads one 64-byte line per row (16 F32 or 32 F16/BF16 elements).
+template <typename L, int R>
+void rows_float(const uint8_t* w, size_t stride, size_t pf, const float* x, float* y, int64_t n) {
+    constexpr int kVecs = 64 / (8 * L::kBytes);  // vectors of 8 per step: 2 (F32) or 4 (F16/BF16)
+    constexpr int kStep = 8 * kVecs;
+    __m256 acc[R][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + kStep <= n; i += kStep) {
+        __m256 xv[kVecs];
+        for (int v = 0; v < kVecs; v++) xv[v] = _mm256_loadu_ps(x + i + 8 * v);
+        for (int r = 0; r < R; r++) {
+            const uint8_t* wr = w + r * stride;
+            prefetch(wr + i * L::kBytes + pf);
+            for (int v = 0; v < kVecs; v++) acc[r][v & 1] = _mm256_fmadd_ps(L::load(wr, i + 8 * v), xv[v], acc[r][v & 1]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        for (int r = 0; r < R; r++) acc[r][0] = _mm256_fmadd_ps(L::load(w + r * stride, i), xv, acc[r][0]);
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+        for (int64_t j = i; j < n; j++) s += L::scalar(w + r * stride, j) * x[j];
+        y[r] = s;
+    }
+}
+
+// ---- quantized weights against Q8_0 activations ----
+// 8 int32 partial sums of w[k] * x[k] over 32 int8 pairs (|w| * sign(x, w) keeps maddubs' first operand
+// unsigned; |products| <= 2 * 128 * 127 fits int16).
+inline __m256i dot_i8(__m256i w, __m256i x) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// maddubs with an unsigned first operand: 8 int32 partial sums of u[k] * x[k] (u <= 15 for Q4_0 nibbles, or 1).
+inline __m256i dot_u8(__m256i u, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+}
+
+struct Q8W {
+    using Block = block_q8_0;
+    static constexpr bool kNibbles = false;
+    static __m256i load(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
+    static __m256i dot(__m256i w, __m256i x) { return dot_i8(w, x); }
+};
+// Q4_0 weights stay unsigned nibbles q in [0, 15]: sum (q - 8) x = sum q x - 8 sum x, both exact integers,
+// with sum x computed once per activation block and shared by all rows.
+struct Q4W {
+    using Block = block_q4_0;
+    static constexpr bool kNibbles = true;
+    static __m256i load(const Block& b) {  // 32 nibbles in element order: low nibbles, then high nibbles
+        const __m128i q = _mm_loadu_si128((const __m128i*)b.qs);
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+    }
+    static __m256i dot(__m256i w, __m256i x) { return dot_u8(w, x); }
+};
+
+// One vector holding the 8 blocks' integer sums, in block order.
+inline __m256i reduce8(const __m256i m[8]) {
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]), _mm256_hadd_epi32(m[6], m[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+template <typename Block>
+inline __m256 scales8(const Block* b) {
+    return _mm256_cvtph_ps(_mm_set_epi16((short)b[7].d, (short)b[6].d, (short)b[5].d, (short)b[4].d, (short)b[3].d,
+                                         (short)b[2].d, (short)b[1].d, (short)b[0].d));
+}
+
+template <typename Q, int R>
+void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x, float* y, int64_t nb) {
+    using Block = typename Q::Block;
+    float sum[R];
+    for (int r = 0; r < R; r++) sum[r] = 0.0f;
+    alignas(32) float p[8];
+    int64_t b = 0;
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (; b + 8 <= nb; b += 8) {
+        const __m256 dx = scales8(x + b);
+        __m256i xv[8];
+        for (int k = 0; k < 8; k++) xv[k] = _mm256_loadu_si256((const __m256i*)x[b + k].qs);
+        __m256i corr = _mm256_setzero_si256();  // 8 * sum x per block, for the Q4_0 nibble offset
+        if constexpr (Q::kNibbles) {
+            __m256i s[8];
+            for (int k = 0; k < 8; k++) s[k] = dot_u8(ones, xv[k]);
+            corr = _mm256_slli_epi32(reduce8(s), 3);
+        }
+        for (int r = 0; r < R; r++) {
+            const Block* wb = (const Block*)(w + r * stride) + b;
+            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
+            __m256i m[8];
+            for (int k = 0; k < 8; k++) m[k] = Q::dot(Q::load(wb[k]), xv[k]);
+            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scales8(wb), dx), _mm256_cvtepi32_ps(isum));
+            EMBER_NO_CONTRACT(prod);
+            _mm256_store_ps(p, prod);
+            for (int k = 0; k < 8; k++) sum[r] += p[k];
+        }
+    }
+    for (; b < nb; b++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i*)x[b].qs);
+        const float dx = _cvtsh_ss(x[b].d);
+        const int corr = Q::kNibbles ? 8 * hsum_i32(dot_u8(ones, xv)) : 0;
+        for (int r = 0; r < R; r++) {
+            const Block& wb = ((const Block*)(w + r * stride))[b];
+            float pr = _cvtsh_ss(wb.d) * dx * (float)(hsum_i32(Q::dot(Q::load(wb), xv)) - corr);
+            EMBER_NO_CONTRACT(pr);
+            sum[r] += pr;
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = sum[r];
+}
+
+template <int R>
+void rows_any(DType wt, const uint8_t* w, size_t stride, size_t pf, const void* xq, float* y, int64_t n) {
+    switch (wt) {
+        case DType::DTYPE_F32: rows_float<F32W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_F16: rows_float<F16W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK8_0); return;
+        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK4_0); return;
+    }
+    throw std::invalid_argument("dot_rows (avx2): weight type " + std::to_string((uint32_t)wt) +
+                                " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
+}
+
+void avx2_dot_rows(DType wt, const void* w, size_t stride, const void* xq, float* y, int64_t n_rows, int64_t n) {
+    const uint8_t* wr = (const uint8_t*)w;
+    int64_t r = 0;
+    for (; r + kRows <= n_rows; r += kRows) {
+        const size_t pf = r + 2 * kRows <= n_rows ? kRows * stride : kPrefetchBytes;
+        rows_any<kRows>(wt, wr + r * stride, stride, pf, xq, y + r, n);
+    }
+    switch (n_rows - r) {
+        case 3: rows_any<3>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        case 2: rows_any<2>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        case 1: rows_any<1>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        default: break;
+    }
+}
+
+float avx2_dot_row(DType wt, const void* w, const void* xq, int64_t n) {
+    float y;
+    rows_any<1>(wt, (const uint8_t*)w, 0, kPrefetchBytes, xq, &y, n);
+    return y;
+}
+
+void avx2_dequantize_row(DType t, const void* x, float* y, int64_t n) {
+    switch (t) {
+        case DType::DTYPE_F32: std::memcpy(y, x, (size_t)n * 4); return;
+        case DType::DTYPE_F16:
+        case DType::DTYPE_BF16: {
+            const bool h = t == DType::DTYPE_F16;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, h ? F16W::load(x, i) : BF16W::load(x, i));
+            for (; i < n; i++) y[i] = h ? F16W::scalar(x, i) : BF16W::scalar(x, i);
+            return;
+        }
+        case DType::DTYPE_Q8_0: {
+            const block_q8_0* b = (const block_q8_0*)x;
+            for (int64_t i = 0; i < n / QK8_0; i++) {
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+                for (int k = 0; k < 4; k++) {
+                    const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(b[i].qs + 8 * k)));
+                    _mm256_storeu_ps(y + i * QK8_0 + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+                }
+            }
+            return;
+        }
+        case DType::DTYPE_Q4_0: {
+            const block_q4_0* b = (const block_q4_0*)x;
+            for (int64_t i = 0; i < n / QK4_0; i++) {
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+                const __m256i v = _mm256_sub_epi8(Q4W::load(b[i]), _mm256_set1_epi8(8));
+                const __m128i half[2] = {_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)};
+                for (int k = 0; k < 4; k++) {
+                    const __m128i q8 = k & 1 ? _mm_srli_si128(half[k >> 1], 8) : half[k >> 1];
+                    const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+                    _mm256_storeu_ps(y + i * QK4_0 + 8 * k, _mm256_mul_ps(f, d));
+                }
+            }
+            return;
+        }
+    }
+    throw std::invalid_argument("dequantize_row (avx2): unknown type " + std::to_string((uint32_t)t));
+}
+
+// roundf: round half away from zero. trunc, then add +-1 where the (exact) fraction is >= 0.5.
+inline __m256 round_half_away(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+    return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+}
+
+void avx2_quantize_q8_0(const float* x, void* yv, int64_t n) {
+    block_q8_0* y = (block_q8_0*)yv;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + i * QK8_0 + 8 * k);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float d = _mm_cvtss_f32(m4) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[k], vid)));
+        // packs work per 128-bit lane: the permute puts the 8 groups of 4 bytes back in element order
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i*)y[i].qs, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+}
+
+const DotKernels kAvx2 = {"avx2", avx2_dot_row, avx2_dot_rows, avx2_dequantize_row, avx2_quantize_q8_0};
+
+}  // namespace
+
+const DotKernels* dot_kernels_avx2() { return &kAvx2; }
+
+}  // namespace ember
+#endif  // EMBER_X86

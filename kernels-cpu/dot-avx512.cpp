@@ -1,0 +1,319 @@
+// AVX-512 (F/BW/VL/DQ) + FMA + F16C versions of dot-avx2.cpp's kernels; same structure, same results for
+// Q8_0/Q4_0 (bit for bit, both equal the scalar reference), masked loads for float tails.
+#if defined(EMBER_X86)
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm*_undefined_* (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels-cpu/dot-isa.h"
+
+namespace ember {
+
+namespace {
+
+constexpr int kRows = 4;              // rows per pass in dot_rows
+// Software prefetch: while a group of rows streams, the same offset of the next group's rows is prefetched
+// (rows are contiguous, so this covers the next group entirely and hides DRAM latency at row starts, which
+// matters for short quantized rows). The last group of a call prefetches kPrefetchBytes ahead in its own rows.
+constexpr int kPrefetchBytes = 1024;
+
+inline void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+
+// ---- float weights: 16 elements per vector ----
+struct F32W {
+    static constexpr int kBytes = 4;
+    static __m512 load(const void* w, int64_t i) { return _mm512_loadu_ps((const float*)w + i); }
+    static __m512 load(const void* w, int64_t i, __mmask16 k) { return _mm512_maskz_loadu_ps(k, (const float*)w + i); }
+};
+struct F16W {
+    static constexpr int kBytes = 2;
+    static __m512 load(const void* w, int64_t i) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i)));
+    }
+    static __m512 load(const void* w, int64_t i, __mmask16 k) {
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t*)w + i));
+    }
+};
+struct BF16W {
+    static constexpr int kBytes = 2;
+    static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+    static __m512 load(const void* w, int64_t i) {
+        return widen(_mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i)));
+    }
+    static __m512 load(const void* w, int64_t i, __mmask16 k) {
+        return widen(_mm256_maskz_loadu_epi16(k, (const uint16_t*)w + i));
+    }
+};
+
+// R rows at w, w + stride, ...: each step reads two 64-byte lines per row (32 F32 or 64 F16/BF16 elements).
+template <typename L, int R>
+void rows_float(const uint8_t* w, size_t stride, size_t pf, const float* x, float* y, int64_t n) {
+    constexpr int kVecs = 128 / (16 * L::kBytes);  // vectors of 16 per step: 2 (F32) or 4 (F16/BF16)
+    constexpr int kStep = 16 * kVecs;
+    __m512 acc[R][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + kStep <= n; i += kStep) {
+        __m512 xv[kVecs];
+        for (int v = 0; v < kVecs; v++) xv[v] = _mm512_loadu_ps(x + i + 16 * v);
+        for (int r = 0; r < R; r++) {
+            const uint8_t* wr = w + r * stride;
+            prefetch(wr + i * L::kBytes + pf);
+            prefetch(wr + i * L::kBytes + pf + 64);
+            for (int v = 0; v < kVecs; v++) acc[r][v & 1] = _mm512_fmadd_ps(L::load(wr, i + 16 * v), xv[v], acc[r][v & 1]);
+        }
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+        for (int r = 0; r < R; r++) acc[r][0] = _mm512_fmadd_ps(L::load(w + r * stride, i, k), xv, acc[r][0]);
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+// ---- quantized weights against Q8_0 activations, two blocks per 512-bit vector ----
+// 16 int32 partial sums of w[k] * x[k] (|w| times x with w's sign; |products| <= 2 * 128 * 127 fits int16).
+inline __m512i dot_i8(__m512i w, __m512i x) {
+    const __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    const __m512i p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sx);
+    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
+}
+
+inline __m512i pair(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
+
+// maddubs with an unsigned first operand: 16 int32 partial sums of u[k] * x[k] (u <= 15, or 1).
+inline __m512i dot_u8(__m512i u, __m512i x) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), _mm512_set1_epi16(1));
+}
+inline __m256i dot_u8(__m256i u, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+}
+
+inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+struct Q8W {
+    using Block = block_q8_0;
+    static constexpr bool kNibbles = false;
+    static __m256i load1(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
+    static __m512i load2(const Block* b) { return pair(load1(b[0]), load1(b[1])); }
+    static __m512i dot(__m512i w, __m512i x) { return dot_i8(w, x); }
+    static int isum1(__m256i w, __m256i x) {
+        const __m256i sx = _mm256_mask_sub_epi8(x, _mm256_movepi8_mask(w), _mm256_setzero_si256(), x);
+        return hsum_i32(dot_u8(_mm256_abs_epi8(w), sx));
+    }
+};
+// Q4_0 weights stay unsigned nibbles q in [0, 15]: sum (q - 8) x = sum q x - 8 sum x, both exact integers,
+// with sum x computed once per activation block and shared by all rows.
+struct Q4W {
+    using Block = block_q4_0;
+    static constexpr bool kNibbles = true;
+    static __m256i load1(const Block& b) {  // 32 nibbles in element order: low nibbles, then high nibbles
+        const __m128i q = _mm_loadu_si128((const __m128i*)b.qs);
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+    }
+    static __m512i load2(const Block* b) {
+        // 128-bit lanes [q0, q0, q1, q1], lanes 1 and 3 shifted to their high nibbles
+        const __m512i a = _mm512_castsi256_si512(_mm256_set_m128i(_mm_loadu_si128((const __m128i*)b[1].qs),
+                                                                  _mm_loadu_si128((const __m128i*)b[0].qs)));
+        const __m512i z = _mm512_shuffle_i64x2(a, a, _MM_SHUFFLE(1, 1, 0, 0));
+        return _mm512_and_si512(_mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00u, z, 4), _mm512_set1_epi8(15));
+    }
+    static __m512i dot(__m512i w, __m512i x) { return dot_u8(w, x); }
+    static int isum1(__m256i w, __m256i x) {
+        return hsum_i32(dot_u8(w, x)) - 8 * hsum_i32(dot_u8(_mm256_set1_epi8(1), x));
+    }
+};
+
+// m[j] holds blocks 2j (int32 0..7) and 2j+1 (int32 8..15): returns the 8 blocks' sums in block order.
+inline __m256i reduce8(const __m512i m[4]) {
+    const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(m[0], m[1]), _mm512_unpackhi_epi32(m[0], m[1]));
+    const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(m[2], m[3]), _mm512_unpackhi_epi32(m[2], m[3]));
+    // per 128-bit lane: [m0, m1, m2, m3] lane sums; lanes 0,1 hold blocks 0,2,4,6, lanes 2,3 blocks 1,3,5,7
+    const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    const __m256i lo = _mm512_castsi512_si256(u), hi = _mm512_extracti64x4_epi64(u, 1);
+    const __m256i v = _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// The 8 fp16 scales of 8 consecutive weight blocks, via word permutes of the blocks' bytes (8 scalar inserts
+// would cost more than the rest of the block's work).
+inline __m256 wscales8(const block_q4_0* b) {  // scales at byte offsets 18k, all within the first 128 bytes
+    const __m512i i16 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         63, 54, 45, 36, 27, 18, 9, 0);
+    const __m512i lo = _mm512_loadu_si512((const void*)b), hi = _mm512_loadu_si512((const uint8_t*)b + 64);
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(lo, i16, hi)));
+}
+inline __m256 wscales8(const block_q8_0* b) {  // scales at byte offsets 34k: blocks 0-3 and 4-7 each in 128 bytes
+    const __m512i i16 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, 0, 0, 51, 34, 17, 0);
+    const uint8_t* p = (const uint8_t*)b;
+    const __m512i a = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), i16, _mm512_loadu_si512(p + 64));
+    const __m512i c = _mm512_permutex2var_epi16(_mm512_loadu_si512(p + 136), i16, _mm512_loadu_si512(p + 200));
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm512_castsi512_si128(a), _mm512_castsi512_si128(c)));
+}
+
+template <typename Block>
+inline __m256 scales8(const Block* b) {
+    return _mm256_cvtph_ps(_mm_set_epi16((short)b[7].d, (short)b[6].d, (short)b[5].d, (short)b[4].d, (short)b[3].d,
+                                         (short)b[2].d, (short)b[1].d, (short)b[0].d));
+}
+
+template <typename Q, int R>
+void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x, float* y, int64_t nb) {
+    using Block = typename Q::Block;
+    float sum[R];
+    for (int r = 0; r < R; r++) sum[r] = 0.0f;
+    alignas(32) float p[8];
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const __m256 dx = scales8(x + b);
+        __m512i xv[4];
+        for (int k = 0; k < 4; k++) xv[k] = pair(Q8W::load1(x[b + 2 * k]), Q8W::load1(x[b + 2 * k + 1]));
+        __m256i corr = _mm256_setzero_si256();  // 8 * sum x per block, for the Q4_0 nibble offset
+        if constexpr (Q::kNibbles) {
+            __m512i s[4];
+            for (int k = 0; k < 4; k++) s[k] = dot_u8(_mm512_set1_epi8(1), xv[k]);
+            corr = _mm256_slli_epi32(reduce8(s), 3);
+        }
+        for (int r = 0; r < R; r++) {
+            const Block* wb = (const Block*)(w + r * stride) + b;
+            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
+            __m512i m[4];
+            for (int k = 0; k < 4; k++) m[k] = Q::dot(Q::load2(wb + 2 * k), xv[k]);
+            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            __m256 prod = _mm256_mul_ps(_mm256_mul_ps(wscales8(wb), dx), _mm256_cvtepi32_ps(isum));
+            EMBER_NO_CONTRACT(prod);
+            _mm256_store_ps(p, prod);
+            for (int k = 0; k < 8; k++) sum[r] += p[k];
+        }
+    }
+    for (; b < nb; b++) {
+        const __m256i xv = Q8W::load1(x[b]);
+        const float dx = _cvtsh_ss(x[b].d);
+        for (int r = 0; r < R; r++) {
+            const Block& wb = ((const Block*)(w + r * stride))[b];
+            float pr = _cvtsh_ss(wb.d) * dx * (float)Q::isum1(Q::load1(wb), xv);
+            EMBER_NO_CONTRACT(pr);
+            sum[r] += pr;
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = sum[r];
+}
+
+template <int R>
+void rows_any(DType wt, const uint8_t* w, size_t stride, size_t pf, const void* xq, float* y, int64_t n) {
+    switch (wt) {
+        case DType::DTYPE_F32: rows_float<F32W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_F16: rows_float<F16W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, stride, pf, (const float*)xq, y, n); return;
+        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK8_0); return;
+        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK4_0); return;
+    }
+    throw std::invalid_argument("dot_rows (avx512): weight type " + std::to_string((uint32_t)wt) +
+                                " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
+}
+
+void avx512_dot_rows(DType wt, const void* w, size_t stride, const void* xq, float* y, int64_t n_rows, int64_t n) {
+    const uint8_t* wr = (const uint8_t*)w;
+    int64_t r = 0;
+    for (; r + kRows <= n_rows; r += kRows) {
+        const size_t pf = r + 2 * kRows <= n_rows ? kRows * stride : kPrefetchBytes;
+        rows_any<kRows>(wt, wr + r * stride, stride, pf, xq, y + r, n);
+    }
+    switch (n_rows - r) {
+        case 3: rows_any<3>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        case 2: rows_any<2>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        case 1: rows_any<1>(wt, wr + r * stride, stride, kPrefetchBytes, xq, y + r, n); break;
+        default: break;
+    }
+}
+
+float avx512_dot_row(DType wt, const void* w, const void* xq, int64_t n) {
+    float y;
+    rows_any<1>(wt, (const uint8_t*)w, 0, kPrefetchBytes, xq, &y, n);
+    return y;
+}
+
+void avx512_dequantize_row(DType t, const void* x, float* y, int64_t n) {
+    switch (t) {
+        case DType::DTYPE_F32: std::memcpy(y, x, (size_t)n * 4); return;
+        case DType::DTYPE_F16:
+        case DType::DTYPE_BF16: {
+            const bool h = t == DType::DTYPE_F16;
+            for (int64_t i = 0; i < n; i += 16) {
+                const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+                _mm512_mask_storeu_ps(y + i, k, h ? F16W::load(x, i, k) : BF16W::load(x, i, k));
+            }
+            return;
+        }
+        case DType::DTYPE_Q8_0: {
+            const block_q8_0* b = (const block_q8_0*)x;
+            for (int64_t i = 0; i < n / QK8_0; i++) {
+                const __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+                for (int k = 0; k < 2; k++) {
+                    const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(b[i].qs + 16 * k)));
+                    _mm512_storeu_ps(y + i * QK8_0 + 16 * k, _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
+                }
+            }
+            return;
+        }
+        case DType::DTYPE_Q4_0: {
+            const block_q4_0* b = (const block_q4_0*)x;
+            for (int64_t i = 0; i < n / QK4_0; i++) {
+                const __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+                const __m256i v = _mm256_sub_epi8(Q4W::load1(b[i]), _mm256_set1_epi8(8));
+                const __m128i half[2] = {_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)};
+                for (int k = 0; k < 2; k++) {
+                    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(half[k]));
+                    _mm512_storeu_ps(y + i * QK4_0 + 16 * k, _mm512_mul_ps(f, d));
+                }
+            }
+            return;
+        }
+    }
+    throw std::invalid_argument("dequantize_row (avx512): unknown type " + std::to_string((uint32_t)t));
+}
+
+// roundf: round half away from zero. trunc, then add +-1 where the (exact) fraction is >= 0.5.
+inline __m512 round_half_away(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+void avx512_quantize_q8_0(const float* x, void* yv, int64_t n) {
+    block_q8_0* y = (block_q8_0*)yv;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const __m512 v0 = _mm512_loadu_ps(x + i * QK8_0), v1 = _mm512_loadu_ps(x + i * QK8_0 + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i q0 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v0, vid)));
+        const __m512i q1 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v1, vid)));
+        _mm_storeu_si128((__m128i*)y[i].qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i*)(y[i].qs + 16), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+const DotKernels kAvx512 = {"avx512", avx512_dot_row, avx512_dot_rows, avx512_dequantize_row, avx512_quantize_q8_0};
+
+}  // namespace
+
+const DotKernels* dot_kernels_avx512() { return &kAvx512; }
+
+}  // namespace ember
+#endif  // EMBER_X86

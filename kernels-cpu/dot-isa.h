@@ -1,0 +1,47 @@
+// Internal to kernels-cpu (and its tests/benchmark): the per-ISA kernel tables behind dot.h's dispatch.
+// dot.cpp holds the portable table and picks one at run time; dot-avx2.cpp / dot-avx512.cpp hold the others.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels-cpu/dtype.h"
+
+namespace ember {
+
+struct DotKernels {
+    const char* name;  // "avx512", "avx2" or "scalar"
+    // As dot_row / dot_rows in dot.h.
+    float (*dot_row)(DType wt, const void* w, const void* xq, int64_t n);
+    void (*dot_rows)(DType wt, const void* w, size_t row_stride_bytes, const void* xq, float* y, int64_t n_rows,
+                     int64_t n);
+    // Bit-identical to the scalar dequantizer (every conversion involved is exact or one IEEE multiply).
+    void (*dequantize_row)(DType t, const void* x, float* y, int64_t n);
+    // Bit-identical to quantize_row(DTYPE_Q8_0, ...): used for activations in dot_prepare_vec.
+    void (*quantize_row_q8_0)(const float* x, void* y, int64_t n);
+};
+
+// Tables; only call the ISA ones where the CPU supports them (dot_kernels_for checks).
+const DotKernels* dot_kernels_portable();
+#if defined(EMBER_X86)
+const DotKernels* dot_kernels_avx2();
+const DotKernels* dot_kernels_avx512();
+#endif
+
+// The table for a level ("avx512", "avx2", "scalar"), or nullptr if this CPU or build lacks it.
+const DotKernels* dot_kernels_for(const char* level);
+// The table dot_row/dot_rows/matvec use now: the best level unless dot_force_simd_level chose another.
+const DotKernels* dot_kernels();
+// For tests and benchmarks: make every later dispatch use `level` (throws if unsupported here); nullptr = best.
+void dot_force_simd_level(const char* level);
+
+// Keeps a value opaque to the optimizer so that `sum += d * (float)isum` is never contracted into an FMA:
+// the quantized dot products must round the product and the sum separately, as the scalar reference does.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define EMBER_NO_CONTRACT(v) __asm__("" : "+x"(v))
+#elif defined(__GNUC__) && defined(__aarch64__)
+#define EMBER_NO_CONTRACT(v) __asm__("" : "+w"(v))
+#else
+#define EMBER_NO_CONTRACT(v) ((void)0)
+#endif
+
+}  // namespace ember

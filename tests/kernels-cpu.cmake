@@ -1,0 +1,16 @@
+# CPU kernel tests and benchmark. They link ember-kernels-cpu alone (not ember-engine): kernels never see engine
+# types, and the kernel tests then build while engine files are in progress.
+add_executable(ember-kernels-cpu-test
+  kernels-dtype-test.cpp
+  kernels-quant-test.cpp
+  kernels-dot-test.cpp
+  kernels-thread-pool-test.cpp
+  kernels-matmul-test.cpp)
+ember_target_defaults(ember-kernels-cpu-test)
+target_link_libraries(ember-kernels-cpu-test PRIVATE ember-kernels-cpu GTest::gtest GTest::gtest_main)
+gtest_discover_tests(ember-kernels-cpu-test PROPERTIES LABELS "unit" DISCOVERY_TIMEOUT 60)
+
+# ember-kernel-bench: checks matvec/matmul against matmul_ref, then prints GB/s next to the measured peak.
+add_executable(ember-kernel-bench bench/kernels-cpu-bench.cpp)
+ember_target_defaults(ember-kernel-bench)
+target_link_libraries(ember-kernel-bench PRIVATE ember-kernels-cpu)
