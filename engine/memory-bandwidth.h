@@ -1,5 +1,5 @@
-// Achievable memory read bandwidth of this machine, measured the way a decode step uses memory: several threads
-// streaming disjoint slices of a buffer much larger than the caches. Token generation reads every weight once
+// Achievable memory read bandwidth of this machine, measured the way a decode step uses memory: the F32 matvec
+// kernel on the thread pool streaming a matrix much larger than the caches. Token generation reads every weight once
 // per token, so bytes-per-token / this bandwidth bounds its speed.
 #pragma once
 #include <cstddef>

@@ -164,7 +164,7 @@ int run(int argc, char** argv) {
     if (mem_bw <= 0) {
         const int n_hw = std::max(1u, std::thread::hardware_concurrency());
         mem_bw = memory_bandwidth_probe(2ull << 30, n_hw, 5);
-        mem_bw_source = "measured: 2 GiB streaming read, " + std::to_string(n_hw) + " threads, best of 5";
+        mem_bw_source = "measured: F32 matvec streaming 2 GiB, " + std::to_string(n_hw) + " threads, best of 5";
     }
     std::fprintf(stderr, "memory bandwidth: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
 
