@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ember.h"
 #include "engine/error.h"
 
 namespace ember {
@@ -185,6 +186,24 @@ inline std::string args_unescape(const std::string& s) {
         }
     }
     return out;
+}
+
+// The switches every model app ends its options with, --version and -h/--help: registers them, parses argv, and
+// prints the version or the usage (to stdout) when asked. Returns false when the app should then exit 0.
+inline bool app_parse_args(ArgParser& args, int argc, char** argv) {
+    bool help = false, version = false;
+    args.add_flag({"--version"}, &version, "print the version and exit");
+    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
+    args.parse(argc, argv);
+    if (help) {
+        std::fputs(args.usage().c_str(), stdout);
+        return false;
+    }
+    if (version) {
+        std::printf("%s\n", version_string().c_str());
+        return false;
+    }
+    return true;
 }
 
 // Runs an app's body; an ember::Error (or any std::exception) prints "error: <message>" and gives exit code 1.

@@ -22,6 +22,24 @@ GGUFValue scalar(GGUFType t) {
     return v;
 }
 
+// A value of type t holding v in `field` (u, i, f, b or s: the one GGUFValue reads for t).
+template <class Field, class T>
+GGUFValue scalar(GGUFType t, Field GGUFValue::*field, const T& v) {
+    GGUFValue x = scalar(t);
+    x.*field = v;
+    return x;
+}
+
+// An array of `elem` values, each holding its element of v in `field`.
+template <class Field, class T>
+GGUFValue array(GGUFType elem, Field GGUFValue::*field, const std::vector<T>& v) {
+    GGUFValue x = scalar(GGUFType::GGUF_TYPE_ARRAY);
+    x.elem_type = elem;
+    x.arr.reserve(v.size());
+    for (const T& e : v) x.arr.push_back(scalar(elem, field, e));
+    return x;
+}
+
 // Throws unless v is writable as its type says: known types, arrays of one element type, integers in range.
 void check_value(const std::string& key, const GGUFValue& v, int depth) {
     auto fail = [&](const std::string& msg) { throw Error("GGUFWriter: key '" + key + "': " + msg); };
@@ -139,52 +157,31 @@ void GGUFWriter::set_value(const std::string& key, const GGUFValue& v) {
 }
 
 void GGUFWriter::set_u32(const std::string& key, uint32_t v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_UINT32);
-    x.u = v;
-    set_value(key, x);
+    set_value(key, scalar(GGUFType::GGUF_TYPE_UINT32, &GGUFValue::u, v));
 }
 void GGUFWriter::set_i32(const std::string& key, int32_t v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_INT32);
-    x.i = v;
-    set_value(key, x);
+    set_value(key, scalar(GGUFType::GGUF_TYPE_INT32, &GGUFValue::i, v));
 }
 void GGUFWriter::set_u64(const std::string& key, uint64_t v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_UINT64);
-    x.u = v;
-    set_value(key, x);
+    set_value(key, scalar(GGUFType::GGUF_TYPE_UINT64, &GGUFValue::u, v));
 }
 void GGUFWriter::set_f32(const std::string& key, float v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_FLOAT32);
-    x.f = v;
-    set_value(key, x);
+    set_value(key, scalar(GGUFType::GGUF_TYPE_FLOAT32, &GGUFValue::f, v));
 }
 void GGUFWriter::set_bool(const std::string& key, bool v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_BOOL);
-    x.b = v;
-    set_value(key, x);
+    set_value(key, scalar(GGUFType::GGUF_TYPE_BOOL, &GGUFValue::b, v));
 }
 void GGUFWriter::set_string(const std::string& key, const std::string& v) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_STRING);
-    x.s = v;
-    set_value(key, x);
-}
-
-template <class T, class Set>
-static GGUFValue make_array(GGUFType elem, const std::vector<T>& v, Set set) {
-    GGUFValue x = scalar(GGUFType::GGUF_TYPE_ARRAY);
-    x.elem_type = elem;
-    x.arr.resize(v.size(), scalar(elem));
-    for (size_t k = 0; k < v.size(); k++) set(x.arr[k], v[k]);
-    return x;
+    set_value(key, scalar(GGUFType::GGUF_TYPE_STRING, &GGUFValue::s, v));
 }
 void GGUFWriter::set_string_array(const std::string& key, const std::vector<std::string>& v) {
-    set_value(key, make_array(GGUFType::GGUF_TYPE_STRING, v, [](GGUFValue& e, const std::string& s) { e.s = s; }));
+    set_value(key, array(GGUFType::GGUF_TYPE_STRING, &GGUFValue::s, v));
 }
 void GGUFWriter::set_f32_array(const std::string& key, const std::vector<float>& v) {
-    set_value(key, make_array(GGUFType::GGUF_TYPE_FLOAT32, v, [](GGUFValue& e, float f) { e.f = f; }));
+    set_value(key, array(GGUFType::GGUF_TYPE_FLOAT32, &GGUFValue::f, v));
 }
 void GGUFWriter::set_i32_array(const std::string& key, const std::vector<int32_t>& v) {
-    set_value(key, make_array(GGUFType::GGUF_TYPE_INT32, v, [](GGUFValue& e, int32_t i) { e.i = i; }));
+    set_value(key, array(GGUFType::GGUF_TYPE_INT32, &GGUFValue::i, v));
 }
 
 void GGUFWriter::set_alignment(uint32_t alignment) { set_u32("general.alignment", alignment); }

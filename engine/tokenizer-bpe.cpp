@@ -4,10 +4,11 @@
 // order) is merged until no pair has a rank (ties go to the leftmost pair).
 #include <array>
 #include <cstdio>
-#include <queue>
+#include <optional>
 #include <unordered_map>
 
 #include "engine/error.h"
+#include "engine/tokenizer-merge.h"
 #include "engine/tokenizer-pre.h"
 #include "engine/tokenizer.h"
 #include "engine/utf8.h"
@@ -70,47 +71,28 @@ public:
             ranks_.emplace(std::make_pair(m.substr(0, sp), m.substr(sp + 1)), int(i));  // first occurrence wins
         }
 
+        // Back from mapped characters to bytes; a character outside the table is shown as llama.cpp shows it.
         const ByteMap& bm = byte_map();
-        pieces_.resize(tokens_.size());
-        for (size_t i = 0; i < tokens_.size(); i++) {
-            const std::string& t = tokens_[i];
-            switch (types_[i]) {
-                case TokenType::TOKEN_TYPE_CONTROL:
-                case TokenType::TOKEN_TYPE_UNKNOWN:
-                case TokenType::TOKEN_TYPE_USER_DEFINED: pieces_[i] = t; break;
-                case TokenType::TOKEN_TYPE_NORMAL: {
-                    // Back from mapped characters to bytes; a character outside the table is shown as
-                    // llama.cpp shows it.
-                    std::string p;
-                    for (size_t k = 0; k < t.size();) {
-                        const uint32_t cpt = utf8_next(t, &k);
-                        if (cpt < bm.decode.size() && bm.decode[cpt] >= 0) {
-                            p += char(bm.decode[cpt]);
-                        } else {
-                            std::string utf8;
-                            utf8_append(utf8, cpt);
-                            p += "[UNK_BYTE_0x";
-                            for (char c : utf8) {
-                                char hex[3];
-                                std::snprintf(hex, sizeof(hex), "%02x", unsigned(uint8_t(c)));
-                                p += hex;
-                            }
-                            p += t + "]";
-                        }
+        load_pieces(f, [&bm](const std::string& t) {
+            std::string p;
+            for (size_t k = 0; k < t.size();) {
+                const uint32_t cpt = utf8_next(t, &k);
+                if (cpt < bm.decode.size() && bm.decode[cpt] >= 0) {
+                    p += char(bm.decode[cpt]);
+                } else {
+                    std::string utf8;
+                    utf8_append(utf8, cpt);
+                    p += "[UNK_BYTE_0x";
+                    for (char c : utf8) {
+                        char hex[3];
+                        std::snprintf(hex, sizeof(hex), "%02x", unsigned(uint8_t(c)));
+                        p += hex;
                     }
-                    pieces_[i] = p;
-                    break;
+                    p += t + "]";
                 }
-                case TokenType::TOKEN_TYPE_BYTE: {
-                    if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>')
-                        throw Error(f.path() + ": key 'tokenizer.ggml.tokens': token " + std::to_string(i) + " '" +
-                                    t + "' has type BYTE in tokenizer.ggml.token_type but is not of the form <0xXX>");
-                    pieces_[i] = std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
-                    break;
-                }
-                default: break;
             }
-        }
+            return p;
+        });
     }
 
     std::vector<int32_t> encode(const std::string& text, bool add_bos, bool parse_special) const override {
@@ -145,26 +127,8 @@ public:
     }
 
 private:
-    struct Symbol {
-        size_t start, n;  // bytes of the word; n = 0 once merged into its left neighbour
-        int prev, next;
-    };
-    struct Bigram {
-        int rank;
-        int left, right;
-        size_t size;
-    };
-    struct BigramOrder {  // lowest rank on top, then leftmost
-        bool operator()(const Bigram& a, const Bigram& b) const {
-            return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-        }
-    };
-
-    int rank(const std::string& word, const Symbol& l, const Symbol& r) const {
-        auto it = ranks_.find(std::make_pair(word.substr(l.start, l.n), word.substr(r.start, r.n)));
-        return it == ranks_.end() ? -1 : it->second;
-    }
-
+    // llama.cpp's llm_tokenizer_bpe_session::tokenize on one word: a pair merges when tokenizer.ggml.merges lists
+    // it, the lowest rank first.
     void merge_word(const std::string& word, std::vector<int32_t>& out) const {
         if (word.empty()) return;
         if (ignore_merges_) {
@@ -174,46 +138,24 @@ private:
                 return;
             }
         }
-        std::vector<Symbol> sym;
-        for (size_t off = 0; off < word.size();) {
-            const size_t n = std::min(utf8_len(word[off]), word.size() - off);
-            const int idx = int(sym.size());
-            sym.push_back({off, n, idx - 1, off + n == word.size() ? -1 : idx + 1});
-            off += n;
-        }
-        std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
-        auto try_add = [&](int left, int right) {
-            if (left < 0 || right < 0) return;
-            const int r = rank(word, sym[left], sym[right]);
-            if (r >= 0) queue.push({r, left, right, sym[left].n + sym[right].n});
+        auto priority = [this](std::string_view l, std::string_view r) -> std::optional<int> {
+            auto it = ranks_.find(std::make_pair(std::string(l), std::string(r)));
+            if (it == ranks_.end()) return std::nullopt;
+            return -it->second;  // the lowest rank merges first
         };
-        for (int i = 1; i < int(sym.size()); i++) try_add(i - 1, i);
-        while (!queue.empty()) {
-            const Bigram bg = queue.top();
-            queue.pop();
-            Symbol& l = sym[bg.left];
-            Symbol& r = sym[bg.right];
-            if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;  // one side already merged elsewhere
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) sym[r.next].prev = bg.left;
-            try_add(l.prev, bg.left);
-            try_add(bg.left, l.next);
-        }
-        for (int i = 0; i != -1; i = sym[i].next) {
-            const std::string_view piece(word.data() + sym[i].start, sym[i].n);
+        auto emit = [this, &out](std::string_view piece) {
             const int32_t id = find_token(piece);
             if (id >= 0) {
                 out.push_back(id);
-                continue;
+                return;
             }
             // A piece that is not a token: its single bytes, where those are tokens (llama.cpp drops the rest).
             for (char c : piece) {
                 const int32_t b = find_token(std::string_view(&c, 1));
                 if (b >= 0) out.push_back(b);
             }
-        }
+        };
+        tokenizer_merge(word, priority, emit);
     }
 
     std::unique_ptr<PreTokenizer> pre_tok_;

@@ -5,10 +5,11 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
-#include <queue>
+#include <optional>
 #include <unordered_set>
 
 #include "engine/error.h"
+#include "engine/tokenizer-merge.h"
 #include "engine/tokenizer.h"
 #include "engine/utf8.h"
 
@@ -17,19 +18,6 @@ namespace ember {
 namespace {
 
 const char* const kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
-
-// "<0xXX>" -> XX, -1 when `text` is not of that form.
-int parse_byte_token(const std::string& text) {
-    auto hex = [](char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
-    if (text.size() != 6 || text.compare(0, 3, "<0x") != 0 || text[5] != '>') return -1;
-    const int hi = hex(text[3]), lo = hex(text[4]);
-    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
 
 class SpmTokenizer final : public Tokenizer {
 public:
@@ -40,37 +28,18 @@ public:
         load_vocab(f, defaults);
         clean_spaces_ = false;
 
-        pieces_.resize(tokens_.size());
-        for (size_t i = 0; i < tokens_.size(); i++) {
-            const std::string& t = tokens_[i];
-            switch (types_[i]) {
-                case TokenType::TOKEN_TYPE_CONTROL:
-                case TokenType::TOKEN_TYPE_UNKNOWN:
-                case TokenType::TOKEN_TYPE_USER_DEFINED: pieces_[i] = t; break;
-                case TokenType::TOKEN_TYPE_NORMAL: {
-                    std::string p;
-                    for (size_t k = 0; k < t.size();) {
-                        if (t.compare(k, 3, kSpace) == 0) {
-                            p += ' ';
-                            k += 3;
-                        } else {
-                            p += t[k++];
-                        }
-                    }
-                    pieces_[i] = p;
-                    break;
+        load_pieces(f, [](const std::string& t) {  // U+2581 back to a space
+            std::string p;
+            for (size_t k = 0; k < t.size();) {
+                if (t.compare(k, 3, kSpace) == 0) {
+                    p += ' ';
+                    k += 3;
+                } else {
+                    p += t[k++];
                 }
-                case TokenType::TOKEN_TYPE_BYTE: {
-                    const int b = parse_byte_token(t);
-                    if (b < 0)
-                        throw Error(f.path() + ": key 'tokenizer.ggml.tokens': token " + std::to_string(i) + " '" + t +
-                                    "' has type BYTE in tokenizer.ggml.token_type but is not of the form <0xXX>");
-                    pieces_[i] = std::string(1, char(b));
-                    break;
-                }
-                default: break;  // unused and undefined tokens print nothing, as in llama.cpp
             }
-        }
+            return p;
+        });
         // Adjacent character pairs inside tokens. Where the text has a pair no token contains, no merge can ever
         // cross, so the merge loop runs on each side alone: same result, small queues.
         for (const std::string& t : tokens_) {
@@ -129,21 +98,6 @@ public:
     }
 
 private:
-    struct Symbol {
-        size_t start, n;  // bytes of the text; n = 0 once merged into its left neighbour
-        int prev, next;   // neighbours in the chain, -1 at the ends
-    };
-    struct Bigram {
-        float score;
-        int left, right;
-        size_t size;  // bytes of left + right when queued; a different sum means the entry is stale
-    };
-    struct BigramOrder {  // priority_queue puts the "largest" on top: best score, then leftmost
-        bool operator()(const Bigram& a, const Bigram& b) const {
-            return a.score < b.score || (a.score == b.score && a.left > b.left);
-        }
-    };
-
     static uint32_t pack_char(const char* p, size_t n) {
         uint32_t v = 0;
         std::memcpy(&v, p, n);
@@ -168,47 +122,21 @@ private:
         merge(text, begin, text.size(), out);
     }
 
-    // llama.cpp's llm_tokenizer_spm_session::tokenize on text[begin, end).
+    // llama.cpp's llm_tokenizer_spm_session::tokenize on text[begin, end): a pair merges when it forms a token,
+    // the best-scoring first.
     void merge(const std::string& text, size_t begin, size_t end, std::vector<int32_t>& out) const {
         if (begin >= end) return;
-        std::vector<Symbol> sym;
-        for (size_t off = begin; off < end;) {
-            const size_t n = std::min(utf8_len(text[off]), end - off);
-            const int idx = int(sym.size());
-            sym.push_back({off, n, idx - 1, off + n == end ? -1 : idx + 1});
-            off += n;
-        }
-        std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
-        auto try_add = [&](int left, int right) {
-            if (left < 0 || right < 0) return;
-            const size_t size = sym[left].n + sym[right].n;
-            const int32_t id = find_token(std::string_view(text.data() + sym[left].start, size));
-            if (id < 0) return;
-            queue.push({scores_[id], left, right, size});
+        auto score = [this](std::string_view l, std::string_view r) -> std::optional<float> {
+            const int32_t id = find_token(std::string_view(l.data(), l.size() + r.size()));  // l, r adjacent
+            if (id < 0) return std::nullopt;
+            return scores_[id];
         };
-        for (int i = 1; i < int(sym.size()); i++) try_add(i - 1, i);
-
-        while (!queue.empty()) {
-            const Bigram bg = queue.top();
-            queue.pop();
-            Symbol& l = sym[bg.left];
-            Symbol& r = sym[bg.right];
-            if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) sym[r.next].prev = bg.left;
-            try_add(l.prev, bg.left);
-            try_add(bg.left, l.next);
-        }
-
         // Merged symbols are tokens by construction; single characters that are not fall back to bytes.
-        for (int i = 0; i != -1; i = sym[i].next) {
-            const std::string_view piece(text.data() + sym[i].start, sym[i].n);
+        auto emit = [this, &out](std::string_view piece) {
             const int32_t id = find_token(piece);
             if (id >= 0) {
                 out.push_back(id);
-                continue;
+                return;
             }
             for (char c : piece) {
                 int32_t b = byte_token_[uint8_t(c)];
@@ -221,7 +149,8 @@ private:
                 }
                 out.push_back(b);
             }
-        }
+        };
+        tokenizer_merge(std::string_view(text.data() + begin, end - begin), score, emit);
     }
 
     std::array<int32_t, 256> byte_token_{};

@@ -70,6 +70,19 @@ void check_length(const GGUFFile& f, const std::string& key, size_t n, size_t n_
                                           " (one per entry of " + kKeyTokens + ")"));
 }
 
+// "<0xXX>" -> XX, -1 when `text` is not of that form.
+int parse_byte_token(const std::string& text) {
+    auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    if (text.size() != 6 || text.compare(0, 3, "<0x") != 0 || text[5] != '>') return -1;
+    const int hi = hex(text[3]), lo = hex(text[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
 // Texts by which llama.cpp recognises special tokens when the file names none (llama_vocab::impl::load).
 const char* const kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                  "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
@@ -325,6 +338,29 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition(const std::string& text, b
         frags.swap(next);
     }
     return frags;
+}
+
+void Tokenizer::load_pieces(const GGUFFile& f, const std::function<std::string(const std::string&)>& normal_piece) {
+    pieces_.resize(tokens_.size());
+    for (size_t i = 0; i < tokens_.size(); i++) {
+        const std::string& t = tokens_[i];
+        switch (types_[i]) {
+            case TokenType::TOKEN_TYPE_CONTROL:
+            case TokenType::TOKEN_TYPE_UNKNOWN:
+            case TokenType::TOKEN_TYPE_USER_DEFINED: pieces_[i] = t; break;
+            case TokenType::TOKEN_TYPE_NORMAL: pieces_[i] = normal_piece(t); break;
+            case TokenType::TOKEN_TYPE_BYTE: {
+                const int b = parse_byte_token(t);
+                if (b < 0)
+                    throw Error(key_error(f, kKeyTokens,
+                                          "token " + std::to_string(i) + " '" + t + "' has type BYTE in " + kKeyTypes +
+                                              " but is not of the form <0xXX>"));
+                pieces_[i] = std::string(1, char(b));
+                break;
+            }
+            default: break;  // unused and undefined tokens print nothing, as in llama.cpp
+        }
+    }
 }
 
 bool Tokenizer::is_eog(int32_t id) const {

@@ -2,6 +2,7 @@
 // ("gpt2", with the pre-tokenizer named by tokenizer.ggml.pre). Behaviour follows llama.cpp's llama-vocab.cpp.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -77,6 +78,9 @@ protected:
     Tokenizer() = default;
     // Reads tokens, scores, types, special ids and flags shared by all models; see tokenizer.cpp.
     void load_vocab(const GGUFFile& file, const VocabDefaults& defaults);
+    // Fills pieces_ after load_vocab: control, unknown and user-defined tokens are their text, BYTE tokens (<0xXX>)
+    // their byte, NORMAL tokens normal_piece(text) (each model undoes its own escaping), other types nothing.
+    void load_pieces(const GGUFFile& file, const std::function<std::string(const std::string&)>& normal_piece);
     // llama.cpp's tokenizer_st_partition: special tokens found in `text`, longest first.
     std::vector<Fragment> partition(const std::string& text, bool parse_special) const;
     // The id of `text`, -1 when none (every token type counts, as in llama.cpp's token_to_id).

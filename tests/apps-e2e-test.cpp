@@ -2,65 +2,27 @@
 // greedy output against llama.cpp's reference text, error exits, perplexity and bench output.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/run-process.h"
 
 namespace {
 
 const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
 const std::string kReference = std::string(EMBER_SHARED_DIR) + "/testdata/reference/stories260K.llama-cpp.json";
 
-struct RunResult {
-    int rc = -1;
-    std::string out, err;
-};
+using ember_test::RunResult;
+using ember_test::run_process;  // (binary, args, stdin text)
+using ember_test::slurp;
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-std::string temp_path(const std::string& name) {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/ember-apps-e2e-" + std::to_string(::getpid()) + "-" + name;
-}
-
-// Runs binary with args (each shell-quoted), stdin from `input`; captures exit code, stdout and stderr.
-RunResult run(const std::string& binary, const std::vector<std::string>& args, const std::string& input = "") {
-    const std::string in = temp_path("in"), out = temp_path("out"), err = temp_path("err");
-    std::ofstream(in, std::ios::binary) << input;
-    std::string cmd = quote(binary);
-    for (const std::string& a : args) cmd += " " + quote(a);
-    cmd += " <" + in + " >" + out + " 2>" + err;
-    const int status = std::system(cmd.c_str());
-    RunResult r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    std::remove(in.c_str());
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
-}
+std::string temp_path(const std::string& name) { return ember_test::temp_path("apps-e2e", name); }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
@@ -94,14 +56,15 @@ TEST(AppsCli, GreedyMatchesLlamaCppReference) {
     for (const auto& c : ref["cases"]) {
         const std::string prompt = c["prompt"];
         const std::string expected = prompt + c["greedy_text"].get<std::string>();
-        const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "64", "--temp", "0"});
+        const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "64", "--temp", "0"});
         ASSERT_EQ(r.rc, 0) << r.err;
         EXPECT_EQ(r.out, expected) << "prompt: " << prompt;
     }
 }
 
 TEST(AppsCli, LogsModelInfoAndTimingsToStderr) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "8", "--temp", "0"});
+    const RunResult r =
+        run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "8", "--temp", "0"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "arch")) << r.err;
     EXPECT_TRUE(contains(r.err, "llama")) << r.err;
@@ -116,7 +79,7 @@ TEST(AppsCli, NoDisplayPromptAndSeededSampling) {
     auto with = [&](std::vector<std::string> extra) {
         std::vector<std::string> a = base;
         a.insert(a.end(), extra.begin(), extra.end());
-        return run(EMBER_CLI_BIN, a);
+        return run_process(EMBER_CLI_BIN, a);
     };
     const RunResult a = with({"-s", "42"}), b = with({"-s", "42"}), c = with({"-s", "7", "--temp", "1.5"});
     ASSERT_EQ(a.rc, 0) << a.err;
@@ -134,7 +97,7 @@ TEST(AppsCli, BadFlagsExitOneNamingTheFlag) {
     for (const auto& bad : cases) {
         std::vector<std::string> args = {"-m", kModel, "-p", "hi"};
         args.insert(args.end(), bad.begin(), bad.end());
-        const RunResult r = run(EMBER_CLI_BIN, args);
+        const RunResult r = run_process(EMBER_CLI_BIN, args);
         EXPECT_EQ(r.rc, 1) << bad[0];
         EXPECT_TRUE(contains(r.err, bad[0])) << r.err;
         if (bad.size() > 1) {
@@ -146,33 +109,33 @@ TEST(AppsCli, BadFlagsExitOneNamingTheFlag) {
 
 TEST(AppsCli, MissingModelNamesThePath) {
     const std::string path = "/nonexistent/dir/model-xyz.gguf";
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", path, "-p", "hi"});
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", path, "-p", "hi"});
     EXPECT_EQ(r.rc, 1);
     EXPECT_TRUE(contains(r.err, path)) << r.err;
-    const RunResult none = run(EMBER_CLI_BIN, {"-p", "hi"});
+    const RunResult none = run_process(EMBER_CLI_BIN, {"-p", "hi"});
     EXPECT_EQ(none.rc, 1);
     EXPECT_TRUE(contains(none.err, "-m")) << none.err;
 }
 
 TEST(AppsCli, NoPromptIsAnError) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel});
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel});
     EXPECT_EQ(r.rc, 1);
     EXPECT_TRUE(contains(r.err, "-p")) << r.err;
 }
 
 TEST(AppsCli, HelpAndVersion) {
-    const RunResult h = run(EMBER_CLI_BIN, {"--help"});
+    const RunResult h = run_process(EMBER_CLI_BIN, {"--help"});
     EXPECT_EQ(h.rc, 0);
     for (const char* flag : {"--n-predict", "--ctx-size", "--repeat-penalty", "-cnv", "--chat-template", "chatml"})
         EXPECT_TRUE(contains(h.out, flag)) << flag;
-    const RunResult v = run(EMBER_CLI_BIN, {"--version"});
+    const RunResult v = run_process(EMBER_CLI_BIN, {"--version"});
     EXPECT_EQ(v.rc, 0);
     EXPECT_TRUE(contains(v.out, "ember")) << v.out;
 }
 
 TEST(AppsCli, ContextFullStops) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-c", "16", "--ignore-eos",
-                                            "--temp", "0"});
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-c", "16",
+                                                    "--ignore-eos", "--temp", "0"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "context full")) << r.err;
     // 5 prompt tokens, then 11 evaluated + 1 printed: 12 generated tokens.
@@ -180,15 +143,16 @@ TEST(AppsCli, ContextFullStops) {
 }
 
 TEST(AppsCli, PromptLongerThanTheContextIsAnError) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-p", kStory, "-c", "32"});
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", kStory, "-c", "32"});
     EXPECT_EQ(r.rc, 1);
     EXPECT_TRUE(contains(r.err, "prompt is too long")) << r.err;
     EXPECT_TRUE(contains(r.err, "max 28")) << r.err;
 }
 
 TEST(AppsCli, ConversationReadsTurnsUntilEof) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "12", "--temp", "0", "-sys", "Be nice."},
-                            "Tell me a story.\nWhat happened next?\n");
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "12", "--temp", "0", "-sys",
+                                                    "Be nice."},
+                                    "Tell me a story.\nWhat happened next?\n");
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "plain")) << r.err;  // stories260K has no chat template: the fallback is logged
     EXPECT_GE(std::count(r.out.begin(), r.out.end(), '>'), 3) << r.out;  // three input markers: 2 turns, then EOF
@@ -207,8 +171,9 @@ TEST(AppsCli, ConversationReadsTurnsUntilEof) {
 }
 
 TEST(AppsCli, ConversationWithNamedTemplate) {
-    const RunResult r = run(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "4", "--temp", "0", "--chat-template",
-                                            "chatml"}, "Hi\n");
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-cnv", "-n", "4", "--temp", "0",
+                                                    "--chat-template", "chatml"},
+                                    "Hi\n");
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "'chatml'")) << r.err;
 }
@@ -216,7 +181,7 @@ TEST(AppsCli, ConversationWithNamedTemplate) {
 TEST(AppsPerplexity, FinalEstimateIsFinite) {
     const std::string text = temp_path("story.txt");
     std::ofstream(text) << kStory << kStory;
-    const RunResult r = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
+    const RunResult r = run_process(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
     std::remove(text.c_str());
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "[1]")) << r.out;
@@ -234,17 +199,18 @@ TEST(AppsPerplexity, FinalEstimateIsFinite) {
 TEST(AppsPerplexity, ShortTextSaysHowManyTokensAreNeeded) {
     const std::string text = temp_path("short.txt");
     std::ofstream(text) << "Once upon a time, there was a cat.";
-    const RunResult r = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
+    const RunResult r = run_process(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", text, "-c", "128"});
     std::remove(text.c_str());
     EXPECT_EQ(r.rc, 1);
     EXPECT_TRUE(contains(r.err, "at least 256 tokens")) << r.err;
-    const RunResult missing = run(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", "/nonexistent/text.txt"});
+    const RunResult missing = run_process(EMBER_PERPLEXITY_BIN, {"-m", kModel, "-f", "/nonexistent/text.txt"});
     EXPECT_EQ(missing.rc, 1);
     EXPECT_TRUE(contains(missing.err, "/nonexistent/text.txt")) << missing.err;
 }
 
 TEST(AppsBench, MarkdownRows) {
-    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "--mem-bw", "10"});
+    const RunResult r =
+        run_process(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "--mem-bw", "10"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "| model")) << r.out;
     EXPECT_TRUE(contains(r.out, "t/s |")) << r.out;
@@ -255,7 +221,7 @@ TEST(AppsBench, MarkdownRows) {
 }
 
 TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
-    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "-o", "json"});
+    const RunResult r = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-p", "16", "-n", "8", "-r", "2", "-o", "json"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "memory bandwidth:")) << r.err;  // measured, since --mem-bw was not given
     const nlohmann::json j = nlohmann::json::parse(r.out);
@@ -273,7 +239,7 @@ TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
 }
 
 TEST(AppsBench, BadFlag) {
-    const RunResult r = run(EMBER_BENCH_BIN, {"-m", kModel, "-o", "xml"});
+    const RunResult r = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-o", "xml"});
     EXPECT_EQ(r.rc, 1);
     EXPECT_TRUE(contains(r.err, "-o: invalid value 'xml'")) << r.err;
 }

@@ -1,64 +1,33 @@
 // End-to-end runs of the built ember-quantize on stories260K: output, exit codes and error messages.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "engine/gguf.h"
+#include "tests/run-process.h"
 
 namespace {
 
 const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
 
-struct RunResult {
-    int rc = -1;
-    std::string out, err;
-};
+using ember_test::RunResult;
+using ember_test::slurp;
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-std::string temp_path(const std::string& name) {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/ember-quantize-e2e-" + std::to_string(::getpid()) + "-" + name;
-}
+std::string temp_path(const std::string& name) { return ember_test::temp_path("quantize-e2e", name); }
 
 bool exists(const std::string& path) {
     struct stat st;
     return ::lstat(path.c_str(), &st) == 0;
 }
 
-// Runs ember-quantize with args (each shell-quoted) after `prefix` (shell commands, e.g. a ulimit).
+// Runs ember-quantize with args after `prefix` (shell commands, e.g. a ulimit).
 RunResult run(const std::vector<std::string>& args, const std::string& prefix = "") {
-    const std::string out = temp_path("stdout"), err = temp_path("stderr");
-    std::string cmd = prefix + "exec " + quote(EMBER_QUANTIZE_BIN);
-    for (const std::string& a : args) cmd += " " + quote(a);
-    cmd += " </dev/null >" + out + " 2>" + err;
-    const int status = std::system(("sh -c " + quote(cmd)).c_str());
-    RunResult r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
+    return ember_test::run_process(EMBER_QUANTIZE_BIN, args, "", prefix);
 }
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

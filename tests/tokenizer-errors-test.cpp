@@ -161,4 +161,13 @@ TEST(TokenizerErrors, MalformedMerge) {
                     "tokenizer.ggml.merges", "'ab'");
 }
 
+// Both models share the BYTE check (Tokenizer::load_pieces): non-hex digits are an ember::Error for BPE too.
+TEST(TokenizerErrors, Gpt2ByteTokenNotHex) {
+    EXPECT_MENTIONS(load_error(gpt2([](ember::GGUFWriter& w) {
+                        w.set_string_array("tokenizer.ggml.tokens", {"a", "b", "ab", "<0xZZ>"});
+                        w.set_i32_array("tokenizer.ggml.token_type", {1, 1, 1, 6});
+                    })),
+                    "tokenizer.ggml.tokens", "BYTE", "'<0xZZ>'", ".gguf");
+}
+
 }  // namespace

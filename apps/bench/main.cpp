@@ -125,7 +125,6 @@ void print_table(const std::vector<std::string>& header, const std::vector<bool>
 
 int run(int argc, char** argv) {
     BenchParams p;
-    bool help = false, version = false;
     ArgParser args("ember-bench", "Measures prompt processing (pp) and token generation (tg) speed, llama-bench style.");
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
     args.add_int({"-p", "--n-prompt"}, &p.n_prompt, "prompt tokens of the pp test (0 = no pp test)");
@@ -137,17 +136,7 @@ int run(int argc, char** argv) {
     args.add_choice({"-o", "--output"}, &p.output, {"md", "json"}, "output format");
     args.add_float({"--mem-bw"}, &p.mem_bw, "memory bandwidth in GB/s for the bound (0 = measure)");
     args.add_flag({"--no-warmup"}, &p.no_warmup, "skip the warm-up run of each test");
-    args.add_flag({"--version"}, &version, "print the version and exit");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return 0;
-    }
-    if (version) {
-        std::printf("%s\n", version_string().c_str());
-        return 0;
-    }
+    if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_prompt < 0) throw Error("-p: invalid value '" + std::to_string(p.n_prompt) + "' (expected >= 0)");
     if (p.n_gen < 0) throw Error("-n: invalid value '" + std::to_string(p.n_gen) + "' (expected >= 0)");
     if (p.n_prompt == 0 && p.n_gen == 0) throw Error("-p and -n are both 0: nothing to measure");

@@ -15,7 +15,7 @@ namespace {
 
 // Returns false when the program should exit 0 at once (--help, --version).
 bool parse_args(int argc, char** argv, CliParams& p) {
-    bool help = false, version = false, no_escape = false, no_display = false;
+    bool no_escape = false, no_display = false;
     int64_t seed = -1;
     ArgParser args("ember-cli", "Generates text from a prompt, or chats (-cnv), with a GGUF model.");
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
@@ -48,18 +48,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     const std::string template_help = "chat template to use instead of the model's: " + names;
     args.add_string({"--chat-template"}, &p.chat_template, "NAME", template_help.c_str());
     args.add_string({"-sys", "--system-prompt"}, &p.system_prompt, "PROMPT", "system prompt (conversation mode)");
-    args.add_flag({"--version"}, &version, "print the version and exit");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return false;
-    }
-    if (version) {
-        std::printf("%s\n", version_string().c_str());
-        return false;
-    }
+    if (!app_parse_args(args, argc, argv)) return false;  // --help or --version
     // Values that parse but make no sense.
     if (p.generate.n_predict < -2)
         throw Error("-n: invalid value '" + std::to_string(p.generate.n_predict) + "' (expected >= -2)");

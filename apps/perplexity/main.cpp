@@ -34,7 +34,6 @@ std::string read_text(const std::string& path) {
 
 int run(int argc, char** argv) {
     PerplexityParams p;
-    bool help = false, version = false;
     ArgParser args("ember-perplexity", "Computes a model's perplexity on a text, in chunks of -c tokens.");
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
     args.add_string({"-f", "--file"}, &p.file, "FNAME", "text file to evaluate");
@@ -43,17 +42,7 @@ int run(int argc, char** argv) {
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--chunks"}, &p.n_chunks, "evaluate at most this many chunks (-1 = all)");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
-    args.add_flag({"--version"}, &version, "print the version and exit");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return 0;
-    }
-    if (version) {
-        std::printf("%s\n", version_string().c_str());
-        return 0;
-    }
+    if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_ctx < 8) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 8)");
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
     if (p.n_chunks == 0 || p.n_chunks < -1)
