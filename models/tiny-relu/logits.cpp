@@ -1,0 +1,172 @@
+// ember-tiny-logits: ember's logits for a token sequence, for the parity check of models/tiny-relu against the
+// PyTorch model that trained it.
+//   ember-tiny-logits -m MODEL --tokens 1,450,... -o OUT.f32   all positions' logits, (n_tokens, n_vocab) float32
+//   ember-tiny-logits -m MODEL --check REFERENCE.json [--variant f32|q8_0] [--tol 1e-3]
+//       compares with the reference train.py wrote: at every position the stored logits (a fixed subset of the
+//       vocabulary), log-sum-exp over the whole vocabulary and the argmax; prints max errors, exit 1 above --tol.
+// The prompt is evaluated as one batch, as ember-perplexity and prompt processing do.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "engine/ember.h"
+
+using nlohmann::json;
+
+namespace {
+
+const char* const kUsage =
+    "usage: ember-tiny-logits -m MODEL (--tokens IDS -o OUT.f32 | --check REF.json [--variant V] [--tol X])\n"
+    "                         [-t THREADS]\n";
+
+struct Args {
+    std::string model, out, check, variant = "f32";
+    std::vector<int32_t> tokens;
+    double tol = 1e-3;
+    int threads = 0;
+};
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+    std::vector<int32_t> ids;
+    size_t pos = 0;
+    while (pos < s.size()) {
+        size_t end = s.find(',', pos);
+        if (end == std::string::npos) end = s.size();
+        const std::string item = s.substr(pos, end - pos);
+        char* stop = nullptr;
+        const long v = std::strtol(item.c_str(), &stop, 10);
+        if (item.empty() || *stop != '\0' || v < 0) throw ember::Error("--tokens: invalid id '" + item + "'");
+        ids.push_back((int32_t)v);
+        pos = end + 1;
+    }
+    if (ids.empty()) throw ember::Error("--tokens: no ids");
+    return ids;
+}
+
+Args parse_args(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; i++) {
+        const std::string arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw ember::Error(arg + ": missing value");
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (arg == "-m") {
+            a.model = value();
+        } else if (arg == "--tokens") {
+            a.tokens = parse_ids(value());
+        } else if (arg == "-o") {
+            a.out = value();
+        } else if (arg == "--check") {
+            a.check = value();
+        } else if (arg == "--variant") {
+            a.variant = value();
+        } else if (arg == "--tol") {
+            a.tol = std::stod(value());
+        } else if (arg == "-t") {
+            a.threads = std::stoi(value());
+        } else {
+            throw ember::Error("unknown argument '" + arg + "' (see --help)");
+        }
+    }
+    if (a.model.empty()) throw ember::Error("-m MODEL is required");
+    if (a.check.empty() == (a.out.empty() || a.tokens.empty()))
+        throw ember::Error("give either --tokens and -o, or --check (see --help)");
+    return a;
+}
+
+// Evaluates tokens as one batch; returns (n, n_vocab) logits.
+std::vector<float> eval_logits(const ember::Model& model, const std::vector<int32_t>& tokens, int threads) {
+    ember::SessionParams sp;
+    sp.n_ctx = std::max<int>((int)tokens.size(), 8);
+    sp.n_batch = sp.n_ctx;
+    sp.n_threads = threads;
+    ember::Session s(model, sp);
+    s.eval(tokens, true);
+    const int n_vocab = model.info().n_vocab;
+    std::vector<float> out((size_t)tokens.size() * n_vocab);
+    for (size_t i = 0; i < tokens.size(); i++)
+        std::memcpy(out.data() + i * n_vocab, s.logits((int)i), sizeof(float) * n_vocab);
+    return out;
+}
+
+double log_sum_exp(const float* x, int n) {
+    const float mx = *std::max_element(x, x + n);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += std::exp((double)x[i] - mx);
+    return mx + std::log(sum);
+}
+
+int check(const ember::Model& model, const Args& a) {
+    std::ifstream in(a.check);
+    if (!in) throw ember::Error(a.check + ": cannot open: " + std::strerror(errno));
+    const json ref = json::parse(in);
+    if (ref.value("format", "") != "ember-tiny-relu-reference")
+        throw ember::Error(a.check + ": expected format 'ember-tiny-relu-reference'");
+    if (!ref["variants"].contains(a.variant))
+        throw ember::Error(a.check + ": no variant '" + a.variant + "' (expected f32 or q8_0)");
+    const std::vector<int32_t> tokens = ref.at("tokens").get<std::vector<int32_t>>();
+    const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
+    const json& v = ref["variants"][a.variant];
+    const int n_vocab = model.info().n_vocab;
+    const std::vector<float> logits = eval_logits(model, tokens, a.threads);
+
+    double max_diff = 0, max_lse = 0;
+    int argmax_mismatch = 0;
+    for (size_t p = 0; p < tokens.size(); p++) {
+        const float* row = logits.data() + p * n_vocab;
+        const std::vector<double> want = v.at("logits").at(p).get<std::vector<double>>();
+        if (want.size() != ids.size())
+            throw ember::Error(a.check + ": logits row " + std::to_string(p) + ": " + std::to_string(want.size()) +
+                               " values, expected one per id (" + std::to_string(ids.size()) + ")");
+        double row_diff = 0;
+        for (size_t k = 0; k < ids.size(); k++) row_diff = std::max(row_diff, std::fabs(row[ids[k]] - want[k]));
+        const double lse = std::fabs(log_sum_exp(row, n_vocab) - v.at("logsumexp").at(p).get<double>());
+        const int ref_arg = v.at("argmax").at(p).get<int>();
+        const int arg = (int)(std::max_element(row, row + n_vocab) - row);
+        // An argmax differing only by a near tie (within the tolerance) is not a mismatch.
+        if (arg != ref_arg && row[arg] - row[ref_arg] > 2 * a.tol) argmax_mismatch++;
+        std::printf("pos %3zu token %5d: max |diff| %.3e over %zu logits, |logsumexp diff| %.3e, argmax %d (ref %d)\n",
+                    p, tokens[p], row_diff, ids.size(), lse, arg, ref_arg);
+        max_diff = std::max(max_diff, row_diff);
+        max_lse = std::max(max_lse, lse);
+    }
+    const bool ok = max_diff <= a.tol && max_lse <= a.tol && argmax_mismatch == 0;
+    std::printf("{\"variant\": \"%s\", \"positions\": %zu, \"max_abs_diff\": %.6e, \"max_logsumexp_diff\": %.6e, "
+                "\"argmax_mismatches\": %d, \"tol\": %g, \"pass\": %s}\n",
+                a.variant.c_str(), tokens.size(), max_diff, max_lse, argmax_mismatch, a.tol, ok ? "true" : "false");
+    return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Args a = parse_args(argc, argv);
+        ember::ModelParams mp;
+        mp.path = a.model;
+        auto model = ember::Model::load(mp);
+        if (!a.check.empty()) return check(*model, a);
+        const std::vector<float> logits = eval_logits(*model, a.tokens, a.threads);
+        std::FILE* f = std::fopen(a.out.c_str(), "wb");
+        if (!f) throw ember::Error(a.out + ": cannot create: " + std::strerror(errno));
+        const size_t n = std::fwrite(logits.data(), sizeof(float), logits.size(), f);
+        if (std::fclose(f) != 0 || n != logits.size()) throw ember::Error(a.out + ": write failed");
+        std::printf("{\"tokens\": %zu, \"n_vocab\": %d, \"file\": \"%s\"}\n", a.tokens.size(), model->info().n_vocab,
+                    a.out.c_str());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ember-tiny-logits: %s\n", e.what());
+        return 1;
+    }
+}
