@@ -63,8 +63,8 @@ struct ThreadPool::State {
     std::atomic<bool> failed{false};
     std::exception_ptr error;  // the job's first exception; written once, by whoever set `failed`
 
-    // The current job: written by the caller before it publishes the new generation in `ticket` (relaxed
-    // atomics: a late worker may read them while the next job is being set up, then its CAS fails).
+    // The current job: written by the caller after it closes the old ticket and before it publishes the new
+    // generation (a late worker may read them while the next job is being set up; its CAS then fails).
     std::atomic<const std::function<void(int64_t, int64_t)>*> fn{nullptr};
     std::atomic<int64_t> n{0}, unit{1}, n_units{0}, divisor{1};
 
@@ -84,7 +84,7 @@ void run_chunks(State& s, uint32_t gen) {
     for (;;) {
         if (gen_of(t) != gen) return;
         // stale reads of the job fields are harmless: the CAS below then fails
-        const int64_t next = (int64_t)(uint32_t)t, n_units = s.n_units.load(std::memory_order_relaxed);
+        const int64_t next = (int64_t)(uint32_t)t, n_units = s.n_units.load(std::memory_order_acquire);
         if (next >= n_units) return;
         const int64_t take = std::max<int64_t>(1, (n_units - next) / s.divisor.load(std::memory_order_relaxed));
         if (!s.ticket.compare_exchange_weak(t, t + (uint64_t)take, std::memory_order_acquire,
@@ -180,15 +180,21 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     }
 
     State& s = *state_;
+    // Close the previous job's ticket before touching the job fields. A worker that read the old ticket after the
+    // last unit was claimed may still be about to read n_units; if it sees this job's (release below, acquire in
+    // run_chunks), the close happened before its CAS, so the CAS on the old ticket value fails instead of claiming
+    // units of this job under the old generation.
+    const uint64_t prev = s.ticket.load(std::memory_order_relaxed);
+    s.ticket.store((prev & ~0xFFFFFFFFull) | 0xFFFFFFFFull, std::memory_order_seq_cst);
     s.fn.store(&fn, std::memory_order_relaxed);
     s.n.store(n, std::memory_order_relaxed);
     s.unit.store(unit, std::memory_order_relaxed);
-    s.n_units.store(n_units, std::memory_order_relaxed);
+    s.n_units.store(n_units, std::memory_order_release);
     s.divisor.store(kGuided * n_threads_, std::memory_order_relaxed);
     s.done.store(0, std::memory_order_relaxed);
     s.failed.store(false, std::memory_order_relaxed);
     s.error = nullptr;
-    const uint32_t gen = gen_of(s.ticket.load(std::memory_order_relaxed)) + 1;
+    const uint32_t gen = gen_of(prev) + 1;
     s.ticket.store((uint64_t)gen << 32, std::memory_order_seq_cst);  // publishes the job (release)
     if (s.sleepers.load(std::memory_order_seq_cst) > 0) {
         std::lock_guard<std::mutex> lock(s.mu);

@@ -1,9 +1,11 @@
 // thread-pool.h: coverage of [0, n) by disjoint chunks, many tiny calls, uneven work, exceptions, shutdown.
 #include <gtest/gtest.h>
 
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <future>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -79,6 +81,37 @@ TEST_P(KernelsThreadPool, ManyTinyCalls) {
     // ~1-5 us per call when the cores are free; generous for a loaded shared machine
     EXPECT_LT(s, 30.0);
     std::printf("[          ] %d threads: %d calls in %.3f s (%.2f us/call)\n", GetParam(), calls, s, s / calls * 1e6);
+}
+
+// Back-to-back jobs of different sizes: a worker late from one job must never claim units of the next under the
+// old job's ticket (that once ran units twice or out of range and left the caller waiting forever).
+TEST_P(KernelsThreadPool, BackToBackJobsOfDifferentSizesStayApart) {
+    ThreadPool pool(GetParam());
+    const int calls = GetParam() <= (int)std::thread::hardware_concurrency() ? 50000 : 5000;
+    std::vector<std::atomic<int>> hits(64);
+    std::atomic<int64_t> out_of_range{0}, wrong_count{0};
+    auto run = [&] {
+        for (int c = 0; c < calls; c++) {
+            const int64_t n = c % 2 ? 2 : 64;
+            for (int64_t i = 0; i < n; i++) hits[(size_t)i].store(0, std::memory_order_relaxed);
+            pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; i++) {
+                    if (i < 0 || i >= n) out_of_range++;
+                    else hits[(size_t)i]++;
+                }
+            });
+            for (int64_t i = 0; i < n; i++) wrong_count += hits[(size_t)i].load() != 1;
+        }
+    };
+    // A hang is the failure this test exists for: give up after 120 s instead of waiting for ctest's timeout.
+    auto done = std::async(std::launch::async, run);
+    if (done.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
+        std::fprintf(stderr, "BackToBackJobsOfDifferentSizesStayApart: parallel_for hung with %d threads\n", GetParam());
+        std::_Exit(1);
+    }
+    done.get();
+    EXPECT_EQ(out_of_range.load(), 0);
+    EXPECT_EQ(wrong_count.load(), 0);
 }
 
 TEST_P(KernelsThreadPool, UnevenWork) {
