@@ -1,6 +1,9 @@
 // matvec: rows split over the pool, each chunk streamed through dot_rows (several rows per pass).
-// matmul: BLAS sgemm on row panels of dequantized weights when built with OpenBLAS or oneDNN and the batch is
-// large enough to amortize the dequantization; otherwise per-token dot products, weight chunks reused from cache.
+// matmul with BLAS (OpenBLAS or oneDNN) and a batch large enough to amortize the dequantization: one parallel loop
+// over blocks of weight rows; each worker dequantizes its block into its own scratch and at once runs one
+// single-threaded sgemm of the tokens against it, writing the block's columns of Y. One synchronisation per call,
+// the weights read once, and blocks fixed by the shapes alone, so the result is the same for any thread count.
+// Without BLAS or for small batches: per-token dot products, weight chunks reused from cache.
 #include "kernels-cpu/matmul.h"
 
 #include <algorithm>
@@ -17,19 +20,31 @@
 #include <cblas.h>
 #elif defined(EMBER_ONEDNN)
 #include <dnnl.h>
+#include <omp.h>
 #endif
 
 namespace ember {
 
 namespace {
 
-constexpr int64_t kPanelRows = 512;       // weight rows dequantized per GEMM panel (the scratch size)
-constexpr int64_t kMinBlasTokens = 8;     // fewer tokens: reading the weights once per token is cheaper
-constexpr int64_t kTileTokens = 128;      // OpenBLAS: one single-threaded sgemm per (tokens x rows) tile
-constexpr int64_t kMinTileRows = 64;
-constexpr int64_t kMinChunkBytes = 16384; // matvec: below this, waking a thread costs more than it saves
+constexpr int64_t kMinBlasTokens = 8;    // fewer tokens: reading the weights once per token is cheaper
+// Each sgemm call packs its activations (tokens x n_cols) and its weight rows (rows x n_cols) before it multiplies,
+// so packing costs about 1/rows + 1/tokens of the work. Single-threaded, F16 11008x4096 and 4096x11008, 512 tokens,
+// Zen 5, OpenBLAS SkylakeX kernels: 256-row blocks 196 GFLOP/s, 512 rows 192-201, 128 rows 176 (Haswell kernels:
+// 108, 110, 101; 32-48 rows 60-75); 256-token tiles cost 3%. A block's F32 copy (4-11 MiB) then outgrows L2,
+// which measured cheaper than blocks small enough to stay there.
+constexpr int64_t kBlockRows = 256;      // weight rows per block (about: the blocks of a matrix are made equal)
+constexpr int64_t kMaxTileTokens = 512;  // tokens per sgemm call; larger batches are split into equal tiles
+// Matrices of few blocks (4096 rows: 16) also split their tokens, down to kMinTileTokens, towards kMinItems work
+// items: 16 items on 12 threads keep the cores 67% busy, 32 items keep 8-16 threads 71-100% busy (12: 89%) for
+// the cost of 256-token tiles (3%, above). Both depend on the shapes alone, not on the thread count.
+constexpr int64_t kMinItems = 32;
+constexpr int64_t kMinTileTokens = 128;
+constexpr int64_t kDotGroupTokens = 64;  // dot path: tokens whose Q8_0 activations share one pass over weights
+constexpr int64_t kMinChunkBytes = 16384;  // matvec: below this, waking a thread costs more than it saves
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // matvec's grain: whole groups of dot_rows' 4 rows, and at least kMinChunkBytes of weights. The pool's guided
 // chunks start at 1/(2 n_threads) of the rows and shrink to one grain at the end, which bounds the idle time.
@@ -46,9 +61,7 @@ void matmul_dots(DType wt, const void* w, const float* x, float* y, int64_t n_to
     const uint8_t* wb = (const uint8_t*)w;
     const bool quantized_x = dot_vec_type(wt) != DType::DTYPE_F32;
     const size_t xb = dot_vec_bytes(wt, n_cols);
-    const int64_t group = quantized_x
-        ? std::max<int64_t>(1, matmul_scratch_floats(n_rows, n_cols) * 4 / (int64_t)xb)
-        : n_tokens;
+    const int64_t group = quantized_x ? kDotGroupTokens : n_tokens;  // scratch holds kDotGroupTokens rows
     int64_t grain = std::max<int64_t>(4, round_up((256 << 10) / (int64_t)rb, 4));  // ~256 KiB of weights
     grain = std::min(grain, std::max<int64_t>(4, round_up(n_rows / (pool.size() * 4), 4)));
     for (int64_t t0 = 0; t0 < n_tokens; t0 += group) {
@@ -71,57 +84,73 @@ void matmul_dots(DType wt, const void* w, const float* x, float* y, int64_t n_to
 }
 
 #if defined(EMBER_OPENBLAS) || defined(EMBER_ONEDNN)
-// Y[:, p0:p0+pr] = X * panel^T, panel (pr, n_cols) row-major float.
-void gemm_panel(const float* x, const float* panel, float* y, int64_t n_tokens, int64_t pr, int64_t p0,
-                int64_t n_rows, int64_t n_cols, ThreadPool& pool) {
+// Makes this thread's BLAS calls single-threaded: they run inside our pool's workers, and a second set of
+// spinning threads would only fight them for the cores.
+void blas_single_thread() {
 #if defined(EMBER_OPENBLAS)
-    // Tiles run single-threaded in our pool (OpenBLAS is set to 1 thread): no second set of spinning threads.
-    const int64_t tt = std::min(n_tokens, kTileTokens);
-    const int64_t nt_tiles = (n_tokens + tt - 1) / tt;
-    int64_t tr = round_up((pr * nt_tiles + 2 * pool.size() - 1) / (2 * pool.size()), 16);
-    tr = std::min(pr, std::max(tr, kMinTileRows));
-    const int64_t nr_tiles = (pr + tr - 1) / tr;
-    pool.parallel_for(nt_tiles * nr_tiles, 1, [&](int64_t b, int64_t e) {
-        for (int64_t tile = b; tile < e; tile++) {
-            const int64_t t0 = tile / nr_tiles * tt, r0 = tile % nr_tiles * tr;
-            const int64_t m = std::min(tt, n_tokens - t0), n = std::min(tr, pr - r0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)n_cols, 1.0f, x + t0 * n_cols,
-                        (int)n_cols, panel + r0 * n_cols, (int)n_cols, 0.0f, y + t0 * n_rows + p0 + r0, (int)n_rows);
-        }
-    });
+    static std::once_flag once;  // OpenBLAS's thread count is global
+    std::call_once(once, [] { openblas_set_num_threads(1); });
 #else
-    (void)pool;
-    // oneDNN threads its sgemm itself (OpenMP here).
-    const dnnl_status_t st = dnnl_sgemm('N', 'T', n_tokens, pr, n_cols, 1.0f, x, n_cols, panel, n_cols, 0.0f,
-                                        y + p0, n_rows);
-    if (st != dnnl_success) {
-        throw std::runtime_error("matmul: dnnl_sgemm(" + std::to_string(n_tokens) + " x " + std::to_string(pr) +
-                                 " x " + std::to_string(n_cols) + ") failed with status " + std::to_string((int)st));
+    thread_local bool done = false;  // OpenMP's is per calling thread (oneDNN sizes its parallel regions by it)
+    if (!done) {
+        omp_set_num_threads(1);
+        done = true;
     }
 #endif
 }
 
-void matmul_blas(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows,
-                 int64_t n_cols, float* scratch, ThreadPool& pool) {
+// y (m, ldy), columns [0, n) = x (m, k) * w^T, w (n, k) row-major float; single-threaded.
+void sgemm_nt(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int64_t ldy) {
 #if defined(EMBER_OPENBLAS)
-    static std::once_flag once;
-    std::call_once(once, [] { openblas_set_num_threads(1); });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
+                y, (int)ldy);
+#else
+    const dnnl_status_t st = dnnl_sgemm('N', 'T', m, n, k, 1.0f, x, k, w, k, 0.0f, y, ldy);
+    if (st != dnnl_success) {
+        throw std::runtime_error("matmul: dnnl_sgemm(" + std::to_string(m) + " x " + std::to_string(n) + " x " +
+                                 std::to_string(k) + ") failed with status " + std::to_string((int)st));
+    }
 #endif
+}
+
+// Weight rows per block: about kBlockRows, the blocks of one matrix of equal size up to a multiple of 16 (the
+// sgemm kernels' register tiles).
+int64_t gemm_block_rows(int64_t n_rows) {
+    const int64_t n_blocks = ceil_div(n_rows, kBlockRows);
+    return std::min(n_rows, round_up(ceil_div(n_rows, n_blocks), 16));
+}
+
+void matmul_blas(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows,
+                 int64_t n_cols, ThreadPool& pool) {
     const DotKernels* k = dot_kernels();
     const size_t rb = dtype_row_bytes(wt, n_cols);
     const uint8_t* wb = (const uint8_t*)w;
-    const int64_t panel_rows = std::min(n_rows, kPanelRows);
-    for (int64_t p0 = 0; p0 < n_rows; p0 += panel_rows) {
-        const int64_t pr = std::min(panel_rows, n_rows - p0);
-        const float* panel = (const float*)(wb + p0 * rb);
-        if (wt != DType::DTYPE_F32) {
-            pool.parallel_for(pr, 8, [&](int64_t b, int64_t e) {
-                for (int64_t r = b; r < e; r++) k->dequantize_row(wt, wb + (p0 + r) * rb, scratch + r * n_cols, n_cols);
-            });
-            panel = scratch;
+    // Work items are (row block, token tile) pairs, block-major so that a chunk of items reuses its dequantized block.
+    const int64_t block_rows = gemm_block_rows(n_rows);
+    const int64_t n_blocks = ceil_div(n_rows, block_rows);
+    const int64_t n_tiles = std::max(ceil_div(n_tokens, kMaxTileTokens),
+                                     std::min(ceil_div(kMinItems, n_blocks), n_tokens / kMinTileTokens));
+    pool.parallel_for(n_blocks * n_tiles, 1, [&](int64_t begin, int64_t end) {
+        blas_single_thread();
+        thread_local std::vector<float> block;  // this worker's dequantized rows; grows once to the largest block
+        int64_t have = -1;                      // which block `block` holds, within this chunk
+        for (int64_t item = begin; item < end; item++) {
+            const int64_t b = item / n_tiles, tile = item % n_tiles;
+            const int64_t r0 = b * block_rows, nr = std::min(block_rows, n_rows - r0);
+            const int64_t t0 = tile * n_tokens / n_tiles, nt = (tile + 1) * n_tokens / n_tiles - t0;
+            const float* wf = (const float*)(wb + r0 * rb);  // F32 weights: sgemm reads the rows in place
+            if (wt != DType::DTYPE_F32) {
+                if (b != have) {
+                    if ((int64_t)block.size() < nr * n_cols) block.resize((size_t)(nr * n_cols));
+                    for (int64_t r = 0; r < nr; r++)
+                        k->dequantize_row(wt, wb + (r0 + r) * rb, block.data() + r * n_cols, n_cols);
+                    have = b;
+                }
+                wf = block.data();
+            }
+            sgemm_nt(x + t0 * n_cols, wf, y + t0 * n_rows + r0, nt, nr, n_cols, n_rows);
         }
-        gemm_panel(x, panel, y, n_tokens, pr, p0, n_rows, n_cols, pool);
-    }
+    });
 }
 #endif
 
@@ -136,7 +165,10 @@ void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, i
     });
 }
 
-int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols) { return std::min(n_rows, kPanelRows) * n_cols; }
+int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols) {
+    (void)n_rows;  // the dot path's Q8_0 activations for kDotGroupTokens tokens; the BLAS path uses its own
+    return ceil_div(kDotGroupTokens * (int64_t)dtype_row_bytes(DType::DTYPE_Q8_0, round_up(n_cols, QK8_0)), 4);
+}
 
 const char* matmul_backend(int64_t n_tokens) {
 #if defined(EMBER_OPENBLAS)
@@ -154,7 +186,7 @@ void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens,
     if (n_tokens <= 0 || n_rows <= 0) return;
 #if defined(EMBER_OPENBLAS) || defined(EMBER_ONEDNN)
     if (n_tokens >= kMinBlasTokens) {
-        matmul_blas(wt, w, x, y, n_tokens, n_rows, n_cols, scratch, pool);
+        matmul_blas(wt, w, x, y, n_tokens, n_rows, n_cols, pool);
         return;
     }
 #endif

@@ -13,8 +13,10 @@ namespace ember {
 void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, ThreadPool& pool);
 
 // Y (n_tokens, n_rows) = X (n_tokens, n_cols) * W^T. X and Y are row-major float.
-// Uses BLAS sgemm where built with it (weights of other types are dequantized into `scratch` in row panels,
-// scratch of at least matmul_scratch_floats(n_rows, n_cols) floats); without BLAS, dot_row per (token, row).
+// Uses BLAS sgemm where built with it: blocks of weight rows, each dequantized by one worker into its own
+// (thread_local) scratch and multiplied by a single-threaded sgemm; the result is the same for any thread count.
+// Without BLAS, or for a few tokens, dot_rows per token with activations converted as for matvec, which needs
+// `scratch` of matmul_scratch_floats(n_rows, n_cols) floats.
 void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols,
             float* scratch, ThreadPool& pool);
 int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols);

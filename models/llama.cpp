@@ -207,6 +207,28 @@ void linear(const Weight& w, const float* x, float* y, int n, LlamaState& st, Th
     }
 }
 
+// f(i) for every token i in [0, n), tokens spread over the pool (for a batch; one token runs on the caller).
+template <typename F>
+void for_each_token(int n, ThreadPool& pool, F&& f) {
+    pool.parallel_for(n, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) f((int)i);
+    });
+}
+
+// f(begin, end) over [0, count) in chunks of at least 16K elements, spread over the pool: elementwise steps on
+// whole batches (n x n_ff) would otherwise run single-threaded between the parallel matmuls.
+template <typename F>
+void for_each_chunk(int64_t count, ThreadPool& pool, F&& f) {
+    pool.parallel_for(count, 1 << 14, [&](int64_t begin, int64_t end) { f(begin, end); });
+}
+
+// x += y over count elements.
+void add_inplace(float* x, const float* y, int64_t count, ThreadPool& pool) {
+    for_each_chunk(count, pool, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; j++) x[j] += y[j];
+    });
+}
+
 }  // namespace
 
 void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
@@ -235,16 +257,20 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         float* v_cache = st.v_cache.data() + (size_t)l * st.n_ctx * kv_dim;
 
         // Attention block: xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
-        for (int i = 0; i < n; i++) rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, eps);
+        for_each_token(n, pool, [&](int i) {
+            rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, eps);
+        });
         linear(L.wq, xn, st.q.data(), n, st, pool);
         linear(L.wk, xn, st.k.data(), n, st, pool);
         linear(L.wv, xn, st.v.data(), n, st, pool);
-        for (int i = 0; i < n; i++) {
+        for_each_token(n, pool, [&](int i) {
+            float* k = st.k.data() + (int64_t)i * kv_dim;
             rope(st.q.data() + i * q_dim, info.n_heads, pos0 + i, rp);
-            rope(st.k.data() + (int64_t)i * kv_dim, info.n_kv_heads, pos0 + i, rp);
-        }
-        std::memcpy(k_cache + (size_t)pos0 * kv_dim, st.k.data(), sizeof(float) * n * kv_dim);
-        std::memcpy(v_cache + (size_t)pos0 * kv_dim, st.v.data(), sizeof(float) * n * kv_dim);
+            rope(k, info.n_kv_heads, pos0 + i, rp);
+            std::memcpy(k_cache + (size_t)(pos0 + i) * kv_dim, k, sizeof(float) * kv_dim);
+            std::memcpy(v_cache + (size_t)(pos0 + i) * kv_dim, st.v.data() + (int64_t)i * kv_dim,
+                        sizeof(float) * kv_dim);
+        });
 
         // Causal attention: token i sees positions 0 .. pos0+i. Work items are (token, head) pairs.
         const int n_heads = info.n_heads;
@@ -270,26 +296,34 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         });
         // Output projection and residual: x += attn * wo^T (xn is free again, used as the product).
         linear(L.wo, st.attn.data(), xn, n, st, pool);
-        for (int64_t j = 0; j < (int64_t)n * dim; j++) x[j] += xn[j];
+        add_inplace(x, xn, (int64_t)n * dim, pool);
 
         // FFN block: x += w_down (act(w_gate xn) * (w_up xn)), act = SiLU or ReLU.
-        for (int i = 0; i < n; i++) rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, eps);
+        for_each_token(n, pool, [&](int i) {
+            rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, eps);
+        });
         linear(L.w_gate, xn, st.gate.data(), n, st, pool);
         linear(L.w_up, xn, st.up.data(), n, st, pool);
-        if (info.ffn_act == "relu")
-            reglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
-        else
-            swiglu(st.gate.data(), st.gate.data(), st.up.data(), (int64_t)n * n_ff);
+        const bool relu = info.ffn_act == "relu";
+        for_each_chunk((int64_t)n * n_ff, pool, [&](int64_t b, int64_t e) {
+            float* g = st.gate.data() + b;
+            const float* u = st.up.data() + b;
+            if (relu)
+                reglu(g, g, u, e - b);
+            else
+                swiglu(g, g, u, e - b);
+        });
         if (st.ffn_observer) st.ffn_observer(l, st.gate.data(), n, n_ff);
         linear(L.w_down, st.gate.data(), xn, n, st, pool);
-        for (int64_t j = 0; j < (int64_t)n * dim; j++) x[j] += xn[j];
+        add_inplace(x, xn, (int64_t)n * dim, pool);
     }
 
     // Final norm and the output projection, for every token or the last one only.
     const int first = all_logits ? 0 : n - 1;
     const int n_out = n - first;
-    for (int i = first; i < n; i++)
-        rmsnorm(xn + (int64_t)(i - first) * dim, x + (int64_t)i * dim, m.output_norm.data(), dim, eps);
+    for_each_token(n_out, pool, [&](int i) {
+        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)(first + i) * dim, m.output_norm.data(), dim, eps);
+    });
     const size_t need = (size_t)n_out * info.n_vocab;
     if (st.logits.size() < need) st.logits.resize(need);
     linear(m.output, xn, st.logits.data(), n_out, st, pool);

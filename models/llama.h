@@ -58,7 +58,7 @@ struct LlamaState {
     std::vector<float> gate;     // (n_batch, n_ff)
     std::vector<float> up;       // (n_batch, n_ff)
     std::vector<float> scores;   // (n_threads, n_ctx) attention scratch per worker
-    std::vector<float> gemm_scratch;    // dequantized weight panels for batched matmul
+    std::vector<float> gemm_scratch;    // batched matmul's scratch (its dot path's converted activations)
     std::vector<uint8_t> vec_scratch;   // one activation row converted for dot_row
     std::vector<float> logits;          // (n_out, n_vocab)
     FfnObserver ffn_observer;           // optional: sees each layer's FFN activations (profiling, statistics)

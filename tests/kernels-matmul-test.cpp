@@ -162,6 +162,29 @@ std::string mat_name(const ::testing::TestParamInfo<std::tuple<MatCase, int>>& i
 INSTANTIATE_TEST_SUITE_P(AllTypes, KernelsMatmul,
                          ::testing::Combine(::testing::ValuesIn(kMatCases), ::testing::Values(1, 2, 3)), mat_name);
 
+// The BLAS path splits the work by the shapes alone (here 2 row blocks x 4 token tiles), so every thread count
+// gives the same floats; the dot path computes each output on its own.
+TEST(KernelsMatmulApi, SameResultForAnyThreadCount) {
+    const int64_t tokens = 530, rows = 300, cols = 64;
+    for (const MatCase& c : kMatCases) {
+        const Problem p = make_problem(c.type, rows, cols, tokens, 99);
+        std::vector<float> scratch((size_t)matmul_scratch_floats(rows, cols));
+        std::vector<float> y1((size_t)(tokens * rows));
+        for (int threads : {1, 2, 3}) {
+            ThreadPool pool(threads);
+            std::vector<float> y((size_t)(tokens * rows));
+            matmul(c.type, p.w.data(), p.x.data(), y.data(), tokens, rows, cols, scratch.data(), pool);
+            if (threads == 1)
+                y1 = y;
+            else
+                ASSERT_EQ(y, y1) << dtype_name(c.type) << " threads=" << threads;
+        }
+        const bool quantized_x =
+            std::string(matmul_backend(tokens)) == "dot" && dot_vec_type(c.type) == DType::DTYPE_Q8_0;
+        check(p, y1, quantized_x, c.tol, std::string(dtype_name(c.type)) + " 530 tokens");
+    }
+}
+
 TEST(KernelsMatmulApi, ScratchAndBackend) {
     EXPECT_GE(matmul_scratch_floats(7, 96), 7 * 96);
     EXPECT_GT(matmul_scratch_floats(11008, 4096), 0);
