@@ -42,14 +42,12 @@ public:
             [dst](const std::string& flag, const std::string& v) { *dst = parse_integer(flag, v); });
     }
     void add_float(std::initializer_list<const char*> names, float* dst, const char* help) {
-        add(names, "X", help, format_float(*dst), [dst](const std::string& flag, const std::string& v) {
-            errno = 0;
-            char* end = nullptr;
-            const double x = std::strtod(v.c_str(), &end);
-            if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
-                throw Error(flag + ": invalid value '" + v + "' (expected a finite number)");
-            *dst = (float)x;
-        });
+        add(names, "X", help, format_float(*dst),
+            [dst](const std::string& flag, const std::string& v) { *dst = (float)parse_real(flag, v); });
+    }
+    void add_double(std::initializer_list<const char*> names, double* dst, const char* help) {
+        add(names, "X", help, format_float(*dst),
+            [dst](const std::string& flag, const std::string& v) { *dst = parse_real(flag, v); });
     }
     void add_string(std::initializer_list<const char*> names, std::string* dst, const char* meta, const char* help) {
         add(names, meta, help, dst->empty() ? "" : "'" + *dst + "'",
@@ -116,6 +114,15 @@ public:
         return x;
     }
 
+    static double parse_real(const std::string& flag, const std::string& v) {
+        errno = 0;
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+            throw Error(flag + ": invalid value '" + v + "' (expected a finite number)");
+        return x;
+    }
+
 private:
     struct Option {
         std::vector<std::string> names;
@@ -125,7 +132,7 @@ private:
         std::function<void(const std::string& flag, const std::string& value)> set;
     };
 
-    static std::string format_float(float x) {
+    static std::string format_float(double x) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%g", (double)x);
         return buf;

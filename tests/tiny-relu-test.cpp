@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -13,13 +11,13 @@
 #include <cstring>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/ember.h"
+#include "tests/run-process.h"
 
 namespace {
 
@@ -28,36 +26,13 @@ using nlohmann::json;
 // stories260K's 512-token SentencePiece vocabulary stands in for the 32,000-token one.
 const std::string kVocab = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
 
-std::string temp_path(const std::string& name) {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/ember-tiny-relu-" + std::to_string(::getpid()) + "-" + name;
-}
+using ember_test::RunResult;
+using ember_test::slurp;
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-struct RunResult {
-    int rc = -1;
-    std::string out, err;
-};
+std::string temp_path(const std::string& name) { return ember_test::temp_path("tiny-relu", name); }
 
 RunResult run(const std::string& binary, const std::vector<std::string>& args) {
-    const std::string out = temp_path("stdout"), err = temp_path("stderr");
-    std::string cmd = "'" + binary + "'";
-    for (const std::string& a : args) cmd += " '" + a + "'";
-    cmd += " </dev/null >" + out + " 2>" + err;
-    const int status = std::system(cmd.c_str());
-    RunResult r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
+    return ember_test::run_process(binary, args);
 }
 
 std::vector<uint16_t> read_u16(const std::string& path) {

@@ -1,10 +1,9 @@
 // ember-cli: text generation with llama.cpp's llama-cli flags. The prompt and the generated text go to stdout,
 // flushed per token; the model summary, settings and timings go to stderr.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "apps/app-args.h"
+#include "apps/app-io.h"
 #include "apps/app-model.h"
 #include "apps/cli/cli.h"
 #include "engine/chat-template.h"
@@ -71,11 +70,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     p.display_prompt = !no_display;
     if (!p.prompt_file.empty()) {
         if (args.seen("-p")) throw Error("-f: give either -p or -f, not both");
-        std::ifstream in(p.prompt_file, std::ios::binary);
-        if (!in) throw Error("-f: cannot open prompt file '" + p.prompt_file + "'");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        p.prompt = ss.str();
+        p.prompt = app_read_file("-f", p.prompt_file, "prompt");
         if (!p.prompt.empty() && p.prompt.back() == '\n') p.prompt.pop_back();  // as llama.cpp does
     } else if (p.escape) {
         p.prompt = args_unescape(p.prompt);

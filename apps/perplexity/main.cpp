@@ -4,10 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "apps/app-args.h"
+#include "apps/app-io.h"
 #include "apps/app-model.h"
 #include "engine/perplexity.h"
 
@@ -23,14 +22,6 @@ struct PerplexityParams {
     int n_threads = 0;
     int n_chunks = -1;   // -1: all
 };
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error("-f: cannot open text file '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 int run(int argc, char** argv) {
     PerplexityParams p;
@@ -50,7 +41,7 @@ int run(int argc, char** argv) {
     if (p.n_threads < 0) p.n_threads = 0;
     if (p.model.path.empty()) throw Error("no model given (use -m FILE; see --help)");
     if (p.file.empty()) throw Error("no text given (use -f FILE)");
-    const std::string text = read_text(p.file);
+    const std::string text = app_read_file("-f", p.file);
 
     std::fprintf(stderr, "%s\n", version_string().c_str());
     double load_ms = 0;

@@ -3,24 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "apps/app-args.h"
+#include "apps/app-io.h"
 #include "apps/app-model.h"
 #include "engine/ffn-stats.h"
 
 using namespace ember;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error("-f: cannot open text file '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 int run(int argc, char** argv) {
     ModelParams mp;
@@ -51,7 +42,7 @@ int run(int argc, char** argv) {
     if (!(hot > 0.0f && hot <= 1.0f)) throw Error("--hot: invalid value (expected 0 < x <= 1)");
     if (file.empty()) throw Error("no text given (use -f FILE)");
     p.max_tokens = max_tokens;
-    const std::string text = read_text(file);
+    const std::string text = app_read_file("-f", file);
 
     double load_ms = 0;
     std::unique_ptr<Model> model = app_load_model(mp, &load_ms);

@@ -1,13 +1,10 @@
 // ember-tokenize: prints the tokens of a text under a GGUF file's tokenizer, like llama.cpp's llama-tokenize.
 // Reads only the metadata (works on vocab-only files).
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "apps/app-io.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -67,20 +64,12 @@ Args parse_args(int argc, char** argv) {
     return a;
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ember::Error(path + ": cannot open: " + std::strerror(errno));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     try {
         const Args args = parse_args(argc, argv);
-        const std::string text = args.have_text ? args.text : read_file(args.file);
+        const std::string text = args.have_text ? args.text : ember::app_read_file("-f", args.file);
         auto file = ember::GGUFFile::open(args.model);
         auto tok = ember::Tokenizer::from_gguf(*file);
         const bool add_bos = tok->add_bos_default() && !args.no_bos;

@@ -16,15 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "apps/app-args.h"
 #include "engine/ember.h"
 
 using nlohmann::json;
 
 namespace {
-
-const char* const kUsage =
-    "usage: ember-tiny-logits -m MODEL (--tokens IDS -o OUT.f32 | --check REF.json [--variant V] [--tol X])\n"
-    "                         [-t THREADS]\n";
 
 struct Args {
     std::string model, out, check, variant = "f32";
@@ -50,39 +47,25 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     return ids;
 }
 
-Args parse_args(int argc, char** argv) {
-    Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw ember::Error(arg + ": missing value");
-            return argv[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::fputs(kUsage, stdout);
-            std::exit(0);
-        } else if (arg == "-m") {
-            a.model = value();
-        } else if (arg == "--tokens") {
-            a.tokens = parse_ids(value());
-        } else if (arg == "-o") {
-            a.out = value();
-        } else if (arg == "--check") {
-            a.check = value();
-        } else if (arg == "--variant") {
-            a.variant = value();
-        } else if (arg == "--tol") {
-            a.tol = std::stod(value());
-        } else if (arg == "-t") {
-            a.threads = std::stoi(value());
-        } else {
-            throw ember::Error("unknown argument '" + arg + "' (see --help)");
-        }
-    }
+// Returns false when the tool should exit 0 (--help, --version).
+bool parse_args(int argc, char** argv, Args& a) {
+    std::string tokens;
+    ember::ArgParser args("ember-tiny-logits",
+                          "ember's logits for a token sequence: -m MODEL (--tokens IDS -o OUT.f32 | --check REF.json\n"
+                          "[--variant V] [--tol X]), for the parity check against the PyTorch model.");
+    args.add_string({"-m"}, &a.model, "MODEL", "model path");
+    args.add_string({"--tokens"}, &tokens, "IDS", "comma-separated token ids to evaluate");
+    args.add_string({"-o"}, &a.out, "OUT.f32", "output: (n_tokens, n_vocab) float32 logits");
+    args.add_string({"--check"}, &a.check, "REF.json", "compare with the reference train.py wrote");
+    args.add_string({"--variant"}, &a.variant, "V", "the reference's variant, f32 or q8_0");
+    args.add_double({"--tol"}, &a.tol, "largest |diff| of a logit or log-sum-exp that passes --check");
+    args.add_int({"-t"}, &a.threads, "threads (0 = physical cores)");
+    if (!ember::app_parse_args(args, argc, argv)) return false;
+    if (args.seen("--tokens")) a.tokens = parse_ids(tokens);
     if (a.model.empty()) throw ember::Error("-m MODEL is required");
     if (a.check.empty() == (a.out.empty() || a.tokens.empty()))
         throw ember::Error("give either --tokens and -o, or --check (see --help)");
-    return a;
+    return true;
 }
 
 // Evaluates tokens as one batch; returns (n, n_vocab) logits.
@@ -151,8 +134,9 @@ int check(const ember::Model& model, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        const Args a = parse_args(argc, argv);
+    return ember::app_run([&] {
+        Args a;
+        if (!parse_args(argc, argv, a)) return 0;
         ember::ModelParams mp;
         mp.path = a.model;
         auto model = ember::Model::load(mp);
@@ -165,8 +149,5 @@ int main(int argc, char** argv) {
         std::printf("{\"tokens\": %zu, \"n_vocab\": %d, \"file\": \"%s\"}\n", a.tokens.size(), model->info().n_vocab,
                     a.out.c_str());
         return 0;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "ember-tiny-logits: %s\n", e.what());
-        return 1;
-    }
+    });
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/app-args.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -26,44 +27,26 @@ using nlohmann::json;
 
 namespace {
 
-const char* const kUsage =
-    "usage: ember-tiny-pack -w WEIGHTS_DIR -v VOCAB.gguf -o OUT.gguf [--name NAME]\n"
-    "\n"
-    "  -w DIR      folder with manifest.json and the weights.NNN.bin shards written by train.py\n"
-    "  -v FILE     GGUF file whose tokenizer.* keys are copied (a vocab-only file will do)\n"
-    "  -o FILE     output model, all F32 (ember-quantize makes the Q8_0 file)\n"
-    "  --name S    general.name (default: the manifest's name)\n";
-
 struct Args {
     std::string dir, vocab, out, name;
 };
 
-Args parse_args(int argc, char** argv) {
-    Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw ember::Error(arg + ": missing value");
-            return argv[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::fputs(kUsage, stdout);
-            std::exit(0);
-        } else if (arg == "-w") {
-            a.dir = value();
-        } else if (arg == "-v") {
-            a.vocab = value();
-        } else if (arg == "-o") {
-            a.out = value();
-        } else if (arg == "--name") {
-            a.name = value();
-        } else {
-            throw ember::Error("unknown argument '" + arg + "' (see --help)");
-        }
-    }
+// Returns false when the tool should exit 0 (--help, --version).
+bool parse_args(int argc, char** argv, Args& a) {
+    ember::ArgParser args("ember-tiny-pack",
+                          "Packs the raw weights train.py writes into an F32 GGUF model (ember-quantize makes the Q8_0\n"
+                          "file), with the tokenizer copied from a vocab GGUF. -w, -v and -o are required.");
+    args.add_string({"-w"}, &a.dir, "DIR",
+                    "folder with manifest.json and the weights.NNN.bin shards written by train.py");
+    args.add_string({"-v"}, &a.vocab, "FILE",
+                    "GGUF file whose tokenizer.* keys are copied (a vocab-only file will do)");
+    args.add_string({"-o"}, &a.out, "FILE",
+                    "output model, all F32 (ember-quantize makes the Q8_0 file)");
+    args.add_string({"--name"}, &a.name, "S", "general.name (default: the manifest's name)");
+    if (!ember::app_parse_args(args, argc, argv)) return false;
     if (a.dir.empty() || a.vocab.empty() || a.out.empty())
         throw ember::Error("-w, -v and -o are required (see --help)");
-    return a;
+    return true;
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
@@ -243,16 +226,14 @@ void pack(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        const Args args = parse_args(argc, argv);
+    return ember::app_run([&] {
+        Args args;
+        if (!parse_args(argc, argv, args)) return 0;
         try {
             pack(args);
         } catch (const json::exception& e) {  // a value of the wrong type
             throw ember::Error(args.dir + "/manifest.json: " + e.what());
         }
         return 0;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "ember-tiny-pack: %s\n", e.what());
-        return 1;
-    }
+    });
 }

@@ -7,72 +7,41 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "apps/app-args.h"
+#include "apps/app-io.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
 
 namespace {
 
-const char* const kUsage =
-    "usage: ember-tokenize-corpus -m VOCAB.gguf -i TEXT -o OUT.bin [--max-tokens N] [-t THREADS]\n"
-    "\n"
-    "  -m FILE           GGUF file whose tokenizer is used (a vocab-only file will do); at most 65536 tokens\n"
-    "  -i FILE           text, documents separated by \"\\n\\n\\n\"\n"
-    "  -o FILE           output: uint16 little-endian ids, BOS before each document\n"
-    "  --max-tokens N    stop before the first document that would take the total past N (0 = no limit)\n"
-    "  -t N              threads (default 1)\n";
-
 struct Args {
     std::string vocab, in, out;
-    long long max_tokens = 0;
+    int64_t max_tokens = 0;
     int threads = 1;
 };
 
-Args parse_args(int argc, char** argv) {
-    Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw ember::Error(arg + ": missing value");
-            return argv[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            std::fputs(kUsage, stdout);
-            std::exit(0);
-        } else if (arg == "-m") {
-            a.vocab = value();
-        } else if (arg == "-i") {
-            a.in = value();
-        } else if (arg == "-o") {
-            a.out = value();
-        } else if (arg == "--max-tokens") {
-            const std::string v = value();
-            a.max_tokens = std::stoll(v);
-            if (a.max_tokens < 0) throw ember::Error("--max-tokens: expected >= 0, found " + v);
-        } else if (arg == "-t") {
-            const std::string v = value();
-            a.threads = std::stoi(v);
-            if (a.threads < 1) throw ember::Error("-t: expected >= 1, found " + v);
-        } else {
-            throw ember::Error("unknown argument '" + arg + "' (see --help)");
-        }
-    }
+// Returns false when the tool should exit 0 (--help, --version).
+bool parse_args(int argc, char** argv, Args& a) {
+    ember::ArgParser args("ember-tokenize-corpus",
+                          "Tokenizes a text of documents into uint16 little-endian ids, BOS before each document.\n"
+                          "-m, -i and -o are required.");
+    args.add_string({"-m"}, &a.vocab, "FILE",
+                    "GGUF file whose tokenizer is used (a vocab-only file will do); at most 65536 tokens");
+    args.add_string({"-i"}, &a.in, "FILE", "text, documents separated by \"\\n\\n\\n\"");
+    args.add_string({"-o"}, &a.out, "FILE", "output: uint16 little-endian ids, BOS before each document");
+    args.add_i64({"--max-tokens"}, &a.max_tokens,
+                 "stop before the first document that would take the total past N (0 = no limit)");
+    args.add_int({"-t"}, &a.threads, "threads");
+    if (!ember::app_parse_args(args, argc, argv)) return false;
+    if (a.max_tokens < 0) throw ember::Error("--max-tokens: expected >= 0, found " + std::to_string(a.max_tokens));
+    if (a.threads < 1) throw ember::Error("-t: expected >= 1, found " + std::to_string(a.threads));
     if (a.vocab.empty() || a.in.empty() || a.out.empty()) throw ember::Error("-m, -i and -o are required (see --help)");
-    return a;
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ember::Error(path + ": cannot open: " + std::strerror(errno));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    return true;
 }
 
 // The documents of `text`: pieces between "\n\n\n" separators, trailing newlines removed, empty ones skipped.
@@ -93,15 +62,16 @@ std::vector<std::string> split_documents(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        const Args args = parse_args(argc, argv);
+    return ember::app_run([&] {
+        Args args;
+        if (!parse_args(argc, argv, args)) return 0;
         auto file = ember::GGUFFile::open(args.vocab);
         auto tok = ember::Tokenizer::from_gguf(*file);
         if (tok->n_vocab() > 65536)
             throw ember::Error(args.vocab + ": " + std::to_string(tok->n_vocab()) +
                                " tokens do not fit uint16 ids (expected at most 65536)");
         if (tok->bos() < 0) throw ember::Error(args.vocab + ": the vocabulary has no BOS token");
-        const std::vector<std::string> docs = split_documents(read_file(args.in));
+        const std::vector<std::string> docs = split_documents(ember::app_read_file("-i", args.in));
 
         // Documents are independent: each thread encodes every threads-th one.
         std::vector<std::vector<int32_t>> ids(docs.size());
@@ -141,8 +111,5 @@ int main(int argc, char** argv) {
                         return n;
                     }());
         return 0;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "ember-tokenize-corpus: %s\n", e.what());
-        return 1;
-    }
+    });
 }
