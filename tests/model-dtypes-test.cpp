@@ -7,42 +7,14 @@
 #include "engine/ember.h"
 #include "models/llama.h"
 #include "tests/model-edit.h"
+#include "tests/prompt-logits.h"
 
 namespace {
 
 const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
 const std::string kModelF16 = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K-f16.gguf";
-
-// Logits at every position of a fixed prompt.
-std::vector<float> prompt_logits(const std::string& path, int n_threads, bool batched) {
-    ember::ModelParams mp;
-    mp.path = path;
-    auto model = ember::Model::load(mp);
-    const auto tokens = model->tokenizer().encode("Once upon a time, a little dog", true, true);
-    ember::SessionParams sp;
-    sp.n_ctx = 64;
-    sp.n_threads = n_threads;
-    ember::Session s(*model, sp);
-    std::vector<float> out;
-    const int n_vocab = model->info().n_vocab;
-    if (batched) {
-        s.eval(tokens, true);
-        for (size_t i = 0; i < tokens.size(); i++) out.insert(out.end(), s.logits((int)i), s.logits((int)i) + n_vocab);
-    } else {
-        for (int32_t t : tokens) {
-            s.eval({t});
-            out.insert(out.end(), s.logits(), s.logits() + n_vocab);
-        }
-    }
-    return out;
-}
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    double m = 0;
-    for (size_t i = 0; i < a.size() && i < b.size(); i++) m = std::max(m, (double)std::fabs(a[i] - b[i]));
-    return m;
-}
+using ember_test::max_abs_diff;
+using ember_test::prompt_logits;
 
 struct DtypeCase {
     ember::DType type;

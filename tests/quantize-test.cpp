@@ -13,12 +13,15 @@
 #include "engine/ember.h"
 #include "engine/quantize.h"
 #include "tests/model-edit.h"
+#include "tests/prompt-logits.h"
 
 namespace {
 
 using ember::DType;
 
 const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
+using ember_test::max_abs_diff;
+using ember_test::prompt_logits;
 const std::string kModelF16 = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K-f16.gguf";
 
 std::string slurp(const std::string& path) {
@@ -162,31 +165,6 @@ void check_values(const ember::GGUFTensorInfo& o, const ember::GGUFTensorInfo& q
     }
 }
 
-// Logits at every position of a fixed prompt, token by token (as tests/model-dtypes-test.cpp measures them).
-std::vector<float> prompt_logits(const std::string& path) {
-    ember::ModelParams mp;
-    mp.path = path;
-    auto model = ember::Model::load(mp);
-    const auto tokens = model->tokenizer().encode("Once upon a time, a little dog", true, true);
-    ember::SessionParams sp;
-    sp.n_ctx = 64;
-    sp.n_threads = 2;
-    ember::Session s(*model, sp);
-    std::vector<float> out;
-    for (int32_t t : tokens) {
-        s.eval({t});
-        out.insert(out.end(), s.logits(), s.logits() + model->info().n_vocab);
-    }
-    return out;
-}
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    double m = 0;
-    for (size_t i = 0; i < a.size() && i < b.size(); i++) m = std::max(m, (double)std::fabs(a[i] - b[i]));
-    return m;
-}
-
 TEST(QuantizeTarget, ParsesNamesInAnyCaseAndFtypeIds) {
     EXPECT_EQ(ember::quantize_parse_target("q4_0").type, DType::DTYPE_Q4_0);
     EXPECT_EQ(ember::quantize_parse_target("Q8_0").type, DType::DTYPE_Q8_0);
@@ -289,7 +267,7 @@ TEST_P(QuantizeRoundTrip, TypesKeysValuesAndLogits) {
     EXPECT_TRUE(summary);
 
     // The quantized model loads and its logits stay near the F32 model's.
-    const double err = max_abs_diff(prompt_logits(out), prompt_logits(kModel));
+    const double err = max_abs_diff(prompt_logits(out, 2, false), prompt_logits(kModel, 2, false));
     printf("[quantize] %s from %s: max |logit - F32 logit| = %.4g (bound %.3g)\n", ember::dtype_name(c.type),
            c.source == kModel ? "F32" : "F16", err, c.max_logit_diff);
     EXPECT_LT(err, c.max_logit_diff);
@@ -479,7 +457,7 @@ TEST(Quantize, RequantizingNeedsTheFlag) {
     bool warned = false;
     for (const std::string& l : lines) warned |= has(l, "WARNING: requantizing");
     EXPECT_TRUE(warned);
-    const double err = max_abs_diff(prompt_logits(q4), prompt_logits(kModel));
+    const double err = max_abs_diff(prompt_logits(q4, 2, false), prompt_logits(kModel, 2, false));
     printf("[quantize] Q4_0 requantized from Q8_0: max |logit - F32 logit| = %.4g\n", err);
     EXPECT_LT(err, 8.0);
     std::remove(q8.c_str());
