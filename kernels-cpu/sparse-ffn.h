@@ -1,0 +1,66 @@
+// Neuron-aware sparse FFN operators (PowerInfer, Song et al. 2023, section 5; Deja Vu, Liu et al. 2023):
+// with a predicted active set of FFN neurons, only their gate/up rows and their down columns are read.
+//   h_j = act(gate_{a_j} . x) * (up_{a_j} . x)     for j in [0, k), a = active list   (sparse_gate_up)
+//   y   = sum_j h_j * W_down[:, a_j]                                                  (sparse_down)
+// With the true active set of a ReLU model (the neurons where relu(gate . x) > 0) this equals the dense FFN.
+//
+// Active list: k int32 neuron indices, each in [0, n_ff). Indices are NOT checked here (hot path); the caller
+// (the predictor, or the engine after it) validates them once, e.g. with sparse_ffn_check_active. An index out of
+// range reads outside the weights (undefined behaviour). Duplicates are allowed (the neuron then counts twice in y),
+// and any order works, though ascending order reads memory more sequentially.
+#pragma once
+#include <cstdint>
+
+#include "kernels-cpu/dtype.h"
+#include "kernels-cpu/thread-pool.h"
+
+namespace ember {
+
+enum class SparseAct {
+    SPARSE_ACT_RELU,  // ReGLU: ReluLLaMA, ProSparse, ReluFalcon
+    SPARSE_ACT_SILU,  // SwiGLU: for thresholded sparsity (CATS, TEAL) on SiLU models
+};
+
+// The gate and up projections, stored as ggml stores them.
+struct SparseGateUpWeights {
+    DType wt;            // type of both matrices (F32, F16, BF16, Q8_0, Q4_0)
+    const void* w_gate;  // (n_ff, dim) row-major, row i = neuron i
+    const void* w_up;    // (n_ff, dim) row-major, row i = neuron i
+    int64_t dim;         // row length; a multiple of dtype_block_elems(wt)
+    SparseAct act;
+};
+
+// h (k) = act(gate_{active[j]} . x) * (up_{active[j]} . x): a COMPACT vector, h[j] belongs to neuron active[j].
+// Compact rather than dense n_ff: sparse_down walks the same list, and no n_ff-wide zero fill is paid per token.
+// xq: x (dim) prepared by dot_prepare_vec(w.wt, ...), as for matvec. Neurons are split across the pool in blocks
+// claimed dynamically, so the work balances whatever the list looks like. k == 0 writes nothing.
+void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t* active, int64_t k, float* h,
+                    ThreadPool& pool);
+
+// y (dim) = sum_j h[j] * row active[j] of w_down_t, the TRANSPOSED down projection (see sparse_down_transpose):
+// w_down_t is (n_ff, dim) row-major of type wt (F32, F16, BF16, Q8_0, Q4_0), row i = neuron i's down column, so each
+// active neuron is one contiguous axpy. y is overwritten (k == 0 gives zeros). dim: a multiple of
+// dtype_block_elems(wt).
+// Split across the pool by slices of y: each worker adds all active neurons into its own slice. No per-thread
+// partial sums, no reduction pass, no scratch, and each y element sums the neurons in list order, so the result is
+// bit-identical for any thread count. Splitting by neuron blocks would need threads x dim partials plus a
+// reduction; with k x dim weights streamed either way the memory traffic is the same, so slices win.
+void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
+                 int64_t dim, ThreadPool& pool);
+
+// Makes w_down_t (n_ff, dim) of type dst_t from ggml's w_down (dim, n_ff) of type src_t (row r = output r).
+// Done once at load. Exact when src_t == dst_t for F32/F16/BF16 and when dst_t holds src_t exactly (F16/BF16->F32);
+// quantizing to Q8_0/Q4_0 rounds as quantize_row does (from a quantized source it quantizes the dequantized values
+// again, which adds a second rounding: prefer an F32/F16 source). n_ff must be a multiple of src_t's block size,
+// dim of dst_t's; throws std::invalid_argument otherwise.
+void sparse_down_transpose(DType src_t, const void* w_down, DType dst_t, void* w_down_t, int64_t dim, int64_t n_ff);
+
+// Throws std::out_of_range naming the first index outside [0, n_ff) and its position. For load/predictor checks.
+void sparse_ffn_check_active(const int32_t* active, int64_t k, int64_t n_ff);
+
+// Plain scalar references (dot_row_ref per row; double accumulation in sparse_down_ref).
+void sparse_gate_up_ref(const SparseGateUpWeights& w, const void* xq, const int32_t* active, int64_t k, float* h);
+void sparse_down_ref(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
+                     int64_t dim);
+
+}  // namespace ember
