@@ -1,0 +1,55 @@
+// The profile file: the sidecar GGUF the offline profiler writes and the engine reads at load. It holds, per layer,
+// the neuron firing frequencies and the trained activation predictor (predictor/predictor.h).
+//
+// Layout (general.architecture = "ember-profile"):
+//   ember.profile.version (u32, 1), .model_name (string), .n_layers / .dim / .n_ff (u32), .n_tokens (u64)
+//   ember.profile.threshold / .sparsity / .recall / .precision   f32 arrays, one entry per layer
+//   powerinfer.sparse_threshold (f32)   layer 0's threshold, the single global key PowerInfer reads
+//   blk.N.ffn_freq   F32      ne = {n_ff}           (absent when the profile has no frequencies)
+//   blk.N.fc1.weight F32/F16  ne = {dim, rank}      PowerInfer's predictor tensor names and ggml layout
+//   blk.N.fc2.weight F32/F16  ne = {rank, n_ff}
+// profile_read also takes the predictors out of a PowerInfer model file (magic "PWRI", or any GGUF holding
+// blk.0.fc1.weight): threshold from powerinfer.sparse_threshold, no frequencies, no measurements.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/ember.h"
+#include "engine/gguf.h"
+#include "kernels-cpu/dtype.h"
+#include "predictor/predictor.h"
+
+namespace ember {
+
+struct LayerProfile {
+    std::vector<float> freq;  // (n_ff) share of tokens on which each neuron fired, in [0, 1]; empty when unknown
+    Predictor predictor;      // dim, rank, n_ff, threshold, fc1 (rank, dim), fc2 (n_ff, rank)
+    // Measured on held-out tokens, each in [0, 1]; NaN when not measured (predictors read from PowerInfer files).
+    float sparsity = 0.0f;    // share of neurons the predictor skips
+    float recall = 0.0f;      // share of truly active neurons it predicts active
+    float precision = 0.0f;   // share of predicted-active neurons that are truly active
+};
+
+struct ModelProfile {
+    std::string model_name;  // general.name of the profiled model
+    int n_layers = 0;
+    int dim = 0;
+    int n_ff = 0;
+    uint64_t n_tokens = 0;   // tokens profiled (0 when unknown)
+    std::vector<LayerProfile> layers;  // n_layers entries
+};
+
+// Validates p (shapes, finite values) and writes it to path atomically (PATH.tmp, then rename).
+// weight_type: DTYPE_F32 or DTYPE_F16 for the predictor weights; frequencies are always F32.
+void profile_write(const ModelProfile& p, const std::string& path, DType weight_type = DType::DTYPE_F32);
+
+// Reads and validates an ember profile or the predictors of a PowerInfer file. Throws ember::Error naming the file,
+// layer, tensor or key, with expected against found.
+ModelProfile profile_read(const GGUFFile& f);
+ModelProfile profile_read(const std::string& path);
+
+// Throws ember::Error when the profile's n_layers, dim or n_ff differ from the model's.
+void profile_check_model(const ModelProfile& p, const ModelInfo& model);
+
+}  // namespace ember
