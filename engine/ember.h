@@ -75,9 +75,11 @@ struct SessionParams {
 
 struct SessionState;  // engine/session.cpp
 
-// Called during eval for every layer with the FFN's hidden activations h = act(gate) * up, (n_tokens, n_ff)
-// row-major, before the down projection. For ReLU models a zero in h is a neuron that did not fire.
-using FfnObserver = std::function<void(int layer, const float* h, int n_tokens, int n_ff)>;
+// Called during eval for every layer with the FFN's input x_in (the normed residual, (n_tokens, dim) row-major) and
+// its hidden activations h = act(gate) * up, (n_tokens, n_ff) row-major, before the down projection. For ReLU
+// models a zero in h is a neuron that did not fire; the offline profiler learns to predict h != 0 from x_in.
+using FfnObserver =
+    std::function<void(int layer, const float* x_in, int dim, const float* h, int n_tokens, int n_ff)>;
 
 // One sequence's KV cache and scratch. Not thread-safe; several sessions may share one Model.
 class Session {

@@ -95,7 +95,7 @@ FfnStats ffn_stats_measure(const Model& model, const std::vector<int32_t>& token
     sp.n_threads = p.n_threads;
     Session session(model, sp);
     session.set_ffn_observer(
-        [&stats](int layer, const float* h, int n, int n_ff) { stats.observe(layer, h, n, n_ff); });
+        [&stats](int layer, const float*, int, const float* h, int n, int n_ff) { stats.observe(layer, h, n, n_ff); });
     const Tokenizer& tok = model.tokenizer();
     const bool bos = tok.add_bos_default() && tok.bos() >= 0;
     const int64_t total = p.max_tokens > 0 ? std::min<int64_t>(p.max_tokens, (int64_t)tokens.size())

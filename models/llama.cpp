@@ -313,7 +313,7 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
             else
                 swiglu(g, g, u, e - b);
         });
-        if (st.ffn_observer) st.ffn_observer(l, st.gate.data(), n, n_ff);
+        if (st.ffn_observer) st.ffn_observer(l, xn, dim, st.gate.data(), n, n_ff);  // xn: the FFN input still
         linear(L.w_down, st.gate.data(), xn, n, st, pool);
         add_inplace(x, xn, (int64_t)n * dim, pool);
     }

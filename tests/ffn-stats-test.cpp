@@ -144,7 +144,7 @@ TEST(FfnMeasure, OneChunkMatchesDirectCount) {
     sp.n_threads = 1;
     ember::Session session(*m.relu, sp);
     std::vector<int64_t> nonzero(5, 0);
-    session.set_ffn_observer([&](int layer, const float* h, int n, int n_ff) {
+    session.set_ffn_observer([&](int layer, const float*, int, const float* h, int n, int n_ff) {
         for (int i = 0; i < n * n_ff; i++) nonzero[layer] += h[i] != 0.0f;
     });
     session.eval(tokens);

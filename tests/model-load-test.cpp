@@ -160,14 +160,16 @@ TEST(ModelLoad, ReluKeySelectsReglu) {
     // The FFN observer sees every layer's hidden activations: exact zeros for ReLU, none for SiLU.
     int calls_a = 0, calls_b = 0;
     size_t zeros_a = 0, zeros_b = 0, total = 0;
-    a.set_ffn_observer([&](int layer, const float* h, int n_tokens, int n_ff) {
+    a.set_ffn_observer([&](int layer, const float* x_in, int dim, const float* h, int n_tokens, int n_ff) {
+        EXPECT_NE(x_in, nullptr);
+        EXPECT_EQ(dim, relu->info().dim);
         EXPECT_EQ(layer, calls_a % 5);
         EXPECT_EQ(n_tokens, 2);
         EXPECT_EQ(n_ff, 172);
         calls_a++;
         for (int i = 0; i < n_tokens * n_ff; i++) zeros_a += h[i] == 0.0f, total++;
     });
-    b.set_ffn_observer([&](int, const float* h, int n_tokens, int n_ff) {
+    b.set_ffn_observer([&](int, const float*, int, const float* h, int n_tokens, int n_ff) {
         calls_b++;
         for (int i = 0; i < n_tokens * n_ff; i++) zeros_b += h[i] == 0.0f;
     });

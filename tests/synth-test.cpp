@@ -78,7 +78,7 @@ Measured measure(const std::string& path) {
     ember::Session s(*model, sp);
     std::vector<std::vector<int64_t>> count(info.n_layers, std::vector<int64_t>(info.n_ff, 0));
     int n_tokens = 0;
-    s.set_ffn_observer([&](int layer, const float* h, int n, int n_ff) {
+    s.set_ffn_observer([&](int layer, const float*, int, const float* h, int n, int n_ff) {
         for (int t = 0; t < n; t++)
             for (int i = 0; i < n_ff; i++) count[layer][i] += h[(size_t)t * n_ff + i] != 0.0f;
         if (layer == 0) n_tokens += n;

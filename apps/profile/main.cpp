@@ -1,0 +1,73 @@
+// ember-profile: the offline profiler (offline-profiler/profiler.h). Runs the dense model over a calibration text,
+// counts per-neuron firing frequencies, trains one activation predictor per layer and writes the profile GGUF
+// (predictor/profile.h) atomically. Progress goes to stderr.
+#include <cstdio>
+
+#include "apps/app-args.h"
+#include "apps/app-io.h"
+#include "apps/app-model.h"
+#include "offline-profiler/profiler.h"
+#include "predictor/profile.h"
+
+using namespace ember;
+
+namespace {
+
+int run(int argc, char** argv) {
+    ModelParams mp;
+    ProfileParams p;
+    p.verbose = true;
+    std::string corpus, out;
+    int64_t max_tokens = p.max_tokens;
+    bool help = false;
+    ArgParser args("ember-profile",
+                   "Profiles a ReLU model on a calibration text: per-layer neuron firing frequencies and one trained\n"
+                   "activation predictor per layer, written as a profile GGUF.");
+    args.add_string({"-m", "--model"}, &mp.path, "FNAME", "model path");
+    args.add_string({"-f", "--file"}, &corpus, "FNAME", "calibration text file");
+    args.add_string({"-o", "--output"}, &out, "FNAME", "profile file to write");
+    args.add_i64({"--tokens"}, &max_tokens, "profile at most this many tokens, all kept as training samples");
+    args.add_int({"-c", "--ctx-size"}, &p.n_ctx, "tokens per chunk, each from an empty context");
+    args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
+    args.add_int({"--rank"}, &p.train.rank, "predictor hidden width");
+    args.add_float({"--recall"}, &p.train.recall_target, "held-out recall the threshold must reach");
+    args.add_int({"--epochs"}, &p.train.epochs, "training passes over the samples");
+    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
+    args.parse(argc, argv);
+    if (help) {
+        std::fputs(args.usage().c_str(), stdout);
+        return 0;
+    }
+    if (corpus.empty()) throw Error("no calibration text given (use -f FILE)");
+    if (out.empty()) throw Error("no output file given (use -o FILE)");
+    if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");
+    if (max_tokens < 2) throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 2)");
+    if (p.train.rank < 1) throw Error("--rank: invalid value '" + std::to_string(p.train.rank) + "' (expected >= 1)");
+    if (p.train.epochs < 1)
+        throw Error("--epochs: invalid value '" + std::to_string(p.train.epochs) + "' (expected >= 1)");
+    if (!(p.train.recall_target > 0.0f && p.train.recall_target <= 1.0f))
+        throw Error("--recall: invalid value (expected 0 < x <= 1)");
+    p.max_tokens = max_tokens;
+    p.max_samples = max_tokens;
+    const std::string text = app_read_file("-f", corpus);
+
+    double load_ms = 0;
+    std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
+    app_log_model_info(*model, "model");
+    if (model->info().ffn_act != "relu")
+        std::fprintf(stderr, "profile: warning: the FFN activation is %s, which is never exactly zero; every neuron "
+                     "will count as firing\n", model->info().ffn_act.c_str());
+    const Tokenizer& tok = model->tokenizer();
+    const std::vector<int32_t> tokens = tok.encode(text, tok.add_bos_default(), false);
+    const ModelProfile prof = profile_model(*model, tokens, p);
+    profile_write(prof, out);
+    std::fprintf(stderr, "profile: wrote %s (%d layers, %llu tokens)\n", out.c_str(), prof.n_layers,
+                 (unsigned long long)prof.n_tokens);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return app_run([&] { return run(argc, argv); });
+}

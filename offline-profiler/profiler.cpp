@@ -1,0 +1,126 @@
+#include "offline-profiler/profiler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "engine/cpu-info.h"
+#include "engine/error.h"
+
+namespace ember {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p) {
+    if (tokens.empty()) throw Error("profile_model: no tokens");
+    if (p.n_ctx < 1) throw Error("profile_model: n_ctx must be >= 1, found " + std::to_string(p.n_ctx));
+    if (p.max_tokens < 0) throw Error("profile_model: max_tokens must be >= 0, found " + std::to_string(p.max_tokens));
+    if (p.max_samples < 2)
+        throw Error("profile_model: max_samples must be >= 2, found " + std::to_string(p.max_samples));
+    const ModelInfo& info = model.info();
+    const int n_layers = info.n_layers, dim = info.dim, n_ff = info.n_ff;
+    const int64_t total = p.max_tokens > 0 ? std::min<int64_t>(p.max_tokens, (int64_t)tokens.size())
+                                           : (int64_t)tokens.size();
+    const int64_t cap = std::min<int64_t>(p.max_samples, total);
+    if (cap < 2) throw Error("profile_model: need at least 2 tokens to train and hold out, found " +
+                             std::to_string(total));
+
+    // Per layer: firing counts over all tokens, and a reservoir of `cap` sample rows (Vitter's algorithm R).
+    // The slot of each token is drawn once, so every layer keeps the same tokens.
+    std::vector<std::vector<int64_t>> fired_count(n_layers, std::vector<int64_t>(n_ff, 0));
+    std::vector<PredictorSamples> samples(n_layers);
+    for (PredictorSamples& s : samples) {
+        s.dim = dim;
+        s.n_ff = n_ff;
+        s.x.assign((size_t)cap * dim, 0.0f);
+        s.fired.assign((size_t)cap * n_ff, 0);
+    }
+    std::mt19937_64 rng(p.train.seed);
+    std::vector<int64_t> slot;  // (chunk tokens): reservoir row of each token of the current chunk, -1 = not kept
+
+    SessionParams sp;
+    sp.n_ctx = p.n_ctx;
+    sp.n_batch = p.n_ctx;
+    sp.n_threads = p.n_threads;
+    auto session = std::make_unique<Session>(model, sp);
+    session->set_ffn_observer([&](int layer, const float* x_in, int x_dim, const float* h, int n, int h_ff) {
+        if (layer < 0 || layer >= n_layers || x_dim != dim || h_ff != n_ff || n > (int)slot.size())
+            throw Error("profile_model: observer got layer " + std::to_string(layer) + ", dim " +
+                        std::to_string(x_dim) + ", n_ff " + std::to_string(h_ff) + ", expected < " +
+                        std::to_string(n_layers) + ", " + std::to_string(dim) + ", " + std::to_string(n_ff));
+        int64_t* count = fired_count[layer].data();
+        PredictorSamples& s = samples[layer];
+        for (int t = 0; t < n; t++) {
+            const float* ht = h + (size_t)t * n_ff;
+            for (int i = 0; i < n_ff; i++) count[i] += ht[i] != 0.0f;
+            if (slot[t] < 0) continue;
+            std::copy(x_in + (size_t)t * dim, x_in + (size_t)(t + 1) * dim, s.x.begin() + slot[t] * dim);
+            uint8_t* f = s.fired.data() + slot[t] * n_ff;
+            for (int i = 0; i < n_ff; i++) f[i] = ht[i] != 0.0f;
+        }
+    });
+
+    const Tokenizer& tok = model.tokenizer();
+    const bool bos = tok.add_bos_default() && tok.bos() >= 0;  // as ffn_stats_measure and ember-perplexity do
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<int32_t> chunk;
+    for (int64_t begin = 0; begin < total; begin += p.n_ctx) {
+        const int64_t end = std::min<int64_t>(begin + p.n_ctx, total);
+        chunk.assign(tokens.begin() + begin, tokens.begin() + end);
+        if (bos) chunk[0] = tok.bos();
+        slot.assign(chunk.size(), -1);
+        for (int64_t g = begin; g < end; g++) {
+            if (g < cap) {
+                slot[g - begin] = g;
+            } else {
+                const int64_t j = (int64_t)(rng() % (uint64_t)(g + 1));
+                if (j < cap) slot[g - begin] = j;
+            }
+        }
+        session->reset();
+        session->eval(chunk, false);
+        if (p.verbose)
+            std::fprintf(stderr, "\rprofile: recorded %lld/%lld tokens (%.1f s)", (long long)end, (long long)total,
+                         seconds_since(t0));
+    }
+    if (p.verbose) std::fprintf(stderr, "\n");
+    session.reset();  // its threads and KV cache are not needed for training
+
+    ModelProfile prof;
+    prof.model_name = info.name;
+    prof.n_layers = n_layers;
+    prof.dim = dim;
+    prof.n_ff = n_ff;
+    prof.n_tokens = (uint64_t)total;
+    prof.layers.resize(n_layers);
+    ThreadPool pool(p.n_threads > 0 ? p.n_threads : std::max(1, cpu_physical_cores()));
+    for (int l = 0; l < n_layers; l++) {
+        LayerProfile& lp = prof.layers[l];
+        lp.freq.resize(n_ff);
+        for (int i = 0; i < n_ff; i++) lp.freq[i] = (float)((double)fired_count[l][i] / (double)total);
+        const auto t1 = std::chrono::steady_clock::now();
+        PredictorTrainResult r = predictor_train(samples[l], p.train, pool);
+        samples[l] = PredictorSamples();  // free this layer's samples early
+        lp.predictor = std::move(r.predictor);
+        lp.recall = (float)r.holdout.recall;
+        lp.precision = (float)r.holdout.precision;
+        lp.sparsity = (float)r.holdout.predicted_sparsity;
+        if (p.verbose)
+            std::fprintf(stderr, "profile: layer %d/%d: true sparsity %.4f, predictor recall %.4f precision %.4f "
+                         "sparsity %.4f (loss %.4f, %.1f s)\n", l + 1, n_layers, r.holdout.true_sparsity,
+                         r.holdout.recall, r.holdout.precision, r.holdout.predicted_sparsity, (double)r.final_loss,
+                         seconds_since(t1));
+    }
+    return prof;
+}
+
+}  // namespace ember
