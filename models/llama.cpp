@@ -163,6 +163,20 @@ LlamaModel llama_load(const GGUFFile& f, ModelInfo& info, int n_vocab_tokenizer)
     return m;
 }
 
+void llama_write_hparams(GGUFWriter& w, const ModelInfo& info) {
+    w.set_u32("llama.context_length", (uint32_t)info.n_ctx_train);
+    w.set_u32("llama.embedding_length", (uint32_t)info.dim);
+    w.set_u32("llama.block_count", (uint32_t)info.n_layers);
+    w.set_u32("llama.feed_forward_length", (uint32_t)info.n_ff);
+    w.set_u32("llama.attention.head_count", (uint32_t)info.n_heads);
+    w.set_u32("llama.attention.head_count_kv", (uint32_t)info.n_kv_heads);
+    w.set_u32("llama.rope.dimension_count", (uint32_t)info.n_rot);
+    w.set_f32("llama.rope.freq_base", info.rope_freq_base);
+    w.set_f32("llama.attention.layer_norm_rms_epsilon", info.norm_eps);
+    if (info.n_vocab > 0) w.set_u32("llama.vocab_size", (uint32_t)info.n_vocab);
+    if (info.ffn_act == "relu") w.set_string("ember.ffn_activation", "relu");
+}
+
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
                       LlamaState& st) {
     st.n_ctx = n_ctx;

@@ -43,6 +43,11 @@ struct LlamaModel {
 // name, dtype, shape. Throws ember::Error naming the file, tensor or key, expected vs found.
 LlamaModel llama_load(const GGUFFile& file, ModelInfo& info, int n_vocab_tokenizer);
 
+// Writes the hyper-parameter keys llama_load reads (llama.*; ember.ffn_activation when it is "relu"), for tools that
+// write llama models. Reads dim, n_layers, n_ff, n_heads, n_kv_heads, n_rot, n_ctx_train, n_vocab (when > 0),
+// rope_freq_base, norm_eps and ffn_act.
+void llama_write_hparams(GGUFWriter& w, const ModelInfo& info);
+
 // Scratch and KV cache of one session (engine/session.cpp owns it); sizes fixed at creation.
 struct LlamaState {
     int n_ctx = 0;

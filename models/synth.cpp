@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "engine/gguf.h"
+#include "models/llama.h"
 #include "models/synth-builder.h"
 
 namespace ember {
@@ -200,17 +201,17 @@ SynthReport synth_write(const SynthParams& params, const std::string& path, cons
     w.set_string("general.name", "ember-synth " + std::to_string(p.dim) + "x" + std::to_string(p.n_layers) +
                                      " sparsity " + fmt(p.sparsity) + " seed " + std::to_string(p.seed));
     w.set_u32("general.file_type", file_type(p.type));
-    w.set_u32("llama.context_length", (uint32_t)p.n_ctx);
-    w.set_u32("llama.embedding_length", (uint32_t)p.dim);
-    w.set_u32("llama.block_count", (uint32_t)p.n_layers);
-    w.set_u32("llama.feed_forward_length", (uint32_t)p.n_ff);
-    w.set_u32("llama.attention.head_count", (uint32_t)p.n_heads);
-    w.set_u32("llama.attention.head_count_kv", (uint32_t)p.n_kv_heads);
-    w.set_u32("llama.rope.dimension_count", (uint32_t)head_dim);
-    w.set_f32("llama.rope.freq_base", 10000.0f);
-    w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    w.set_u32("llama.vocab_size", (uint32_t)n_vocab);
-    w.set_string("ember.ffn_activation", "relu");
+    ModelInfo hp;
+    hp.n_ctx_train = p.n_ctx;
+    hp.dim = p.dim;
+    hp.n_layers = p.n_layers;
+    hp.n_ff = p.n_ff;
+    hp.n_heads = p.n_heads;
+    hp.n_kv_heads = p.n_kv_heads;
+    hp.n_rot = head_dim;
+    hp.n_vocab = n_vocab;
+    hp.ffn_act = "relu";
+    llama_write_hparams(w, hp);
     w.set_f32("ember.synth.sparsity", p.sparsity);
     w.set_f32("ember.synth.hot_share", p.hot_share);
     w.set_u64("ember.synth.seed", p.seed);

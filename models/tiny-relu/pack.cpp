@@ -22,6 +22,7 @@
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
+#include "models/llama.h"
 
 using nlohmann::json;
 
@@ -164,17 +165,19 @@ void pack(const Args& args) {
     w.set_string("general.name", name);
     if (m.contains("description")) w.set_string("general.description", m["description"].get<std::string>());
     w.set_u32("general.file_type", 0);  // LLAMA_FTYPE_ALL_F32
-    w.set_u32("llama.context_length", (uint32_t)h.n_ctx);
-    w.set_u32("llama.embedding_length", (uint32_t)h.dim);
-    w.set_u32("llama.block_count", (uint32_t)h.n_layers);
-    w.set_u32("llama.feed_forward_length", (uint32_t)h.n_ff);
-    w.set_u32("llama.attention.head_count", (uint32_t)h.n_heads);
-    w.set_u32("llama.attention.head_count_kv", (uint32_t)h.n_kv_heads);
-    w.set_u32("llama.rope.dimension_count", (uint32_t)(h.dim / h.n_heads));
-    w.set_f32("llama.rope.freq_base", h.rope_freq_base);
-    w.set_f32("llama.attention.layer_norm_rms_epsilon", h.norm_eps);
-    w.set_u32("llama.vocab_size", (uint32_t)h.n_vocab);
-    w.set_string("ember.ffn_activation", "relu");
+    ember::ModelInfo info;
+    info.n_ctx_train = h.n_ctx;
+    info.dim = h.dim;
+    info.n_layers = h.n_layers;
+    info.n_ff = h.n_ff;
+    info.n_heads = h.n_heads;
+    info.n_kv_heads = h.n_kv_heads;
+    info.n_rot = h.dim / h.n_heads;
+    info.n_vocab = h.n_vocab;
+    info.rope_freq_base = h.rope_freq_base;
+    info.norm_eps = h.norm_eps;
+    info.ffn_act = "relu";
+    ember::llama_write_hparams(w, info);
     for (const auto& [key, value] : vocab_file->metadata())
         if (key.rfind("tokenizer.", 0) == 0) w.set_value(key, value);
 

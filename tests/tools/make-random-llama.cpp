@@ -12,6 +12,7 @@
 
 #include "engine/gguf.h"
 #include "kernels-cpu/quant.h"
+#include "models/llama.h"
 
 namespace {
 
@@ -93,14 +94,16 @@ int main(int argc, char** argv) {
         ember::GGUFWriter w;
         w.set_string("general.architecture", "llama");
         w.set_string("general.name", "random-llama");
-        w.set_u32("llama.context_length", 4096);
-        w.set_u32("llama.embedding_length", o.dim);
-        w.set_u32("llama.block_count", o.layers);
-        w.set_u32("llama.feed_forward_length", o.n_ff);
-        w.set_u32("llama.attention.head_count", o.heads);
-        w.set_u32("llama.attention.head_count_kv", o.kv_heads);
-        w.set_u32("llama.rope.dimension_count", head_dim);
-        w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+        ember::ModelInfo hp;
+        hp.n_ctx_train = 4096;
+        hp.dim = o.dim;
+        hp.n_layers = o.layers;
+        hp.n_ff = o.n_ff;
+        hp.n_heads = o.heads;
+        hp.n_kv_heads = o.kv_heads;
+        hp.n_rot = head_dim;
+        hp.n_vocab = o.vocab;
+        ember::llama_write_hparams(w, hp);
         // A SentencePiece vocabulary of the requested size: control tokens, the 256 byte tokens, then pieces.
         std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
         std::vector<int32_t> types = {2, 3, 3};
