@@ -42,12 +42,17 @@ void Session::eval(const std::vector<int32_t>& tokens, bool all_logits) {
         if (tokens[i] < 0 || tokens[i] >= info.n_vocab)
             throw Error("eval: token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
                         ", outside the vocabulary [0, " + std::to_string(info.n_vocab) + ")");
-    // Logits of every batch are gathered in order when all_logits; otherwise the last batch leaves the last row.
+    // Logits of every batch are gathered in order when all_logits; otherwise only the last batch computes any, for
+    // its last token.
     std::vector<float> all;
     if (all_logits) all.reserve(tokens.size() * (size_t)info.n_vocab);
     for (size_t b = 0; b < tokens.size(); b += s.params.n_batch) {
         const int n = (int)std::min<size_t>(s.params.n_batch, tokens.size() - b);
-        llama_forward(info, model_.llama(), s.llama, tokens.data() + b, n, s.n_past, all_logits, *s.pool);
+        const bool last_batch = b + n == tokens.size();
+        const LlamaLogits which = all_logits ? LlamaLogits::LLAMA_LOGITS_ALL
+                                  : last_batch ? LlamaLogits::LLAMA_LOGITS_LAST
+                                               : LlamaLogits::LLAMA_LOGITS_NONE;
+        llama_forward(info, model_.llama(), s.llama, tokens.data() + b, n, s.n_past, which, *s.pool);
         s.n_past += n;
         if (all_logits) all.insert(all.end(), s.llama.logits.begin(), s.llama.logits.begin() + (size_t)n * info.n_vocab);
     }

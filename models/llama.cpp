@@ -246,7 +246,7 @@ void add_inplace(float* x, const float* y, int64_t count, ThreadPool& pool) {
 }  // namespace
 
 void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
-                   int pos0, bool all_logits, ThreadPool& pool) {
+                   int pos0, LlamaLogits logits, ThreadPool& pool) {
     const int dim = info.dim, kv_dim = info.kv_dim, n_ff = info.n_ff;
     const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
     const float eps = info.norm_eps;
@@ -333,7 +333,8 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
     }
 
     // Final norm and the output projection, for every token or the last one only.
-    const int first = all_logits ? 0 : n - 1;
+    if (logits == LlamaLogits::LLAMA_LOGITS_NONE) return;
+    const int first = logits == LlamaLogits::LLAMA_LOGITS_ALL ? 0 : n - 1;
     const int n_out = n - first;
     for_each_token(n_out, pool, [&](int i) {
         rmsnorm(xn + (int64_t)i * dim, x + (int64_t)(first + i) * dim, m.output_norm.data(), dim, eps);

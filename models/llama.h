@@ -72,9 +72,12 @@ struct LlamaState {
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
                       LlamaState& st);
 
-// Runs n tokens (n <= n_batch) at positions pos0 .. pos0+n-1. Writes logits of every token to st.logits when
-// all_logits, else of the last token only.
+// Which tokens of a forward pass get logits (the output projection is the largest single matrix).
+enum class LlamaLogits { LLAMA_LOGITS_NONE, LLAMA_LOGITS_LAST, LLAMA_LOGITS_ALL };
+
+// Runs n tokens (n <= n_batch) at positions pos0 .. pos0+n-1, appending to the KV cache, and writes to st.logits
+// the logits of every token, of the last one, or none.
 void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
-                   int pos0, bool all_logits, ThreadPool& pool);
+                   int pos0, LlamaLogits logits, ThreadPool& pool);
 
 }  // namespace ember

@@ -140,6 +140,28 @@ TEST(ModelLoad, ContextOverflowAndBadTokenAreErrors) {
     EXPECT_EQ(s.n_past(), 5);
 }
 
+// A prompt split over several batches gives the same last-token logits as one batch (only the last batch computes
+// logits), and all_logits gathers every batch's rows in order.
+TEST(ModelLoad, BatchedEvalMatchesOneBatch) {
+    ember::ModelParams mp;
+    mp.path = kModel;
+    auto m = ember::Model::load(mp);
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 20; i++) tokens.push_back(1 + (i * 37) % 500);
+    ember::SessionParams one, split;
+    one.n_ctx = split.n_ctx = 32;
+    one.n_threads = split.n_threads = 2;
+    split.n_batch = 8;
+    ember::Session a(*m, one), b(*m, split), c(*m, split);
+    a.eval(tokens, true);
+    b.eval(tokens);
+    c.eval(tokens, true);
+    EXPECT_EQ(b.n_past(), 20);
+    for (int v = 0; v < 512; v++) EXPECT_NEAR(b.logits()[v], a.logits(19)[v], 1e-4);
+    for (int i : {0, 7, 8, 15, 16, 19})
+        for (int v = 0; v < 512; v++) ASSERT_NEAR(c.logits(i)[v], a.logits(i)[v], 1e-4) << "token " << i;
+}
+
 // ReGLU models (ember.ffn_activation = relu) run the ReLU-gated FFN: the logits differ from SwiGLU's.
 TEST(ModelLoad, ReluKeySelectsReglu) {
     auto src = ember::GGUFFile::open(kModel);
