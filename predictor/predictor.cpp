@@ -1,10 +1,12 @@
 #include "predictor/predictor.h"
 
+#include <algorithm>
 #include <string>
 
 #include "engine/error.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
+#include "kernels-cpu/quant.h"
 
 namespace ember {
 
@@ -28,6 +30,67 @@ void predictor_run(const Predictor& p, const float* x, float* scores, float* hid
     matvec(wt, p.fc1.data(), x, hidden, p.rank, p.dim, pool);       // hidden (rank) = fc1 · x
     for (int k = 0; k < p.rank; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;  // relu
     matvec(wt, p.fc2.data(), hidden, scores, p.n_ff, p.rank, pool);  // scores (n_ff) = fc2 · hidden
+}
+
+PredictorWeights predictor_pack(const Predictor& p, DType type) {
+    predictor_validate(p);
+    if (type != DType::DTYPE_F32 && type != DType::DTYPE_F16 && type != DType::DTYPE_Q8_0)
+        throw Error(std::string("predictor: weight type ") + dtype_name(type) +
+                    " is not supported (expected F32, F16 or Q8_0)");
+    const int64_t block = dtype_block_elems(type);
+    if (p.dim % block != 0 || p.rank % block != 0)
+        throw Error(std::string("predictor: weight type ") + dtype_name(type) + " needs dim and rank to be multiples of " +
+                    std::to_string(block) + ", found dim=" + std::to_string(p.dim) + " rank=" + std::to_string(p.rank));
+    PredictorWeights w;
+    w.type = type;
+    w.dim = p.dim;
+    w.rank = p.rank;
+    w.n_ff = p.n_ff;
+    w.threshold = p.threshold;
+    const size_t row1 = dtype_row_bytes(type, p.dim), row2 = dtype_row_bytes(type, p.rank);
+    w.fc1.resize(row1 * (size_t)p.rank);
+    w.fc2.resize(row2 * (size_t)p.n_ff);
+    for (int k = 0; k < p.rank; k++) quantize_row(type, p.fc1.data() + (size_t)k * p.dim, w.fc1.data() + k * row1, p.dim);
+    for (int i = 0; i < p.n_ff; i++)
+        quantize_row(type, p.fc2.data() + (size_t)i * p.rank, w.fc2.data() + i * row2, p.rank);
+    return w;
+}
+
+void predictor_scratch_init(const std::vector<const PredictorWeights*>& ps, int n_tokens, PredictorScratch& s) {
+    size_t hidden = 0, xq = 0;
+    int64_t gemm = 0;
+    for (const PredictorWeights* p : ps) {
+        hidden = std::max(hidden, (size_t)n_tokens * p->rank);
+        xq = std::max(xq, dot_vec_bytes(p->type, std::max(p->dim, p->rank)));
+        if (n_tokens > 1)
+            gemm = std::max({gemm, matmul_scratch_floats(p->rank, p->dim), matmul_scratch_floats(p->n_ff, p->rank)});
+    }
+    s.hidden.assign(hidden, 0.0f);
+    s.xq.assign(xq, 0);
+    s.gemm.assign((size_t)gemm, 0.0f);
+}
+
+void predictor_scratch_init(const PredictorWeights& p, int n_tokens, PredictorScratch& s) {
+    predictor_scratch_init(std::vector<const PredictorWeights*>{&p}, n_tokens, s);
+}
+
+void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, float* scores, PredictorScratch& s,
+                      ThreadPool& pool) {
+    float* hidden = s.hidden.data();
+    if (n_tokens == 1) {
+        dot_prepare_vec(p.type, x, s.xq.data(), p.dim);
+        matvec(p.type, p.fc1.data(), s.xq.data(), hidden, p.rank, p.dim, pool);  // hidden (rank) = fc1 · x
+    } else {
+        matmul(p.type, p.fc1.data(), x, hidden, n_tokens, p.rank, p.dim, s.gemm.data(), pool);
+    }
+    const int64_t n_hidden = (int64_t)n_tokens * p.rank;
+    for (int64_t k = 0; k < n_hidden; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;  // relu
+    if (n_tokens == 1) {
+        dot_prepare_vec(p.type, hidden, s.xq.data(), p.rank);
+        matvec(p.type, p.fc2.data(), s.xq.data(), scores, p.n_ff, p.rank, pool);  // scores (n_ff) = fc2 · hidden
+    } else {
+        matmul(p.type, p.fc2.data(), hidden, scores, n_tokens, p.n_ff, p.rank, s.gemm.data(), pool);
+    }
 }
 
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active) {

@@ -37,6 +37,7 @@ struct ModelProfile {
     int dim = 0;
     int n_ff = 0;
     uint64_t n_tokens = 0;   // tokens profiled (0 when unknown)
+    DType weight_type = DType::DTYPE_F32;  // predictor weights' type in the file, which is also the type they run in
     std::vector<LayerProfile> layers;  // n_layers entries
 };
 
