@@ -17,6 +17,8 @@ struct LlamaModel;  // models/llama.h
 struct ModelParams {
     std::string path;       // GGUF model file (or PowerInfer PWRI file)
     int n_gpu_layers = 0;   // -ngl: layers offloaded to the GPU (dense layer offload); 0 = CPU only
+    std::string profile_path;  // --profile: profile GGUF from ember-profile (or a PowerInfer file with predictors);
+                               // given, the FFN runs sparse: only predicted-active neurons are computed. "" = dense
 };
 
 // Hyper-parameters as read and validated from GGUF metadata.
@@ -41,7 +43,22 @@ struct ModelInfo {
     std::string weight_type; // most common weight type, for display ("F16", "Q4_0", ...)
     uint64_t n_params = 0;
     uint64_t weight_bytes = 0;            // all tensors
-    uint64_t weight_bytes_per_token = 0;  // bytes of weights a decode step reads (all but the embedding table)
+    uint64_t weight_bytes_per_token = 0;  // bytes of weights a dense decode step reads (all but the embedding table)
+    uint64_t ffn_bytes_per_token = 0;     // of them, the FFN's gate, up and down matrices (all layers)
+};
+
+// What the sparse FFN did (Session::sparse_stats). Decode steps (one token per eval) run the sparse operators and
+// are counted with the weight bytes they read; tokens evaluated in batches (prompts) are computed densely with the
+// predictor's mask applied, and count only in the neuron counters.
+struct SparseFfnStats {
+    uint64_t tokens = 0;             // tokens through the FFN (decode and batched), each over every layer
+    uint64_t neurons = 0;            // tokens * n_layers * n_ff: what a dense FFN computes
+    uint64_t predicted = 0;          // neurons the predictors marked active (their gate rows are read)
+    uint64_t fired = 0;              // of those, non-zero after the activation (their up and down rows are read)
+    uint64_t decode_tokens = 0;      // tokens evaluated one at a time through the sparse operators
+    uint64_t decode_weight_bytes = 0;  // weight bytes those steps read: all but the FFN, predictors, active rows
+    double predicted_share() const { return neurons ? (double)predicted / neurons : 0.0; }
+    double bytes_per_decode_token() const { return decode_tokens ? (double)decode_weight_bytes / decode_tokens : 0.0; }
 };
 
 class Model {
@@ -58,6 +75,10 @@ public:
     const LlamaModel& llama() const { return *llama_; }
     // Where the layers run: "CPU" (GPU execution is not built yet; -ngl is accepted and reported as a warning).
     std::string backend() const { return "CPU"; }
+    // True when a profile was given: the FFN runs through the predictors and the sparse operators.
+    bool sparse() const;
+    // Bytes of all layers' predictors in their run type (0 when dense).
+    uint64_t predictor_bytes() const;
 
 private:
     Model() = default;
@@ -101,6 +122,9 @@ public:
     void reset() { truncate(0); }
     // Installs (or, with an empty function, removes) the observer of FFN activations.
     void set_ffn_observer(FfnObserver observer);
+    // Counters of the sparse FFN since the session was made or reset_sparse_stats (all zero for a dense model).
+    const SparseFfnStats& sparse_stats() const;
+    void reset_sparse_stats();
 
 private:
     const Model& model_;

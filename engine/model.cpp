@@ -3,7 +3,10 @@
 
 #include "engine/ember.h"
 #include "kernels-cpu/dot.h"
+#include "engine/cpu-info.h"
+#include "models/llama-sparse.h"
 #include "models/llama.h"
+#include "predictor/profile.h"
 
 namespace ember {
 
@@ -26,7 +29,23 @@ std::unique_ptr<Model> Model::load(const ModelParams& params) {
     if (params.n_gpu_layers > 0)
         std::fprintf(stderr, "warning: -ngl %d: GPU offload is not available in this version; all layers run on the CPU\n",
                      params.n_gpu_layers);
+    if (!params.profile_path.empty()) {
+        const ModelProfile profile = profile_read(params.profile_path);
+        if (info.ffn_act != "relu")
+            std::fprintf(stderr, "warning: %s: the FFN activation is %s, which is never exactly zero: neurons the "
+                         "predictors skip change the output\n", params.profile_path.c_str(), info.ffn_act.c_str());
+        ThreadPool pool(cpu_physical_cores());
+        llama_sparse_init(info, *model->llama_, profile, params.profile_path, pool);
+    }
     return model;
+}
+
+bool Model::sparse() const { return !llama_->sparse.empty(); }
+
+uint64_t Model::predictor_bytes() const {
+    uint64_t b = 0;
+    for (const LlamaSparseFfn& s : llama_->sparse) b += s.predictor.bytes();
+    return b;
 }
 
 std::string Model::chat_template() const { return file_->get_string("tokenizer.chat_template", ""); }

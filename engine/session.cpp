@@ -75,6 +75,9 @@ const float* Session::logits(int i) const {
 
 void Session::set_ffn_observer(FfnObserver observer) { state_->llama.ffn_observer = std::move(observer); }
 
+const SparseFfnStats& Session::sparse_stats() const { return state_->llama.sparse_stats; }
+void Session::reset_sparse_stats() { state_->llama.sparse_stats = SparseFfnStats(); }
+
 int Session::n_past() const { return state_->n_past; }
 int Session::n_ctx() const { return state_->params.n_ctx; }
 int Session::n_threads() const { return state_->params.n_threads; }

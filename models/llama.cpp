@@ -11,6 +11,7 @@
 #include "kernels-cpu/norm.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/rope.h"
+#include "models/llama-sparse.h"
 
 namespace ember {
 
@@ -152,11 +153,13 @@ LlamaModel llama_load(const GGUFFile& f, ModelInfo& info, int n_vocab_tokenizer)
         info.weight_bytes += t.n_bytes;
         bytes_by_type[gguf_ggml_type_name(t.type)] += t.n_bytes;
     }
-    uint64_t per_token = m.output.bytes() + dtype_row_bytes(m.tok_embd.type, info.dim);
-    for (const LlamaLayer& L : m.layers)
-        per_token += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() + L.w_up.bytes() +
-                     L.w_down.bytes();
-    info.weight_bytes_per_token = per_token;
+    uint64_t per_token = m.output.bytes() + dtype_row_bytes(m.tok_embd.type, info.dim), ffn = 0;
+    for (const LlamaLayer& L : m.layers) {
+        per_token += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
+        ffn += L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
+    }
+    info.weight_bytes_per_token = per_token + ffn;
+    info.ffn_bytes_per_token = ffn;
     uint64_t best = 0;
     for (const auto& [name, bytes] : bytes_by_type)
         if (bytes > best) best = bytes, info.weight_type = name;
@@ -207,6 +210,7 @@ void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int
     if (n_batch > 1) st.gemm_scratch.assign((size_t)gemm, 0.0f);
     st.vec_scratch.assign(vec, 0);
     st.logits.assign((size_t)info.n_vocab, 0.0f);
+    llama_sparse_state_init(info, m, n_batch, st);
 }
 
 namespace {
@@ -316,6 +320,13 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         for_each_token(n, pool, [&](int i) {
             rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, eps);
         });
+        if (!m.sparse.empty() && n == 1) {
+            // Decode with a profile: predictor, then only the predicted-active neurons' rows (models/llama-sparse.h).
+            float* out = st.attn.data();  // free until the next layer's attention
+            llama_sparse_ffn_token(info, m, l, st, out, pool);
+            add_inplace(x, out, dim, pool);
+            continue;
+        }
         linear(L.w_gate, xn, st.gate.data(), n, st, pool);
         linear(L.w_up, xn, st.up.data(), n, st, pool);
         const bool relu = info.ffn_act == "relu";
@@ -327,6 +338,8 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
             else
                 swiglu(g, g, u, e - b);
         });
+        // A batch with a profile: every neuron computed by the GEMMs, then the predictor's mask per token.
+        if (!m.sparse.empty()) llama_sparse_mask_batch(info, m, l, xn, st.gate.data(), n, st, pool);
         if (st.ffn_observer) st.ffn_observer(l, xn, dim, st.gate.data(), n, n_ff);  // xn: the FFN input still
         linear(L.w_down, st.gate.data(), xn, n, st, pool);
         add_inplace(x, xn, (int64_t)n * dim, pool);

@@ -8,6 +8,7 @@
 #include "engine/ember.h"
 #include "kernels-cpu/dtype.h"
 #include "kernels-cpu/thread-pool.h"
+#include "predictor/predictor.h"
 
 namespace ember {
 
@@ -32,11 +33,18 @@ struct LlamaLayer {
     Weight w_down;                 // (dim, n_ff), column i = neuron i
 };
 
+struct LlamaSparseFfn;  // models/llama-sparse.h
+
 struct LlamaModel {
     Weight tok_embd;                 // (n_vocab, dim), row t = token t
     std::vector<float> output_norm;  // (dim)
     Weight output;                   // (n_vocab, dim); the embedding table when tied
     std::vector<LlamaLayer> layers;
+    std::vector<LlamaSparseFfn> sparse;  // (n_layers) with a profile: the sparse FFN per layer; empty = dense
+    LlamaModel();
+    ~LlamaModel();
+    LlamaModel(LlamaModel&&) noexcept;
+    LlamaModel& operator=(LlamaModel&&) noexcept;
 };
 
 // Reads hyper-parameters from `file` into info (info.arch already set) and binds and validates every tensor:
@@ -67,6 +75,12 @@ struct LlamaState {
     std::vector<uint8_t> vec_scratch;   // one activation row converted for dot_row
     std::vector<float> logits;          // (n_out, n_vocab)
     FfnObserver ffn_observer;           // optional: sees each layer's FFN activations (profiling, statistics)
+    // Sparse FFN only (models/llama-sparse.h): sized by llama_sparse_state_init.
+    PredictorScratch predictor;         // the predictors' scratch
+    std::vector<float> pred_scores;     // (n_batch, n_ff) predictor scores
+    std::vector<int32_t> active;        // (n_ff) one token's predicted-active neurons, ascending
+    std::vector<float> h_active;        // (n_ff) their activations, compact: h_active[j] belongs to active[j]
+    SparseFfnStats sparse_stats;
 };
 
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,

@@ -1,0 +1,139 @@
+#include "models/llama-sparse.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels-cpu/dot.h"
+#include "kernels-cpu/sparse-ffn.h"
+
+namespace ember {
+
+LlamaModel::LlamaModel() = default;
+LlamaModel::~LlamaModel() = default;
+LlamaModel::LlamaModel(LlamaModel&&) noexcept = default;
+LlamaModel& LlamaModel::operator=(LlamaModel&&) noexcept = default;
+
+void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile& profile,
+                       const std::string& profile_path, ThreadPool& pool) {
+    const std::string where = profile_path + ": ";
+    try {
+        profile_check_model(profile, info);
+    } catch (const Error& e) {
+        throw Error(where + e.what());
+    }
+    if ((int)profile.layers.size() != info.n_layers)
+        throw Error(where + "expected " + std::to_string(info.n_layers) + " layers, found " +
+                    std::to_string(profile.layers.size()));
+    std::vector<LlamaSparseFfn> sparse(info.n_layers);
+    for (int l = 0; l < info.n_layers; l++) {
+        const LlamaLayer& L = m.layers[l];
+        LlamaSparseFfn& S = sparse[l];
+        try {
+            S.predictor = predictor_pack(profile.layers[l].predictor, profile.weight_type);
+        } catch (const Error& e) {
+            throw Error(where + "layer " + std::to_string(l) + ": " + e.what());
+        }
+        // The down projection's columns become rows of the same type: one contiguous read per active neuron.
+        S.w_down_t.type = L.w_down.type;
+        S.w_down_t.n_rows = info.n_ff;
+        S.w_down_t.n_cols = info.dim;
+        if (info.n_ff % dtype_block_elems(L.w_down.type) != 0 || info.dim % dtype_block_elems(L.w_down.type) != 0)
+            throw Error(where + "blk." + std::to_string(l) + ".ffn_down.weight: type " + dtype_name(L.w_down.type) +
+                        " needs dim and n_ff to be multiples of " + std::to_string(dtype_block_elems(L.w_down.type)) +
+                        " for the sparse FFN");
+        S.storage.resize(S.w_down_t.bytes());
+        sparse_down_transpose(L.w_down.type, L.w_down.data, S.w_down_t.type, S.storage.data(), info.dim, info.n_ff);
+        (void)pool;
+        S.w_down_t.data = S.storage.data();
+    }
+    m.sparse = std::move(sparse);
+}
+
+void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_batch, LlamaState& st) {
+    if (m.sparse.empty()) return;
+    std::vector<const PredictorWeights*> ps;
+    for (const LlamaSparseFfn& S : m.sparse) ps.push_back(&S.predictor);
+    predictor_scratch_init(ps, n_batch, st.predictor);
+    st.pred_scores.assign((size_t)n_batch * info.n_ff, 0.0f);
+    st.active.assign(info.n_ff, 0);
+    st.h_active.assign(info.n_ff, 0.0f);
+    // The gate/up rows are dotted with xn converted for their type: the vector scratch must hold that.
+    st.vec_scratch.resize(std::max(st.vec_scratch.size(), st.predictor.xq.size()));
+}
+
+void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,
+                            ThreadPool& pool) {
+    const LlamaLayer& L = m.layers[l];
+    const LlamaSparseFfn& S = m.sparse[l];
+    const int dim = info.dim, n_ff = info.n_ff;
+    const float* xn = st.xn.data();
+
+    // 1. Predict: scores = fc2 · relu(fc1 · xn); active = neurons scoring above the threshold.
+    predictor_scores(S.predictor, xn, 1, st.pred_scores.data(), st.predictor, pool);
+    const int k = predictor_active(st.pred_scores.data(), n_ff, S.predictor.threshold, st.active.data());
+
+    // 2. Gate and up rows of the active neurons only: h_active[j] = act(gate . xn) * (up . xn).
+    SparseGateUpWeights gw;
+    gw.wt = L.w_gate.type;
+    gw.w_gate = L.w_gate.data;
+    gw.w_up = L.w_up.data;
+    gw.dim = dim;
+    gw.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+    dot_prepare_vec(gw.wt, xn, st.vec_scratch.data(), dim);
+    sparse_gate_up(gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), pool);
+
+    // 3. Down columns of the neurons that fired: x_out = sum_j h_active[j] * w_down[:, active[j]].
+    sparse_down(S.w_down_t.type, S.w_down_t.data, st.h_active.data(), st.active.data(), k, x_out, dim, pool);
+
+    // Counters: a ReLU neuron predicted active but silent costs its gate row only (sparse_gate_up skips the rest).
+    int64_t fired = 0;
+    for (int j = 0; j < k; j++) fired += st.h_active[j] != 0.0f;
+    SparseFfnStats& s = st.sparse_stats;
+    if (l == 0) {
+        s.tokens++;
+        s.decode_tokens++;
+        s.decode_weight_bytes += info.weight_bytes_per_token - info.ffn_bytes_per_token;
+    }
+    s.neurons += n_ff;
+    s.predicted += k;
+    s.fired += fired;
+    s.decode_weight_bytes += S.predictor.bytes() + (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
+                             (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
+
+    if (st.ffn_observer) {
+        float* h = st.gate.data();
+        std::fill(h, h + n_ff, 0.0f);
+        for (int j = 0; j < k; j++) h[st.active[j]] = st.h_active[j];
+        st.ffn_observer(l, xn, dim, h, 1, n_ff);
+    }
+}
+
+void llama_sparse_mask_batch(const ModelInfo& info, const LlamaModel& m, int l, const float* xn, float* h, int n,
+                             LlamaState& st, ThreadPool& pool) {
+    const LlamaSparseFfn& S = m.sparse[l];
+    const int n_ff = info.n_ff;
+    predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
+    const float thr = S.predictor.threshold;
+    std::vector<int64_t> predicted(n, 0), fired(n, 0);
+    pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; i++) {
+            const float* sc = st.pred_scores.data() + i * n_ff;
+            float* hi = h + i * n_ff;
+            for (int j = 0; j < n_ff; j++) {
+                if (sc[j] > thr) {
+                    predicted[i]++;
+                    fired[i] += hi[j] != 0.0f;
+                } else {
+                    hi[j] = 0.0f;
+                }
+            }
+        }
+    });
+    SparseFfnStats& s = st.sparse_stats;
+    if (l == 0) s.tokens += n;
+    s.neurons += (uint64_t)n * n_ff;
+    for (int i = 0; i < n; i++) s.predicted += predicted[i], s.fired += fired[i];
+}
+
+}  // namespace ember

@@ -1,0 +1,42 @@
+// The neuron-aware sparse FFN of the llama family (PowerInfer, SOSP'24, section 5; Deja Vu, ICML'23): per layer, the
+// activation predictor marks the neurons likely to fire, and only their gate/up rows and down columns are read.
+//   decode (one token):  active = predictor(xn); h = sparse_gate_up(active); y = sparse_down(h)
+//   batch  (a prompt):   h = act(W_gate xn) * (W_up xn) for all neurons (GEMMs), then masked to the predicted set,
+//                        so a prompt gets the same neurons a decode step would, at GEMM speed.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "models/llama.h"
+#include "predictor/predictor.h"
+#include "predictor/profile.h"
+
+namespace ember {
+
+// One layer's sparse FFN data, made at load from the profile.
+struct LlamaSparseFfn {
+    PredictorWeights predictor;     // fc1 (rank, dim), fc2 (n_ff, rank) in the profile's weight type
+    Weight w_down_t;                // (n_ff, dim): row i = neuron i's column of w_down, same type; data in storage
+    std::vector<uint8_t> storage;   // w_down_t's bytes
+};
+
+// Checks the profile against the model (layers, dim, n_ff, activation) and builds every layer's sparse FFN: packs
+// the predictors and transposes each down projection (threads from pool). Throws ember::Error naming the profile
+// file and what disagrees.
+void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile& profile,
+                       const std::string& profile_path, ThreadPool& pool);
+
+// Sizes the sparse FFN's scratch in st for n_batch tokens (no-op for a dense model).
+void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_batch, LlamaState& st);
+
+// One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
+// Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.
+void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,
+                            ThreadPool& pool);
+
+// A batch of n tokens: zeroes h (n, n_ff) where layer l's predictor marks a neuron inactive for that token, given the
+// FFN input xn (n, dim). Counts neurons in st.sparse_stats.
+void llama_sparse_mask_batch(const ModelInfo& info, const LlamaModel& m, int l, const float* xn, float* h, int n,
+                             LlamaState& st, ThreadPool& pool);
+
+}  // namespace ember

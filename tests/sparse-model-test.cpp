@@ -1,0 +1,192 @@
+// The sparse FFN wired into the model (models/llama-sparse.h): a profile given at load makes decode steps run the
+// predictor and the sparse operators, and batches apply the predictor's mask. Checked on stories260K made ReGLU
+// (F32 weights, so the sparse and dense paths can be compared tightly) with constructed profiles whose predictors
+// mark every neuron, or none, active.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/ember.h"
+#include "predictor/profile.h"
+#include "tests/model-edit.h"
+
+namespace {
+
+const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
+const std::vector<int32_t> kPrompt = {1, 400, 31, 90, 7, 211, 46, 300, 12, 88, 129, 5};
+
+// stories260K with the ReGLU FFN, written once per test binary.
+const std::string& relu_model_path() {
+    static const std::string path = [] {
+        auto src = ember::GGUFFile::open(kModel);
+        ember_test::ModelEdit e;
+        e.set_kv["ember.ffn_activation"] = ember_test::value_string("relu");
+        const std::string p = ember_test::temp_path("sparse-relu.gguf");
+        ember_test::write_edited_copy(*src, p, e);
+        return p;
+    }();
+    return path;
+}
+
+// A profile whose predictors score every neuron 0 (zero weights): threshold below 0 marks all active, above none.
+std::string write_constant_profile(const ember::ModelInfo& info, float threshold, ember::DType type,
+                                   const std::string& name, int n_layers = -1) {
+    ember::ModelProfile p;
+    p.model_name = info.name;
+    p.n_layers = n_layers < 0 ? info.n_layers : n_layers;
+    p.dim = info.dim;
+    p.n_ff = info.n_ff;
+    p.weight_type = type;
+    p.layers.resize(p.n_layers);
+    for (ember::LayerProfile& l : p.layers) {
+        l.predictor.dim = info.dim;
+        l.predictor.rank = 32;
+        l.predictor.n_ff = info.n_ff;
+        l.predictor.threshold = threshold;
+        l.predictor.fc1.assign((size_t)32 * info.dim, 0.0f);
+        l.predictor.fc2.assign((size_t)info.n_ff * 32, 0.0f);
+        l.sparsity = l.recall = l.precision = 0.5f;
+    }
+    const std::string path = ember_test::temp_path(name);
+    ember::profile_write(p, path, type);
+    return path;
+}
+
+std::unique_ptr<ember::Model> load(const std::string& profile = "") {
+    ember::ModelParams mp;
+    mp.path = relu_model_path();
+    mp.profile_path = profile;
+    return ember::Model::load(mp);
+}
+
+// Logits of every prompt position, evaluated one token at a time (decode steps) or as one batch.
+std::vector<std::vector<float>> run(const ember::Model& m, bool one_at_a_time, int n_threads = 2,
+                                    ember::SparseFfnStats* stats = nullptr) {
+    ember::SessionParams sp;
+    sp.n_ctx = 64;
+    sp.n_threads = n_threads;
+    ember::Session s(m, sp);
+    std::vector<std::vector<float>> out;
+    const int n_vocab = m.info().n_vocab;
+    if (one_at_a_time) {
+        for (int32_t t : kPrompt) {
+            s.eval({t});
+            out.emplace_back(s.logits(), s.logits() + n_vocab);
+        }
+    } else {
+        s.eval(kPrompt, true);
+        for (size_t i = 0; i < kPrompt.size(); i++) out.emplace_back(s.logits((int)i), s.logits((int)i) + n_vocab);
+    }
+    if (stats) *stats = s.sparse_stats();
+    return out;
+}
+
+float max_abs_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+    float m = 0.0f;
+    for (size_t i = 0; i < a.size(); i++)
+        for (size_t v = 0; v < a[i].size(); v++) m = std::max(m, std::fabs(a[i][v] - b[i][v]));
+    return m;
+}
+
+// Every neuron predicted active: the sparse operators compute the dense FFN (the transposed down projection, the
+// compact h and the ReLU skip included), so decode logits match the dense model's to float rounding.
+TEST(SparseModel, AllActivePredictorMatchesDenseDecode) {
+    auto dense = load();
+    for (ember::DType type : {ember::DType::DTYPE_F32, ember::DType::DTYPE_F16}) {
+        auto sparse = load(write_constant_profile(dense->info(), -1.0f, type, "all-active.gguf"));
+        ASSERT_TRUE(sparse->sparse());
+        EXPECT_FALSE(dense->sparse());
+        EXPECT_GT(sparse->predictor_bytes(), 0u);
+        const auto want = run(*dense, true), got = run(*sparse, true);
+        EXPECT_LT(max_abs_diff(want, got), 1e-4f) << ember::dtype_name(type);
+    }
+}
+
+// Batches compute all neurons and mask: with nothing masked they are the dense batch exactly.
+TEST(SparseModel, AllActivePredictorLeavesBatchesUnchanged) {
+    auto dense = load();
+    auto sparse = load(write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "all-active-b.gguf"));
+    EXPECT_EQ(max_abs_diff(run(*dense, false), run(*sparse, false)), 0.0f);
+}
+
+// No neuron predicted active: the FFN adds nothing, in the decode path and the batch path alike, and the logits
+// then differ from the dense model's.
+TEST(SparseModel, NoActiveNeuronSkipsTheFfnInBothPaths) {
+    auto dense = load();
+    auto sparse = load(write_constant_profile(dense->info(), 1.0f, ember::DType::DTYPE_F32, "none-active.gguf"));
+    ember::SparseFfnStats decode_stats, batch_stats;
+    const auto decode = run(*sparse, true, 2, &decode_stats), batch = run(*sparse, false, 2, &batch_stats);
+    EXPECT_LT(max_abs_diff(decode, batch), 1e-4f);
+    EXPECT_GT(max_abs_diff(decode, run(*dense, true)), 0.1f);
+    EXPECT_EQ(decode_stats.predicted, 0u);
+    EXPECT_EQ(decode_stats.fired, 0u);
+    EXPECT_EQ(batch_stats.predicted, 0u);
+    // A decode step then reads everything but the FFN, plus the predictors.
+    const ember::ModelInfo& info = sparse->info();
+    EXPECT_EQ(decode_stats.decode_tokens, kPrompt.size());
+    EXPECT_DOUBLE_EQ(decode_stats.bytes_per_decode_token(),
+                     (double)(info.weight_bytes_per_token - info.ffn_bytes_per_token + sparse->predictor_bytes()));
+}
+
+// The counters: every neuron predicted, the ReLU zeros among them not fired; bytes follow the rows read.
+TEST(SparseModel, StatsCountNeuronsAndBytes) {
+    auto dense = load();
+    auto sparse = load(write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "all-active-s.gguf"));
+    const ember::ModelInfo& info = sparse->info();
+    ember::SparseFfnStats s;
+    run(*sparse, true, 1, &s);
+    const uint64_t n = kPrompt.size();
+    EXPECT_EQ(s.tokens, n);
+    EXPECT_EQ(s.decode_tokens, n);
+    EXPECT_EQ(s.neurons, n * info.n_layers * info.n_ff);
+    EXPECT_EQ(s.predicted, s.neurons);
+    EXPECT_GT(s.fired, s.neurons / 10);  // ReLU: some fire ...
+    EXPECT_LT(s.fired, s.neurons);       // ... and some do not
+    // F32 weights: gate rows of every predicted neuron, up and down rows of those that fired.
+    const uint64_t row = (uint64_t)info.dim * 4;
+    const uint64_t want = n * (info.weight_bytes_per_token - info.ffn_bytes_per_token + sparse->predictor_bytes()) +
+                          s.predicted * row + s.fired * 2 * row;
+    EXPECT_EQ(s.decode_weight_bytes, want);
+    // Batches count neurons but no decode bytes.
+    run(*sparse, false, 1, &s);
+    EXPECT_EQ(s.tokens, n);
+    EXPECT_EQ(s.decode_tokens, 0u);
+    EXPECT_EQ(s.predicted, s.neurons);
+}
+
+// The decode path gives the same logits for any thread count.
+TEST(SparseModel, DecodeIndependentOfThreadCount) {
+    auto dense = load();
+    auto sparse = load(write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "all-active-t.gguf"));
+    const auto one = run(*sparse, true, 1), three = run(*sparse, true, 3);
+    EXPECT_LT(max_abs_diff(one, three), 1e-5f);
+}
+
+// A profile of another model is refused at load, naming the profile file and what differs.
+TEST(SparseModel, MismatchedProfileIsAnError) {
+    auto dense = load();
+    const std::string path =
+        write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "wrong-layers.gguf", 3);
+    try {
+        load(path);
+        FAIL() << "expected an error";
+    } catch (const ember::Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(path), std::string::npos) << msg;
+        EXPECT_NE(msg.find("layers"), std::string::npos) << msg;
+    }
+}
+
+TEST(SparseModel, MissingProfileFileIsAnError) {
+    try {
+        load("/nonexistent/profile.gguf");
+        FAIL() << "expected an error";
+    } catch (const ember::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/profile.gguf"), std::string::npos) << e.what();
+    }
+}
+
+}  // namespace
