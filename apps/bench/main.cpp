@@ -3,6 +3,9 @@
 // -r times after one warm-up; t/s is the mean and sample standard deviation over the repetitions. After the table,
 // token generation is set against memory bandwidth: bytes of weights read per token times t/s gives the GB/s
 // achieved, and the bandwidth (--mem-bw, else measured at start) divided by bytes per token bounds t/s.
+// --profile takes a comma-separated list ("none" = dense FFN): each entry loads the model with that profile and runs
+// every test, so dense and sparse are measured in one run. Sparse rows count the bytes the decode steps actually
+// read (predictors and the active neurons' rows), and the summary sets the speed-up against the ratio of bytes.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +26,7 @@ namespace {
 
 struct BenchParams {
     ModelParams model;
+    std::vector<std::string> profiles{""};  // --profile entries; "" = dense
     int n_prompt = 512;     // pp test size; 0: no pp test
     int n_gen = 128;        // tg test size; 0: no tg test
     int reps = 5;
@@ -40,7 +44,15 @@ struct TestResult {
     std::vector<double> ns;    // per repetition
     std::vector<double> ts;    // tokens per second per repetition
     std::string time;          // start time, ISO 8601
+    bool sparse = false;       // the model ran with a profile
+    SparseFfnStats sparse_stats;  // summed over the timed repetitions (sparse only)
 };
+
+// Bytes of weights read per generated token: the sparse FFN's measured count, else the dense count.
+double bytes_per_token(const TestResult& r, const ModelInfo& info) {
+    if (r.sparse && r.sparse_stats.decode_tokens > 0) return r.sparse_stats.bytes_per_decode_token();
+    return (double)info.weight_bytes_per_token;
+}
 
 std::string iso_time_now() {
     std::time_t t = std::time(nullptr);
@@ -70,6 +82,7 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
     r.n_prompt = n_prompt;
     r.n_gen = n_gen;
     r.time = iso_time_now();
+    r.sparse = model.sparse();
     auto once = [&](int count) {  // evaluates the first `count` tokens; returns nanoseconds
         Session session(model, sp);  // a fresh context per run, outside the timing
         r.n_threads = session.n_threads();
@@ -79,9 +92,18 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
         } else {
             for (int i = 0; i < count; i++) session.eval({tokens[i]}, false);
         }
-        return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+        const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+        const SparseFfnStats& st = session.sparse_stats();
+        r.sparse_stats.tokens += st.tokens;
+        r.sparse_stats.neurons += st.neurons;
+        r.sparse_stats.predicted += st.predicted;
+        r.sparse_stats.fired += st.fired;
+        r.sparse_stats.decode_tokens += st.decode_tokens;
+        r.sparse_stats.decode_weight_bytes += st.decode_weight_bytes;
+        return ns;
     };
     if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
+    r.sparse_stats = SparseFfnStats();              // count the timed repetitions only
     for (int i = 0; i < p.reps; i++) {
         const double ns = once(n);
         r.ns.push_back(ns);
@@ -133,6 +155,9 @@ int run(int argc, char** argv) {
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "prompt tokens per evaluation step");
     args.add_int({"-ngl", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    std::string profiles;
+    args.add_string({"--profile"}, &profiles, "LIST",
+                    "comma-separated profiles from ember-profile, each run in turn; 'none' = dense FFN");
     args.add_choice({"-o", "--output"}, &p.output, {"md", "json"}, "output format");
     args.add_float({"--mem-bw"}, &p.mem_bw, "memory bandwidth in GB/s for the bound (0 = measure)");
     args.add_flag({"--no-warmup"}, &p.no_warmup, "skip the warm-up run of each test");
@@ -145,6 +170,18 @@ int run(int argc, char** argv) {
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
     if (p.model.n_gpu_layers < 0)
         throw Error("-ngl: invalid value '" + std::to_string(p.model.n_gpu_layers) + "' (expected >= 0)");
+    if (!profiles.empty()) {
+        p.profiles.clear();
+        size_t b = 0;
+        while (true) {
+            const size_t e = profiles.find(',', b);
+            std::string item = profiles.substr(b, e == std::string::npos ? std::string::npos : e - b);
+            if (item.empty()) throw Error("--profile: empty entry in '" + profiles + "' (use 'none' for dense)");
+            p.profiles.push_back(item == "none" ? "" : item);
+            if (e == std::string::npos) break;
+            b = e + 1;
+        }
+    }
     if (p.mem_bw < 0) throw Error("--mem-bw: invalid value '" + fmt("%g", p.mem_bw) + "' (expected >= 0)");
 
     std::fprintf(stderr, "%s\n", version_string().c_str());
@@ -157,75 +194,126 @@ int run(int argc, char** argv) {
     }
     std::fprintf(stderr, "memory bandwidth: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
 
-    double load_ms = 0;
-    std::unique_ptr<Model> model = app_load_model(p.model, &load_ms);
-    app_log_model_info(*model, "model");
-    const ModelInfo& info = model->info();
+    struct Run {
+        std::string profile;  // "" = dense
+        ModelInfo info;
+        std::string backend;
+        uint64_t predictor_bytes = 0;
+        std::vector<TestResult> results;
+    };
+    std::vector<Run> runs;
+    for (const std::string& profile : p.profiles) {
+        ModelParams mp = p.model;
+        mp.profile_path = profile;
+        double load_ms = 0;
+        std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
+        if (runs.empty()) app_log_model_info(*model, "model");
+        if (!profile.empty())
+            std::fprintf(stderr, "profile: %s: predictors %s, loaded in %.0f ms\n", profile.c_str(),
+                         app_format_size(model->predictor_bytes()).c_str(), load_ms);
+        Run run;
+        run.profile = profile;
+        run.info = model->info();
+        run.backend = model->backend();
+        run.predictor_bytes = model->predictor_bytes();
+        if (p.n_prompt > 0) run.results.push_back(run_test(*model, p, p.n_prompt, 0));
+        if (p.n_gen > 0) run.results.push_back(run_test(*model, p, 0, p.n_gen));
+        runs.push_back(std::move(run));
+    }
 
-    std::vector<TestResult> results;
-    if (p.n_prompt > 0) results.push_back(run_test(*model, p, p.n_prompt, 0));
-    if (p.n_gen > 0) results.push_back(run_test(*model, p, 0, p.n_gen));
-
-    const double bytes_per_token = (double)info.weight_bytes_per_token;
+    const ModelInfo& info = runs[0].info;
     const std::string desc = app_model_description(info);
     if (p.output == "json") {
         nlohmann::ordered_json out = nlohmann::ordered_json::array();
-        for (const TestResult& r : results) {
-            const double ts = stats_mean(r.ts);
-            nlohmann::ordered_json j;
-            j["build"] = version_string();
-            j["model_filename"] = p.model.path;
-            j["model_type"] = desc;
-            j["model_size"] = info.weight_bytes;
-            j["model_n_params"] = info.n_params;
-            j["backend"] = model->backend();
-            j["n_batch"] = p.n_batch;
-            j["n_threads"] = r.n_threads;
-            j["n_gpu_layers"] = p.model.n_gpu_layers;
-            j["n_prompt"] = r.n_prompt;
-            j["n_gen"] = r.n_gen;
-            j["test"] = r.name;
-            j["test_time"] = r.time;
-            j["avg_ns"] = (uint64_t)stats_mean(r.ns);
-            j["stddev_ns"] = (uint64_t)stats_stddev(r.ns);
-            j["avg_ts"] = ts;
-            j["stddev_ts"] = stats_stddev(r.ts);
-            j["samples_ns"] = r.ns;
-            j["samples_ts"] = r.ts;
-            j["weight_bytes_per_token"] = info.weight_bytes_per_token;
-            j["mem_bw_gbs"] = mem_bw;
-            if (r.n_gen > 0) {
-                j["achieved_gbs"] = bytes_per_token * ts / 1e9;
-                j["bw_bound_ts"] = bytes_per_token > 0 ? mem_bw * 1e9 / bytes_per_token : 0.0;
+        for (const Run& run : runs) {
+            for (const TestResult& r : run.results) {
+                const double ts = stats_mean(r.ts);
+                const double bpt = bytes_per_token(r, info);
+                nlohmann::ordered_json j;
+                j["build"] = version_string();
+                j["model_filename"] = p.model.path;
+                j["model_type"] = desc;
+                j["model_size"] = info.weight_bytes;
+                j["model_n_params"] = info.n_params;
+                j["backend"] = run.backend;
+                j["ffn"] = r.sparse ? "sparse" : "dense";
+                j["profile"] = run.profile;
+                j["n_batch"] = p.n_batch;
+                j["n_threads"] = r.n_threads;
+                j["n_gpu_layers"] = p.model.n_gpu_layers;
+                j["n_prompt"] = r.n_prompt;
+                j["n_gen"] = r.n_gen;
+                j["test"] = r.name;
+                j["test_time"] = r.time;
+                j["avg_ns"] = (uint64_t)stats_mean(r.ns);
+                j["stddev_ns"] = (uint64_t)stats_stddev(r.ns);
+                j["avg_ts"] = ts;
+                j["stddev_ts"] = stats_stddev(r.ts);
+                j["samples_ns"] = r.ns;
+                j["samples_ts"] = r.ts;
+                j["weight_bytes_per_token"] = bpt;
+                j["mem_bw_gbs"] = mem_bw;
+                if (r.sparse) {
+                    j["predictor_bytes"] = run.predictor_bytes;
+                    j["predicted_active_share"] = r.sparse_stats.predicted_share();
+                }
+                if (r.n_gen > 0) {
+                    j["achieved_gbs"] = bpt * ts / 1e9;
+                    j["bw_bound_ts"] = bpt > 0 ? mem_bw * 1e9 / bpt : 0.0;
+                }
+                out.push_back(j);
             }
-            out.push_back(j);
         }
         std::printf("%s\n", out.dump(2).c_str());
         return 0;
     }
 
     std::vector<std::vector<std::string>> rows;
-    for (const TestResult& r : results)
-        rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), model->backend(),
-                        std::to_string(r.n_threads), r.name, fmt("%.2f ± %.2f", stats_mean(r.ts), stats_stddev(r.ts))});
-    print_table({"model", "size", "params", "backend", "threads", "test", "t/s"},
-                {true, false, false, true, false, false, false}, rows);
+    for (const Run& run : runs)
+        for (const TestResult& r : run.results)
+            rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), run.backend,
+                            r.sparse ? "sparse" : "dense", std::to_string(r.n_threads), r.name,
+                            fmt("%.2f ± %.2f", stats_mean(r.ts), stats_stddev(r.ts))});
+    print_table({"model", "size", "params", "backend", "ffn", "threads", "test", "t/s"},
+                {true, false, false, true, true, false, false, false}, rows);
 
-    std::printf("\nweights read per generated token: %s; memory bandwidth: %.2f GB/s (%s)\n",
+    std::printf("\nweights read per generated token: %s dense; memory bandwidth: %.2f GB/s (%s)\n",
                 app_format_size(info.weight_bytes_per_token).c_str(), mem_bw, mem_bw_source.c_str());
     std::vector<std::vector<std::string>> bw_rows;
-    for (const TestResult& r : results) {
-        if (r.n_gen == 0) continue;
-        const double ts = stats_mean(r.ts);
-        const double achieved = bytes_per_token * ts / 1e9;
-        const double bound = bytes_per_token > 0 ? mem_bw * 1e9 / bytes_per_token : 0.0;
-        bw_rows.push_back({r.name, fmt("%.2f", ts), fmt("%.2f", achieved), fmt("%.1f %%", 100.0 * achieved / mem_bw),
-                           fmt("%.2f", bound)});
+    const TestResult* dense_tg = nullptr;
+    for (const Run& run : runs) {
+        for (const TestResult& r : run.results) {
+            if (r.n_gen == 0) continue;
+            if (!r.sparse && !dense_tg) dense_tg = &r;
+            const double ts = stats_mean(r.ts);
+            const double bpt = bytes_per_token(r, info);
+            const double achieved = bpt * ts / 1e9;
+            const double bound = bpt > 0 ? mem_bw * 1e9 / bpt : 0.0;
+            bw_rows.push_back({r.sparse ? "sparse" : "dense", r.name, fmt("%.2f", ts),
+                               app_format_size((uint64_t)bpt),
+                               r.sparse ? fmt("%.1f %%", 100.0 * r.sparse_stats.predicted_share()) : "100 %",
+                               fmt("%.2f", achieved), fmt("%.1f %%", 100.0 * achieved / mem_bw), fmt("%.2f", bound)});
+        }
     }
     if (!bw_rows.empty()) {
         std::printf("\n");
-        print_table({"test", "t/s", "GB/s achieved", "of bandwidth", "t/s bandwidth allows"},
-                    {false, false, false, false, false}, bw_rows);
+        print_table({"ffn", "test", "t/s", "bytes/token", "neurons run", "GB/s achieved", "of bandwidth",
+                     "t/s bandwidth allows"},
+                    {true, false, false, false, false, false, false, false}, bw_rows);
+    }
+    // Sparse against dense: the speed-up can at best match the ratio of bytes read per token.
+    if (dense_tg) {
+        for (const Run& run : runs) {
+            for (const TestResult& r : run.results) {
+                if (!r.sparse || r.n_gen == 0) continue;
+                const double speedup = stats_mean(r.ts) / stats_mean(dense_tg->ts);
+                const double bytes_ratio = bytes_per_token(*dense_tg, info) / bytes_per_token(r, info);
+                std::printf("\nsparse %s vs dense: speed-up %.2fx, bytes ratio %.2fx: %.0f %% of the bytes bound "
+                            "(profile %s, predictors %s)\n",
+                            r.name.c_str(), speedup, bytes_ratio, 100.0 * speedup / bytes_ratio, run.profile.c_str(),
+                            app_format_size(run.predictor_bytes).c_str());
+            }
+        }
     }
     return 0;
 }

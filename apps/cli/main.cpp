@@ -36,6 +36,8 @@ bool parse_args(int argc, char** argv, CliParams& p) {
                  "last n tokens considered for the penalty (0 = off, -1 = context size)");
     args.add_flag({"--ignore-eos"}, &p.generate.ignore_eos, "ignore end-of-generation tokens and keep generating");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_string({"--profile"}, &p.model.profile_path, "FNAME",
+                    "profile from ember-profile: run the FFN sparse through its predictors (default: dense)");
     args.add_flag({"--no-display-prompt"}, &no_display, "do not echo the prompt");
     args.add_flag({"-e", "--escape"}, &p.escape, "process escapes (\\n, \\r, \\t, \\', \\\", \\\\) in prompts (on by default)");
     args.add_flag({"--no-escape"}, &no_escape, "do not process escapes");

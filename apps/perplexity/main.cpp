@@ -33,6 +33,8 @@ int run(int argc, char** argv) {
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--chunks"}, &p.n_chunks, "evaluate at most this many chunks (-1 = all)");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_string({"--profile"}, &p.model.profile_path, "FNAME",
+                    "profile from ember-profile: run the FFN sparse through its predictors (default: dense)");
     if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_ctx < 8) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 8)");
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
@@ -118,6 +120,13 @@ int run(int argc, char** argv) {
                  "%lld tokens scored\n",
                  load_ms, eval_ms, n_chunks * n_ctx, eval_ms > 0 ? 1e3 * n_chunks * n_ctx / eval_ms : 0.0,
                  (long long)stats.count);
+    if (model->sparse()) {
+        const SparseFfnStats& s = session.sparse_stats();
+        std::fprintf(stderr, "perplexity: sparse FFN: predictors marked %.2f %% of neurons active, %.2f %% fired; "
+                     "%llu tokens one at a time through the sparse operators, %llu in batches (masked)\n",
+                     100.0 * s.predicted_share(), s.neurons ? 100.0 * s.fired / s.neurons : 0.0,
+                     (unsigned long long)s.decode_tokens, (unsigned long long)(s.tokens - s.decode_tokens));
+    }
     return 0;
 }
 
