@@ -94,7 +94,8 @@ struct SessionParams {
     int n_batch = 512;    // tokens per prompt-processing step
 };
 
-struct SessionState;  // engine/session.cpp
+struct SessionState;   // engine/session-state.h
+struct BatchEvalItem;  // engine/batch-eval.h
 
 // Called during eval for every layer with the FFN's input x_in (the normed residual, (n_tokens, dim) row-major) and
 // its hidden activations h = act(gate) * up, (n_tokens, n_ff) row-major, before the down projection. For ReLU
@@ -127,6 +128,7 @@ public:
     void reset_sparse_stats();
 
 private:
+    friend void sessions_eval(const std::vector<BatchEvalItem>& items);
     const Model& model_;
     std::unique_ptr<SessionState> state_;
 };

@@ -3,17 +3,11 @@
 #include "engine/cpu-info.h"
 #include "engine/ember.h"
 #include "kernels-cpu/thread-pool.h"
+#include "engine/session-state.h"
 #include "models/llama.h"
 
 namespace ember {
 
-struct SessionState {
-    SessionParams params;
-    LlamaState llama;
-    std::unique_ptr<ThreadPool> pool;
-    int n_past = 0;
-    int n_logits = 0;  // rows in llama.logits from the last eval
-};
 
 Session::Session(const Model& model, const SessionParams& params) : model_(model), state_(new SessionState()) {
     const ModelInfo& info = model.info();

@@ -180,7 +180,7 @@ void llama_write_hparams(GGUFWriter& w, const ModelInfo& info) {
     if (info.ffn_act == "relu") w.set_string("ember.ffn_activation", "relu");
 }
 
-void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
+void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int /*n_threads*/,
                       LlamaState& st) {
     st.n_ctx = n_ctx;
     st.n_batch = n_batch;
@@ -196,7 +196,6 @@ void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int
     st.attn.assign((size_t)n_batch * q_dim, 0.0f);
     st.gate.assign((size_t)n_batch * info.n_ff, 0.0f);
     st.up.assign((size_t)n_batch * info.n_ff, 0.0f);
-    st.scores.assign((size_t)n_threads * n_ctx, 0.0f);
     // The largest batched-matmul scratch and activation-row conversion over all weights.
     int64_t gemm = 0;
     size_t vec = 0;
@@ -249,8 +248,12 @@ void add_inplace(float* x, const float* y, int64_t count, ThreadPool& pool) {
 
 }  // namespace
 
-void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
-                   int pos0, LlamaLogits logits, ThreadPool& pool) {
+namespace {
+
+// The forward pass over st.batch_kv / st.batch_pos (set by the callers below); logits of st.out_rows go to
+// st.logits, one row each, in order.
+void forward_batch(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
+                   ThreadPool& pool) {
     const int dim = info.dim, kv_dim = info.kv_dim, n_ff = info.n_ff;
     const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
     const float eps = info.norm_eps;
@@ -271,8 +274,9 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
 
     for (int l = 0; l < info.n_layers; l++) {
         const LlamaLayer& L = m.layers[l];
-        float* k_cache = st.k_cache.data() + (size_t)l * st.n_ctx * kv_dim;
-        float* v_cache = st.v_cache.data() + (size_t)l * st.n_ctx * kv_dim;
+        // Layer l's K and V caches of token i's sequence: (n_ctx, kv_dim) each.
+        auto k_cache_of = [&](int i) { return st.batch_kv[i]->k_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
+        auto v_cache_of = [&](int i) { return st.batch_kv[i]->v_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
 
         // Attention block: xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
         for_each_token(n, pool, [&](int i) {
@@ -283,27 +287,28 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         linear(L.wv, xn, st.v.data(), n, st, pool);
         for_each_token(n, pool, [&](int i) {
             float* k = st.k.data() + (int64_t)i * kv_dim;
-            rope(st.q.data() + i * q_dim, info.n_heads, pos0 + i, rp);
-            rope(k, info.n_kv_heads, pos0 + i, rp);
-            std::memcpy(k_cache + (size_t)(pos0 + i) * kv_dim, k, sizeof(float) * kv_dim);
-            std::memcpy(v_cache + (size_t)(pos0 + i) * kv_dim, st.v.data() + (int64_t)i * kv_dim,
+            const int pos = st.batch_pos[i];
+            rope(st.q.data() + i * q_dim, info.n_heads, pos, rp);
+            rope(k, info.n_kv_heads, pos, rp);
+            std::memcpy(k_cache_of(i) + (size_t)pos * kv_dim, k, sizeof(float) * kv_dim);
+            std::memcpy(v_cache_of(i) + (size_t)pos * kv_dim, st.v.data() + (int64_t)i * kv_dim,
                         sizeof(float) * kv_dim);
         });
 
-        // Causal attention: token i sees positions 0 .. pos0+i. Work items are (token, head) pairs.
+        // Causal attention: token i sees positions 0 .. pos_i of its own sequence. Work items are (token, head) pairs.
         const int n_heads = info.n_heads;
         pool.parallel_for((int64_t)n * n_heads, 1, [&](int64_t begin, int64_t end) {
-            thread_local std::vector<float> scores;
-            if ((int)scores.size() < st.n_ctx) scores.resize(st.n_ctx);
+            thread_local std::vector<float> scores;  // grows once to the longest context seen
             for (int64_t item = begin; item < end; item++) {
                 const int i = (int)(item / n_heads), h = (int)(item % n_heads);
+                if ((int)scores.size() < st.batch_kv[i]->n_ctx) scores.resize(st.batch_kv[i]->n_ctx);
                 AttentionArgs a;
                 a.q = st.q.data() + i * q_dim;
-                a.k_cache = k_cache;
-                a.v_cache = v_cache;
+                a.k_cache = k_cache_of(i);
+                a.v_cache = v_cache_of(i);
                 a.out = st.attn.data() + i * q_dim;
                 a.scores = scores.data();
-                a.n_kv = pos0 + i + 1;
+                a.n_kv = st.batch_pos[i] + 1;
                 a.n_heads = n_heads;
                 a.n_kv_heads = info.n_kv_heads;
                 a.head_dim = info.head_dim;
@@ -345,16 +350,57 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         add_inplace(x, xn, (int64_t)n * dim, pool);
     }
 
-    // Final norm and the output projection, for every token or the last one only.
-    if (logits == LlamaLogits::LLAMA_LOGITS_NONE) return;
-    const int first = logits == LlamaLogits::LLAMA_LOGITS_ALL ? 0 : n - 1;
-    const int n_out = n - first;
+    // Final norm and the output projection, for the tokens in out_rows only.
+    const int n_out = (int)st.out_rows.size();
+    if (n_out == 0) return;
     for_each_token(n_out, pool, [&](int i) {
-        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)(first + i) * dim, m.output_norm.data(), dim, eps);
+        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)st.out_rows[i] * dim, m.output_norm.data(), dim, eps);
     });
     const size_t need = (size_t)n_out * info.n_vocab;
     if (st.logits.size() < need) st.logits.resize(need);
     linear(m.output, xn, st.logits.data(), n_out, st, pool);
+}
+
+}  // namespace
+
+void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
+                   int pos0, LlamaLogits logits, ThreadPool& pool) {
+    st.batch_kv.assign(n, &st);
+    st.batch_pos.resize(n);
+    for (int i = 0; i < n; i++) st.batch_pos[i] = pos0 + i;
+    st.out_rows.clear();
+    if (logits == LlamaLogits::LLAMA_LOGITS_ALL)
+        for (int i = 0; i < n; i++) st.out_rows.push_back(i);
+    else if (logits == LlamaLogits::LLAMA_LOGITS_LAST)
+        st.out_rows.push_back(n - 1);
+    forward_batch(info, m, st, tokens, n, pool);
+}
+
+void llama_forward_seqs(const ModelInfo& info, const LlamaModel& m, LlamaState& scratch,
+                        const std::vector<LlamaSeq>& seqs, ThreadPool& pool) {
+    std::vector<int32_t> tokens;
+    scratch.batch_kv.clear();
+    scratch.batch_pos.clear();
+    scratch.out_rows.clear();
+    for (const LlamaSeq& s : seqs) {
+        for (int i = 0; i < s.n; i++) {
+            tokens.push_back(s.tokens[i]);
+            scratch.batch_kv.push_back(s.kv);
+            scratch.batch_pos.push_back(s.pos0 + i);
+        }
+        scratch.out_rows.push_back((int)tokens.size() - 1);
+    }
+    forward_batch(info, m, scratch, tokens.data(), (int)tokens.size(), pool);
+    const size_t n_vocab = (size_t)info.n_vocab;
+    for (size_t j = 0; j < seqs.size(); j++) {
+        LlamaState& kv = *seqs[j].kv;
+        if (&kv == &scratch) continue;  // copied below, after every other row is out
+        if (kv.logits.size() < n_vocab) kv.logits.resize(n_vocab);
+        std::memcpy(kv.logits.data(), scratch.logits.data() + j * n_vocab, n_vocab * sizeof(float));
+    }
+    for (size_t j = 0; j < seqs.size(); j++)
+        if (seqs[j].kv == &scratch && j > 0)
+            std::memmove(scratch.logits.data(), scratch.logits.data() + j * n_vocab, n_vocab * sizeof(float));
 }
 
 }  // namespace ember

@@ -70,11 +70,15 @@ struct LlamaState {
     std::vector<float> attn;     // (n_batch, n_heads * head_dim)
     std::vector<float> gate;     // (n_batch, n_ff)
     std::vector<float> up;       // (n_batch, n_ff)
-    std::vector<float> scores;   // (n_threads, n_ctx) attention scratch per worker
     std::vector<float> gemm_scratch;    // batched matmul's scratch (its dot path's converted activations)
     std::vector<uint8_t> vec_scratch;   // one activation row converted for dot_row
     std::vector<float> logits;          // (n_out, n_vocab)
     FfnObserver ffn_observer;           // optional: sees each layer's FFN activations (profiling, statistics)
+    // Per token of the current forward pass: whose KV cache it appends to and at which position (one sequence:
+    // this state and pos0 + i; several: see llama_forward_seqs), and which tokens get logits.
+    std::vector<LlamaState*> batch_kv;  // (n)
+    std::vector<int> batch_pos;         // (n)
+    std::vector<int> out_rows;          // token indices whose logits are computed, ascending
     // Sparse FFN only (models/llama-sparse.h): sized by llama_sparse_state_init.
     PredictorScratch predictor;         // the predictors' scratch
     std::vector<float> pred_scores;     // (n_batch, n_ff) predictor scores
@@ -93,5 +97,20 @@ enum class LlamaLogits { LLAMA_LOGITS_NONE, LLAMA_LOGITS_LAST, LLAMA_LOGITS_ALL 
 // the logits of every token, of the last one, or none.
 void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
                    int pos0, LlamaLogits logits, ThreadPool& pool);
+
+// One sequence of a multi-sequence forward pass: n tokens appended to kv's cache at positions pos0 .. pos0+n-1.
+struct LlamaSeq {
+    LlamaState* kv = nullptr;         // the sequence's own state: its KV cache; its logits row goes to kv->logits
+    const int32_t* tokens = nullptr;  // (n)
+    int n = 0;
+    int pos0 = 0;
+};
+
+// Several sequences in one pass (continuous batching): the projections and the FFN run on all their tokens
+// together, attention per token over its own sequence's cache. `scratch` holds the activations (its n_batch must
+// be at least the total token count; its own KV cache is not touched unless it is one of the sequences). Afterwards
+// each seq.kv->logits holds the logits of that sequence's last token.
+void llama_forward_seqs(const ModelInfo& info, const LlamaModel& m, LlamaState& scratch,
+                        const std::vector<LlamaSeq>& seqs, ThreadPool& pool);
 
 }  // namespace ember

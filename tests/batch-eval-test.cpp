@@ -1,0 +1,113 @@
+// Several sessions evaluated in one forward pass (engine/batch-eval.h): each session's logits must equal what it
+// gets alone, prompts and decode steps mixed, and bad batches must be refused before anything is evaluated.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/batch-eval.h"
+#include "engine/ember.h"
+
+namespace {
+
+const std::string kModel = std::string(EMBER_SHARED_DIR) + "/testdata/stories260K.gguf";
+
+std::unique_ptr<ember::Model> load() {
+    ember::ModelParams mp;
+    mp.path = kModel;
+    return ember::Model::load(mp);
+}
+
+ember::SessionParams params(int n_batch = 64) {
+    ember::SessionParams sp;
+    sp.n_ctx = 128;
+    sp.n_batch = n_batch;
+    sp.n_threads = 2;
+    return sp;
+}
+
+float max_diff(const float* a, const float* b, int n) {
+    float m = 0.0f;
+    for (int i = 0; i < n; i++) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
+
+// Three sequences of different lengths: prompts batched together, then decode steps batched together, each
+// checked against the same sequence evaluated alone.
+TEST(BatchEval, MatchesSessionsEvaluatedAlone) {
+    auto model = load();
+    const int n_vocab = model->info().n_vocab;
+    const std::vector<std::vector<int32_t>> prompts = {{1, 400, 31, 90}, {1, 7}, {1, 211, 46, 300, 12, 88, 129}};
+    const std::vector<std::vector<int32_t>> steps = {{5, 9, 17}, {33, 2, 64}, {101, 8, 77}};
+    std::vector<std::unique_ptr<ember::Session>> batched, alone;
+    for (size_t s = 0; s < prompts.size(); s++) {
+        batched.push_back(std::make_unique<ember::Session>(*model, params()));
+        alone.push_back(std::make_unique<ember::Session>(*model, params()));
+    }
+    std::vector<ember::BatchEvalItem> items;
+    for (size_t s = 0; s < prompts.size(); s++) items.push_back({batched[s].get(), prompts[s].data(), (int)prompts[s].size()});
+    ember::sessions_eval(items);
+    for (size_t s = 0; s < prompts.size(); s++) {
+        alone[s]->eval(prompts[s]);
+        EXPECT_EQ(batched[s]->n_past(), (int)prompts[s].size());
+        EXPECT_LT(max_diff(batched[s]->logits(), alone[s]->logits(), n_vocab), 1e-4f) << "prompt of sequence " << s;
+    }
+    for (size_t k = 0; k < steps[0].size(); k++) {
+        items.clear();
+        for (size_t s = 0; s < prompts.size(); s++) items.push_back({batched[s].get(), &steps[s][k], 1});
+        ember::sessions_eval(items);
+        for (size_t s = 0; s < prompts.size(); s++) {
+            alone[s]->eval({steps[s][k]});
+            EXPECT_LT(max_diff(batched[s]->logits(), alone[s]->logits(), n_vocab), 1e-4f)
+                << "step " << k << " of sequence " << s;
+        }
+    }
+}
+
+// More tokens than the first session's batch: the items split into several passes (and one item longer than a
+// batch runs alone), with the same results.
+TEST(BatchEval, SplitsIntoBatchesThatFit) {
+    auto model = load();
+    const int n_vocab = model->info().n_vocab;
+    std::vector<int32_t> a(6, 0), b(5, 0), c(20, 0);
+    for (int i = 0; i < 20; i++) c[i] = 3 + i * 7;
+    for (int i = 0; i < 6; i++) a[i] = 10 + i;
+    for (int i = 0; i < 5; i++) b[i] = 50 + i;
+    ember::Session sa(*model, params(8)), sb(*model, params(8)), sc(*model, params(8));
+    ember::sessions_eval({{&sa, a.data(), 6}, {&sb, b.data(), 5}, {&sc, c.data(), 20}});
+    for (auto [s, toks] : {std::pair{&sa, &a}, std::pair{&sb, &b}, std::pair{&sc, &c}}) {
+        ember::Session ref(*model, params(8));
+        ref.eval(*toks);
+        EXPECT_EQ(s->n_past(), (int)toks->size());
+        EXPECT_LT(max_diff(s->logits(), ref.logits(), n_vocab), 1e-4f);
+    }
+}
+
+// Refused batches name the item and leave every session as it was.
+TEST(BatchEval, BadBatchesEvaluateNothing) {
+    auto model = load();
+    ember::Session a(*model, params()), b(*model, params());
+    const std::vector<int32_t> ok = {1, 2, 3}, bad = {1, 999999};
+    std::vector<int32_t> long_prompt(200, 5);
+    auto expect_refused = [&](const std::vector<ember::BatchEvalItem>& items, const std::string& part) {
+        try {
+            ember::sessions_eval(items);
+            ADD_FAILURE() << "expected an error containing '" << part << "'";
+        } catch (const ember::Error& e) {
+            EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(a.n_past(), 0);
+        EXPECT_EQ(b.n_past(), 0);
+    };
+    expect_refused({{&a, ok.data(), 3}, {&a, ok.data(), 3}}, "item 1: its session is already in the batch");
+    expect_refused({{&a, ok.data(), 3}, {&b, bad.data(), 2}}, "item 1: token 1 has id 999999");
+    expect_refused({{&a, ok.data(), 3}, {&b, long_prompt.data(), 200}}, "item 1: context full");
+    expect_refused({{&a, ok.data(), 0}}, "item 0: expected at least one token");
+    auto other = load();
+    ember::Session c(*other, params());
+    expect_refused({{&a, ok.data(), 3}, {&c, ok.data(), 3}}, "item 1: its session belongs to another model");
+}
+
+}  // namespace
