@@ -4,8 +4,6 @@
 #include <chrono>
 #include <limits>
 
-#include "engine/text-stream.h"
-
 namespace ember {
 
 namespace {
@@ -41,7 +39,7 @@ GenerateTimings& GenerateTimings::operator+=(const GenerateTimings& o) {
 }
 
 Generator::Generator(const Model& model, Session& session, Sampler& sampler)
-    : model_(model), session_(session), sampler_(&sampler), biased_(model.info().n_vocab), step_(1) {}
+    : model_(model), session_(session), sampler_(&sampler), biased_(model.info().n_vocab) {}
 
 std::vector<int32_t> Generator::tokens() const {
     std::vector<int32_t> t = cached_;
@@ -49,11 +47,26 @@ std::vector<int32_t> Generator::tokens() const {
     return t;
 }
 
-void Generator::eval_prompt(const std::vector<int32_t>& prompt, GenerateTimings& t) {
+void Generator::start(const std::vector<int32_t>& prompt, const GenerateParams& params, TextCallback on_text) {
+    const int n_vocab = model_.info().n_vocab;
     if (prompt.empty()) throw Error("generate: empty prompt (expected at least one token, e.g. BOS)");
     if ((int64_t)prompt.size() > session_.n_ctx())
         throw Error("generate: the prompt has " + std::to_string(prompt.size()) +
                     " tokens, more than the context holds (n_ctx = " + std::to_string(session_.n_ctx()) + ")");
+    for (size_t i = 0; i < prompt.size(); i++)
+        if (prompt[i] < 0 || prompt[i] >= n_vocab)
+            throw Error("generate: prompt token " + std::to_string(i) + " has id " + std::to_string(prompt[i]) +
+                        ", outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    for (const auto& [id, bias] : params.logit_bias)
+        if (id < 0 || id >= n_vocab)
+            throw Error("generate: logit_bias names token " + std::to_string(id) + ", outside the vocabulary [0, " +
+                        std::to_string(n_vocab) + ")");
+
+    res_ = GenerateResult();
+    params_ = params;
+    on_text_ = std::move(on_text);
+    stream_ = TextStream(params.stop);
+    cancelled_ = false;
     unevaluated_ = -1;
     if (session_.n_past() != (int)cached_.size()) {  // the session was used elsewhere: its cache is unknown
         session_.reset();
@@ -66,14 +79,89 @@ void Generator::eval_prompt(const std::vector<int32_t>& prompt, GenerateTimings&
     cached_.resize(keep);
     for (int32_t tok : prompt) sampler_->accept(tok);
 
-    const std::vector<int32_t> rest(prompt.begin() + keep, prompt.end());
-    const auto t0 = std::chrono::steady_clock::now();
-    session_.eval(rest, false);
-    t.prompt_ms = ms_since(t0);
-    cached_.insert(cached_.end(), rest.begin(), rest.end());
-    t.n_prompt = (int)prompt.size();
-    t.n_cached = (int)keep;
-    t.n_prompt_eval = (int)rest.size();
+    pending_.assign(prompt.begin() + keep, prompt.end());
+    pending_pos_ = 0;
+    step_n_ = 0;
+    in_prompt_ = true;
+    running_ = true;
+    res_.timings.n_prompt = (int)prompt.size();
+    res_.timings.n_cached = (int)keep;
+    res_.timings.n_prompt_eval = (int)pending_.size();
+}
+
+GenerateStep Generator::next(int max_tokens) {
+    if (!running_) throw Error("generate: next() called with no generation running (call start() first)");
+    const size_t left = pending_.size() - pending_pos_;
+    step_n_ = (int)(max_tokens <= 0 ? left : std::min(left, (size_t)max_tokens));
+    step_t0_ = std::chrono::steady_clock::now();
+    return {pending_.data() + pending_pos_, step_n_};
+}
+
+void Generator::advance() {
+    if (!running_ || step_n_ == 0) throw Error("generate: advance() called without a step from next()");
+    const double ms = ms_since(step_t0_);
+    cached_.insert(cached_.end(), pending_.begin() + pending_pos_, pending_.begin() + pending_pos_ + step_n_);
+    pending_pos_ += step_n_;
+    step_n_ = 0;
+    GenerateTimings& t = res_.timings;
+    if (in_prompt_) {
+        t.prompt_ms += ms;
+        if (pending_pos_ < pending_.size()) return;  // more prompt chunks to come
+        in_prompt_ = false;
+    } else {
+        t.eval_ms += ms;
+        t.n_eval++;
+        unevaluated_ = -1;
+    }
+    produce();
+}
+
+void Generator::cancel() {
+    if (!running_) return;
+    step_n_ = 0;
+    res_.finish = FinishReason::FINISH_CANCELLED;
+    running_ = false;
+}
+
+void Generator::emit(const std::string& text) {
+    if (text.empty() || cancelled_) return;
+    res_.text += text;
+    if (on_text_ && !on_text_(text)) cancelled_ = true;
+}
+
+void Generator::finish(FinishReason reason) {
+    res_.finish = reason;
+    running_ = false;
+    if (reason != FinishReason::FINISH_CANCELLED) emit(stream_.flush());  // "" after a stop string
+}
+
+void Generator::produce() {
+    const Tokenizer& tok = model_.tokenizer();
+    GenerateTimings& t = res_.timings;
+    if (params_.n_predict >= 0 && t.n_generated >= params_.n_predict) return finish(FinishReason::FINISH_LENGTH);
+    const int32_t id = sample(params_, t);
+    if (tok.is_eog(id)) return finish(FinishReason::FINISH_EOG);
+    t.n_generated++;
+    unevaluated_ = id;
+
+    std::string piece = tok.token_to_piece(id, false);
+    if (piece.empty() && !params_.stop.empty()) {
+        // A control token (rendered as ""): it ends the text when a stop string names it ("<|im_end|>", ...), so it
+        // goes to the stream as that text, which emits what it held before it and stops.
+        std::string special = tok.token_to_piece(id, true);
+        if (std::find(params_.stop.begin(), params_.stop.end(), special) != params_.stop.end()) piece.swap(special);
+    }
+    emit(stream_.push(piece));
+    if (stream_.stopped()) {
+        res_.stop = stream_.stop_string();
+        return finish(FinishReason::FINISH_STOP_STRING);
+    }
+    if (cancelled_) return finish(FinishReason::FINISH_CANCELLED);
+    if (params_.n_predict >= 0 && t.n_generated >= params_.n_predict)
+        return finish(FinishReason::FINISH_LENGTH);  // the last token needs no eval
+    if (session_.n_past() >= session_.n_ctx()) return finish(FinishReason::FINISH_CONTEXT_FULL);
+    pending_.assign(1, id);
+    pending_pos_ = 0;
 }
 
 int32_t Generator::sample(const GenerateParams& params, GenerateTimings& t) {
@@ -96,65 +184,14 @@ int32_t Generator::sample(const GenerateParams& params, GenerateTimings& t) {
 
 GenerateResult Generator::generate(const std::vector<int32_t>& prompt, const GenerateParams& params,
                                    const TextCallback& on_text) {
-    const Tokenizer& tok = model_.tokenizer();
-    const int n_vocab = model_.info().n_vocab;
-    GenerateResult res;
-    GenerateTimings& t = res.timings;
-    for (const auto& [id, bias] : params.logit_bias)
-        if (id < 0 || id >= n_vocab)
-            throw Error("generate: logit_bias names token " + std::to_string(id) + ", outside the vocabulary [0, " +
-                        std::to_string(n_vocab) + ")");
-    eval_prompt(prompt, t);
-
-    TextStream stream(params.stop);
-    bool cancelled = false;
-    auto emit = [&](const std::string& text) {
-        if (text.empty() || cancelled) return;
-        res.text += text;
-        if (on_text && !on_text(text)) cancelled = true;
-    };
-    res.finish = FinishReason::FINISH_LENGTH;
-    while (params.n_predict < 0 || t.n_generated < params.n_predict) {
-        const int32_t id = sample(params, t);
-        if (tok.is_eog(id)) {
-            res.finish = FinishReason::FINISH_EOG;
-            break;
-        }
-        t.n_generated++;
-        unevaluated_ = id;
-
-        std::string piece = tok.token_to_piece(id, false);
-        if (piece.empty() && !params.stop.empty()) {
-            // A control token (rendered as ""): it ends the text when a stop string names it ("<|im_end|>", ...),
-            // so it goes to the stream as that text, which emits what it held before it and stops.
-            std::string special = tok.token_to_piece(id, true);
-            if (std::find(params.stop.begin(), params.stop.end(), special) != params.stop.end()) piece.swap(special);
-        }
-        emit(stream.push(piece));
-        if (stream.stopped()) {
-            res.finish = FinishReason::FINISH_STOP_STRING;
-            res.stop = stream.stop_string();
-            break;
-        }
-        if (cancelled) {
-            res.finish = FinishReason::FINISH_CANCELLED;
-            break;
-        }
-        if (params.n_predict >= 0 && t.n_generated >= params.n_predict) break;  // the last token needs no eval
-        if (session_.n_past() >= session_.n_ctx()) {
-            res.finish = FinishReason::FINISH_CONTEXT_FULL;
-            break;
-        }
-        const auto t1 = std::chrono::steady_clock::now();
-        step_[0] = id;
+    start(prompt, params, on_text);
+    while (running_) {
+        const GenerateStep s = next(0);
+        step_.assign(s.tokens, s.tokens + s.n_tokens);
         session_.eval(step_, false);
-        t.eval_ms += ms_since(t1);
-        t.n_eval++;
-        cached_.push_back(id);
-        unevaluated_ = -1;
+        advance();
     }
-    if (res.finish != FinishReason::FINISH_CANCELLED) emit(stream.flush());  // "" after a stop string
-    return res;
+    return res_;
 }
 
 }  // namespace ember
