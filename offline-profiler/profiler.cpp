@@ -2,13 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
-#include <memory>
+#include <cstdarg>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 
 #include "engine/cpu-info.h"
 #include "engine/error.h"
+#include "models/llama.h"
 
 namespace ember {
 
@@ -18,9 +20,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double kib(double bytes) { return bytes / 1024.0; }
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
 }  // namespace
 
-ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p) {
+ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p,
+                           std::vector<ProfileLayerReport>* report) {
     if (tokens.empty()) throw Error("profile_model: no tokens");
     if (p.n_ctx < 1) throw Error("profile_model: n_ctx must be >= 1, found " + std::to_string(p.n_ctx));
     if (p.max_tokens < 0) throw Error("profile_model: max_tokens must be >= 0, found " + std::to_string(p.max_tokens));
@@ -101,26 +116,92 @@ ModelProfile profile_model(const Model& model, const std::vector<int32_t>& token
     prof.dim = dim;
     prof.n_ff = n_ff;
     prof.n_tokens = (uint64_t)total;
+    prof.weight_type = p.train.weight_type;
     prof.layers.resize(n_layers);
+    if (report) report->assign(n_layers, ProfileLayerReport());
     ThreadPool pool(p.n_threads > 0 ? p.n_threads : std::max(1, cpu_physical_cores()));
     for (int l = 0; l < n_layers; l++) {
         LayerProfile& lp = prof.layers[l];
         lp.freq.resize(n_ff);
         for (int i = 0; i < n_ff; i++) lp.freq[i] = (float)((double)fired_count[l][i] / (double)total);
+        // Bytes a token reads per layer: the predictor, then the predicted-active share of gate, up and down.
+        const LlamaLayer& w = model.llama().layers[l];
+        ProfileLayerReport rep;
+        rep.ffn_bytes = (double)(w.w_gate.bytes() + w.w_up.bytes() + w.w_down.bytes());
         const auto t1 = std::chrono::steady_clock::now();
-        PredictorTrainResult r = predictor_train(samples[l], p.train, pool);
+        PredictorTrainResult r;
+        if (p.auto_rank) {
+            PredictorRankSearch search;
+            search.ranks = p.ranks;
+            search.ffn_bytes = rep.ffn_bytes;
+            if (p.verbose)
+                search.on_trial = [&](const PredictorRankTrial& t) {
+                    std::fprintf(stderr, "profile: layer %d of %d, rank %4d: recall %.4f sparsity %.4f (true %.4f), "
+                                 "predictor %.1f KiB + FFN share = %.1f KiB/token (dense FFN %.1f KiB; %.1f s)\n",
+                                 l, n_layers, t.rank, t.holdout.recall, t.holdout.predicted_sparsity,
+                                 t.holdout.true_sparsity, kib((double)t.predictor_bytes), kib(t.expected_bytes),
+                                 kib(rep.ffn_bytes), t.seconds);
+                };
+            PredictorRankResult rr = predictor_train_auto(samples[l], p.train, search, pool);
+            r = std::move(rr.best);
+            rep.trials = std::move(rr.trials);
+            rep.stop_reason = rr.stop_reason;
+        } else {
+            r = predictor_train(samples[l], p.train, pool);
+            PredictorRankTrial t;
+            t.rank = r.predictor.rank;
+            t.holdout = r.holdout;
+            t.threshold = r.predictor.threshold;
+            t.predictor_bytes = r.predictor_bytes;
+            t.expected_bytes = predictor_expected_bytes(r.predictor_bytes, r.holdout, rep.ffn_bytes);
+            t.seconds = seconds_since(t1);
+            rep.trials.push_back(t);
+        }
         samples[l] = PredictorSamples();  // free this layer's samples early
+        rep.seconds = seconds_since(t1);
+        rep.holdout = r.holdout;
+        rep.predictor_bytes = r.predictor_bytes;
+        rep.expected_bytes = predictor_expected_bytes(r.predictor_bytes, r.holdout, rep.ffn_bytes);
         lp.predictor = std::move(r.predictor);
         lp.recall = (float)r.holdout.recall;
         lp.precision = (float)r.holdout.precision;
         lp.sparsity = (float)r.holdout.predicted_sparsity;
         if (p.verbose)
-            std::fprintf(stderr, "profile: layer %d/%d: true sparsity %.4f, predictor recall %.4f precision %.4f "
-                         "sparsity %.4f (loss %.4f, %.1f s)\n", l + 1, n_layers, r.holdout.true_sparsity,
-                         r.holdout.recall, r.holdout.precision, r.holdout.predicted_sparsity, (double)r.final_loss,
-                         seconds_since(t1));
+            std::fprintf(stderr, "profile: layer %d of %d: rank %d%s%s: recall %.4f precision %.4f sparsity %.4f "
+                         "(true %.4f), %.1f KiB/token of %.1f KiB dense (loss %.4f, %.1f s)\n", l, n_layers,
+                         lp.predictor.rank, rep.stop_reason.empty() ? "" : ", search stopped: ",
+                         rep.stop_reason.c_str(), r.holdout.recall, r.holdout.precision,
+                         r.holdout.predicted_sparsity, r.holdout.true_sparsity, kib(rep.expected_bytes),
+                         kib(rep.ffn_bytes), (double)r.final_loss, rep.seconds);
+        if (report) (*report)[l] = std::move(rep);
     }
     return prof;
+}
+
+std::string profile_table(const ModelProfile& prof, const std::vector<ProfileLayerReport>& report) {
+    if ((int)report.size() != prof.n_layers || (int)prof.layers.size() != prof.n_layers)
+        throw Error("profile_table: " + std::to_string(prof.n_layers) + " layers, but " +
+                    std::to_string(prof.layers.size()) + " profiles and " + std::to_string(report.size()) +
+                    " reports");
+    std::string out = format("predictor weights: %s; expected = predictor + predicted-active share of the FFN, "
+                             "read per token\n", dtype_name(prof.weight_type));
+    out += format("%5s %5s %11s %7s %9s %9s %9s %10s %12s %10s\n", "layer", "rank", "threshold", "recall",
+                  "precision", "pred.sp", "true.sp", "pred.KiB", "expect.KiB", "dense.KiB");
+    double pred = 0, expected = 0, dense = 0;
+    for (int l = 0; l < prof.n_layers; l++) {
+        const LayerProfile& lp = prof.layers[l];
+        const ProfileLayerReport& r = report[l];
+        out += format("%5d %5d %11.4g %7.4f %9.4f %9.4f %9.4f %10.1f %12.1f %10.1f\n", l, lp.predictor.rank,
+                      (double)lp.predictor.threshold, (double)lp.recall, (double)lp.precision, (double)lp.sparsity,
+                      r.holdout.true_sparsity, kib((double)r.predictor_bytes), kib(r.expected_bytes),
+                      kib(r.ffn_bytes));
+        pred += (double)r.predictor_bytes;
+        expected += r.expected_bytes;
+        dense += r.ffn_bytes;
+    }
+    out += format("%5s %5s %11s %7s %9s %9s %9s %10.1f %12.1f %10.1f  (%.3f of dense)\n", "all", "", "", "", "",
+                  "", "", kib(pred), kib(expected), kib(dense), dense > 0 ? expected / dense : 0.0);
+    return out;
 }
 
 }  // namespace ember

@@ -1,8 +1,11 @@
 // The offline profiler behind ember-profile (DESIGN.md, Pipeline): runs the dense model over a calibration corpus,
 // counts how often each FFN neuron fires, records (FFN input, fired) samples per layer and trains one activation
-// predictor per layer on them (predictor/train.h). The result is a ModelProfile for profile_write.
+// predictor per layer on them (predictor/train.h), by default at the rank that minimises the bytes a decode token
+// reads in that layer. The result is a ModelProfile for profile_write.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/ember.h"
@@ -16,12 +19,32 @@ struct ProfileParams {
     int64_t max_tokens = 4096;    // profile at most this many corpus tokens (0 = all)
     int64_t max_samples = 4096;   // (x_in, fired) samples kept per layer for training, reservoir-sampled (>= 2)
     int n_threads = 0;            // 0 = physical cores
-    PredictorTrainArgs train;     // rank, epochs, recall_target, seed, ... (holdout metrics go into the profile)
+    PredictorTrainArgs train;     // epochs, recall_target, weight_type (the profile's), seed, ...; rank if fixed
+    bool auto_rank = true;        // per layer the rank of fewest expected bytes per token (predictor_train_auto);
+                                  // false: train.rank for every layer
+    std::vector<int> ranks;       // auto_rank's candidates; empty = predictor_rank_ladder(dim, n_ff)
     bool verbose = false;         // progress on stderr
 };
 
+// What profile_model measured per layer besides the profile itself.
+struct ProfileLayerReport {
+    PredictorMetrics holdout;                // the chosen predictor's, on its held-out split (packed weights)
+    size_t predictor_bytes = 0;              // packed predictor, read per token
+    double ffn_bytes = 0.0;                  // the layer's gate, up and down weights in the model's types
+    double expected_bytes = 0.0;             // per token: predictor + predicted-active share of ffn_bytes
+    std::vector<PredictorRankTrial> trials;  // ranks tried, ascending (one when the rank is fixed)
+    std::string stop_reason;                 // why auto_rank tried no larger rank ("" when fixed)
+    double seconds = 0.0;                    // training time, all trials
+};
+
 // Profiles `model` over `tokens`. Frequencies count every profiled token (neuron fires when h != 0, exact ReLU
-// zeros); the predictors train on the sampled tokens. Throws ember::Error on empty tokens or bad parameters.
-ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p);
+// zeros); the predictors train on the sampled tokens. Fills *report (one entry per layer) when given.
+// Throws ember::Error on empty tokens or bad parameters.
+ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p,
+                           std::vector<ProfileLayerReport>* report = nullptr);
+
+// The table ember-profile prints at the end: per layer rank, threshold, recall, precision, predicted and true
+// sparsity (held-out), predictor KiB and expected KiB read per token against the dense FFN, then the totals.
+std::string profile_table(const ModelProfile& prof, const std::vector<ProfileLayerReport>& report);
 
 }  // namespace ember

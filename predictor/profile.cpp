@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "engine/error.h"
 #include "kernels-cpu/quant.h"
@@ -76,17 +77,18 @@ void check_dims(const ModelProfile& p, const std::string& where) {
                     std::to_string(p.dim) + ", " + std::to_string(p.n_ff));
 }
 
-// Stores v (rows of `cols` floats) as F32 or F16.
+bool is_weight_type(DType t) { return t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_Q8_0; }
+
+// Stores v (rows of `cols` floats) as type t (F32, F16 or Q8_0; cols a multiple of t's block).
 void add_weight(GGUFWriter& w, const std::string& name, DType t, const std::vector<float>& v, int64_t cols,
                 int64_t rows) {
-    const uint32_t type = (uint32_t)t;
     if (t == DType::DTYPE_F32) {
-        w.add_tensor(name, type, {cols, rows}, v.data(), v.size() * sizeof(float));
+        w.add_tensor(name, (uint32_t)t, {cols, rows}, v.data(), v.size() * sizeof(float));
         return;
     }
-    std::vector<uint16_t> h(v.size());
-    quantize_row(DType::DTYPE_F16, v.data(), h.data(), (int64_t)v.size());
-    w.add_tensor(name, type, {cols, rows}, h.data(), h.size() * sizeof(uint16_t));
+    std::vector<uint8_t> q(dtype_row_bytes(t, cols) * (size_t)rows);
+    quantize_row(t, v.data(), q.data(), (int64_t)v.size());  // rows hold whole blocks: one call converts them all
+    w.add_tensor(name, (uint32_t)t, {cols, rows}, q.data(), q.size());
 }
 
 // ---- read ----
@@ -97,17 +99,18 @@ public:
 
     [[noreturn]] void fail(const std::string& msg) const { throw Error("profile " + f_.path() + ": " + msg); }
 
-    // A 2-D F32/F16 tensor with ne[0] == cols (when cols > 0) and ne[1] == rows (when rows > 0), as floats.
+    // A 2-D F32/F16/Q8_0 tensor with ne[0] == cols (when cols > 0) and ne[1] == rows (when rows > 0), as floats;
+    // its type goes to *type.
     std::vector<float> weight(int l, const char* what, int64_t cols, int64_t rows, const char* cols_name,
-                              const char* rows_name, int64_t* cols_out, int64_t* rows_out) const {
+                              const char* rows_name, int64_t* cols_out, int64_t* rows_out, DType* type) const {
         const std::string name = tensor_name(l, what);
         const GGUFTensorInfo* t = f_.find_tensor(name);
         if (!t) fail("layer " + std::to_string(l) + ": missing tensor " + name);
         if (t->n_dims != 2)
             fail("tensor " + name + ": expected 2 dimensions, found " + std::to_string(t->n_dims) + " " +
                  shape_str(t->ne, t->n_dims));
-        if (t->type != (uint32_t)DType::DTYPE_F32 && t->type != (uint32_t)DType::DTYPE_F16)
-            fail(std::string("tensor ") + name + ": expected type F32 or F16, found " +
+        if (!dtype_is_supported(t->type) || !is_weight_type((DType)t->type))
+            fail(std::string("tensor ") + name + ": expected type F32, F16 or Q8_0, found " +
                  gguf_ggml_type_name(t->type));
         if (cols > 0 && t->ne[0] != cols)
             fail("tensor " + name + ": expected ne[0] = " + cols_name + " = " + std::to_string(cols) + ", found " +
@@ -120,6 +123,7 @@ public:
             fail("tensor " + name + ": expected positive int-sized dimensions, found " + shape_str(t->ne, 2));
         *cols_out = t->ne[0];
         *rows_out = t->ne[1];
+        *type = (DType)t->type;
         std::vector<float> v((size_t)t->n_elements());
         dequantize_row((DType)t->type, t->data, v.data(), t->n_elements());
         if (int64_t i = first_non_finite(v); i >= 0)
@@ -176,7 +180,7 @@ public:
         p.layers.resize(p.n_layers);
         for (int l = 0; l < p.n_layers; l++) {
             LayerProfile& lp = p.layers[l];
-            read_predictor(l, p.dim, p.n_ff, threshold[l], &lp.predictor);
+            read_predictor(l, p.dim, p.n_ff, threshold[l], &lp.predictor, &p.weight_type);
             lp.freq = freq(l, p.n_ff, false);
             lp.sparsity = sparsity[l];
             lp.recall = recall[l];
@@ -207,7 +211,7 @@ public:
         p.layers.resize(p.n_layers);
         for (int l = 0; l < p.n_layers; l++) {
             LayerProfile& lp = p.layers[l];
-            read_predictor(l, p.dim, p.n_ff, threshold, &lp.predictor);
+            read_predictor(l, p.dim, p.n_ff, threshold, &lp.predictor, &p.weight_type);
             p.dim = lp.predictor.dim;  // widths not given by keys are fixed by layer 0
             p.n_ff = lp.predictor.n_ff;
             lp.freq = freq(l, p.n_ff, false);
@@ -219,11 +223,19 @@ public:
     }
 
 private:
-    // fc1 ne = {dim, rank}, fc2 ne = {rank, n_ff}; dim / n_ff of 0 mean "take from the tensor".
-    void read_predictor(int l, int dim, int n_ff, float threshold, Predictor* pr) const {
+    // fc1 ne = {dim, rank}, fc2 ne = {rank, n_ff}; dim / n_ff of 0 mean "take from the tensor". Layer 0's fc1 sets
+    // *type (the profile's weight type); every other fc1 and fc2 must have it, as the engine runs them all in it.
+    void read_predictor(int l, int dim, int n_ff, float threshold, Predictor* pr, DType* type) const {
         int64_t c1 = 0, rank = 0, c2 = 0, r2 = 0;
-        pr->fc1 = weight(l, "fc1.weight", dim, 0, "dim", "rank", &c1, &rank);
-        pr->fc2 = weight(l, "fc2.weight", rank, n_ff, "rank (fc1.weight ne[1])", "n_ff", &c2, &r2);
+        DType t1 = DType::DTYPE_F32, t2 = DType::DTYPE_F32;
+        pr->fc1 = weight(l, "fc1.weight", dim, 0, "dim", "rank", &c1, &rank, &t1);
+        pr->fc2 = weight(l, "fc2.weight", rank, n_ff, "rank (fc1.weight ne[1])", "n_ff", &c2, &r2, &t2);
+        if (l == 0) *type = t1;
+        for (const auto& [what, t] : {std::pair{"fc1.weight", t1}, std::pair{"fc2.weight", t2}})
+            if (t != *type)
+                fail("layer " + std::to_string(l) + ": tensor " + tensor_name(l, what) + ": expected type " +
+                     gguf_ggml_type_name((uint32_t)*type) + " (that of " + tensor_name(0, "fc1.weight") +
+                     ": a profile's predictors share one type), found " + gguf_ggml_type_name((uint32_t)t));
         pr->dim = (int)c1;
         pr->rank = (int)rank;
         pr->n_ff = (int)r2;
@@ -236,15 +248,31 @@ private:
 }  // namespace
 
 void profile_write(const ModelProfile& p, const std::string& path, DType weight_type) {
+    ModelProfile q = p;
+    q.weight_type = weight_type;
+    profile_write(q, path);
+}
+
+void profile_write(const ModelProfile& p, const std::string& path) {
     const std::string where = "profile_write " + path + ": ";
-    if (weight_type != DType::DTYPE_F32 && weight_type != DType::DTYPE_F16)
-        throw Error(where + "weight type expected F32 or F16, found dtype id " +
+    const DType weight_type = p.weight_type;
+    if (!is_weight_type(weight_type))
+        throw Error(where + "weight type expected F32, F16 or Q8_0, found dtype id " +
                     std::to_string((uint32_t)weight_type));
     check_dims(p, where);
     if ((int)p.layers.size() != p.n_layers)
         throw Error(where + "expected " + std::to_string(p.n_layers) + " layers, found " +
                     std::to_string(p.layers.size()));
-    for (int l = 0; l < p.n_layers; l++) check_layer(p.layers[l], l, p.dim, p.n_ff, true, where);
+    const int block = dtype_block_elems(weight_type);
+    for (int l = 0; l < p.n_layers; l++) {
+        check_layer(p.layers[l], l, p.dim, p.n_ff, true, where);
+        const Predictor& pr = p.layers[l].predictor;
+        if (pr.dim % block != 0 || pr.rank % block != 0)
+            throw Error(where + "layer " + std::to_string(l) + ": " + tensor_name(l, "fc1.weight") + " / " +
+                        tensor_name(l, "fc2.weight") + " in " + dtype_name(weight_type) +
+                        " need dim and rank to be multiples of " + std::to_string(block) + ", found dim=" +
+                        std::to_string(pr.dim) + " rank=" + std::to_string(pr.rank));
+    }
 
     GGUFWriter w;
     w.set_string("general.architecture", kArch);

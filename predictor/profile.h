@@ -6,8 +6,8 @@
 //   ember.profile.threshold / .sparsity / .recall / .precision   f32 arrays, one entry per layer
 //   powerinfer.sparse_threshold (f32)   layer 0's threshold, the single global key PowerInfer reads
 //   blk.N.ffn_freq   F32      ne = {n_ff}           (absent when the profile has no frequencies)
-//   blk.N.fc1.weight F32/F16  ne = {dim, rank}      PowerInfer's predictor tensor names and ggml layout
-//   blk.N.fc2.weight F32/F16  ne = {rank, n_ff}
+//   blk.N.fc1.weight F32/F16/Q8_0  ne = {dim, rank} PowerInfer's predictor tensor names and ggml layout; every
+//   blk.N.fc2.weight F32/F16/Q8_0  ne = {rank, n_ff} layer's fc1 and fc2 in one type, the type they run in
 // profile_read also takes the predictors out of a PowerInfer model file (magic "PWRI", or any GGUF holding
 // blk.0.fc1.weight): threshold from powerinfer.sparse_threshold, no frequencies, no measurements.
 #pragma once
@@ -41,12 +41,15 @@ struct ModelProfile {
     std::vector<LayerProfile> layers;  // n_layers entries
 };
 
-// Validates p (shapes, finite values) and writes it to path atomically (PATH.tmp, then rename).
-// weight_type: DTYPE_F32 or DTYPE_F16 for the predictor weights; frequencies are always F32.
-void profile_write(const ModelProfile& p, const std::string& path, DType weight_type = DType::DTYPE_F32);
+// Validates p (shapes, finite values) and writes it to path atomically (PATH.tmp, then rename). The predictor
+// weights are stored in p.weight_type: F32, F16 or Q8_0 (Q8_0: dim and every rank multiples of 32); frequencies
+// are always F32. The second form writes p as if its weight_type were `weight_type`.
+void profile_write(const ModelProfile& p, const std::string& path);
+void profile_write(const ModelProfile& p, const std::string& path, DType weight_type);
 
-// Reads and validates an ember profile or the predictors of a PowerInfer file. Throws ember::Error naming the file,
-// layer, tensor or key, with expected against found.
+// Reads and validates an ember profile or the predictors of a PowerInfer file; weight_type is the type of
+// blk.0.fc1.weight, which every fc1 and fc2 must share. Throws ember::Error naming the file, layer, tensor or key,
+// with expected against found.
 ModelProfile profile_read(const GGUFFile& f);
 ModelProfile profile_read(const std::string& path);
 

@@ -1,6 +1,7 @@
 #include "predictor/train.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -9,13 +10,15 @@
 
 #include "engine/error.h"
 #include "kernels-cpu/matmul.h"
+#include "kernels-cpu/quant.h"
 
 namespace ember {
 
 namespace {
 
 constexpr DType kF32 = DType::DTYPE_F32;
-constexpr int64_t kEvalChunk = 256;  // samples scored per batched forward pass in evaluation
+constexpr int64_t kEvalChunk = 256;                      // samples per batched forward pass (float evaluation)
+constexpr uint64_t kTrainStream = 0x9e3779b97f4a7c15ull;  // training's draws apart from the split's
 
 // Portable, seeded normal draws (std::normal_distribution differs between standard libraries).
 struct Rng {
@@ -30,7 +33,23 @@ struct Rng {
     }
 };
 
-// Batched forward pass: hpre (n, rank) = X · fc1^T, h = relu(hpre), scores (n, n_ff) = h · fc2^T.
+// at (cols, rows) = a (rows, cols)^T, both row-major; 16 x 16 tiles (a tile's rows stay in L1), tile rows spread
+// over the pool.
+void transpose(const float* a, int64_t rows, int64_t cols, float* at, ThreadPool& pool) {
+    constexpr int64_t T = 16;
+    pool.parallel_for((rows + T - 1) / T, 4, [&](int64_t b0, int64_t b1) {
+        for (int64_t r0 = b0 * T; r0 < std::min(rows, b1 * T); r0 += T) {
+            const int64_t r1 = std::min(rows, r0 + T);
+            for (int64_t c0 = 0; c0 < cols; c0 += T) {
+                const int64_t c1 = std::min(cols, c0 + T);
+                for (int64_t r = r0; r < r1; r++)
+                    for (int64_t c = c0; c < c1; c++) at[c * rows + r] = a[r * cols + c];
+            }
+        }
+    });
+}
+
+// Batched float forward pass: hpre (n, rank) = X · fc1^T, h = relu(hpre), scores (n, n_ff) = h · fc2^T.
 struct Forward {
     std::vector<float> hpre, h, scores, scratch;
     Forward(const Predictor& p, int64_t max_n)
@@ -47,25 +66,15 @@ struct Counts {
     int64_t tp = 0, fp = 0, fn = 0, fired = 0;
 };
 
-// Counts TP/FP/FN at p.threshold over n samples; appends the scores of fired entries to positive_scores if given.
-Counts score_samples(const Predictor& p, const float* x, const uint8_t* fired, int64_t n, ThreadPool& pool,
-                     std::vector<float>* positive_scores) {
-    Forward f(p, std::min(n, kEvalChunk));
-    Counts c;
-    for (int64_t s0 = 0; s0 < n; s0 += kEvalChunk) {
-        const int64_t m = std::min(kEvalChunk, n - s0);
-        f.run(p, x + s0 * p.dim, m, pool);
-        const uint8_t* y = fired + s0 * p.n_ff;
-        for (int64_t j = 0; j < m * p.n_ff; j++) {
-            const bool pred = f.scores[j] > p.threshold, truth = y[j] != 0;
-            c.tp += pred && truth;
-            c.fp += pred && !truth;
-            c.fn += !pred && truth;
-            c.fired += truth;
-            if (truth && positive_scores) positive_scores->push_back(f.scores[j]);
-        }
+// Adds the TP/FP/FN of n entries at threshold to c.
+void count(const float* scores, const uint8_t* fired, int64_t n, float threshold, Counts& c) {
+    for (int64_t j = 0; j < n; j++) {
+        const bool pred = scores[j] > threshold, truth = fired[j] != 0;
+        c.tp += pred && truth;
+        c.fp += pred && !truth;
+        c.fn += !pred && truth;
+        c.fired += truth;
     }
-    return c;
 }
 
 PredictorMetrics metrics_from(const Counts& c, int64_t n_samples, int n_ff) {
@@ -79,19 +88,39 @@ PredictorMetrics metrics_from(const Counts& c, int64_t n_samples, int n_ff) {
     return m;
 }
 
-// log(1 + exp(z)) without overflow.
-inline double softplus(double z) { return std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))); }
-
-// One Adam step over n parameters (Kingma & Ba, 2015, algorithm 1); t counts steps from 1.
-void adam_step(float* w, const float* g, float* m, float* v, size_t n, float lr, int64_t t) {
-    constexpr float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    const float c1 = 1.0f - std::pow(b1, (float)t), c2 = 1.0f - std::pow(b2, (float)t);
-    for (size_t j = 0; j < n; j++) {
-        m[j] = b1 * m[j] + (1.0f - b1) * g[j];
-        v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-        w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + eps);
-    }
+void check_shapes(const char* who, int dim, int n_ff, const PredictorSamples& s) {
+    if (s.dim != dim || s.n_ff != n_ff)
+        throw Error(std::string(who) + ": samples have dim=" + std::to_string(s.dim) + " n_ff=" +
+                    std::to_string(s.n_ff) + ", predictor expects dim=" + std::to_string(dim) +
+                    " n_ff=" + std::to_string(n_ff));
 }
+
+bool runnable_type(DType t) { return t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_Q8_0; }
+
+// Bytes of fc1 (rank, dim) and fc2 (n_ff, rank) packed in type t (PredictorWeights::bytes).
+size_t packed_bytes(DType t, int dim, int rank, int n_ff) {
+    return dtype_row_bytes(t, dim) * (size_t)rank + dtype_row_bytes(t, rank) * (size_t)n_ff;
+}
+
+// One Adam step over [0, n) (Kingma & Ba, 2015, algorithm 1); t counts steps from 1.
+struct Adam {
+    float lr, c1, c2;
+    static constexpr float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    Adam(float lr_, int64_t t) : lr(lr_), c1(1.0f - std::pow(b1, (float)t)), c2(1.0f - std::pow(b2, (float)t)) {}
+    void step(float* w, const float* g, float* m, float* v, int64_t n) const {
+        for (int64_t j = 0; j < n; j++) {
+            m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+            w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + eps);
+        }
+    }
+    void step(std::vector<float>& w, const std::vector<float>& g, std::vector<float>& m, std::vector<float>& v,
+              ThreadPool& pool) const {
+        pool.parallel_for((int64_t)w.size(), 16384, [&](int64_t b, int64_t e) {
+            step(w.data() + b, g.data() + b, m.data() + b, v.data() + b, e - b);
+        });
+    }
+};
 
 void check_args(const PredictorTrainArgs& a) {
     auto bad = [](const std::string& field, const std::string& want, double found) {
@@ -105,6 +134,99 @@ void check_args(const PredictorTrainArgs& a) {
     if (!(a.holdout_fraction > 0.0f && a.holdout_fraction < 1.0f))
         bad("holdout_fraction", "in (0, 1)", a.holdout_fraction);
     if (!(a.recall_target > 0.0f && a.recall_target <= 1.0f)) bad("recall_target", "in (0, 1]", a.recall_target);
+    if (!runnable_type(a.weight_type))
+        throw Error(std::string("predictor_train: weight_type must be F32, F16 or Q8_0, found ") +
+                    dtype_name(a.weight_type));
+}
+
+// The packed type's blocks must tile both products: Q8_0 needs dim and rank to be multiples of 32.
+void check_blocks(const char* who, DType t, int dim, int rank) {
+    const int block = dtype_block_elems(t);
+    if (dim % block != 0 || rank % block != 0)
+        throw Error(std::string(who) + ": weight_type " + dtype_name(t) + " needs dim and rank to be multiples of " +
+                    std::to_string(block) + ", found dim=" + std::to_string(dim) + " rank=" + std::to_string(rank));
+}
+
+// Minibatch Adam on the weighted BCE over the samples of s; p holds the initial weights and gets the trained ones.
+// Every product goes through matmul (BLAS where built with it), whose result does not depend on the thread count;
+// per-sample sums are reduced in sample order, so training is deterministic for any pool.
+float fit(const PredictorSamples& s, const PredictorTrainArgs& a, Rng& rng, float bias, Predictor& p,
+          ThreadPool& pool) {
+    const int dim = p.dim, rank = p.rank, n_ff = p.n_ff;
+    const int64_t n = (int64_t)(s.x.size() / (size_t)dim);
+    const int64_t B = std::min<int64_t>(a.batch_size, n);
+    std::vector<int64_t> ids((size_t)n);
+    std::iota(ids.begin(), ids.end(), 0);
+    // Per batch: xb (B, dim) and its transpose xt (dim, B); hpre, h (B, rank) and ht (rank, B); scores, g (B, n_ff)
+    // and gt (n_ff, B); dh (B, rank) and dht (rank, B); fc2t (rank, n_ff).
+    std::vector<float> xb((size_t)(B * dim)), xt(xb.size()), hpre((size_t)(B * rank)), h(hpre.size()),
+        ht(hpre.size()), scores((size_t)(B * n_ff)), g(scores.size()), gt(scores.size()), dh(hpre.size()),
+        dht(hpre.size()), fc2t(p.fc2.size());
+    std::vector<float> scratch((size_t)matmul_scratch_floats(1, std::max({(int64_t)dim, (int64_t)rank, B,
+                                                                           (int64_t)n_ff})));
+    std::vector<float> g1(p.fc1.size()), g2(p.fc2.size()), m1(g1.size()), v1(g1.size()), m2(g2.size()), v2(g2.size());
+    std::vector<double> loss_j((size_t)B), gb_j((size_t)B);
+    float mb = 0.0f, vb = 0.0f;
+    int64_t step = 0;
+    double loss_sum = 0.0;
+    for (int epoch = 0; epoch < a.epochs; epoch++) {
+        rng.shuffle(ids);
+        const bool last = epoch == a.epochs - 1;  // the loss is reported for the last epoch only
+        for (int64_t b0 = 0; b0 < n; b0 += B) {
+            const int64_t nb = std::min(B, n - b0);
+            for (int64_t j = 0; j < nb; j++)
+                std::copy_n(&s.x[(size_t)(ids[(size_t)(b0 + j)] * dim)], dim, &xb[(size_t)(j * dim)]);
+            // Forward: hpre (nb, rank) = xb · fc1^T, h = relu(hpre), scores (nb, n_ff) = h · fc2^T.
+            matmul(kF32, p.fc1.data(), xb.data(), hpre.data(), nb, rank, dim, scratch.data(), pool);
+            for (int64_t j = 0; j < nb * rank; j++) h[(size_t)j] = std::max(hpre[(size_t)j], 0.0f);
+            matmul(kF32, p.fc2.data(), h.data(), scores.data(), nb, n_ff, rank, scratch.data(), pool);
+            // Weighted BCE on logit l = score + bias: d/dl = pos_weight*(sigmoid(l)-1) if fired else sigmoid(l),
+            // averaged over the nb*n_ff entries. One exp per entry: e = exp(-|l|) gives both sigmoid and softplus.
+            const float inv = (float)(1.0 / ((double)nb * n_ff)), pw = a.pos_weight;
+            pool.parallel_for(nb, 1, [&](int64_t j0, int64_t j1) {
+                for (int64_t j = j0; j < j1; j++) {
+                    const uint8_t* y = &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)];
+                    const float* sj = &scores[(size_t)(j * n_ff)];
+                    float* gj = &g[(size_t)(j * n_ff)];
+                    double gsum = 0.0, lsum = 0.0;
+                    for (int i = 0; i < n_ff; i++) {
+                        const float l = sj[i] + bias, e = std::exp(-std::fabs(l));
+                        const float sig = l >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+                        const float d = y[i] ? pw * (sig - 1.0f) : sig;
+                        gj[i] = d * inv;
+                        gsum += d;
+                        if (last) {  // softplus(l) = max(l, 0) + log1p(e), softplus(-l) = max(-l, 0) + log1p(e)
+                            const float sp = std::log1p(e);
+                            lsum += y[i] ? pw * (std::max(-l, 0.0f) + sp) : std::max(l, 0.0f) + sp;
+                        }
+                    }
+                    gb_j[(size_t)j] = gsum * inv;
+                    loss_j[(size_t)j] = lsum / n_ff;
+                }
+            });
+            double gb = 0.0;
+            for (int64_t j = 0; j < nb; j++) gb += gb_j[(size_t)j], loss_sum += last ? loss_j[(size_t)j] : 0.0;
+            // g2 (n_ff, rank) = g^T · h: rows of gt (n_ff, nb) against rows of ht (rank, nb).
+            transpose(g.data(), nb, n_ff, gt.data(), pool);
+            transpose(h.data(), nb, rank, ht.data(), pool);
+            matmul(kF32, ht.data(), gt.data(), g2.data(), n_ff, rank, nb, scratch.data(), pool);
+            // dh (nb, rank) = g · fc2, masked by relu'(hpre): rows of g against rows of fc2t (rank, n_ff).
+            transpose(p.fc2.data(), n_ff, rank, fc2t.data(), pool);
+            matmul(kF32, fc2t.data(), g.data(), dh.data(), nb, rank, n_ff, scratch.data(), pool);
+            for (int64_t j = 0; j < nb * rank; j++)
+                if (hpre[(size_t)j] <= 0.0f) dh[(size_t)j] = 0.0f;
+            // g1 (rank, dim) = dh^T · xb: rows of dht (rank, nb) against rows of xt (dim, nb).
+            transpose(dh.data(), nb, rank, dht.data(), pool);
+            transpose(xb.data(), nb, dim, xt.data(), pool);
+            matmul(kF32, xt.data(), dht.data(), g1.data(), rank, dim, nb, scratch.data(), pool);
+            const Adam adam(a.lr, ++step);
+            adam.step(p.fc1, g1, m1, v1, pool);
+            adam.step(p.fc2, g2, m2, v2, pool);
+            const float gbf = (float)gb;
+            adam.step(&bias, &gbf, &mb, &vb, 1);
+        }
+    }
+    return (float)(loss_sum / (double)n);
 }
 
 }  // namespace
@@ -122,6 +244,33 @@ int64_t predictor_samples_count(const PredictorSamples& s) {
                     " entries, expected n_samples*n_ff = " + std::to_string(n) + "*" + std::to_string(s.n_ff) +
                     " = " + std::to_string((size_t)n * (size_t)s.n_ff));
     return n;
+}
+
+void predictor_split(const PredictorSamples& s, float holdout_fraction, uint64_t seed, PredictorSamples* train,
+                     PredictorSamples* holdout) {
+    const int64_t n = predictor_samples_count(s);
+    if (!(holdout_fraction > 0.0f && holdout_fraction < 1.0f))
+        throw Error("predictor_split: holdout_fraction must be in (0, 1), found " + std::to_string(holdout_fraction));
+    const int64_t n_hold = (int64_t)std::llround((double)n * holdout_fraction), n_train = n - n_hold;
+    if (n_hold < 1 || n_train < 1)
+        throw Error("predictor_train: " + std::to_string(n) + " samples with holdout_fraction " +
+                    std::to_string(holdout_fraction) + " leave an empty train or held-out split");
+    std::vector<int64_t> order((size_t)n);
+    std::iota(order.begin(), order.end(), 0);
+    Rng(seed).shuffle(order);
+    const int dim = s.dim, n_ff = s.n_ff;
+    auto take = [&](int64_t begin, int64_t count, PredictorSamples* out) {
+        out->dim = dim, out->n_ff = n_ff;
+        out->x.resize((size_t)(count * dim));
+        out->fired.resize((size_t)(count * n_ff));
+        for (int64_t j = 0; j < count; j++) {
+            const int64_t src = order[(size_t)(begin + j)];
+            std::copy_n(&s.x[(size_t)(src * dim)], dim, &out->x[(size_t)(j * dim)]);
+            std::copy_n(&s.fired[(size_t)(src * n_ff)], n_ff, &out->fired[(size_t)(j * n_ff)]);
+        }
+    };
+    if (train) take(0, n_train, train);
+    if (holdout) take(n_train, n_hold, holdout);
 }
 
 float predictor_choose_threshold(std::vector<float> positive_scores, float recall_target) {
@@ -142,35 +291,40 @@ float predictor_choose_threshold(std::vector<float> positive_scores, float recal
 PredictorMetrics predictor_evaluate(const Predictor& p, const PredictorSamples& s, ThreadPool& pool) {
     predictor_validate(p);
     const int64_t n = predictor_samples_count(s);
-    if (s.dim != p.dim || s.n_ff != p.n_ff)
-        throw Error("predictor_evaluate: samples have dim=" + std::to_string(s.dim) + " n_ff=" +
-                    std::to_string(s.n_ff) + ", predictor expects dim=" + std::to_string(p.dim) +
-                    " n_ff=" + std::to_string(p.n_ff));
-    return metrics_from(score_samples(p, s.x.data(), s.fired.data(), n, pool, nullptr), n, p.n_ff);
+    check_shapes("predictor_evaluate", p.dim, p.n_ff, s);
+    Forward f(p, std::min(n, kEvalChunk));
+    Counts c;
+    for (int64_t s0 = 0; s0 < n; s0 += kEvalChunk) {
+        const int64_t m = std::min(kEvalChunk, n - s0);
+        f.run(p, s.x.data() + s0 * p.dim, m, pool);
+        count(f.scores.data(), s.fired.data() + s0 * p.n_ff, m * p.n_ff, p.threshold, c);
+    }
+    return metrics_from(c, n, p.n_ff);
+}
+
+PredictorMetrics predictor_evaluate(const PredictorWeights& p, const PredictorSamples& s, ThreadPool& pool) {
+    const int64_t n = predictor_samples_count(s);
+    check_shapes("predictor_evaluate", p.dim, p.n_ff, s);
+    PredictorScratch scratch;
+    predictor_scratch_init(p, 1, scratch);
+    std::vector<float> scores((size_t)p.n_ff);
+    Counts c;
+    for (int64_t j = 0; j < n; j++) {
+        predictor_scores(p, s.x.data() + j * p.dim, 1, scores.data(), scratch, pool);
+        count(scores.data(), s.fired.data() + j * p.n_ff, p.n_ff, p.threshold, c);
+    }
+    return metrics_from(c, n, p.n_ff);
 }
 
 PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorTrainArgs& a, ThreadPool& pool) {
     check_args(a);
-    const int64_t n = predictor_samples_count(s);
-    const int64_t n_hold = (int64_t)std::llround((double)n * a.holdout_fraction), n_train = n - n_hold;
-    if (n_hold < 1 || n_train < 1)
-        throw Error("predictor_train: " + std::to_string(n) + " samples with holdout_fraction " +
-                    std::to_string(a.holdout_fraction) + " leave an empty train or held-out split");
+    predictor_samples_count(s);
     const int dim = s.dim, n_ff = s.n_ff, rank = a.rank;
-    Rng rng(a.seed);
-
-    // Shuffle once, then split: the last n_hold samples of the permutation are held out.
-    std::vector<int64_t> order((size_t)n);
-    std::iota(order.begin(), order.end(), 0);
-    rng.shuffle(order);
-    std::vector<int64_t> train_ids(order.begin(), order.begin() + n_train);
-    std::vector<float> hold_x((size_t)(n_hold * dim));
-    std::vector<uint8_t> hold_y((size_t)(n_hold * n_ff));
-    for (int64_t j = 0; j < n_hold; j++) {
-        const int64_t src = order[(size_t)(n_train + j)];
-        std::copy_n(&s.x[(size_t)(src * dim)], dim, &hold_x[(size_t)(j * dim)]);
-        std::copy_n(&s.fired[(size_t)(src * n_ff)], n_ff, &hold_y[(size_t)(j * n_ff)]);
-    }
+    check_blocks("predictor_train", a.weight_type, dim, rank);
+    PredictorSamples train, hold;
+    predictor_split(s, a.holdout_fraction, a.seed, &train, &hold);
+    const int64_t n_train = (int64_t)(train.x.size() / (size_t)dim);
+    Rng rng(a.seed ^ kTrainStream);
 
     // He initialisation for fc1 (feeds a ReLU), 1/sqrt(rank) for fc2; the bias starts at the firing rate's logit.
     PredictorTrainResult r;
@@ -180,94 +334,93 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     p.fc2.resize((size_t)n_ff * rank);
     for (float& w : p.fc1) w = (float)(rng.normal() * std::sqrt(2.0 / dim));
     for (float& w : p.fc2) w = (float)(rng.normal() / std::sqrt((double)rank));
-    int64_t n_fired = 0;
-    for (int64_t id : train_ids) {
-        const uint8_t* y = &s.fired[(size_t)(id * n_ff)];
-        n_fired += std::count(y, y + n_ff, 1);
-    }
+    const int64_t n_fired = std::count(train.fired.begin(), train.fired.end(), 1);
     const double rate = std::min(std::max((double)n_fired / ((double)n_train * n_ff), 1e-4), 1.0 - 1e-4);
-    float bias = (float)std::log(rate / (1.0 - rate));
+    r.final_loss = fit(train, a, rng, (float)std::log(rate / (1.0 - rate)), p, pool);
 
-    const int64_t B = std::min<int64_t>(a.batch_size, n_train);
-    Forward f(p, B);
-    std::vector<float> xb((size_t)(B * dim)), g((size_t)(B * n_ff)), dh((size_t)(B * rank));
-    std::vector<float> g1(p.fc1.size()), g2(p.fc2.size()), m1(g1.size()), v1(g1.size()), m2(g2.size()), v2(g2.size());
-    float mb = 0.0f, vb = 0.0f;
-    int64_t step = 0;
-    for (int epoch = 0; epoch < a.epochs; epoch++) {
-        rng.shuffle(train_ids);
-        double loss_sum = 0.0;
-        for (int64_t b0 = 0; b0 < n_train; b0 += B) {
-            const int64_t nb = std::min(B, n_train - b0);
-            for (int64_t j = 0; j < nb; j++)
-                std::copy_n(&s.x[(size_t)(train_ids[(size_t)(b0 + j)] * dim)], dim, &xb[(size_t)(j * dim)]);
-            f.run(p, xb.data(), nb, pool);
-            // Weighted BCE on logit l = score + bias: d/dl = pos_weight*(sigmoid(l)-1) if fired else sigmoid(l),
-            // averaged over the nb*n_ff entries.
-            const double inv = 1.0 / ((double)nb * n_ff);
-            double gb = 0.0;
-            for (int64_t j = 0; j < nb; j++) {
-                const uint8_t* y = &s.fired[(size_t)(train_ids[(size_t)(b0 + j)] * n_ff)];
-                for (int i = 0; i < n_ff; i++) {
-                    const double l = (double)f.scores[(size_t)(j * n_ff + i)] + bias;
-                    const double sig = 1.0 / (1.0 + std::exp(-l));
-                    const double d = y[i] ? a.pos_weight * (sig - 1.0) : sig;
-                    loss_sum += (y[i] ? a.pos_weight * softplus(-l) : softplus(l)) * inv * nb;
-                    g[(size_t)(j * n_ff + i)] = (float)(d * inv);
-                    gb += d * inv;
-                }
-            }
-            // g2 (n_ff, rank) = g^T · h; each row of g2 is one worker's, summed in sample order (deterministic).
-            pool.parallel_for(n_ff, 16, [&](int64_t i0, int64_t i1) {
-                for (int64_t i = i0; i < i1; i++) {
-                    float* gi = &g2[(size_t)(i * rank)];
-                    std::fill(gi, gi + rank, 0.0f);
-                    for (int64_t j = 0; j < nb; j++) {
-                        const float gj = g[(size_t)(j * n_ff + i)];
-                        const float* hj = &f.h[(size_t)(j * rank)];
-                        for (int k = 0; k < rank; k++) gi[k] += gj * hj[k];
-                    }
-                }
-            });
-            // dh (nb, rank) = g · fc2, masked by relu'(hpre).
-            for (int64_t j = 0; j < nb; j++) {
-                float* dj = &dh[(size_t)(j * rank)];
-                std::fill(dj, dj + rank, 0.0f);
-                for (int i = 0; i < n_ff; i++) {
-                    const float gj = g[(size_t)(j * n_ff + i)];
-                    const float* wi = &p.fc2[(size_t)i * rank];
-                    for (int k = 0; k < rank; k++) dj[k] += gj * wi[k];
-                }
-                for (int k = 0; k < rank; k++)
-                    if (f.hpre[(size_t)(j * rank + k)] <= 0.0f) dj[k] = 0.0f;
-            }
-            // g1 (rank, dim) = dh^T · x.
-            std::fill(g1.begin(), g1.end(), 0.0f);
-            for (int64_t j = 0; j < nb; j++) {
-                const float* xj = &xb[(size_t)(j * dim)];
-                for (int k = 0; k < rank; k++) {
-                    const float d = dh[(size_t)(j * rank + k)];
-                    if (d == 0.0f) continue;
-                    float* gk = &g1[(size_t)k * dim];
-                    for (int c = 0; c < dim; c++) gk[c] += d * xj[c];
-                }
-            }
-            step++;
-            adam_step(p.fc1.data(), g1.data(), m1.data(), v1.data(), g1.size(), a.lr, step);
-            adam_step(p.fc2.data(), g2.data(), m2.data(), v2.data(), g2.size(), a.lr, step);
-            const float gbf = (float)gb;
-            adam_step(&bias, &gbf, &mb, &vb, 1, a.lr, step);
-        }
-        r.final_loss = (float)(loss_sum / (double)n_train);
-    }
-
-    // Threshold: the largest reaching recall_target on the held-out split, then measure there.
-    std::vector<float> positive_scores;
-    p.threshold = 0.0f;
-    score_samples(p, hold_x.data(), hold_y.data(), n_hold, pool, &positive_scores);
-    p.threshold = predictor_choose_threshold(std::move(positive_scores), a.recall_target);
-    r.holdout = metrics_from(score_samples(p, hold_x.data(), hold_y.data(), n_hold, pool, nullptr), n_hold, n_ff);
+    // Pack in the run type; from here on the float weights are the packed values, so that the profile stores
+    // exactly what was measured. Threshold: the largest reaching recall_target on the held-out split, scored
+    // through predictor_scores one token at a time as decode runs it.
+    PredictorWeights w = predictor_pack(p, a.weight_type);
+    const size_t row1 = dtype_row_bytes(w.type, dim), row2 = dtype_row_bytes(w.type, rank);
+    for (int k = 0; k < rank; k++) dequantize_row(w.type, w.fc1.data() + k * row1, &p.fc1[(size_t)k * dim], dim);
+    for (int i = 0; i < n_ff; i++) dequantize_row(w.type, w.fc2.data() + i * row2, &p.fc2[(size_t)i * rank], rank);
+    const int64_t n_hold = (int64_t)(hold.x.size() / (size_t)dim);
+    std::vector<float> scores((size_t)(n_hold * n_ff)), positives;
+    PredictorScratch scratch;
+    predictor_scratch_init(w, 1, scratch);
+    for (int64_t j = 0; j < n_hold; j++)
+        predictor_scores(w, &hold.x[(size_t)(j * dim)], 1, &scores[(size_t)(j * n_ff)], scratch, pool);
+    for (size_t j = 0; j < scores.size(); j++)
+        if (hold.fired[j]) positives.push_back(scores[j]);
+    p.threshold = w.threshold = predictor_choose_threshold(std::move(positives), a.recall_target);
+    Counts c;
+    count(scores.data(), hold.fired.data(), n_hold * n_ff, p.threshold, c);
+    r.holdout = metrics_from(c, n_hold, n_ff);
+    r.predictor_bytes = w.bytes();
     return r;
+}
+
+std::vector<int> predictor_rank_ladder(int dim, int n_ff) {
+    if (dim <= 0 || n_ff <= 0)
+        throw Error("predictor_rank_ladder: dim and n_ff must be positive, found dim=" + std::to_string(dim) +
+                    " n_ff=" + std::to_string(n_ff));
+    const int cap = std::min({1024, dim / 2, n_ff / 2});
+    std::vector<int> ranks{32};
+    while (ranks.back() * 2 <= cap) ranks.push_back(ranks.back() * 2);
+    return ranks;
+}
+
+double predictor_expected_bytes(size_t predictor_bytes, const PredictorMetrics& m, double ffn_bytes) {
+    return (double)predictor_bytes + (1.0 - m.predicted_sparsity) * ffn_bytes;
+}
+
+PredictorRankResult predictor_train_auto(const PredictorSamples& s, const PredictorTrainArgs& a,
+                                         const PredictorRankSearch& search, ThreadPool& pool) {
+    predictor_samples_count(s);
+    if (!(search.ffn_bytes > 0.0) || !std::isfinite(search.ffn_bytes))
+        throw Error("predictor_train_auto: ffn_bytes must be positive, found " + std::to_string(search.ffn_bytes));
+    const std::vector<int> ranks = search.ranks.empty() ? predictor_rank_ladder(s.dim, s.n_ff) : search.ranks;
+    for (size_t k = 0; k < ranks.size(); k++)
+        if (ranks[k] <= 0 || (k > 0 && ranks[k] <= ranks[k - 1]))
+            throw Error("predictor_train_auto: candidate ranks must be positive and ascending, found " +
+                        std::to_string(ranks[k]) + " at position " + std::to_string(k));
+    PredictorRankResult out;
+    out.stop_reason = "no larger candidate";
+    double best = std::numeric_limits<double>::infinity();
+    for (int rank : ranks) {
+        if (!out.trials.empty()) {
+            // Even a predictor of this rank that skipped every silent neuron could not beat the best.
+            const double floor = (double)packed_bytes(a.weight_type, s.dim, rank, s.n_ff) +
+                                 (1.0 - out.trials.back().holdout.true_sparsity) * search.ffn_bytes;
+            if (floor >= best) {
+                out.stop_reason = "larger ranks cannot beat it even with exact predictions";
+                break;
+            }
+        }
+        PredictorTrainArgs ak = a;
+        ak.rank = rank;
+        const auto t0 = std::chrono::steady_clock::now();
+        PredictorTrainResult r = predictor_train(s, ak, pool);
+        PredictorRankTrial t;
+        t.rank = rank;
+        t.holdout = r.holdout;
+        t.threshold = r.predictor.threshold;
+        t.predictor_bytes = r.predictor_bytes;
+        t.expected_bytes = predictor_expected_bytes(r.predictor_bytes, r.holdout, search.ffn_bytes);
+        t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out.trials.push_back(t);
+        if (search.on_trial) search.on_trial(t);
+        if (t.expected_bytes < best) {
+            best = t.expected_bytes;
+            out.best = std::move(r);
+            out.best_trial = (int)out.trials.size() - 1;
+        } else {
+            out.stop_reason = "cost rose";
+            break;
+        }
+    }
+    return out;
 }
 
 }  // namespace ember

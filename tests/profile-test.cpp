@@ -11,9 +11,12 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "engine/ember.h"
 #include "engine/error.h"
+#include "kernels-cpu/quant.h"
+#include "predictor/predictor.h"
 
 namespace {
 
@@ -101,6 +104,7 @@ struct RawProfile {
     int fc1_dim = 0;                         // fc1 ne[0] when nonzero
     int threshold_count = 0;                 // threshold array length when nonzero
     uint32_t freq_type = 0;                  // ggml type of ffn_freq (F32 = 0)
+    std::string f16_tensor;                  // predictor tensor stored as F16 (the others are F32)
 
     std::string write(const std::string& name) const {
         ember::GGUFWriter w;
@@ -129,10 +133,18 @@ struct RawProfile {
                     w.add_tensor(b + "ffn_freq", freq_type, {p.n_ff}, std::vector<uint16_t>(p.n_ff).data(),
                                  p.n_ff * sizeof(uint16_t));
             }
-            if (b + "fc1.weight" != skip_tensor)
-                w.add_tensor(b + "fc1.weight", 0, {d, pr.rank}, fc1.data(), fc1.size() * sizeof(float));
-            if (b + "fc2.weight" != skip_tensor)
-                w.add_tensor(b + "fc2.weight", 0, {r2, pr.n_ff}, fc2.data(), fc2.size() * sizeof(float));
+            auto add = [&](const std::string& name, const std::vector<float>& v, int64_t cols, int64_t rows) {
+                if (name == skip_tensor) return;
+                if (name != f16_tensor) {
+                    w.add_tensor(name, 0, {cols, rows}, v.data(), v.size() * sizeof(float));
+                    return;
+                }
+                std::vector<uint16_t> h(v.size());
+                ember::quantize_row(ember::DType::DTYPE_F16, v.data(), h.data(), (int64_t)v.size());
+                w.add_tensor(name, 1, {cols, rows}, h.data(), h.size() * sizeof(uint16_t));
+            };
+            add(b + "fc1.weight", fc1, d, pr.rank);
+            add(b + "fc2.weight", fc2, r2, pr.n_ff);
         }
         const std::string path = tmp_path(name);
         w.write(path);
@@ -151,19 +163,103 @@ TEST(Profile, RoundTripF32) {
     EXPECT_EQ(f->find_tensor("blk.4.fc1.weight")->ne[1], 16);
     EXPECT_EQ(f->find_tensor("blk.4.fc2.weight")->ne[0], 16);
     EXPECT_EQ(f->find_tensor("blk.4.fc2.weight")->ne[1], 172);
-    expect_same(p, ember::profile_read(*f), 0.0f);
+    const ember::ModelProfile back = ember::profile_read(*f);
+    expect_same(p, back, 0.0f);
+    EXPECT_EQ(back.weight_type, ember::DType::DTYPE_F32);
     std::remove(path.c_str());
 }
 
 TEST(Profile, RoundTripF16) {
-    const ember::ModelProfile p = make_profile();
-    const std::string path = tmp_path("f16");
-    ember::profile_write(p, path, ember::DType::DTYPE_F16);
+    ember::ModelProfile p = make_profile();
+    for (bool by_field : {false, true}) {  // the type given to profile_write, or the profile's own weight_type
+        const std::string path = tmp_path(by_field ? "f16-field" : "f16");
+        if (by_field) {
+            p.weight_type = ember::DType::DTYPE_F16;
+            ember::profile_write(p, path);
+        } else {
+            ember::profile_write(p, path, ember::DType::DTYPE_F16);
+        }
+        auto f = ember::GGUFFile::open(path);
+        EXPECT_EQ(f->find_tensor("blk.0.fc1.weight")->type, (uint32_t)ember::DType::DTYPE_F16);
+        EXPECT_EQ(f->find_tensor("blk.4.fc2.weight")->type, (uint32_t)ember::DType::DTYPE_F16);
+        EXPECT_EQ(f->find_tensor("blk.0.ffn_freq")->type, (uint32_t)ember::DType::DTYPE_F32);
+        const ember::ModelProfile back = ember::profile_read(*f);
+        expect_same(p, back, 1.0f / 1024);  // F16: 10-bit mantissa, round to nearest
+        EXPECT_EQ(back.weight_type, ember::DType::DTYPE_F16);
+        std::remove(path.c_str());
+    }
+}
+
+// Q8_0 predictors (GGUF type 8): the file holds the Q8_0 blocks, reading gives their values, and packing what was
+// read in Q8_0 again (as the engine does at load) reproduces the original blocks bit for bit.
+TEST(Profile, RoundTripQ8_0) {
+    ember::ModelProfile p = make_profile(5, 64, 172, 32);
+    p.weight_type = ember::DType::DTYPE_Q8_0;
+    const std::string path = tmp_path("q8_0");
+    ember::profile_write(p, path);
     auto f = ember::GGUFFile::open(path);
-    EXPECT_EQ(f->find_tensor("blk.0.fc1.weight")->type, (uint32_t)ember::DType::DTYPE_F16);
+    for (const char* name : {"blk.0.fc1.weight", "blk.4.fc2.weight"}) {
+        EXPECT_EQ(f->find_tensor(name)->type, 8u) << name;
+        EXPECT_EQ(f->find_tensor(name)->n_bytes, f->find_tensor(name)->n_elements() / 32 * 34) << name;
+    }
     EXPECT_EQ(f->find_tensor("blk.0.ffn_freq")->type, (uint32_t)ember::DType::DTYPE_F32);
-    expect_same(p, ember::profile_read(*f), 1.0f / 1024);  // F16: 10-bit mantissa, round to nearest
+    const ember::ModelProfile back = ember::profile_read(*f);
+    EXPECT_EQ(back.weight_type, ember::DType::DTYPE_Q8_0);
+    // Reference: each weight through Q8_0 and back.
+    auto q8 = [](const std::vector<float>& v) {
+        std::vector<uint8_t> q(v.size() / 32 * 34);
+        std::vector<float> out(v.size());
+        ember::quantize_row(ember::DType::DTYPE_Q8_0, v.data(), q.data(), (int64_t)v.size());
+        ember::dequantize_row(ember::DType::DTYPE_Q8_0, q.data(), out.data(), (int64_t)v.size());
+        return out;
+    };
+    ember::ModelProfile want = p;
+    for (ember::LayerProfile& lp : want.layers) {
+        lp.predictor.fc1 = q8(lp.predictor.fc1);
+        lp.predictor.fc2 = q8(lp.predictor.fc2);
+    }
+    expect_same(want, back, 0.0f);
+    for (int l = 0; l < p.n_layers; l++) {
+        const ember::PredictorWeights a = ember::predictor_pack(p.layers[l].predictor, ember::DType::DTYPE_Q8_0);
+        const ember::PredictorWeights b = ember::predictor_pack(back.layers[l].predictor, ember::DType::DTYPE_Q8_0);
+        EXPECT_EQ(a.fc1, b.fc1) << "layer " << l;
+        EXPECT_EQ(a.fc2, b.fc2) << "layer " << l;
+        EXPECT_EQ(a.threshold, b.threshold) << "layer " << l;
+    }
     std::remove(path.c_str());
+}
+
+TEST(Profile, WriteQ8_0NeedsWholeBlocks) {
+    ember::ModelProfile p = make_profile(2, 64, 172, 16);  // rank 16: fc2 rows of 16, half a block
+    p.weight_type = ember::DType::DTYPE_Q8_0;
+    const std::string path = tmp_path("q8_0-rank16");
+    expect_error([&] { ember::profile_write(p, path); }, {path, "layer 0", "multiples of 32", "rank=16"});
+    p.weight_type = ember::DType::DTYPE_Q4_0;
+    expect_error([&] { ember::profile_write(p, path); }, {path, "F32, F16 or Q8_0"});
+}
+
+// Every fc1 and fc2 must have the type of blk.0.fc1.weight (the one type the engine runs them in).
+TEST(Profile, WeightTypeMismatchNamesTheLayer) {
+    struct Case {
+        const char* f16_tensor;
+        std::vector<std::string> named;
+    };
+    const std::vector<Case> cases = {
+        {"blk.1.fc2.weight", {"layer 1", "blk.1.fc2.weight", "expected type F32", "found F16"}},
+        {"blk.1.fc1.weight", {"layer 1", "blk.1.fc1.weight", "expected type F32", "found F16"}},
+        {"blk.0.fc2.weight", {"layer 0", "blk.0.fc2.weight", "expected type F32", "found F16"}},
+        {"blk.0.fc1.weight", {"layer 0", "blk.0.fc2.weight", "expected type F16", "found F32"}},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.f16_tensor);
+        RawProfile r;
+        r.f16_tensor = c.f16_tensor;
+        const std::string path = r.write("mixed");
+        std::vector<std::string> named = c.named;
+        named.push_back(path);
+        expect_error([&] { ember::profile_read(path); }, named);
+        std::remove(path.c_str());
+    }
 }
 
 TEST(Profile, NoFrequenciesRoundTrip) {
@@ -175,46 +271,57 @@ TEST(Profile, NoFrequenciesRoundTrip) {
     std::remove(path.c_str());
 }
 
-// A PowerInfer-style model file: llama keys, predictor tensors and one global threshold, magic "PWRI".
+// A PowerInfer-style model file: llama keys, predictor tensors and one global threshold, magic "PWRI". Its
+// predictors are F16 (as PowerInfer ships them) or F32; the profile's weight_type follows.
 TEST(Profile, PowerInferFile) {
     const ember::ModelProfile ref = make_profile(3, 16, 40, 8);
-    ember::GGUFWriter w;
-    w.set_string("general.architecture", "llama");
-    w.set_string("general.name", "relu-llama");
-    w.set_u32("llama.block_count", 3);
-    w.set_u32("llama.embedding_length", 16);
-    w.set_u32("llama.feed_forward_length", 40);
-    w.set_f32("powerinfer.sparse_threshold", 0.25f);
-    for (int l = 0; l < 3; l++) {
-        const ember::Predictor& pr = ref.layers[l].predictor;
-        const std::string b = "blk." + std::to_string(l) + ".";
-        w.add_tensor(b + "fc1.weight", 0, {16, 8}, pr.fc1.data(), pr.fc1.size() * sizeof(float));
-        w.add_tensor(b + "fc2.weight", 0, {8, 40}, pr.fc2.data(), pr.fc2.size() * sizeof(float));
+    for (ember::DType type : {ember::DType::DTYPE_F16, ember::DType::DTYPE_F32}) {
+        SCOPED_TRACE(ember::dtype_name(type));
+        ember::GGUFWriter w;
+        w.set_string("general.architecture", "llama");
+        w.set_string("general.name", "relu-llama");
+        w.set_u32("llama.block_count", 3);
+        w.set_u32("llama.embedding_length", 16);
+        w.set_u32("llama.feed_forward_length", 40);
+        w.set_f32("powerinfer.sparse_threshold", 0.25f);
+        const size_t elem = type == ember::DType::DTYPE_F16 ? 2 : 4;
+        for (int l = 0; l < 3; l++) {
+            const ember::Predictor& pr = ref.layers[l].predictor;
+            const std::string b = "blk." + std::to_string(l) + ".";
+            for (const auto& [name, v, cols, rows] :
+                 {std::tuple{"fc1.weight", &pr.fc1, 16, 8}, std::tuple{"fc2.weight", &pr.fc2, 8, 40}}) {
+                std::vector<uint8_t> bytes(v->size() * elem);
+                ember::quantize_row(type, v->data(), bytes.data(), (int64_t)v->size());
+                w.add_tensor(b + name, (uint32_t)type, {cols, rows}, bytes.data(), bytes.size());
+            }
+        }
+        const std::string path = tmp_path("pwri");
+        w.write(path);
+        {
+            std::fstream fs(path, std::ios::in | std::ios::out | std::ios::binary);
+            fs.write("PWRI", 4);
+        }
+        auto f = ember::GGUFFile::open(path);
+        ASSERT_TRUE(f->is_powerinfer());
+        const ember::ModelProfile p = ember::profile_read(*f);
+        EXPECT_EQ(p.model_name, "relu-llama");
+        EXPECT_EQ(p.n_layers, 3);
+        EXPECT_EQ(p.dim, 16);
+        EXPECT_EQ(p.n_ff, 40);
+        EXPECT_EQ(p.n_tokens, 0u);
+        EXPECT_EQ(p.weight_type, type);
+        const float tol = type == ember::DType::DTYPE_F16 ? 1.0f / 1024 : 0.0f;
+        for (int l = 0; l < 3; l++) {
+            const ember::LayerProfile& lp = p.layers[l];
+            EXPECT_TRUE(lp.freq.empty());
+            EXPECT_EQ(lp.predictor.rank, 8);
+            EXPECT_EQ(lp.predictor.threshold, 0.25f);
+            expect_near(lp.predictor.fc1, ref.layers[l].predictor.fc1, tol);
+            expect_near(lp.predictor.fc2, ref.layers[l].predictor.fc2, tol);
+            EXPECT_TRUE(std::isnan(lp.sparsity) && std::isnan(lp.recall) && std::isnan(lp.precision));
+        }
+        std::remove(path.c_str());
     }
-    const std::string path = tmp_path("pwri");
-    w.write(path);
-    {
-        std::fstream fs(path, std::ios::in | std::ios::out | std::ios::binary);
-        fs.write("PWRI", 4);
-    }
-    auto f = ember::GGUFFile::open(path);
-    ASSERT_TRUE(f->is_powerinfer());
-    const ember::ModelProfile p = ember::profile_read(*f);
-    EXPECT_EQ(p.model_name, "relu-llama");
-    EXPECT_EQ(p.n_layers, 3);
-    EXPECT_EQ(p.dim, 16);
-    EXPECT_EQ(p.n_ff, 40);
-    EXPECT_EQ(p.n_tokens, 0u);
-    for (int l = 0; l < 3; l++) {
-        const ember::LayerProfile& lp = p.layers[l];
-        EXPECT_TRUE(lp.freq.empty());
-        EXPECT_EQ(lp.predictor.rank, 8);
-        EXPECT_EQ(lp.predictor.threshold, 0.25f);
-        EXPECT_EQ(lp.predictor.fc1, ref.layers[l].predictor.fc1);
-        EXPECT_EQ(lp.predictor.fc2, ref.layers[l].predictor.fc2);
-        EXPECT_TRUE(std::isnan(lp.sparsity) && std::isnan(lp.recall) && std::isnan(lp.precision));
-    }
-    std::remove(path.c_str());
 }
 
 TEST(Profile, PowerInferWithoutThresholdNamesKey) {

@@ -1,7 +1,11 @@
 // ember-profile: the offline profiler (offline-profiler/profiler.h). Runs the dense model over a calibration text,
-// counts per-neuron firing frequencies, trains one activation predictor per layer and writes the profile GGUF
-// (predictor/profile.h) atomically. Progress goes to stderr.
+// counts per-neuron firing frequencies, trains one activation predictor per layer (by default at the rank that
+// minimises the bytes a token reads) and writes the profile GGUF (predictor/profile.h) atomically. Progress and the
+// final per-layer table go to stderr.
 #include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
 
 #include "apps/app-args.h"
 #include "apps/app-io.h"
@@ -17,7 +21,7 @@ int run(int argc, char** argv) {
     ModelParams mp;
     ProfileParams p;
     p.verbose = true;
-    std::string corpus, out;
+    std::string corpus, out, rank = "auto", type = dtype_name(p.train.weight_type);
     int64_t max_tokens = p.max_tokens;
     bool help = false;
     ArgParser args("ember-profile",
@@ -29,7 +33,11 @@ int run(int argc, char** argv) {
     args.add_i64({"--tokens"}, &max_tokens, "profile at most this many tokens, all kept as training samples");
     args.add_int({"-c", "--ctx-size"}, &p.n_ctx, "tokens per chunk, each from an empty context");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
-    args.add_int({"--rank"}, &p.train.rank, "predictor hidden width");
+    args.add_string({"--rank"}, &rank, "auto|N",
+                    "predictor hidden width: auto = per layer the candidate (32, 64, ... up to min(1024, dim/2))\n"
+                    "with the fewest expected bytes per token, N = this width for every layer");
+    args.add_choice({"--predictor-type"}, &type, {"f32", "f16", "q8_0"},
+                    "type the predictor weights are stored and run in (q8_0: widths multiples of 32)");
     args.add_float({"--recall"}, &p.train.recall_target, "held-out recall the threshold must reach");
     args.add_int({"--epochs"}, &p.train.epochs, "training passes over the samples");
     args.add_flag({"-h", "--help"}, &help, "print this help and exit");
@@ -42,7 +50,24 @@ int run(int argc, char** argv) {
     if (out.empty()) throw Error("no output file given (use -o FILE)");
     if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");
     if (max_tokens < 2) throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 2)");
-    if (p.train.rank < 1) throw Error("--rank: invalid value '" + std::to_string(p.train.rank) + "' (expected >= 1)");
+    p.train.weight_type = type == "f32" ? DType::DTYPE_F32 : type == "f16" ? DType::DTYPE_F16 : DType::DTYPE_Q8_0;
+    p.auto_rank = rank == "auto";
+    if (!p.auto_rank) {
+        size_t used = 0;
+        int r = 0;
+        try {
+            r = std::stoi(rank, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != rank.size() || r < 1)
+            throw Error("--rank: invalid value '" + rank + "' (expected auto or an integer >= 1)");
+        const int block = dtype_block_elems(p.train.weight_type);
+        if (r % block != 0)
+            throw Error("--rank: invalid value '" + rank + "' for --predictor-type " + type +
+                        " (expected a multiple of " + std::to_string(block) + ")");
+        p.train.rank = r;
+    }
     if (p.train.epochs < 1)
         throw Error("--epochs: invalid value '" + std::to_string(p.train.epochs) + "' (expected >= 1)");
     if (!(p.train.recall_target > 0.0f && p.train.recall_target <= 1.0f))
@@ -59,8 +84,10 @@ int run(int argc, char** argv) {
                      "will count as firing\n", model->info().ffn_act.c_str());
     const Tokenizer& tok = model->tokenizer();
     const std::vector<int32_t> tokens = tok.encode(text, tok.add_bos_default(), false);
-    const ModelProfile prof = profile_model(*model, tokens, p);
+    std::vector<ProfileLayerReport> report;
+    const ModelProfile prof = profile_model(*model, tokens, p, &report);
     profile_write(prof, out);
+    std::fputs(profile_table(prof, report).c_str(), stderr);
     std::fprintf(stderr, "profile: wrote %s (%d layers, %llu tokens)\n", out.c_str(), prof.n_layers,
                  (unsigned long long)prof.n_tokens);
     return 0;
