@@ -18,6 +18,18 @@ struct DotKernels {
     void (*dequantize_row)(DType t, const void* x, float* y, int64_t n);
     // Bit-identical to quantize_row(DTYPE_Q8_0, ...): used for activations in dot_prepare_vec.
     void (*quantize_row_q8_0)(const float* x, void* y, int64_t n);
+    // As dot_row, with the same bits; but while w streams, the row at `next` (the next row the caller will read, for
+    // rows gathered from scattered places) is prefetched at the same offsets instead of w's own continuation.
+    float (*dot_row_prefetch)(DType wt, const void* w, const void* next, const void* xq, int64_t n);
+    // y[0, n) += a * w[0, n), w (part of) a row of type t dequantized on the fly: sparse_down's inner loop.
+    // n: a multiple of dtype_block_elems(t); w starts on a block boundary. The SIMD tables round once per element
+    // (one FMA: y + a * w, or y + (a * d) * q for Q8_0/Q4_0 with d the block scale), the scalar table twice
+    // (y + a * w as dequantize_row's w): they agree to float rounding, not bit for bit.
+    void (*axpy_row)(DType t, const void* w, float a, float* y, int64_t n);
+    // y[0, n) += a[0] * rows[0][0, n) + ... + a[n_rows - 1] * rows[n_rows - 1][0, n), added in row order: per element
+    // the same operations as n_rows axpy_row calls, so the same bits. The SIMD tables load and store y once per
+    // group of 8 rows (not once per row), and while a group streams they prefetch the rows about 8 KiB further on.
+    void (*axpy_rows)(DType t, const void* const* rows, const float* a, int64_t n_rows, float* y, int64_t n);
 };
 
 // Tables; only call the ISA ones where the CPU supports them (dot_kernels_for checks).

@@ -131,8 +131,46 @@ void portable_dequantize_row(DType t, const void* x, float* y, int64_t n) {
 
 void portable_quantize_q8_0(const float* x, void* y, int64_t n) { quantize_row(DType::DTYPE_Q8_0, x, y, n); }
 
+// The axpy reference: y += a * w with w exactly as dequantize_row gives it, product and sum rounded separately.
+template <float (*load)(const void*, int64_t)>
+void axpy_float_portable(const void* w, float a, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float p = a * load(w, i);
+        EMBER_NO_CONTRACT(p);
+        y[i] += p;
+    }
+}
+
+void portable_axpy_row(DType t, const void* w, float a, float* y, int64_t n) {
+    switch (t) {
+        case DType::DTYPE_F32: axpy_float_portable<load_f32>(w, a, y, n); return;
+        case DType::DTYPE_F16: axpy_float_portable<load_f16>(w, a, y, n); return;
+        case DType::DTYPE_BF16: axpy_float_portable<load_bf16>(w, a, y, n); return;
+        case DType::DTYPE_Q8_0:
+        case DType::DTYPE_Q4_0: {
+            float buf[QK8_0];  // one block at a time, through the dequantizer itself
+            const size_t bb = dtype_block_bytes(t);
+            for (int64_t i = 0; i < n / QK8_0; i++) {
+                portable_dequantize_row(t, (const uint8_t*)w + i * bb, buf, QK8_0);
+                axpy_float_portable<load_f32>(buf, a, y + i * QK8_0, QK8_0);
+            }
+            return;
+        }
+    }
+    throw_bad_type("axpy_row", t);
+}
+
+float portable_dot_row_prefetch(DType wt, const void* w, const void*, const void* xq, int64_t n) {
+    return portable_dot_row(wt, w, xq, n);
+}
+
+void portable_axpy_rows(DType t, const void* const* rows, const float* a, int64_t n_rows, float* y, int64_t n) {
+    for (int64_t r = 0; r < n_rows; r++) portable_axpy_row(t, rows[r], a[r], y, n);
+}
+
 const DotKernels kPortable = {"scalar", portable_dot_row, portable_dot_rows, portable_dequantize_row,
-                              portable_quantize_q8_0};
+                              portable_quantize_q8_0, portable_dot_row_prefetch, portable_axpy_row,
+                              portable_axpy_rows};
 
 const DotKernels* pick_best() {
 #if defined(EMBER_X86)

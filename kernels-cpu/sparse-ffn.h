@@ -34,6 +34,9 @@ struct SparseGateUpWeights {
 // Compact rather than dense n_ff: sparse_down walks the same list, and no n_ff-wide zero fill is paid per token.
 // xq: x (dim) prepared by dot_prepare_vec(w.wt, ...), as for matvec. Neurons are split across the pool in blocks
 // claimed dynamically, so the work balances whatever the list looks like. k == 0 writes nothing.
+// Each worker reads the gate rows of up to 64 listed neurons, then the up rows of those that need them, every dot
+// product prefetching the row about 16 KiB further on in that order (the rows are scattered: without this, each
+// row start waits on DRAM latency).
 void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t* active, int64_t k, float* h,
                     ThreadPool& pool);
 
@@ -45,6 +48,8 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
 // partial sums, no reduction pass, no scratch, and each y element sums the neurons in list order, so the result is
 // bit-identical for any thread count. Splitting by neuron blocks would need threads x dim partials plus a
 // reduction; with k x dim weights streamed either way the memory traffic is the same, so slices win.
+// The inner loop is the dispatch table's axpy_rows (dot-isa.h): rows dequantized on the fly, 8 neurons per pass
+// over the slice, the next neurons' segments prefetched. Close to sparse_down_ref: one FMA per neuron and element.
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
                  int64_t dim, ThreadPool& pool);
 
@@ -53,7 +58,11 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
 // quantizing to Q8_0/Q4_0 rounds as quantize_row does (from a quantized source it quantizes the dequantized values
 // again, which adds a second rounding: prefer an F32/F16 source). n_ff must be a multiple of src_t's block size,
 // dim of dst_t's; throws std::invalid_argument otherwise.
-void sparse_down_transpose(DType src_t, const void* w_down, DType dst_t, void* w_down_t, int64_t dim, int64_t n_ff);
+// The output is the same as dequantizing the whole matrix, gathering each neuron's column and quantize_row on it,
+// for any thread count; the work goes in tiles of 32 neurons (whole cache lines of each source row) split across
+// the pool. Same-type F32/F16/BF16 copies the stored bits (NaNs made quiet, as the float round trip does).
+void sparse_down_transpose(DType src_t, const void* w_down, DType dst_t, void* w_down_t, int64_t dim, int64_t n_ff,
+                           ThreadPool& pool);
 
 // Throws std::out_of_range naming the first index outside [0, n_ff) and its position. For load/predictor checks.
 void sparse_ffn_check_active(const int32_t* active, int64_t k, int64_t n_ff);

@@ -43,8 +43,8 @@ void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile&
                         " needs dim and n_ff to be multiples of " + std::to_string(dtype_block_elems(L.w_down.type)) +
                         " for the sparse FFN");
         S.storage.resize(S.w_down_t.bytes());
-        sparse_down_transpose(L.w_down.type, L.w_down.data, S.w_down_t.type, S.storage.data(), info.dim, info.n_ff);
-        (void)pool;
+        sparse_down_transpose(L.w_down.type, L.w_down.data, S.w_down_t.type, S.storage.data(), info.dim, info.n_ff,
+                              pool);
         S.w_down_t.data = S.storage.data();
     }
     m.sparse = std::move(sparse);

@@ -1,11 +1,14 @@
 // Sparse FFN operators: "sparse equals dense" (DESIGN.md) with an oracle active set, references vs SIMD paths,
-// thread-count invariance, empty lists, the transposition helper and the active-list check.
+// thread-count invariance, empty lists, the transposition helper and the active-list check; and the axpy kernels
+// of the dispatch table (dot-isa.h) that sparse_down runs on, every SIMD level against the scalar table.
 #include "kernels-cpu/sparse-ffn.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -174,6 +177,36 @@ TEST_P(SparseFfn, RandomListSiluMatchesReference) {
     }
 }
 
+TEST_P(SparseFfn, RandomListReluMatchesReference) {
+    // A predicted list with misses: about half the gates are negative, so up rows are skipped in every block of
+    // neurons, and their zeros are skipped again in sparse_down.
+    const auto [wt, dim, n_ff] = GetParam();
+    const Layer l = make_layer(wt, dim, n_ff, 77 + (uint32_t)n_ff);
+    std::mt19937 rng(8);
+    std::vector<int32_t> active;
+    for (int64_t i = 0; i < n_ff; i++)
+        if (rng() % 2 == 0) active.push_back((int32_t)i);
+    const int64_t k = (int64_t)active.size();
+    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
+    dot_prepare_vec(wt, l.x.data(), xq.data(), dim);
+    const SparseGateUpWeights w{wt, l.gate.data(), l.up.data(), dim, SparseAct::SPARSE_ACT_RELU};
+    std::vector<float> h_ref(k), y_ref(dim);
+    sparse_gate_up_ref(w, xq.data(), active.data(), k, h_ref.data());
+    sparse_down_ref(wt, l.down_t.data(), h_ref.data(), active.data(), k, y_ref.data(), dim);
+    int64_t zeros = 0;
+    for (float v : h_ref) zeros += v == 0.0f;
+    ASSERT_GT(zeros, k / 4);
+    for (int threads : {1, 3}) {
+        ThreadPool pool(threads);
+        std::vector<float> h(k, NAN), y(dim, NAN);
+        sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
+        sparse_down(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+        for (int64_t j = 0; j < k; j++) ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j])));
+        const float tol = 2e-4f * std::max(1.0f, max_abs(y_ref));
+        for (int64_t c = 0; c < dim; c++) ASSERT_NEAR(y[c], y_ref[c], tol) << "y[" << c << "]";
+    }
+}
+
 TEST_P(SparseFfn, EmptyListGivesZero) {
     const auto [wt, dim, n_ff] = GetParam();
     const Layer l = make_layer(wt, dim, n_ff, 5);
@@ -201,7 +234,23 @@ INSTANTIATE_TEST_SUITE_P(OddSizes, SparseFfn,
                                             ::testing::Values<int64_t>(100, 333, 1031)),
                          param_name);
 
+// The element-by-element transposition sparse_down_transpose used to do, kept as the reference for its output:
+// the whole matrix dequantized to floats, then each neuron's column gathered and quantized with quantize_row.
+Bytes transpose_ref(DType src_t, const Bytes& src, DType dst_t, int64_t dim, int64_t n_ff) {
+    std::vector<float> full((size_t)dim * n_ff);
+    const size_t src_row = dtype_row_bytes(src_t, n_ff), dst_row = dtype_row_bytes(dst_t, dim);
+    for (int64_t r = 0; r < dim; r++) dequantize_row(src_t, src.data() + r * src_row, full.data() + r * n_ff, n_ff);
+    Bytes out(dst_row * n_ff);
+    std::vector<float> col(dim);
+    for (int64_t i = 0; i < n_ff; i++) {
+        for (int64_t r = 0; r < dim; r++) col[r] = full[(size_t)r * n_ff + i];
+        quantize_row(dst_t, col.data(), out.data() + i * dst_row, dim);
+    }
+    return out;
+}
+
 TEST(SparseFfnTranspose, MatchesDirectConversion) {
+    ThreadPool pool(2);
     const int64_t dim = 96, n_ff = 128;  // n_ff a multiple of 32 so quantized sources work too
     const std::vector<float> down = randn((size_t)dim * n_ff, 0.1f, 11);  // (dim, n_ff)
     std::vector<float> down_t((size_t)n_ff * dim);
@@ -212,22 +261,232 @@ TEST(SparseFfnTranspose, MatchesDirectConversion) {
         // F32 source -> any type: identical to quantizing the transposed floats directly.
         const Bytes expect = quantize_matrix(t, down_t, n_ff, dim);
         Bytes got(expect.size());
-        sparse_down_transpose(DType::DTYPE_F32, down.data(), t, got.data(), dim, n_ff);
+        sparse_down_transpose(DType::DTYPE_F32, down.data(), t, got.data(), dim, n_ff, pool);
         EXPECT_EQ(got, expect);
         // Same type in and out is exact for F32/F16/BF16 (a pure transposition).
         if (dtype_block_elems(t) == 1) {
             const Bytes src = quantize_matrix(t, down, dim, n_ff);
             Bytes got2(expect.size());
-            sparse_down_transpose(t, src.data(), t, got2.data(), dim, n_ff);
+            sparse_down_transpose(t, src.data(), t, got2.data(), dim, n_ff, pool);
             EXPECT_EQ(got2, expect);
         }
     }
     Bytes out(dtype_row_bytes(DType::DTYPE_Q8_0, 96) * 100);
     std::vector<float> odd((size_t)96 * 100);
-    EXPECT_THROW(sparse_down_transpose(DType::DTYPE_Q8_0, odd.data(), DType::DTYPE_F32, out.data(), 96, 100),
+    EXPECT_THROW(sparse_down_transpose(DType::DTYPE_Q8_0, odd.data(), DType::DTYPE_F32, out.data(), 96, 100, pool),
                  std::invalid_argument);
-    EXPECT_THROW(sparse_down_transpose(DType::DTYPE_F32, odd.data(), DType::DTYPE_Q8_0, out.data(), 100, 96),
+    EXPECT_THROW(sparse_down_transpose(DType::DTYPE_F32, odd.data(), DType::DTYPE_Q8_0, out.data(), 100, 96, pool),
                  std::invalid_argument);
+}
+
+// Every (source, destination) type pair at odd shapes and thread counts: byte for byte the old output. Shapes cross
+// the tile edges (32 neurons, 64 rows); n_ff 333 for float sources, 352 (a block multiple) for quantized ones.
+TEST(SparseFfnTranspose, EqualsElementByElementForEveryTypePair) {
+    for (int64_t dim : {96, 160, 1056}) {
+        for (DType src_t : kTypes) {
+            const int64_t n_ff = dtype_block_elems(src_t) == 1 ? 333 : 352;
+            const Bytes src = quantize_matrix(src_t, randn((size_t)dim * n_ff, 0.5f, 17 + (uint32_t)dim), dim, n_ff);
+            for (DType dst_t : kTypes) {
+                SCOPED_TRACE(std::string(dtype_name(src_t)) + " -> " + dtype_name(dst_t) + ", dim " +
+                             std::to_string(dim));
+                const Bytes expect = transpose_ref(src_t, src, dst_t, dim, n_ff);
+                for (int threads : {1, 2, 3}) {
+                    ThreadPool pool(threads);
+                    Bytes got(expect.size(), 0xcd);
+                    sparse_down_transpose(src_t, src.data(), dst_t, got.data(), dim, n_ff, pool);
+                    ASSERT_EQ(got, expect) << threads << " threads";
+                }
+            }
+        }
+    }
+}
+
+// The bit-copying path for F16/BF16 must do what the float round trip does to every one of the 65536 patterns
+// (NaNs come out quiet, everything else unchanged); F32 copies bits, NaN payloads included.
+TEST(SparseFfnTranspose, EveryHalfPatternAsTheFloatRoundTrip) {
+    ThreadPool pool(3);
+    const int64_t dim = 256, n_ff = 256;
+    for (DType t : {DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_F32}) {
+        SCOPED_TRACE(dtype_name(t));
+        Bytes src(dtype_row_bytes(t, n_ff) * dim);
+        for (uint32_t v = 0; v < 65536; v++) {
+            if (t == DType::DTYPE_F32) {
+                const uint32_t bits = (v << 16) | (v * 0x9E37u & 0xffffu);  // every exponent, NaN payloads too
+                std::memcpy(&src[4 * v], &bits, 4);
+            } else {
+                const uint16_t bits = (uint16_t)v;
+                std::memcpy(&src[2 * v], &bits, 2);
+            }
+        }
+        const Bytes expect = transpose_ref(t, src, t, dim, n_ff);
+        Bytes got(expect.size());
+        sparse_down_transpose(t, src.data(), t, got.data(), dim, n_ff, pool);
+        ASSERT_EQ(got, expect);
+    }
+}
+
+// ---- axpy kernels: y += a * w ----
+
+// Row segments of every type at odd lengths, unaligned starts, and a range of scales.
+struct AxpyCase {
+    std::vector<Bytes> rows;  // each row stored from byte 3 of its buffer (rows need no alignment)
+    std::vector<float> a, y0;
+    std::vector<std::vector<float>> w;  // the rows dequantized (what the scalar table uses)
+};
+
+AxpyCase make_axpy(DType t, int64_t n_rows, int64_t n, uint32_t seed) {
+    AxpyCase c;
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> ua(-2.0f, 2.0f);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const std::vector<float> f = randn((size_t)n, r % 3 == 0 ? 0.01f : 1.0f, seed + 31 * (uint32_t)r);
+        Bytes b(dtype_row_bytes(t, n) + 3);
+        quantize_row(t, f.data(), b.data() + 3, n);
+        std::vector<float> w((size_t)n);
+        dot_kernels_portable()->dequantize_row(t, b.data() + 3, w.data(), n);
+        c.rows.push_back(std::move(b));
+        c.w.push_back(std::move(w));
+        c.a.push_back(r % 5 == 4 ? 0.0f : ua(rng));
+    }
+    c.y0 = randn((size_t)n, 1.0f, seed + 7);
+    return c;
+}
+
+std::vector<int64_t> axpy_sizes(DType t) {
+    if (dtype_block_elems(t) == 1) return {1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 100, 160, 4097};
+    return {32, 64, 96, 160, 224, 288, 4096};
+}
+
+// Every SIMD level's axpy_row against the scalar table. Tolerance: the scalar table rounds a * w, then the sum;
+// the SIMD tables round once (one FMA), after rounding a * d for Q8_0/Q4_0. Each rounding is within FLT_EPSILON / 2
+// of its result, so the two differ by at most 2 * FLT_EPSILON * (|y| + |a w|) per element, for every type (the
+// weights themselves dequantize exactly in both). A wrong scale, nibble order or element is off by far more.
+TEST(SparseFfnAxpy, AxpyRowMatchesScalarTable) {
+    for (DType t : kTypes) {
+        for (int64_t n : axpy_sizes(t)) {
+            const AxpyCase c = make_axpy(t, 1, n, 100 + (uint32_t)n);
+            std::vector<float> want = c.y0;
+            dot_kernels_portable()->axpy_row(t, c.rows[0].data() + 3, c.a[0], want.data(), n);
+            for (const char* level : simd_levels()) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " simd " + level);
+                std::vector<float> got = c.y0;
+                got.push_back(12345.0f);  // guard: nothing past n is written
+                dot_kernels_for(level)->axpy_row(t, c.rows[0].data() + 3, c.a[0], got.data(), n);
+                ASSERT_EQ(got[n], 12345.0f);
+                for (int64_t i = 0; i < n; i++) {
+                    const double bound = std::fabs(c.y0[i]) + std::fabs((double)c.a[0] * c.w[0][i]);
+                    ASSERT_NEAR(got[i], want[i], 2.0 * FLT_EPSILON * bound) << "y[" << i << "]";
+                }
+            }
+        }
+    }
+}
+
+// axpy_rows over 1..70 rows (groups of 8, every tail, several groups prefetching ahead) equals that many axpy_row
+// calls bit for bit at each level: the property that makes sparse_down's result independent of how rows are grouped
+// and how y is split across threads. Against the scalar table each row adds its rounding: the bound grows with the
+// number of rows.
+TEST(SparseFfnAxpy, AxpyRowsEqualsRowByRow) {
+    for (DType t : kTypes) {
+        for (int64_t n : {(int64_t)32, (int64_t)160, (int64_t)4096}) {
+            for (int64_t n_rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 70}) {
+                const AxpyCase c = make_axpy(t, n_rows, n, 200 + (uint32_t)(n + n_rows));
+                std::vector<const void*> rows;
+                for (const Bytes& b : c.rows) rows.push_back(b.data() + 3);
+                std::vector<float> scalar = c.y0;
+                dot_kernels_portable()->axpy_rows(t, rows.data(), c.a.data(), n_rows, scalar.data(), n);
+                for (const char* level : simd_levels()) {
+                    SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " rows " +
+                                 std::to_string(n_rows) + " simd " + level);
+                    const DotKernels* kern = dot_kernels_for(level);
+                    std::vector<float> one = c.y0, many = c.y0;
+                    for (int64_t r = 0; r < n_rows; r++) kern->axpy_row(t, rows[r], c.a[r], one.data(), n);
+                    kern->axpy_rows(t, rows.data(), c.a.data(), n_rows, many.data(), n);
+                    ASSERT_EQ(many, one);
+                    for (int64_t i = 0; i < n; i++) {
+                        double bound = std::fabs(c.y0[i]);
+                        for (int64_t r = 0; r < n_rows; r++) bound += std::fabs((double)c.a[r] * c.w[r][i]);
+                        ASSERT_NEAR(many[i], scalar[i], 2.0 * (double)n_rows * FLT_EPSILON * bound) << "y[" << i << "]";
+                    }
+                }
+            }
+        }
+    }
+}
+
+// dot_row_prefetch only changes what is prefetched: the same bits as dot_row, with `next` before or after w.
+TEST(SparseFfnGateUp, DotRowPrefetchEqualsDotRow) {
+    for (DType t : kTypes) {
+        for (int64_t n : axpy_sizes(t)) {
+            if (n % dtype_block_elems(t) != 0) continue;
+            const AxpyCase c = make_axpy(t, 3, n, 300 + (uint32_t)n);
+            std::vector<uint8_t> xq(dot_vec_bytes(t, n));
+            dot_prepare_vec(t, c.y0.data(), xq.data(), n);
+            for (const char* level : simd_levels()) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " simd " + level);
+                const DotKernels* kern = dot_kernels_for(level);
+                const float want = kern->dot_row(t, c.rows[1].data() + 3, xq.data(), n);
+                for (int other : {0, 2}) {
+                    const float got =
+                        kern->dot_row_prefetch(t, c.rows[1].data() + 3, c.rows[other].data() + 3, xq.data(), n);
+                    ASSERT_EQ(std::memcmp(&got, &want, 4), 0) << got << " vs " << want;
+                }
+            }
+        }
+    }
+}
+
+TEST(SparseFfnAxpy, ZeroRowsLeaveYAlone) {
+    for (const char* level : simd_levels()) {
+        std::vector<float> y = {1.0f, 2.0f};
+        dot_kernels_for(level)->axpy_rows(DType::DTYPE_F32, nullptr, nullptr, 0, y.data(), 2);
+        EXPECT_EQ(y, (std::vector<float>{1.0f, 2.0f})) << level;
+    }
+}
+
+// sparse_down at a 7B-like width split many ways: more than one y sub-slice per chunk (dim > 4096), more than one
+// batch of rows (k > 256), zeros in h (rows skipped), duplicates. Bit-identical for 1..5 threads at each level;
+// close to the double reference, with the bound of the test above (k roundings per element).
+TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) {
+    const int64_t dim = 4256, n_ff = 700;
+    for (DType wt : kTypes) {
+        const Bytes down_t =
+            quantize_matrix(wt, randn((size_t)n_ff * dim, 1.0f / std::sqrt((float)n_ff), 41), n_ff, dim);
+        std::mt19937 rng(43);
+        std::vector<int32_t> active;
+        for (int64_t i = 0; i < n_ff; i++)
+            if (rng() % 5 != 0) active.push_back((int32_t)i);
+        active.push_back(active[3]);
+        const int64_t k = (int64_t)active.size();
+        std::vector<float> h = randn((size_t)k, 1.0f, 44);
+        for (int64_t j = 0; j < k; j += 7) h[j] = 0.0f;
+        std::vector<float> y_ref(dim);
+        sparse_down_ref(wt, down_t.data(), h.data(), active.data(), k, y_ref.data(), dim);
+        // sum_j |h_j w_j| per element, for the rounding bound
+        std::vector<double> mag(dim, 0.0);
+        std::vector<float> row(dim);
+        for (int64_t j = 0; j < k; j++) {
+            dequantize_row(wt, down_t.data() + (size_t)active[j] * dtype_row_bytes(wt, dim), row.data(), dim);
+            for (int64_t c = 0; c < dim; c++) mag[c] += std::fabs((double)h[j] * row[c]);
+        }
+        for (const char* level : simd_levels()) {
+            SCOPED_TRACE(std::string(dtype_name(wt)) + " simd " + level);
+            ForceLevel force(level);
+            std::vector<float> first;
+            for (int threads = 1; threads <= 5; threads++) {
+                ThreadPool pool(threads);
+                std::vector<float> y(dim, NAN);
+                sparse_down(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+                if (first.empty()) {
+                    first = y;
+                    for (int64_t c = 0; c < dim; c++)
+                        ASSERT_NEAR(y[c], y_ref[c], 2.0 * (double)k * FLT_EPSILON * mag[c]) << "y[" << c << "]";
+                } else {
+                    ASSERT_EQ(y, first) << threads << " threads";
+                }
+            }
+        }
+    }
 }
 
 TEST(SparseFfnCheck, OutOfRangeIndexThrowsNamingIt) {

@@ -1,116 +1,296 @@
-// ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008, F16) with a random active set.
-// Checks sparse_gate_up / sparse_down against their references, then prints GB/s of weight rows actually read
-// by the sparse FFN next to the dense FFN (three matvecs) reading all weights.
-// Usage: ember-sparse-ffn-bench [--threads N] [--active-frac F] [--iters N]
+// ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008) per weight type, with random active
+// sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down against their references
+// (exit 1 if wrong), then prints time per call and GB/s of the weight rows actually read (k gate + k up + k down
+// rows) next to this machine's streaming read bandwidth, the dense FFN (three matvecs) for comparison, and the
+// load-time cost of sparse_down_transpose.
+// Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
+// rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
+// the peak measured at the same moment. Each call also takes the next of 8 different active lists.
+//   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
+//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn] [--no-dense]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
+#include "kernels-cpu/quant.h"
 #include "kernels-cpu/sparse-ffn.h"
 
 using namespace ember;
 
 namespace {
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::vector<uint16_t> random_f16(size_t n, float scale, std::mt19937& rng) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<uint16_t> v(n);
-    for (auto& h : v) h = f32_to_fp16(d(rng));
-    return v;
+constexpr int64_t kDim = 4096, kNff = 11008;
+constexpr int kLists = 8;  // active lists cycled through by the timed calls
+
+struct Args {
+    int threads = 2;
+    int iters = 30;
+    std::vector<DType> types = {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,
+                                DType::DTYPE_Q4_0};
+    std::vector<double> fracs;  // default {0.10, 1.00}
+    std::string isa;
+    std::string ops = "gate+up,down,ffn";  // which sparse timings to print
+    bool dense = true;
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+    std::fprintf(stderr,
+                 "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
+                 "[--active-frac F]... [--iters N] [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn] [--no-dense]\n",
+                 msg.c_str());
+    std::exit(2);
 }
+
+Args parse(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; i++) {
+        const std::string k = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) usage(k + " needs a value");
+            return argv[++i];
+        };
+        if (k == "--threads") {
+            a.threads = std::atoi(val().c_str());
+        } else if (k == "--iters") {
+            a.iters = std::atoi(val().c_str());
+        } else if (k == "--active-frac") {
+            a.fracs.push_back(std::atof(val().c_str()));
+        } else if (k == "--isa") {
+            a.isa = val();
+        } else if (k == "--ops") {
+            a.ops = val();
+        } else if (k == "--no-dense") {
+            a.dense = false;
+        } else if (k == "--types") {
+            a.types.clear();
+            const std::string v = val();
+            for (size_t p = 0; p <= v.size();) {
+                const size_t q = std::min(v.find(',', p), v.size());
+                const std::string name = v.substr(p, q - p);
+                bool found = false;
+                for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,
+                                DType::DTYPE_Q4_0}) {
+                    if (name == dtype_name(t)) a.types.push_back(t), found = true;
+                }
+                if (!found) usage("unknown type '" + name + "'");
+                p = q + 1;
+            }
+        } else {
+            usage("unknown flag " + k);
+        }
+    }
+    if (a.threads < 1 || a.iters < 1) usage("--threads and --iters must be >= 1");
+    if (a.fracs.empty()) a.fracs = {0.10, 1.00};
+    for (double f : a.fracs)
+        if (!(f > 0.0 && f <= 1.0)) usage("--active-frac must be in (0, 1]");
+    return a;
+}
+
+// Streaming read bandwidth, measured as ember-kernel-bench does: threads sum 64-bit words of 64 MiB segments of a
+// 256 MiB buffer, four interleaved streams per thread with prefetch; segments are visited in turn.
+struct PeakMeter {
+    static constexpr size_t kSegBytes = (size_t)64 << 20;
+    static constexpr int kSegs = 4;
+    std::vector<uint64_t> buf = std::vector<uint64_t>(kSegs * kSegBytes / 8);
+    ThreadPool& pool;
+    int next = 0;
+    double best = 0.0;
+    uint64_t sink = 0;
+
+    explicit PeakMeter(ThreadPool& p) : pool(p) {
+        for (size_t i = 0; i < buf.size(); i += 512) buf[i] = i;  // not all zero pages
+    }
+    double sample() {
+        const uint64_t* w = buf.data() + (size_t)(next++ % kSegs) * (kSegBytes / 8);
+        std::vector<uint64_t> part((size_t)pool.size() * 64, 0);
+        const auto t0 = Clock::now();
+        pool.parallel_for((int64_t)(kSegBytes / 2048), 1, [&](int64_t b, int64_t e) {  // units of 2 KiB
+            const uint64_t* base = w + b * 256;
+            const int64_t len = (e - b) * 256 / 4;  // words per stream
+            uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t i = 0; i < len; i += 8) {
+                for (int st = 0; st < 4; st++) {
+                    const uint64_t* q = base + st * len + i;
+                    __builtin_prefetch(q + 128);
+                    for (int k = 0; k < 8; k++) acc[k] += q[k];
+                }
+            }
+            uint64_t sum = 0;
+            for (uint64_t v : acc) sum += v;
+            part[(size_t)(b % (int64_t)part.size())] += sum;
+        });
+        const double gbs = (double)kSegBytes / seconds_since(t0) / 1e9;
+        sink += std::accumulate(part.begin(), part.end(), (uint64_t)0);
+        best = std::max(best, gbs);
+        return gbs;
+    }
+};
+
+// rows x cols random values (roughly normal, std `scale`) stored as type t; rows generated in parallel.
+std::vector<uint8_t> random_matrix(DType t, int64_t rows, int64_t cols, float scale, uint64_t seed, ThreadPool& pool) {
+    const size_t rb = dtype_row_bytes(t, cols);
+    std::vector<uint8_t> m(rb * rows);
+    pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+        std::vector<float> v((size_t)cols);
+        for (int64_t r = r0; r < r1; r++) {
+            uint64_t s = (seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)r * 0xBF58476D1CE4E5B9ull) ^ 0x94D049BB133111EBull;
+            auto u = [&] {  // xorshift64, uniform in [-1, 1)
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                return (float)(s >> 40) * (2.0f / 16777216.0f) - 1.0f;
+            };
+            for (auto& f : v) f = (u() + u() + u()) * scale;  // variance 1 * scale^2
+            quantize_row(t, v.data(), m.data() + r * rb, cols);
+        }
+    });
+    return m;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    int threads = 2, iters = 20;
-    double frac = 0.10;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string a = argv[i];
-        if (a == "--threads") threads = std::atoi(argv[i + 1]);
-        else if (a == "--active-frac") frac = std::atof(argv[i + 1]);
-        else if (a == "--iters") iters = std::atoi(argv[i + 1]);
-        else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
-    }
-    const int64_t dim = 4096, n_ff = 11008;
-    const DType wt = DType::DTYPE_F16;
-    std::mt19937 rng(42);
-    const auto gate = random_f16((size_t)n_ff * dim, 0.02f, rng);
-    const auto up = random_f16((size_t)n_ff * dim, 0.02f, rng);
-    const auto down = random_f16((size_t)dim * n_ff, 0.02f, rng);  // ggml layout (dim, n_ff)
-    std::vector<uint16_t> down_t((size_t)n_ff * dim);
-    sparse_down_transpose(wt, down.data(), wt, down_t.data(), dim, n_ff);
-    std::vector<float> x(dim);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (auto& f : x) f = nd(rng);
-    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
-    dot_prepare_vec(wt, x.data(), xq.data(), dim);
+    const Args args = parse(argc, argv);
+    try {
+        if (!args.isa.empty()) dot_force_simd_level(args.isa.c_str());
+        ThreadPool pool(args.threads);
+        PeakMeter peak(pool);
+        for (int i = 0; i < 2 * PeakMeter::kSegs; i++) peak.sample();
+        std::printf("ember-sparse-ffn-bench: dim %lld n_ff %lld, %d threads, simd %s\n", (long long)kDim,
+                    (long long)kNff, args.threads, dot_simd_level());
+        std::printf("%-5s %7s %-9s %9s %9s %8s %8s %7s %9s\n", "type", "active", "op", "best ms", "median ms",
+                    "MB read", "GB/s", "of peak", "peak GB/s");
+        bool ok = true;
+        std::mt19937 rng(42);
+        for (DType wt : args.types) {
+            const size_t rb = dtype_row_bytes(wt, kDim);
+            const float s_in = 1.0f / std::sqrt((float)kDim), s_out = 1.0f / std::sqrt((float)kNff);
+            const auto gate = random_matrix(wt, kNff, kDim, s_in, 1, pool);
+            const auto up = random_matrix(wt, kNff, kDim, s_in, 2, pool);
+            const auto down = random_matrix(wt, kDim, kNff, s_out, 3, pool);  // ggml layout (dim, n_ff)
+            std::vector<uint8_t> down_t(rb * kNff);
+            double tr_s = 1e30;  // best of 3
+            for (int it = 0; it < 3; it++) {
+                const auto t_tr = Clock::now();
+                sparse_down_transpose(wt, down.data(), wt, down_t.data(), kDim, kNff, pool);
+                tr_s = std::min(tr_s, seconds_since(t_tr));
+            }
 
-    std::vector<int32_t> active;
-    std::uniform_real_distribution<double> ud(0.0, 1.0);
-    for (int64_t i = 0; i < n_ff; i++)
-        if (ud(rng) < frac) active.push_back((int32_t)i);
-    const int64_t k = (int64_t)active.size();
+            std::vector<float> x((size_t)kDim);
+            std::normal_distribution<float> nd(0.0f, 1.0f);
+            for (auto& f : x) f = nd(rng);
+            std::vector<uint8_t> xq(dot_vec_bytes(wt, kDim));
+            dot_prepare_vec(wt, x.data(), xq.data(), kDim);
+            // SiLU so every listed neuron reads both rows (ReLU skips the up and down rows of negative gates).
+            const SparseGateUpWeights w{wt, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
 
-    ThreadPool pool(threads);
-    // SiLU so every listed neuron reads both rows (ReLU would skip the up row of negative gates).
-    const SparseGateUpWeights w{wt, gate.data(), up.data(), dim, SparseAct::SPARSE_ACT_SILU};
-    std::vector<float> h(k), h_ref(k), y(dim), y_ref(dim);
-    sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
-    sparse_down(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
-    sparse_gate_up_ref(w, xq.data(), active.data(), k, h_ref.data());
-    sparse_down_ref(wt, down_t.data(), h.data(), active.data(), k, y_ref.data(), dim);
-    double err = 0.0, scale = 0.0;
-    for (int64_t j = 0; j < k; j++) err = std::max(err, (double)std::fabs(h[j] - h_ref[j]));
-    for (int64_t c = 0; c < dim; c++) {
-        err = std::max(err, (double)std::fabs(y[c] - y_ref[c]));
-        scale = std::max(scale, (double)std::fabs(y_ref[c]));
-    }
-    std::printf("check: max abs err %.3g (|y| max %.3g) %s\n", err, scale, err <= 1e-4 * std::max(1.0, scale) ? "ok" : "FAIL");
-    if (err > 1e-4 * std::max(1.0, scale)) return 1;
-
-    const double row_bytes = (double)dim * 2.0;
-    std::vector<float> g(n_ff), u(n_ff), hd(n_ff), yd(dim);
-    auto t_sparse = [&] {
-        sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
-        sparse_down(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
-    };
-    std::vector<uint8_t> hq(dot_vec_bytes(wt, n_ff));
-    auto t_dense = [&] {
-        matvec(wt, gate.data(), xq.data(), g.data(), n_ff, dim, pool);
-        matvec(wt, up.data(), xq.data(), u.data(), n_ff, dim, pool);
-        for (int64_t i = 0; i < n_ff; i++) hd[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-        dot_prepare_vec(wt, hd.data(), hq.data(), n_ff);
-        matvec(wt, down.data(), hq.data(), yd.data(), dim, n_ff, pool);
-    };
-    auto best_of = [&](auto fn) {
-        fn();  // warm up
-        double best = 1e30;
-        for (int i = 0; i < iters; i++) {
-            const auto t0 = Clock::now();
-            fn();
-            best = std::min(best, seconds_since(t0));
+            for (double frac : args.fracs) {
+                const int64_t k = std::max<int64_t>(1, std::llround(frac * kNff));
+                std::vector<std::vector<int32_t>> lists(kLists);
+                std::vector<int32_t> all(kNff);
+                std::iota(all.begin(), all.end(), 0);
+                for (auto& l : lists) {  // k distinct neurons, ascending, as the predictor gives them
+                    std::shuffle(all.begin(), all.end(), rng);
+                    l.assign(all.begin(), all.begin() + k);
+                    std::sort(l.begin(), l.end());
+                }
+                std::vector<float> h((size_t)k), h_ref((size_t)k), y((size_t)kDim), y_ref((size_t)kDim);
+                {  // correctness first, on list 0
+                    const int32_t* a = lists[0].data();
+                    sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
+                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                    sparse_gate_up_ref(w, xq.data(), a, k, h_ref.data());
+                    sparse_down_ref(wt, down_t.data(), h.data(), a, k, y_ref.data(), kDim);
+                    double eh = 0.0, ey = 0.0, sh = 0.0, sy = 0.0;
+                    for (int64_t j = 0; j < k; j++) {
+                        eh = std::max(eh, (double)std::fabs(h[j] - h_ref[j]));
+                        sh = std::max(sh, (double)std::fabs(h_ref[j]));
+                    }
+                    for (int64_t c = 0; c < kDim; c++) {
+                        ey = std::max(ey, (double)std::fabs(y[c] - y_ref[c]));
+                        sy = std::max(sy, (double)std::fabs(y_ref[c]));
+                    }
+                    // Float sums of 4096 (dot) or k (axpy) terms against double references.
+                    if (!(eh <= 1e-4 * std::max(1.0, sh)) || !(ey <= 1e-4 * std::max(1.0, sy))) {
+                        std::printf("FAIL %s %.0f%%: max |h - ref| %.3g (|h| %.3g), max |y - ref| %.3g (|y| %.3g)\n",
+                                    dtype_name(wt), 100 * frac, eh, sh, ey, sy);
+                        ok = false;
+                        continue;
+                    }
+                }
+                auto time = [&](const std::string& op, double rows_read, auto fn) {
+                    if (("," + args.ops + ",").find("," + op + ",") == std::string::npos) return;
+                    std::vector<double> ts;
+                    double pk = 0.0;
+                    for (int it = 0; it < args.iters; it++) {
+                        pk = std::max(pk, peak.sample());
+                        const auto t0 = Clock::now();
+                        fn(lists[(size_t)(it % kLists)].data());
+                        ts.push_back(seconds_since(t0));
+                    }
+                    const double best = *std::min_element(ts.begin(), ts.end());
+                    const double bytes = rows_read * (double)rb;
+                    std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f\n", dtype_name(wt),
+                                100.0 * k / kNff, op.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
+                                bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk);
+                };
+                time("gate+up", 2.0 * k, [&](const int32_t* a) { sparse_gate_up(w, xq.data(), a, k, h.data(), pool); });
+                time("down", 1.0 * k, [&](const int32_t* a) {
+                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                });
+                time("ffn", 3.0 * k, [&](const int32_t* a) {
+                    sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
+                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                });
+            }
+            if (args.dense) {  // three matvecs over all weights, down in ggml's layout
+                std::vector<float> g(kNff), u(kNff), hd(kNff), yd(kDim);
+                std::vector<uint8_t> hq(dot_vec_bytes(wt, kNff));
+                std::vector<double> ts;
+                double pk = 0.0;
+                for (int it = 0; it < args.iters; it++) {
+                    pk = std::max(pk, peak.sample());
+                    const auto t0 = Clock::now();
+                    matvec(wt, gate.data(), xq.data(), g.data(), kNff, kDim, pool);
+                    matvec(wt, up.data(), xq.data(), u.data(), kNff, kDim, pool);
+                    for (int64_t i = 0; i < kNff; i++) hd[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+                    dot_prepare_vec(wt, hd.data(), hq.data(), kNff);
+                    matvec(wt, down.data(), hq.data(), yd.data(), kDim, kNff, pool);
+                    ts.push_back(seconds_since(t0));
+                }
+                const double best = *std::min_element(ts.begin(), ts.end());
+                const double bytes = 3.0 * kNff * rb;
+                std::printf("%-5s %7s %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f\n", dtype_name(wt), "dense", "ffn",
+                            best * 1e3, median(ts) * 1e3, bytes / 1e6, bytes / best / 1e9,
+                            100.0 * bytes / best / 1e9 / pk, pk);
+            }
+            std::printf("%-5s transpose (%lld, %lld) -> (%lld, %lld) at load: %.3f s (best of 3)\n", dtype_name(wt),
+                        (long long)kDim, (long long)kNff, (long long)kNff, (long long)kDim, tr_s);
         }
-        return best;
-    };
-    const double ts = best_of(t_sparse), td = best_of(t_dense);
-    const double tgu = best_of([&] { sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool); });
-    const double tdn = best_of([&] { sparse_down(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool); });
-    const double bytes_s = 3.0 * k * row_bytes, bytes_d = 3.0 * n_ff * row_bytes;
-    std::printf("F16 dim %lld n_ff %lld, %d threads, simd %s, active %lld (%.1f%%)\n", (long long)dim,
-                (long long)n_ff, threads, dot_simd_level(), (long long)k, 100.0 * k / n_ff);
-    std::printf("sparse FFN: %8.3f ms  %7.1f MB read  %6.2f GB/s\n", ts * 1e3, bytes_s / 1e6, bytes_s / ts / 1e9);
-    std::printf("  gate+up:  %8.3f ms  %6.2f GB/s\n", tgu * 1e3, 2.0 * k * row_bytes / tgu / 1e9);
-    std::printf("  down:     %8.3f ms  %6.2f GB/s\n", tdn * 1e3, 1.0 * k * row_bytes / tdn / 1e9);
-    std::printf("dense  FFN: %8.3f ms  %7.1f MB read  %6.2f GB/s\n", td * 1e3, bytes_d / 1e6, bytes_d / td / 1e9);
-    std::printf("speedup %.2fx (ideal %.2fx)\n", td / ts, (double)n_ff / k);
-    return 0;
+        std::printf("peak read bandwidth (streaming sum, best 64 MiB segment, %d threads): %.1f GB/s\n", args.threads,
+                    peak.best);
+        return ok ? 0 : 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ember-sparse-ffn-bench: %s\n", e.what());
+        return 1;
+    }
 }
