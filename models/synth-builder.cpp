@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "predictor/train.h"
 #include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
 #include "kernels-cpu/matmul.h"
@@ -111,6 +112,12 @@ SynthBuilder::SynthBuilder(const SynthParams& p, int n_vocab, int bos, ThreadPoo
     z_.resize(targets.size());
     for (size_t j = 0; j < targets.size(); j++) z_[j] = normal_quantile(targets[j]);
 
+    if (p.construction_predictors) {
+        predictors_.predictors.resize(p.n_layers);
+        predictors_.predictor_recall.assign(p.n_layers, 0.0f);
+        predictors_.predictor_precision.assign(p.n_layers, 0.0f);
+        predictors_.predictor_sparsity.assign(p.n_layers, 0.0f);
+    }
     // Calibration tokens: sequences of kCalibSeqLen, BOS first, then uniform random ids.
     n_cal_ = p.calib_tokens;
     seq_len_ = std::min(n_cal_, kCalibSeqLen);
@@ -393,6 +400,54 @@ void SynthBuilder::build_gate(int l, const float* xn, float* gate, SynthLayerSta
     st.lowrank_recall = fired ? (double)hit / fired : 0.0;
     st.lowrank_recall_cold = fired_cold ? (double)hit_cold / fired_cold : 0.0;
     st.lowrank_precision = predicted ? (double)hit / predicted : 0.0;
+    if (p_.construction_predictors) record_predictor(l, b, a, a_shift, r, s, gate);
+}
+
+// The construction predictor of layer l (SynthReport::predictors). b: B (r0, dim); a: A (n_ff, r0); a_shift: a_i;
+// r: (n, n_ff) = (xn B^T) A^T; s: xn . u per token; gate: the stored gate's pre-activations (the truth).
+void SynthBuilder::record_predictor(int l, const std::vector<float>& b, const std::vector<float>& a,
+                                    const std::vector<float>& a_shift, const std::vector<float>& r,
+                                    const std::vector<double>& s, const float* gate) {
+    const int dim = p_.dim, n_ff = p_.n_ff, r0 = r0_, n = n_cal_;
+    const int half = r0 + 1;  // B's rows and u
+    Predictor pr;
+    pr.dim = dim;
+    pr.n_ff = n_ff;
+    pr.rank = (2 * half + 31) / 32 * 32;
+    pr.fc1.assign((size_t)pr.rank * dim, 0.0f);
+    pr.fc2.assign((size_t)n_ff * pr.rank, 0.0f);
+    for (int k = 0; k < half; k++) {
+        const float* src = k < r0 ? b.data() + (size_t)k * dim : u_.data();
+        float* plus = pr.fc1.data() + (size_t)k * dim;
+        float* minus = pr.fc1.data() + (size_t)(half + k) * dim;
+        for (int j = 0; j < dim; j++) plus[j] = src[j], minus[j] = -src[j];
+    }
+    for (int i = 0; i < n_ff; i++) {
+        float* row = pr.fc2.data() + (size_t)i * pr.rank;
+        for (int k = 0; k < half; k++) {
+            const float c = k < r0 ? a[(size_t)i * r0 + k] : a_shift[i];
+            row[k] = c;
+            row[half + k] = -c;
+        }
+    }
+    // Threshold for recall 0.99 on the calibration tokens, from the same scores the rule gives.
+    std::vector<float> positive;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < n_ff; i++)
+            if (gate[(size_t)t * n_ff + i] > 0) positive.push_back(r[(size_t)t * n_ff + i] + a_shift[i] * (float)s[t]);
+    pr.threshold = positive.empty() ? 0.0f : predictor_choose_threshold(positive, 0.99f);
+    int64_t fired = 0, hit = 0, predicted = 0;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < n_ff; i++) {
+            const bool pred = r[(size_t)t * n_ff + i] + a_shift[i] * (float)s[t] > pr.threshold;
+            const bool fire = gate[(size_t)t * n_ff + i] > 0;
+            fired += fire, predicted += pred, hit += pred && fire;
+        }
+    SynthReport& R = predictors_;
+    R.predictors[l] = std::move(pr);
+    R.predictor_recall[l] = fired ? (float)((double)hit / fired) : 1.0f;
+    R.predictor_precision[l] = predicted ? (float)((double)hit / predicted) : 1.0f;
+    R.predictor_sparsity[l] = (float)(1.0 - (double)predicted / ((double)n * n_ff));
 }
 
 void SynthBuilder::build_layer(int l) {

@@ -39,6 +39,9 @@ public:
     // layers must be asked for in order. fill_token_embd starts layer 0 in the background.
     void fill_layer(int l, SynthTensor t, uint8_t* dst);
     const std::vector<SynthLayerStats>& stats() const { return stats_; }
+    // With SynthParams::construction_predictors: the construction predictor of each layer built so far, and its
+    // calibration-token recall, precision and predicted sparsity (see SynthReport).
+    SynthReport& predictors() { return predictors_; }
 
 private:
     struct Stream;
@@ -57,6 +60,9 @@ private:
     void start_build(int l);  // build_layer(l) on a background thread (it uses the pool)
     void wait_build();        // waits for it; rethrows its error
     void build_gate(int l, const float* xn, float* gate, SynthLayerStats& st);
+    void record_predictor(int l, const std::vector<float>& b, const std::vector<float>& a,
+                          const std::vector<float>& a_shift, const std::vector<float>& r, const std::vector<double>& s,
+                          const float* gate);
 
     SynthParams p_;
     int n_vocab_;
@@ -75,6 +81,7 @@ private:
     using LayerTensors = std::array<std::vector<uint8_t>, (size_t)SynthTensor::SYNTH_COUNT>;
     LayerTensors slots_[2];           // stored tensors of layers l % 2: the one being written, the next one
     std::vector<SynthLayerStats> stats_;
+    SynthReport predictors_;           // only its predictor fields are used
     std::future<void> pending_;       // the background build, if any
     int pending_layer_ = -1;
 };

@@ -1,4 +1,5 @@
 #include "models/synth.h"
+#include "predictor/profile.h"
 
 #include <algorithm>
 #include <cmath>
@@ -175,6 +176,33 @@ std::string synth_default_vocab(const std::string& exe_path, const std::string& 
                 (list.empty() ? "nothing" : list) + "); pass --vocab-from FILE");
 }
 
+// general.name of the model p describes.
+std::string synth_model_name(const SynthParams& p) {
+    return "ember-synth " + std::to_string(p.dim) + "x" + std::to_string(p.n_layers) + " sparsity " + fmt(p.sparsity) +
+           " seed " + std::to_string(p.seed);
+}
+
+ModelProfile synth_construction_profile(const SynthParams& p, const SynthReport& report) {
+    if ((int)report.predictors.size() != p.n_layers)
+        throw Error("synth: no construction predictors in the report (set construction_predictors)");
+    ModelProfile prof;
+    prof.model_name = synth_model_name(p);
+    prof.n_layers = p.n_layers;
+    prof.dim = p.dim;
+    prof.n_ff = p.n_ff;
+    prof.n_tokens = (uint64_t)p.calib_tokens;
+    prof.weight_type = DType::DTYPE_Q8_0;
+    prof.layers.resize(p.n_layers);
+    for (int l = 0; l < p.n_layers; l++) {
+        LayerProfile& L = prof.layers[l];
+        L.predictor = report.predictors[l];
+        L.recall = report.predictor_recall[l];
+        L.precision = report.predictor_precision[l];
+        L.sparsity = report.predictor_sparsity[l];
+    }
+    return prof;
+}
+
 SynthReport synth_write(const SynthParams& params, const std::string& path, const SynthLog& log) {
     SynthParams p = params;
     synth_validate(p);
@@ -198,8 +226,7 @@ SynthReport synth_write(const SynthParams& params, const std::string& path, cons
 
     GGUFWriter w;
     w.set_string("general.architecture", "llama");
-    w.set_string("general.name", "ember-synth " + std::to_string(p.dim) + "x" + std::to_string(p.n_layers) +
-                                     " sparsity " + fmt(p.sparsity) + " seed " + std::to_string(p.seed));
+    w.set_string("general.name", synth_model_name(p));
     w.set_u32("general.file_type", file_type(p.type));
     ModelInfo hp;
     hp.n_ctx_train = p.n_ctx;
@@ -257,7 +284,7 @@ SynthReport synth_write(const SynthParams& params, const std::string& path, cons
                            [&](uint8_t* dst) { builder.fill_output(dst); });
     w.write(path);
 
-    SynthReport report;
+    SynthReport report = std::move(builder.predictors());
     report.layers = builder.stats();
     report.n_vocab = n_vocab;
     report.gate_rank = builder.gate_rank();

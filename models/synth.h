@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels-cpu/dtype.h"
+#include "predictor/predictor.h"
 
 namespace ember {
 
@@ -36,6 +37,9 @@ struct SynthParams {
     uint64_t seed = 1;       // same seed, parameters and build: the same bytes, for any n_threads
     std::string vocab_from;  // GGUF whose tokenizer.* keys (and vocabulary size) the model takes; required
     int n_threads = 0;       // 0 = all hardware threads
+    // Also return each layer's construction predictor (SynthReport::predictors): the gate's rank-(r0 + 1) part
+    // written as a predictor. Costs (2 r0 + 2) (dim + n_ff) floats of memory per layer.
+    bool construction_predictors = false;
 };
 
 // What calibration measured in one layer, on the calibration tokens (in-sample).
@@ -52,6 +56,13 @@ struct SynthLayerStats {
 
 struct SynthReport {
     std::vector<SynthLayerStats> layers;
+    // With construction_predictors, per layer: scores = A (B x) + a (u . x), the firing rule without the noise E,
+    // as fc2 · relu(fc1 · x) with hidden units in +/- pairs (relu(h) - relu(-h) = h); rank = 2 (r0 + 1) rounded up
+    // to a multiple of 32 with zero units. threshold: the largest reaching recall 0.99 on the calibration tokens.
+    std::vector<Predictor> predictors;
+    std::vector<float> predictor_recall;     // on the calibration tokens at that threshold
+    std::vector<float> predictor_precision;
+    std::vector<float> predictor_sparsity;   // share of neurons predicted inactive
     int n_vocab = 0;
     int gate_rank = 0;       // r0 used
     uint64_t file_bytes = 0;
@@ -59,6 +70,11 @@ struct SynthReport {
 
 // One line of progress (no newline); may be empty.
 using SynthLog = std::function<void(const std::string& line)>;
+
+// The construction predictors of report (made with construction_predictors) as a profile for the model p
+// describes: Q8_0 weights, the calibration-token measurements, no frequencies.
+struct ModelProfile;
+ModelProfile synth_construction_profile(const SynthParams& p, const SynthReport& report);
 
 // Sets the shape of a Llama-2 size: "7b" (dim 4096, 32 layers, n_ff 11008, 32 heads), "13b" (5120, 40, 13824,
 // 40 heads), "70b" (8192, 80, 28672, 64 heads, 8 KV heads). Throws ember::Error on another name.

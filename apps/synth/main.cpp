@@ -9,6 +9,7 @@
 #include "apps/app-args.h"
 #include "engine/ember.h"
 #include "models/synth.h"
+#include "predictor/profile.h"
 
 using namespace ember;
 
@@ -54,6 +55,9 @@ int run(int argc, char** argv) {
     args.add_string({"--vocab-from"}, &p.vocab_from, "FNAME",
                     "GGUF whose tokenizer is copied (default: models/ggml-vocab-llama-spm.gguf, 32,000 tokens)");
     args.add_int({"-t", "--threads"}, &p.n_threads, "threads (0 = all hardware threads)");
+    std::string predictors_out;
+    args.add_string({"--predictors-out"}, &predictors_out, "FNAME",
+                    "also write a profile holding the construction's predictors (the gate's low-rank rule, Q8_0)");
     args.add_flag({"-q", "--quiet"}, &quiet, "no per-layer progress");
     args.add_flag({"-h", "--help"}, &help, "print this help and exit");
     args.parse(argc, argv);
@@ -93,10 +97,19 @@ int run(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     SynthLog log;
     if (!quiet) log = [](const std::string& line) { std::fprintf(stderr, "ember-synth: %s\n", line.c_str()); };
+    p.construction_predictors = !predictors_out.empty();
+    if (!predictors_out.empty() && predictors_out == out) throw Error("--predictors-out: same file as -o");
     const SynthReport r = synth_write(p, out, log);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "ember-synth: wrote %s: %.2f GB, %d tokens, gate rank %d, in %.1f s\n", out.c_str(),
                  r.file_bytes / 1e9, r.n_vocab, r.gate_rank, s);
+    if (!predictors_out.empty()) {
+        const ModelProfile prof = synth_construction_profile(p, r);
+        profile_write(prof, predictors_out);
+        std::fprintf(stderr, "ember-synth: wrote %s: construction predictors of rank %d (Q8_0), calibration recall "
+                     "%.3f, predicted sparsity %.3f (layer 0)\n", predictors_out.c_str(), prof.layers[0].predictor.rank,
+                     (double)prof.layers[0].recall, (double)prof.layers[0].sparsity);
+    }
     return 0;
 }
 
