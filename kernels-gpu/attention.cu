@@ -1,0 +1,235 @@
+#include <cmath>
+#include <string>
+
+#include "engine/error.h"
+#include "kernels-gpu/attention.h"
+#include "kernels-gpu/cuda-check.h"
+
+namespace ember::gpu {
+
+namespace {
+
+constexpr int kChunk = 128;  // positions per block
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kMaxHeadDim = 256;
+constexpr int kPosPerWarp = 4;  // scores: keys loaded together by one warp before their reductions
+
+struct AttnParams {
+    const float* q;  // (n_tokens, n_heads, head_dim)
+    const float* k;  // (n_kv, kv_stride)
+    const float* v;  // (n_kv, kv_stride)
+    float* part;     // partials: (n_tokens, n_run, n_splits) x head_dim, then the maxima, then the sums
+    float* out;      // (n_tokens, n_heads, head_dim)
+    int n_kv0;       // positions token 0 attends; token i attends n_kv0 + i
+    int n_tokens;
+    int head_begin;
+    int n_run;  // heads computed: head_begin .. head_begin + n_run - 1
+    int n_heads;
+    int group;  // query heads per KV head
+    int head_dim;
+    int n_splits;  // chunks of the longest token's positions
+    int64_t kv_stride;
+    float scale;
+};
+
+template <int VEC>
+__device__ __forceinline__ float dot_vec(const float* a, const float* b) {
+    if constexpr (VEC == 4) {
+        const float4 x = *reinterpret_cast<const float4*>(a), y = *reinterpret_cast<const float4*>(b);
+        return x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+    } else {
+        return a[0] * b[0];
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// Block (split s, head, token): the softmax of positions [s * kChunk, ...) of this token, unnormalised:
+// m = max score, l = sum_t exp(score_t - m), o = sum_t exp(score_t - m) v_t. VEC: floats per load (4 or 1).
+template <int VEC>
+__global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
+    const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
+    const int h = p.head_begin + hh;
+    const int n_kv = p.n_kv0 + tok;
+    const int t0 = split * kChunk;
+    if (t0 >= n_kv) return;  // whole block: this token has fewer positions
+    const int t1 = min(t0 + kChunk, n_kv), len = t1 - t0;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    constexpr int kPer = kMaxHeadDim / (32 * VEC);  // loads per lane covering one head
+
+    __shared__ __align__(16) float sq[kMaxHeadDim];
+    __shared__ float sp[kChunk];
+    __shared__ float sred[kWarps][kMaxHeadDim];
+    const float* q = p.q + ((int64_t)tok * p.n_heads + h) * p.head_dim;
+    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) sq[d] = q[d];
+    __syncthreads();
+    const int64_t kv_off = (int64_t)(h / p.group) * p.head_dim;
+
+    // Scores: one warp per key, kPosPerWarp keys in flight per warp.
+    for (int tb = t0 + warp * kPosPerWarp; tb < t1; tb += kWarps * kPosPerWarp) {
+        float acc[kPosPerWarp];
+#pragma unroll
+        for (int j = 0; j < kPosPerWarp; j++) {
+            acc[j] = 0.0f;
+            if (tb + j < t1) {
+                const float* kr = p.k + (int64_t)(tb + j) * p.kv_stride + kv_off;
+#pragma unroll
+                for (int i = 0; i < kPer; i++) {
+                    const int d = (lane + 32 * i) * VEC;
+                    if (d < p.head_dim) acc[j] += dot_vec<VEC>(kr + d, sq + d);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < kPosPerWarp; j++) acc[j] = warp_sum(acc[j]);
+        if (lane == 0) {
+#pragma unroll
+            for (int j = 0; j < kPosPerWarp; j++)
+                if (tb + j < t1) sp[tb + j - t0] = acc[j] * p.scale;
+        }
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int t = 0; t < len; t++) m = fmaxf(m, sp[t]);
+    __syncthreads();  // every thread has its max before the scores are overwritten
+    for (int t = threadIdx.x; t < len; t += kThreads) sp[t] = expf(sp[t] - m);
+    __syncthreads();
+
+    // Weighted values: warp w takes positions w, w + kWarps, ...; its lanes cover the head.
+    float o[kPer][VEC];
+#pragma unroll
+    for (int i = 0; i < kPer; i++)
+#pragma unroll
+        for (int e = 0; e < VEC; e++) o[i][e] = 0.0f;
+#pragma unroll 2
+    for (int t = warp; t < len; t += kWarps) {
+        const float pt = sp[t];
+        const float* vr = p.v + (int64_t)(t0 + t) * p.kv_stride + kv_off;
+#pragma unroll
+        for (int i = 0; i < kPer; i++) {
+            const int d = (lane + 32 * i) * VEC;
+            if (d < p.head_dim) {
+                if constexpr (VEC == 4) {
+                    const float4 vv = *reinterpret_cast<const float4*>(vr + d);
+                    o[i][0] += pt * vv.x, o[i][1] += pt * vv.y, o[i][2] += pt * vv.z, o[i][3] += pt * vv.w;
+                } else {
+                    o[i][0] += pt * vr[d];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < kPer; i++) {
+        const int d = (lane + 32 * i) * VEC;
+        if (d < p.head_dim) {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) sred[warp][d + e] = o[i][e];
+        }
+    }
+    __syncthreads();
+    const int64_t idx = ((int64_t)tok * p.n_run + hh) * p.n_splits + split;
+    const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
+    float* po = p.part + idx * p.head_dim;
+    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+        float s = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; w++) s += sred[w][d];
+        po[d] = s;
+    }
+    if (threadIdx.x == 0) {
+        float l = 0.0f;
+        for (int t = 0; t < len; t++) l += sp[t];
+        p.part[n_part * p.head_dim + idx] = m;
+        p.part[n_part * p.head_dim + n_part + idx] = l;
+    }
+}
+
+// Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
+__global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
+    const int hh = blockIdx.x, tok = blockIdx.y;
+    const int n_splits = (p.n_kv0 + tok + kChunk - 1) / kChunk;
+    const int64_t idx0 = ((int64_t)tok * p.n_run + hh) * p.n_splits;
+    const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
+    const float* pm = p.part + n_part * p.head_dim + idx0;
+    const float* pl = pm + n_part;
+    float mx = -INFINITY;
+    for (int s = 0; s < n_splits; s++) mx = fmaxf(mx, pm[s]);
+    float l = 0.0f;
+    for (int s = 0; s < n_splits; s++) l += expf(pm[s] - mx) * pl[s];
+    const float inv_l = 1.0f / l;
+    float* out = p.out + ((int64_t)tok * p.n_heads + p.head_begin + hh) * p.head_dim;
+    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+        float acc = 0.0f;
+        for (int s = 0; s < n_splits; s++) acc += expf(pm[s] - mx) * p.part[(idx0 + s) * p.head_dim + d];
+        out[d] = acc * inv_l;
+    }
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+void check_args(const char* fn, const AttentionArgs& a) {
+    if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim)
+        throw Error(std::string(fn) + ": head_dim " + std::to_string(a.head_dim) + ", expected 1 .. " +
+                    std::to_string(kMaxHeadDim));
+    if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
+        throw Error(std::string(fn) + ": n_heads " + std::to_string(a.n_heads) + " and n_kv_heads " +
+                    std::to_string(a.n_kv_heads) + ", expected n_heads a multiple of n_kv_heads");
+}
+
+void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream) {
+    AttnParams p;
+    p.q = a.q;
+    p.k = a.k_cache;
+    p.v = a.v_cache;
+    p.part = a.scores;
+    p.out = a.out;
+    p.n_kv0 = n_kv0;
+    p.n_tokens = n_tokens;
+    p.head_begin = head_begin;
+    p.n_run = n_run;
+    p.n_heads = a.n_heads;
+    p.group = a.n_heads / a.n_kv_heads;
+    p.head_dim = a.head_dim;
+    p.n_splits = (n_kv0 + n_tokens - 1 + kChunk - 1) / kChunk;
+    p.kv_stride = a.kv_stride;
+    p.scale = a.scale;
+    const bool vec4 =
+        a.head_dim % 4 == 0 && a.kv_stride % 4 == 0 && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
+    const dim3 grid(p.n_splits, n_run, n_tokens);
+    if (vec4)
+        attn_partial_kernel<4><<<grid, kThreads, 0, stream>>>(p);
+    else
+        attn_partial_kernel<1><<<grid, kThreads, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    attn_combine_kernel<<<dim3(n_run, n_tokens), kThreads, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+size_t attention_scratch_floats(int n_kv, int n_heads, int head_dim, int n_tokens) {
+    const size_t splits = (size_t)(n_kv + kChunk - 1) / kChunk;
+    return (size_t)n_tokens * n_heads * splits * (head_dim + 2);
+}
+
+void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaStream_t stream) {
+    if (head_end <= head_begin || a.n_kv <= 0) return;
+    check_args("gpu::attention_heads", a);
+    launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream);
+}
+
+void attention_prefill(const AttentionArgs& a, int n_tokens, int pos0, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    check_args("gpu::attention_prefill", a);
+    if (a.n_kv != pos0 + n_tokens)
+        throw Error("gpu::attention_prefill: n_kv " + std::to_string(a.n_kv) +
+                    ", expected pos0 + n_tokens = " + std::to_string(pos0 + n_tokens));
+    launch(a, 0, a.n_heads, n_tokens, pos0 + 1, stream);
+}
+
+}  // namespace ember::gpu

@@ -1,0 +1,28 @@
+// Scaled dot-product attention over a float KV cache on the GPU, with grouped-query heads; mirrors
+// kernels-cpu/attention.h and takes its AttentionArgs with device pointers. One difference: `scores` is scratch of
+// attention_scratch_floats(...) floats, not n_kv: positions are split into chunks computed by separate blocks
+// (flash-decoding, Dao et al. 2023), each leaving a partial softmax (max, sum, weighted values) that a second kernel
+// combines, so that one token's few heads still spread the cache reads over the whole GPU.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "kernels-cpu/attention.h"
+
+namespace ember::gpu {
+
+// Scratch floats for n_tokens tokens attending at most n_kv positions with n_heads heads of head_dim.
+size_t attention_scratch_floats(int n_kv, int n_heads, int head_dim, int n_tokens = 1);
+
+// Decode: heads [head_begin, head_end) of one token over positions 0 .. a.n_kv-1. head_dim <= 256; throws
+// ember::Error otherwise or when n_heads is not a multiple of n_kv_heads.
+void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaStream_t stream);
+
+// Prefill: a batch of n_tokens tokens whose keys and values are already in the cache at positions
+// pos0 .. pos0+n_tokens-1; token i attends positions 0 .. pos0+i (causal mask). a.q and a.out are
+// (n_tokens, n_heads, head_dim); a.n_kv must be pos0 + n_tokens; a.scores holds
+// attention_scratch_floats(a.n_kv, a.n_heads, a.head_dim, n_tokens) floats. All heads.
+void attention_prefill(const AttentionArgs& a, int n_tokens, int pos0, cudaStream_t stream);
+
+}  // namespace ember::gpu

@@ -1,0 +1,95 @@
+#include <algorithm>
+
+#include "kernels-cpu/dot.h"
+#include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
+#include "kernels-gpu/matmul.h"
+#include "kernels-gpu/predictor.h"
+
+namespace ember::gpu {
+
+namespace {
+
+constexpr int kReluThreads = 256;
+constexpr int kScanThreads = 1024;  // 32 warps: the warp totals fit one warp's scan
+constexpr int kScanItems = 4;       // consecutive scores per thread and pass
+
+__global__ void relu_kernel(float* __restrict__ x, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+        const int y = __shfl_up_sync(0xffffffffu, v, off);
+        if (lane >= off) v += y;
+    }
+    return v;
+}
+
+// Single block. Each pass covers kScanThreads * kScanItems scores: thread t flags its kScanItems consecutive
+// scores, an exclusive scan of the flag counts gives where its indices go, so the list comes out ascending.
+__global__ void __launch_bounds__(kScanThreads)
+    compact_kernel(const float* __restrict__ scores, int n, float threshold, int32_t* __restrict__ active,
+                   int32_t* __restrict__ count) {
+    __shared__ int warp_total[kScanThreads / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int base = 0;  // indices written by earlier passes
+    for (int start = 0; start < n; start += kScanThreads * kScanItems) {
+        const int i0 = start + threadIdx.x * kScanItems;
+        bool on[kScanItems];
+        int c = 0;
+#pragma unroll
+        for (int e = 0; e < kScanItems; e++) {
+            on[e] = i0 + e < n && scores[i0 + e] > threshold;
+            c += on[e] ? 1 : 0;
+        }
+        const int inc = warp_inclusive_scan(c, lane);
+        if (lane == 31) warp_total[warp] = inc;
+        __syncthreads();
+        if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane], lane);
+        __syncthreads();
+        int pos = base + (warp > 0 ? warp_total[warp - 1] : 0) + inc - c;
+#pragma unroll
+        for (int e = 0; e < kScanItems; e++)
+            if (on[e]) active[pos++] = i0 + e;
+        base += warp_total[kScanThreads / 32 - 1];
+        __syncthreads();  // all threads have read warp_total before the next pass writes it
+    }
+    if (threadIdx.x == 0) *count = base;
+}
+
+}  // namespace
+
+size_t predictor_xq_bytes(const PredictorGpuWeights& p) { return gpu::dot_vec_bytes(p.type, std::max(p.dim, p.rank)); }
+
+void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
+                      cudaStream_t stream) {
+    if (p.rank <= 0 || p.n_ff <= 0 || p.dim <= 0) return;
+    // F32/F16 weights read F32 activations, which need no preparation: x and hidden are used as they are.
+    const bool float_vec = dot_vec_type(p.type) == DType::DTYPE_F32;
+    const void* xq = x;
+    if (!float_vec) {
+        gpu::dot_prepare_vec(p.type, x, s.xq, p.dim, stream);
+        xq = s.xq;
+    }
+    gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
+    relu_kernel<<<(p.rank + kReluThreads - 1) / kReluThreads, kReluThreads, 0, stream>>>(s.hidden, p.rank);
+    CUDA_CHECK_LAUNCH();
+    const void* hq = s.hidden;
+    if (!float_vec) {
+        gpu::dot_prepare_vec(p.type, s.hidden, s.xq, p.rank, stream);
+        hq = s.xq;
+    }
+    gpu::matvec(p.type, p.fc2, hq, scores, p.n_ff, p.rank, stream);  // scores (n_ff) = fc2 · relu(hidden)
+}
+
+void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,
+                      cudaStream_t stream) {
+    if (n_ff < 0) n_ff = 0;  // an empty list: the kernel still writes *count = 0
+    compact_kernel<<<1, kScanThreads, 0, stream>>>(scores, n_ff, threshold, active, count);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ember::gpu

@@ -1,0 +1,42 @@
+// The activation predictor on the GPU (Deja Vu, ICML'23, section 3; PowerInfer, SOSP'24, section 5.1); mirrors
+// predictor/predictor.h's predictor_scores (one token) and predictor_active, with device pointers:
+//   scores = fc2 · relu(fc1 · x),   active = ascending { i : scores[i] > threshold }, count written on the device,
+// so the sparse FFN kernels read the list and its length without a round trip to the host.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels-cpu/dtype.h"
+
+namespace ember::gpu {
+
+// Device copies of PredictorWeights (predictor_pack's output).
+struct PredictorGpuWeights {
+    DType type = DType::DTYPE_F32;  // F32, F16 or Q8_0
+    const void* fc1 = nullptr;      // (rank, dim) rows of `type`
+    const void* fc2 = nullptr;      // (n_ff, rank) rows of `type`
+    int dim = 0;
+    int rank = 0;
+    int n_ff = 0;
+    float threshold = 0.0f;
+};
+
+// Device scratch of predictor_scores, owned by the caller.
+struct PredictorGpuScratch {
+    void* xq = nullptr;       // predictor_xq_bytes(p) bytes, 16-byte aligned
+    float* hidden = nullptr;  // (rank)
+};
+size_t predictor_xq_bytes(const PredictorGpuWeights& p);
+
+// scores (n_ff) = fc2 · relu(fc1 · x) for one token x (dim), through gpu::matvec in p.type.
+void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
+                      cudaStream_t stream);
+
+// active (room for n_ff) = the indices i with scores[i] > threshold in ascending order; *count = how many.
+// One block scans the scores in order (an exclusive prefix sum of the per-thread counts per pass).
+void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,
+                      cudaStream_t stream);
+
+}  // namespace ember::gpu

@@ -1,0 +1,585 @@
+// ember-gpu-bench: every GPU kernel at 7B shapes (dim 4096, n_ff 11008, 32 heads of 128, 4096 KV positions), each
+// first checked against its CPU reference (exit 1 if wrong), then timed with CUDA events. Bandwidth-bound kernels
+// print GB/s next to the card's theoretical peak (memory clock x bus width) and a measured device-to-device copy;
+// GEMM prints TFLOP/s next to the FP16 tensor peak where the architecture's rate is known.
+//   ember-gpu-bench [-i iterations] [--tokens N] [--rank R] [--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "kernels-cpu/attention.h"
+#include "kernels-cpu/dot.h"
+#include "kernels-cpu/matmul.h"
+#include "kernels-cpu/quant.h"
+#include "kernels-cpu/rope.h"
+#include "kernels-cpu/sparse-ffn.h"
+#include "kernels-gpu/attention.h"
+#include "kernels-gpu/cublas-check.h"
+#include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
+#include "kernels-gpu/matmul.h"
+#include "kernels-gpu/predictor.h"
+#include "kernels-gpu/rope.h"
+#include "kernels-gpu/sparse-ffn.h"
+
+using namespace ember;
+
+namespace {
+
+constexpr int64_t kDim = 4096, kFF = 11008, kHeads = 32, kHeadDim = 128, kKV = 4096;
+
+struct Args {
+    int iters = 50;
+    int64_t tokens = 512;  // GEMM and prefill batch
+    int rank = 1024;       // predictor hidden width
+    double active = 0.10;  // sparse FFN: fraction of neurons active
+    std::vector<DType> types = {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,
+                                DType::DTYPE_Q4_0};
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+    std::fprintf(stderr,
+                 "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--tokens N] [--rank R] "
+                 "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0]\n",
+                 msg.c_str());
+    std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; i++) {
+        const std::string k = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) usage(k + " needs a value");
+            return argv[++i];
+        };
+        if (k == "-i") {
+            a.iters = std::atoi(val().c_str());
+        } else if (k == "--tokens") {
+            a.tokens = std::atoll(val().c_str());
+        } else if (k == "--rank") {
+            a.rank = std::atoi(val().c_str());
+        } else if (k == "--active") {
+            a.active = std::atof(val().c_str());
+        } else if (k == "--types") {
+            a.types.clear();
+            const std::string v = val();
+            size_t p = 0;
+            while (p <= v.size()) {
+                const size_t q = std::min(v.find(',', p), v.size());
+                const std::string name = v.substr(p, q - p);
+                bool found = false;
+                for (DType t :
+                     {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
+                    if (name == dtype_name(t)) a.types.push_back(t), found = true;
+                }
+                if (!found) usage("unknown type '" + name + "'");
+                p = q + 1;
+            }
+        } else {
+            usage("unknown argument '" + k + "'");
+        }
+    }
+    if (a.iters < 1 || a.tokens < 1 || a.rank < 32 || a.rank % 32 != 0 || !(a.active > 0 && a.active <= 1))
+        usage("expected -i >= 1, --tokens >= 1, --rank a positive multiple of 32, --active in (0, 1]");
+    return a;
+}
+
+// Device allocation freed on scope exit.
+class DevBuf {
+public:
+    explicit DevBuf(size_t bytes) : bytes_(bytes) { CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1))); }
+    template <typename T>
+    explicit DevBuf(const std::vector<T>& h) : DevBuf(h.size() * sizeof(T)) {
+        CUDA_CHECK(cudaMemcpy(ptr_, h.data(), bytes_, cudaMemcpyHostToDevice));
+    }
+    ~DevBuf() { cudaFree(ptr_); }
+    DevBuf(const DevBuf&) = delete;
+    DevBuf& operator=(const DevBuf&) = delete;
+    template <typename T = void>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+    template <typename T>
+    std::vector<T> to_host() const {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        std::vector<T> h(bytes_ / sizeof(T));
+        CUDA_CHECK(cudaMemcpy(h.data(), ptr_, h.size() * sizeof(T), cudaMemcpyDeviceToHost));
+        return h;
+    }
+
+private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+std::vector<float> randn(size_t n, float scale, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& f : v) f = d(rng);
+    return v;
+}
+
+std::vector<uint8_t> quantize_matrix(DType t, const std::vector<float>& m, int64_t rows, int64_t cols) {
+    const size_t rb = dtype_row_bytes(t, cols);
+    std::vector<uint8_t> out(rb * rows);
+    for (int64_t r = 0; r < rows; r++) quantize_row(t, m.data() + r * cols, out.data() + r * rb, cols);
+    return out;
+}
+
+// sum_c |w_rc x_c| of one row: the scale of float rounding in its dot product.
+double row_magnitude(DType t, const uint8_t* row, const std::vector<float>& x) {
+    std::vector<float> w(x.size());
+    dequantize_row(t, row, w.data(), (int64_t)x.size());
+    double m = 0.0;
+    for (size_t c = 0; c < x.size(); c++) m += std::fabs((double)w[c] * x[c]);
+    return m;
+}
+
+struct Device {
+    cudaDeviceProp prop;
+    double peak_gbs = 0;     // memory clock x bus width x 2 (double data rate)
+    double copy_gbs = 0;     // measured device-to-device copy, bytes read + written
+    double fp16_tflops = 0;  // dense FP16 tensor peak with float accumulation, 0 where unknown
+    size_t l2_bytes = 0;
+};
+
+int g_failures = 0;
+
+void check(bool ok, const std::string& what, double err) {
+    if (!ok) {
+        std::printf("  CHECK FAILED: %s (worst error / tolerance %.3g)\n", what.c_str(), err);
+        g_failures++;
+    }
+}
+
+// Mean milliseconds of fn(i) over iters calls (after one warm-up call), timed by events on the default stream.
+double time_ms(int iters, const std::function<void(int)>& fn) {
+    fn(0);
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    CUDA_CHECK(cudaEventRecord(e0, nullptr));
+    for (int i = 0; i < iters; i++) fn(i + 1);
+    CUDA_CHECK(cudaEventRecord(e1, nullptr));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    return ms / iters;
+}
+
+Device probe_device() {
+    Device d;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaGetDeviceProperties(&d.prop, dev));
+    // CUDA 13 removed cudaDeviceProp::memoryClockRate and clockRate; the attributes remain.
+    int mem_khz = 0, bus_bits = 0, sm_khz = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, dev));
+    d.peak_gbs = 2.0 * mem_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+    d.l2_bytes = (size_t)d.prop.l2CacheSize;
+    // Dense FP16 tensor FLOPs per SM per clock: 2048 on sm_80 (A100: 312 TFLOP/s), 4096 on sm_90 (H100 SXM:
+    // 989 TFLOP/s at 1.83 GHz). Consumer parts (8.6, 8.9) differ by product, so none is claimed for them.
+    const int cc = d.prop.major * 10 + d.prop.minor;
+    const double per_clock = cc == 80 ? 2048 : cc == 90 ? 4096 : 0;
+    d.fp16_tflops = per_clock * d.prop.multiProcessorCount * sm_khz * 1e3 / 1e12;
+
+    const size_t bytes = (size_t)1 << 30;
+    DevBuf a(bytes), b(bytes);
+    CUDA_CHECK(cudaMemset(a.as(), 1, bytes));
+    const double ms = time_ms(
+        10, [&](int) { CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, nullptr)); });
+    d.copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
+    std::printf("device: %s, sm_%d%d, %d SMs, SM clock %.0f MHz, L2 %.0f MiB\n", d.prop.name, d.prop.major,
+                d.prop.minor, d.prop.multiProcessorCount, sm_khz / 1e3, d.l2_bytes / 1048576.0);
+    std::printf("memory: %.0f MHz x %d bits -> peak %.0f GB/s; device-to-device copy %.0f GB/s (%.0f%% of peak)\n",
+                mem_khz / 1e3, bus_bits, d.peak_gbs, d.copy_gbs, 100.0 * d.copy_gbs / d.peak_gbs);
+    if (d.fp16_tflops > 0)
+        std::printf("FP16 tensor peak (dense, float accumulate, at the reported SM clock): %.0f TFLOP/s\n",
+                    d.fp16_tflops);
+    return d;
+}
+
+void print_bw(const Device& d, const std::string& name, double bytes, double ms) {
+    const double gbs = bytes / (ms * 1e-3) / 1e9;
+    std::printf("%-34s %9.2f MB %9.1f us %7.0f GB/s  %3.0f%% of peak  %3.0f%% of copy\n", name.c_str(), bytes / 1e6,
+                ms * 1e3, gbs, 100.0 * gbs / d.peak_gbs, 100.0 * gbs / d.copy_gbs);
+}
+
+// How many copies of `touched` bytes per call to cycle through so that L2 never holds the next call's data.
+int copies_for(const Device& d, double touched, double bytes_each) {
+    const double want = std::max(4.0 * d.l2_bytes, 256e6);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const int by_memory = std::max(1, (int)(0.5 * free_b / bytes_each));
+    return std::max(1, std::min(by_memory, (int)std::ceil(want / touched)));
+}
+
+// ---- GEMV ----
+void bench_matvec(const Device& d, const Args& a) {
+    std::printf("\n== matvec (one token): y = W x ==\n");
+    const std::vector<float> wf = randn((size_t)kFF * kDim, 0.02f, 1);  // both shapes hold kFF * kDim weights
+    for (DType t : a.types) {
+        for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{kFF, kDim}, {kDim, kFF}}) {
+            const std::string name =
+                std::string("matvec ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
+            const auto w = quantize_matrix(t, wf, rows, cols);
+            const std::vector<float> x = randn(cols, 1.0f, 2);
+            std::vector<uint8_t> xq(dot_vec_bytes(t, cols));
+            dot_prepare_vec(t, x.data(), xq.data(), cols);
+            std::vector<float> xv(cols);
+            dequantize_row(dot_vec_type(t), xq.data(), xv.data(), cols);
+            const int n_copies = copies_for(d, (double)w.size(), (double)w.size());
+            std::vector<std::unique_ptr<DevBuf>> dw;
+            for (int i = 0; i < n_copies; i++) dw.push_back(std::make_unique<DevBuf>(w));
+            DevBuf dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float));
+            gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);
+            gpu::matvec(t, dw[0]->as(), dxq.as(), dy.as<float>(), rows, cols, nullptr);
+            const auto got = dy.to_host<float>();
+            double worst = 0;
+            const size_t rb = dtype_row_bytes(t, cols);
+            for (int64_t r = 0; r < rows; r++) {
+                const double want = dot_row_ref(t, w.data() + r * rb, xq.data(), cols);
+                const double tol = 2e-5 * row_magnitude(t, w.data() + r * rb, xv) + 1e-6;
+                worst = std::max(worst, std::fabs(got[r] - want) / tol);
+            }
+            check(worst <= 1, name, worst);
+            const double ms = time_ms(a.iters, [&](int i) {
+                gpu::matvec(t, dw[i % n_copies]->as(), dxq.as(), dy.as<float>(), rows, cols, nullptr);
+            });
+            print_bw(d, name, (double)w.size() + xq.size(), ms);
+        }
+    }
+}
+
+// ---- GEMM ----
+void bench_matmul(const Device& d, const Args& a) {
+    std::printf("\n== matmul (%lld tokens) through cuBLAS: Y = X W^T ==\n", (long long)a.tokens);
+    cublasHandle_t handle;
+    CUBLAS_CHECK(cublasCreate(&handle));
+    const int64_t rows = kFF, cols = kDim, n = a.tokens;
+    const std::vector<float> x = randn((size_t)n * cols, 1.0f, 3);
+    DevBuf dx(x), dy((size_t)n * rows * sizeof(float));
+    for (DType t : a.types) {
+        const std::string name =
+            std::string("matmul ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
+        const auto w = quantize_matrix(t, randn((size_t)rows * cols, 0.02f, 4), rows, cols);
+        DevBuf dw(w);
+        gpu::GemmWorkspace ws;
+        ws.handle = handle;
+        ws.bytes = gpu::matmul_workspace_bytes(t, n, cols, rows);
+        DevBuf dws(ws.bytes);
+        ws.ptr = dws.as();
+        gpu::matmul(t, dw.as(), dx.as<float>(), dy.as<float>(), n, rows, cols, ws, nullptr);
+        const auto got = dy.to_host<float>();
+        // Rows [0, 16) and the last 16 against matmul_ref; tolerance as in the GEMM test (16-bit activations).
+        const double tol_rel = t == DType::DTYPE_F32 ? 1e-5 : t == DType::DTYPE_BF16 ? 1.6e-2 : 2e-3;
+        double worst = 0;
+        const size_t rb = dtype_row_bytes(t, cols);
+        for (int64_t r0 : {(int64_t)0, rows - 16}) {
+            std::vector<float> want((size_t)n * 16);
+            matmul_ref(t, w.data() + r0 * rb, x.data(), want.data(), n, 16, cols);
+            for (int64_t i = 0; i < n; i++) {
+                const std::vector<float> xi(x.begin() + i * cols, x.begin() + (i + 1) * cols);
+                for (int64_t r = 0; r < 16; r++) {
+                    const double tol = tol_rel * row_magnitude(t, w.data() + (r0 + r) * rb, xi) + 1e-6;
+                    worst = std::max(worst, std::fabs(got[i * rows + r0 + r] - want[i * 16 + r]) / tol);
+                }
+                if (i == 3 && n > 64) i = n - 4;  // first and last tokens are enough
+            }
+        }
+        check(worst <= 1, name, worst);
+        const double ms = time_ms(std::max(3, a.iters / 5), [&](int) {
+            gpu::matmul(t, dw.as(), dx.as<float>(), dy.as<float>(), n, rows, cols, ws, nullptr);
+        });
+        const double tflops = 2.0 * n * rows * cols / (ms * 1e-3) / 1e12;
+        if (d.fp16_tflops > 0)
+            std::printf("%-34s %9.1f us %7.1f TFLOP/s  %3.0f%% of FP16 tensor peak\n", name.c_str(), ms * 1e3, tflops,
+                        100.0 * tflops / d.fp16_tflops);
+        else
+            std::printf("%-34s %9.1f us %7.1f TFLOP/s\n", name.c_str(), ms * 1e3, tflops);
+    }
+    CUBLAS_CHECK(cublasDestroy(handle));
+}
+
+// ---- RoPE and attention ----
+void bench_attention(const Device& d, const Args& a) {
+    std::printf("\n== RoPE and attention (%lld heads of %lld, KV %lld positions, F32 cache) ==\n", (long long)kHeads,
+                (long long)kHeadDim, (long long)kKV);
+    RopeParams rp;
+    rp.head_dim = (int)kHeadDim;
+    rp.n_rot = (int)kHeadDim;
+    {
+        std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 5);
+        DevBuf dq(q);
+        gpu::rope(dq.as<float>(), (int)kHeads, (int)kKV - 1, rp, nullptr);
+        const auto got = dq.to_host<float>();
+        ember::rope(q.data(), (int)kHeads, (int)kKV - 1, rp);
+        double worst = 0;
+        for (size_t i = 0; i < q.size(); i++)
+            worst = std::max(worst, std::fabs(got[i] - q[i]) / (1e-5 * (1 + std::fabs(q[i]))));
+        check(worst <= 1, "rope", worst);
+        const double ms =
+            time_ms(a.iters, [&](int) { gpu::rope(dq.as<float>(), (int)kHeads, (int)kKV - 1, rp, nullptr); });
+        print_bw(d, "rope q (one token)", 2.0 * q.size() * 4, ms);
+    }
+    for (int64_t kv_heads : {kHeads, kHeads / 4}) {
+        const int64_t kv_stride = kv_heads * kHeadDim;
+        const std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 6);
+        const std::vector<float> k = randn((size_t)kKV * kv_stride, 1.0f, 7),
+                                 v = randn((size_t)kKV * kv_stride, 1.0f, 8);
+        DevBuf dq(q), dk(k), dv(v), dout(q.size() * sizeof(float));
+        DevBuf dscratch(gpu::attention_scratch_floats((int)kKV, (int)kHeads, (int)kHeadDim, (int)a.tokens) *
+                        sizeof(float));
+        AttentionArgs at;
+        at.n_heads = (int)kHeads;
+        at.n_kv_heads = (int)kv_heads;
+        at.head_dim = (int)kHeadDim;
+        at.kv_stride = kv_stride;
+        at.scale = 1.0f / std::sqrt((float)kHeadDim);
+        // Decode: one token over all positions.
+        std::vector<float> want(q.size()), scores(kKV);
+        AttentionArgs c = at;
+        c.q = q.data(), c.k_cache = k.data(), c.v_cache = v.data(), c.out = want.data(), c.scores = scores.data();
+        c.n_kv = (int)kKV;
+        attention_heads(c, 0, (int)kHeads);
+        AttentionArgs g = at;
+        g.q = dq.as<float>(), g.k_cache = dk.as<float>(), g.v_cache = dv.as<float>(), g.out = dout.as<float>();
+        g.scores = dscratch.as<float>();
+        g.n_kv = (int)kKV;
+        gpu::attention_heads(g, 0, (int)kHeads, nullptr);
+        auto got = dout.to_host<float>();
+        double worst = 0;
+        for (size_t i = 0; i < want.size(); i++)
+            worst = std::max(worst, std::fabs(got[i] - want[i]) / (1e-4 * (1 + std::fabs(want[i]))));
+        const std::string gqa = kv_heads == kHeads ? "" : " (GQA " + std::to_string(kHeads / kv_heads) + ")";
+        check(worst <= 1, "attention decode" + gqa, worst);
+        double ms = time_ms(a.iters, [&](int) { gpu::attention_heads(g, 0, (int)kHeads, nullptr); });
+        print_bw(d, "attention decode" + gqa, 2.0 * kKV * kv_stride * 4, ms);
+
+        // Prefill: a.tokens tokens ending at position kKV - 1.
+        const int n = (int)std::min<int64_t>(a.tokens, kKV), pos0 = (int)kKV - n;
+        const std::vector<float> qb = randn((size_t)n * kHeads * kHeadDim, 1.0f, 9);
+        DevBuf dqb(qb), doutb(qb.size() * sizeof(float));
+        AttentionArgs gb = g;
+        gb.q = dqb.as<float>(), gb.out = doutb.as<float>();
+        gb.n_kv = (int)kKV;
+        gpu::attention_prefill(gb, n, pos0, nullptr);
+        got = doutb.to_host<float>();
+        worst = 0;
+        for (int i : {0, 1, n / 2, n - 1}) {
+            c.q = qb.data() + (size_t)i * kHeads * kHeadDim;
+            c.n_kv = pos0 + i + 1;
+            attention_heads(c, 0, (int)kHeads);
+            for (int64_t e = 0; e < kHeads * kHeadDim; e++) {
+                const float w = want[e], gv = got[(size_t)i * kHeads * kHeadDim + e];
+                worst = std::max(worst, std::fabs(gv - w) / (1e-4 * (1 + std::fabs(w))));
+            }
+        }
+        check(worst <= 1, "attention prefill" + gqa, worst);
+        ms = time_ms(std::max(3, a.iters / 5), [&](int) { gpu::attention_prefill(gb, n, pos0, nullptr); });
+        double flops = 0;
+        for (int i = 0; i < n; i++) flops += 4.0 * kHeads * kHeadDim * (pos0 + i + 1);
+        std::printf("%-34s %9.1f us %7.2f TFLOP/s (QK^T and PV, FP32 CUDA cores)\n",
+                    ("attention prefill " + std::to_string(n) + gqa).c_str(), ms * 1e3, flops / (ms * 1e-3) / 1e12);
+    }
+}
+
+// ---- predictor ----
+void bench_predictor(const Device& d, const Args& a) {
+    std::printf("\n== predictor (dim %lld, rank %d, n_ff %lld) and threshold-and-compact ==\n", (long long)kDim, a.rank,
+                (long long)kFF);
+    const int rank = a.rank;
+    const std::vector<float> fc1f = randn((size_t)rank * kDim, 1.0f / std::sqrt((float)kDim), 10);
+    const std::vector<float> fc2f = randn((size_t)kFF * rank, 1.0f / std::sqrt((float)rank), 11);
+    const std::vector<float> x = randn(kDim, 1.0f, 12);
+    DevBuf dx(x), dscores(kFF * sizeof(float)), dactive(kFF * sizeof(int32_t)), dcount(sizeof(int32_t));
+    for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_Q8_0}) {
+        const auto fc1 = quantize_matrix(t, fc1f, rank, kDim), fc2 = quantize_matrix(t, fc2f, kFF, rank);
+        // CPU: the steps of predictor_scores for one token, with the scalar row reference.
+        std::vector<uint8_t> xq(dot_vec_bytes(t, std::max<int64_t>(kDim, rank)));
+        dot_prepare_vec(t, x.data(), xq.data(), kDim);
+        std::vector<float> hidden(rank), want(kFF);
+        for (int k = 0; k < rank; k++)
+            hidden[k] = std::max(0.0f, dot_row_ref(t, fc1.data() + k * dtype_row_bytes(t, kDim), xq.data(), kDim));
+        dot_prepare_vec(t, hidden.data(), xq.data(), rank);
+        for (int64_t i = 0; i < kFF; i++)
+            want[i] = dot_row_ref(t, fc2.data() + i * dtype_row_bytes(t, rank), xq.data(), rank);
+
+        const int n_copies = copies_for(d, (double)(fc1.size() + fc2.size()), (double)(fc1.size() + fc2.size()));
+        std::vector<std::unique_ptr<DevBuf>> d1, d2;
+        for (int i = 0; i < n_copies; i++)
+            d1.push_back(std::make_unique<DevBuf>(fc1)), d2.push_back(std::make_unique<DevBuf>(fc2));
+        gpu::PredictorGpuWeights p;
+        p.type = t, p.dim = (int)kDim, p.rank = rank, p.n_ff = (int)kFF;
+        p.fc1 = d1[0]->as(), p.fc2 = d2[0]->as();
+        DevBuf dxq(gpu::predictor_xq_bytes(p)), dhidden(rank * sizeof(float));
+        const gpu::PredictorGpuScratch s{dxq.as(), dhidden.as<float>()};
+        gpu::predictor_scores(p, dx.as<float>(), dscores.as<float>(), s, nullptr);
+        const auto got = dscores.to_host<float>();
+        double worst = 0;
+        const float hmax = *std::max_element(hidden.begin(), hidden.end());
+        for (int64_t i = 0; i < kFF; i++) {
+            std::vector<float> row(rank);
+            dequantize_row(t, fc2.data() + i * dtype_row_bytes(t, rank), row.data(), rank);
+            double mag = 0, wmax = 0;
+            for (int k = 0; k < rank; k++)
+                mag += std::fabs((double)row[k]) * hidden[k], wmax = std::max(wmax, (double)std::fabs(row[k]));
+            const double tol = 1e-4 * mag + (t == DType::DTYPE_Q8_0 ? 4.0 * wmax * hmax / 127.0 : 0.0) + 1e-6;
+            worst = std::max(worst, std::fabs(got[i] - want[i]) / tol);
+        }
+        check(worst <= 1, std::string("predictor ") + dtype_name(t), worst);
+        const double ms = time_ms(a.iters, [&](int i) {
+            gpu::PredictorGpuWeights pi = p;
+            pi.fc1 = d1[i % n_copies]->as(), pi.fc2 = d2[i % n_copies]->as();
+            gpu::predictor_scores(pi, dx.as<float>(), dscores.as<float>(), s, nullptr);
+        });
+        print_bw(d, std::string("predictor scores ") + dtype_name(t), (double)(fc1.size() + fc2.size()), ms);
+    }
+    // Threshold at the (1 - active) quantile of the last scores: about `active` of the neurons pass.
+    auto sc = dscores.to_host<float>();
+    std::vector<float> sorted = sc;
+    std::sort(sorted.begin(), sorted.end());
+    const float threshold = sorted[(size_t)((1.0 - a.active) * (kFF - 1))];
+    gpu::predictor_active(dscores.as<float>(), (int)kFF, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
+                          nullptr);
+    const int32_t k = dcount.to_host<int32_t>()[0];
+    auto act = dactive.to_host<int32_t>();
+    std::vector<int32_t> want;
+    for (int i = 0; i < kFF; i++)
+        if (sc[i] > threshold) want.push_back(i);
+    act.resize(std::max(0, k));
+    check(act == want, "predictor_active list", act == want ? 0 : 1e9);
+    const double ms = time_ms(a.iters, [&](int) {
+        gpu::predictor_active(dscores.as<float>(), (int)kFF, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
+                              nullptr);
+    });
+    std::printf("%-34s %9.1f us (%d of %lld active, one block)\n", "predictor_active", ms * 1e3, k, (long long)kFF);
+}
+
+// ---- sparse FFN ----
+void bench_sparse(const Device& d, const Args& a) {
+    const int64_t k = std::max<int64_t>(1, (int64_t)std::llround(a.active * kFF));
+    std::printf("\n== sparse FFN (dim %lld, n_ff %lld, %lld active, SiLU so both rows are read) ==\n", (long long)kDim,
+                (long long)kFF, (long long)k);
+    std::mt19937 rng(13);
+    std::vector<int32_t> all(kFF);
+    for (int64_t i = 0; i < kFF; i++) all[i] = (int32_t)i;
+    std::shuffle(all.begin(), all.end(), rng);
+    std::vector<int32_t> active(all.begin(), all.begin() + k);
+    std::sort(active.begin(), active.end());
+    const std::vector<float> x = randn(kDim, 1.0f, 14);
+    const std::vector<float> h = randn(k, 1.0f, 15);
+    DevBuf dactive(active), dcount(std::vector<int32_t>{(int32_t)k}), dx(x), dh(h), dhout(k * sizeof(float));
+    DevBuf dy(kDim * sizeof(float)), dscratch(gpu::sparse_down_scratch_floats(kDim) * sizeof(float));
+    const float s = 1.0f / std::sqrt((float)kDim);
+    const std::vector<float> gatef = randn((size_t)kFF * kDim, s, 16), upf = randn((size_t)kFF * kDim, s, 17);
+    const std::vector<float> downf = randn((size_t)kFF * kDim, 0.02f, 18);  // transposed: (n_ff, dim)
+    for (DType t : a.types) {
+        const auto gate = quantize_matrix(t, gatef, kFF, kDim);
+        const auto up = quantize_matrix(t, upf, kFF, kDim);
+        const auto down_t = quantize_matrix(t, downf, kFF, kDim);
+        const size_t rb = dtype_row_bytes(t, kDim);
+        const double touched_gu = 2.0 * k * rb, touched_down = (double)k * rb;
+        const int n_copies = copies_for(d, touched_down, 3.0 * gate.size());
+        std::vector<std::unique_ptr<DevBuf>> dg, du, dd;
+        for (int i = 0; i < n_copies; i++) {
+            dg.push_back(std::make_unique<DevBuf>(gate));
+            du.push_back(std::make_unique<DevBuf>(up));
+            dd.push_back(std::make_unique<DevBuf>(down_t));
+        }
+        // gate/up against sparse_gate_up_ref.
+        std::vector<uint8_t> xq(dot_vec_bytes(t, kDim));
+        dot_prepare_vec(t, x.data(), xq.data(), kDim);
+        std::vector<float> xv(kDim);
+        dequantize_row(dot_vec_type(t), xq.data(), xv.data(), kDim);
+        SparseGateUpWeights w{t, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
+        std::vector<float> want(k);
+        sparse_gate_up_ref(w, xq.data(), active.data(), k, want.data());
+        DevBuf dxq(gpu::dot_vec_bytes(t, kDim));
+        gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), kDim, nullptr);
+        SparseGateUpWeights gw{t, dg[0]->as(), du[0]->as(), kDim, SparseAct::SPARSE_ACT_SILU};
+        gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), kFF, dhout.as<float>(), nullptr);
+        auto got = dhout.to_host<float>();
+        double worst = 0;
+        for (int64_t j = 0; j < k; j++) {
+            const uint8_t* gr = gate.data() + active[j] * rb;
+            const uint8_t* ur = up.data() + active[j] * rb;
+            const double g = dot_row_ref(t, gr, xq.data(), kDim), u = dot_row_ref(t, ur, xq.data(), kDim);
+            const double sg = row_magnitude(t, gr, xv), su = row_magnitude(t, ur, xv);
+            const double tol = 1e-5 * (1.1 * std::fabs(u) * sg + std::fabs(g) * su) + 1e-10 * sg * su + 1e-7;
+            worst = std::max(worst, std::fabs(got[j] - want[j]) / tol);
+        }
+        check(worst <= 1, std::string("sparse_gate_up ") + dtype_name(t), worst);
+        double ms = time_ms(a.iters, [&](int i) {
+            SparseGateUpWeights wi{t, dg[i % n_copies]->as(), du[i % n_copies]->as(), kDim, SparseAct::SPARSE_ACT_SILU};
+            gpu::sparse_gate_up(wi, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), kFF, dhout.as<float>(),
+                                nullptr);
+        });
+        print_bw(d, std::string("sparse_gate_up ") + dtype_name(t), touched_gu, ms);
+
+        // down against sparse_down_ref.
+        std::vector<float> ywant(kDim);
+        sparse_down_ref(t, down_t.data(), h.data(), active.data(), k, ywant.data(), kDim);
+        gpu::sparse_down(t, dd[0]->as(), dh.as<float>(), dactive.as<int32_t>(), dcount.as<int32_t>(), dy.as<float>(),
+                         kDim, dscratch.as<float>(), nullptr);
+        got = dy.to_host<float>();
+        std::vector<double> mag(kDim, 0.0);
+        std::vector<float> row(kDim);
+        for (int64_t j = 0; j < k; j++) {
+            dequantize_row(t, down_t.data() + active[j] * rb, row.data(), kDim);
+            for (int64_t c = 0; c < kDim; c++) mag[c] += std::fabs((double)h[j] * row[c]);
+        }
+        worst = 0;
+        for (int64_t c = 0; c < kDim; c++)
+            worst = std::max(worst, std::fabs(got[c] - ywant[c]) / (1e-5 * mag[c] + 1e-7));
+        check(worst <= 1, std::string("sparse_down ") + dtype_name(t), worst);
+        ms = time_ms(a.iters, [&](int i) {
+            gpu::sparse_down(t, dd[i % n_copies]->as(), dh.as<float>(), dactive.as<int32_t>(), dcount.as<int32_t>(),
+                             dy.as<float>(), kDim, dscratch.as<float>(), nullptr);
+        });
+        print_bw(d, std::string("sparse_down ") + dtype_name(t), touched_down, ms);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Args a = parse(argc, argv);
+    try {
+        if (gpu::cuda_device_count() == 0) {
+            std::fprintf(stderr, "ember-gpu-bench: no CUDA device\n");
+            return 2;
+        }
+        const Device d = probe_device();
+        bench_matvec(d, a);
+        bench_matmul(d, a);
+        bench_attention(d, a);
+        bench_predictor(d, a);
+        bench_sparse(d, a);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ember-gpu-bench: %s\n", e.what());
+        return 1;
+    }
+    if (g_failures > 0) {
+        std::printf("\n%d check(s) FAILED\n", g_failures);
+        return 1;
+    }
+    std::printf("\nall checks passed\n");
+    return 0;
+}

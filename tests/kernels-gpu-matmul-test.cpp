@@ -1,0 +1,150 @@
+// GPU activation preparation, GEMV and cuBLAS GEMM against kernels-cpu references, every weight type, odd sizes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels-cpu/dot.h"
+#include "kernels-cpu/matmul.h"
+#include "kernels-gpu/cublas-check.h"
+#include "kernels-gpu/dot.h"
+#include "kernels-gpu/matmul.h"
+#include "tests/kernels-gpu-test-util.h"
+
+namespace ember::gpu_test {
+namespace {
+
+// Q8_0 activations: the GPU quantizer gives the CPU quantizer's bits (quants and fp16 scale), in the GPU layout
+// (n int8, then n/32 float scales).
+TEST_F(Gpu, PrepareVecQ8MatchesCpuQuantizer) {
+    for (int64_t n : {32, 96, 4096, 11008}) {
+        std::vector<float> x = randn(n, 3.0f, 41 + (uint32_t)n);
+        for (int i = 0; i < 32; i++) x[i] = 0.0f;  // an all-zero block: d = 0, quants 0
+        x[33] = 127.5f;                            // a value that rounds half away from zero
+        DeviceMem dx(x), dq(gpu::dot_vec_bytes(DType::DTYPE_Q4_0, n));
+        ASSERT_EQ(dq.bytes(), (size_t)n + (size_t)n / 32 * 4);
+        gpu::dot_prepare_vec(DType::DTYPE_Q4_0, dx.as<float>(), dq.as(), n, nullptr);
+        const auto got = dq.to_host<uint8_t>();
+        std::vector<block_q8_0> want(n / 32);
+        quantize_row(DType::DTYPE_Q8_0, x.data(), want.data(), n);
+        for (int64_t b = 0; b < n / 32; b++) {
+            float d;
+            std::memcpy(&d, got.data() + n + 4 * b, 4);
+            ASSERT_EQ(d, fp16_to_f32(want[b].d)) << "scale of block " << b;
+            for (int j = 0; j < 32; j++)
+                ASSERT_EQ((int8_t)got[b * 32 + j], want[b].qs[j]) << "block " << b << " element " << j;
+        }
+    }
+}
+
+struct Shape {
+    int64_t rows, cols;
+};
+
+// y = W x for every type, against the CPU's per-row reference (dot_row_ref, with the CPU-prepared x: the same
+// quantized activations for Q8_0/Q4_0). Only the float summation order differs: |error| <= 2e-5 * sum |w_i x_i|.
+TEST_F(Gpu, MatvecMatchesCpuEveryType) {
+    for (DType t : kAllTypes) {
+        const bool quant = dtype_block_elems(t) > 1;
+        std::vector<Shape> shapes = {{1, 32}, {37, 96}, {1500, 4096}, {3, 11008}, {700, 2080}};
+        if (!quant) shapes.insert(shapes.end(), {{5, 1}, {129, 100}, {2000, 33}, {9, 4100}});
+        for (const Shape s : shapes) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
+            const auto w = quantize_matrix(t, randn((size_t)s.rows * s.cols, 0.5f, 51), s.rows, s.cols);
+            const auto wf = dequantize_matrix(t, w, s.rows, s.cols);
+            const std::vector<float> x = randn(s.cols, 1.0f, 52);
+            std::vector<uint8_t> xq_cpu(dot_vec_bytes(t, s.cols));
+            dot_prepare_vec(t, x.data(), xq_cpu.data(), s.cols);
+            std::vector<float> xv(s.cols);  // the activations the products see
+            dequantize_row(dot_vec_type(t), xq_cpu.data(), xv.data(), s.cols);
+
+            DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, s.cols)), dy(s.rows * sizeof(float));
+            gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), s.cols, nullptr);
+            gpu::matvec(t, dw.as(), dxq.as(), dy.as<float>(), s.rows, s.cols, nullptr);
+            const auto got = dy.to_host<float>();
+            const size_t rb = dtype_row_bytes(t, s.cols);
+            for (int64_t r = 0; r < s.rows; r++) {
+                const float want = dot_row_ref(t, w.data() + r * rb, xq_cpu.data(), s.cols);
+                double mag = 0.0;
+                for (int64_t c = 0; c < s.cols; c++) mag += std::fabs((double)wf[r * s.cols + c] * xv[c]);
+                ASSERT_NEAR(got[r], want, 2e-5 * mag + 1e-6) << "row " << r;
+            }
+        }
+    }
+}
+
+// A misaligned weight pointer (offset by one element) takes the per-element path and still matches.
+TEST_F(Gpu, MatvecUnalignedFloatRows) {
+    const int64_t rows = 40, cols = 64;
+    const std::vector<float> wf = randn((size_t)rows * cols + 1, 1.0f, 53), x = randn(cols, 1.0f, 54);
+    DeviceMem dw(wf), dx(x), dy(rows * sizeof(float));
+    gpu::matvec(DType::DTYPE_F32, dw.as<float>() + 1, dx.as(), dy.as<float>(), rows, cols, nullptr);
+    const auto got = dy.to_host<float>();
+    std::vector<float> want(rows);
+    matmul_ref(DType::DTYPE_F32, wf.data() + 1, x.data(), want.data(), 1, rows, cols);
+    for (int64_t r = 0; r < rows; r++) ASSERT_NEAR(got[r], want[r], 1e-4 * (1 + std::fabs(want[r]))) << r;
+}
+
+class Cublas : public Gpu {
+protected:
+    void SetUp() override {
+        Gpu::SetUp();
+        if (IsSkipped()) return;
+        CUBLAS_CHECK(cublasCreate(&handle_));
+    }
+    void TearDown() override {
+        if (handle_) cublasDestroy(handle_);
+    }
+    cublasHandle_t handle_ = nullptr;
+};
+
+// Y = X W^T through cuBLAS against matmul_ref (double). X is rounded to the weight's 16-bit type (F16 for F16,
+// Q8_0, Q4_0; BF16 for BF16) and quantized weights to F16, so |error| <= tol * sum |w x| with tol = 1e-5 (F32),
+// 2e-3 (F16 and quantized: two roundings of 2^-11), 1.6e-2 (BF16: 2^-8 per rounding). The workspace holds 7 weight
+// rows, so quantized weights go through several slabs, the last one partial.
+TEST_F(Cublas, MatmulMatchesReferenceEveryType) {
+    for (DType t : kAllTypes) {
+        for (const Shape s : {Shape{50, 64}, Shape{333, 4096}}) {
+            for (int64_t n_tokens : {1, 17}) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                             " tokens=" + std::to_string(n_tokens));
+                const auto w = quantize_matrix(t, randn((size_t)s.rows * s.cols, 0.5f, 61), s.rows, s.cols);
+                const auto wf = dequantize_matrix(t, w, s.rows, s.cols);
+                const std::vector<float> x = randn((size_t)n_tokens * s.cols, 1.0f, 62);
+                std::vector<float> want((size_t)n_tokens * s.rows);
+                matmul_ref(t, w.data(), x.data(), want.data(), n_tokens, s.rows, s.cols);
+
+                gpu::GemmWorkspace ws;
+                ws.handle = handle_;
+                ws.bytes = gpu::matmul_workspace_bytes(t, n_tokens, s.cols, 7);
+                DeviceMem dws(ws.bytes), dw(w), dx(x), dy(want.size() * sizeof(float));
+                ws.ptr = dws.as();
+                gpu::matmul(t, dw.as(), dx.as<float>(), dy.as<float>(), n_tokens, s.rows, s.cols, ws, nullptr);
+                const auto got = dy.to_host<float>();
+                const double tol = t == DType::DTYPE_F32 ? 1e-5 : t == DType::DTYPE_BF16 ? 1.6e-2 : 2e-3;
+                for (int64_t i = 0; i < n_tokens; i++) {
+                    for (int64_t r = 0; r < s.rows; r++) {
+                        double mag = 0.0;
+                        for (int64_t c = 0; c < s.cols; c++)
+                            mag += std::fabs((double)wf[r * s.cols + c] * x[i * s.cols + c]);
+                        ASSERT_NEAR(got[i * s.rows + r], want[i * s.rows + r], tol * mag + 1e-6)
+                            << "token " << i << " row " << r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_F(Cublas, MatmulRejectsSmallWorkspace) {
+    gpu::GemmWorkspace ws;
+    ws.handle = handle_;
+    ws.bytes = gpu::matmul_workspace_bytes(DType::DTYPE_Q8_0, 4, 64, 1) - 1;
+    DeviceMem dws(ws.bytes);
+    ws.ptr = dws.as();
+    EXPECT_THROW(gpu::matmul(DType::DTYPE_Q8_0, nullptr, nullptr, nullptr, 4, 8, 64, ws, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace ember::gpu_test
