@@ -172,6 +172,9 @@ int run(int argc, char** argv) {
         rc = 1;
     }
     if (st.slots) st.slots->stop();  // in-flight requests end with an error, waking their connections
+    // stop() before the listener thread has entered its loop would be lost (it would then listen for ever, e.g.
+    // after a model that fails to load at once): wait until it runs or has ended.
+    while (!http.is_running() && !listener_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     http.stop();
     listener.join();
     return rc;
