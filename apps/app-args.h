@@ -15,6 +15,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
+#include "engine/cpu-info.h"
 #include "engine/ember.h"
 #include "engine/error.h"
 
@@ -214,7 +219,38 @@ inline bool app_parse_args(ArgParser& args, int argc, char** argv) {
 }
 
 // Runs an app's body; an ember::Error (or any std::exception) prints "error: <message>" and gives exit code 1.
+// OpenBLAS reads OPENBLAS_CORETYPE only when it loads: when it fell back to its generic kernels on this CPU (and the
+// user set nothing), the program runs itself again with the fitting value, else it warns.
+inline void app_fix_blas_kernels() {
+    const char* advice = cpu_blas_coretype_advice();
+    if (!*advice || std::getenv("OPENBLAS_CORETYPE")) return;
+#if defined(__linux__)
+    std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
+    if (f) {
+        std::string all;
+        char buf[4096];
+        for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) all.append(buf, n);
+        std::fclose(f);
+        std::vector<std::string> args;
+        for (size_t b = 0; b < all.size();) {
+            const size_t e = all.find('\0', b);
+            args.push_back(all.substr(b, e == std::string::npos ? std::string::npos : e - b));
+            b = e == std::string::npos ? all.size() : e + 1;
+        }
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        setenv("OPENBLAS_CORETYPE", advice, 1);
+        std::fflush(nullptr);
+        execv("/proc/self/exe", argv.data());
+    }
+#endif
+    std::fprintf(stderr, "warning: OpenBLAS did not recognise this CPU and runs generic kernels; set OPENBLAS_CORETYPE=%s for "
+                 "several times faster prompt processing\n", advice);
+}
+
 inline int app_run(const std::function<int()>& body) {
+    app_fix_blas_kernels();
     try {
         return body();
     } catch (const Error& e) {

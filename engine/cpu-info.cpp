@@ -1,5 +1,7 @@
 #include "engine/cpu-info.h"
 
+#include "kernels-cpu/matmul.h"
+
 #include <fstream>
 #include <set>
 #include <string>
@@ -21,5 +23,7 @@ int cpu_physical_cores() {
     if (!cores.empty()) return (int)cores.size();
     return n_hw > 0 ? (int)n_hw : 1;
 }
+
+const char* cpu_blas_coretype_advice() { return matmul_blas_coretype_advice(); }
 
 }  // namespace ember

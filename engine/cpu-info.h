@@ -6,4 +6,8 @@ namespace ember {
 // Distinct (package, core) pairs from /sys on Linux; hardware threads elsewhere; at least 1.
 int cpu_physical_cores();
 
+// The OPENBLAS_CORETYPE value this CPU should run with when OpenBLAS fell back to its generic kernels on it (see
+// kernels-cpu/matmul.h), else "".
+const char* cpu_blas_coretype_advice();
+
 }  // namespace ember

@@ -7,6 +7,7 @@
 #include "kernels-cpu/matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -191,6 +192,37 @@ void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens,
     }
 #endif
     matmul_dots(wt, w, x, y, n_tokens, n_rows, n_cols, scratch, pool);
+}
+
+const char* matmul_blas_core() {
+#if defined(EMBER_OPENBLAS)
+    return openblas_get_corename();
+#else
+    return "";
+#endif
+}
+
+const char* blas_coretype_advice(const char* core, bool avx512, bool avx2) {
+    // OpenBLAS's generic x86-64 fallbacks (pre-AVX kernel sets).
+    static const char* const kFallbacks[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+                                             "Katmai", "Coppermine", "Northwood", "Banias", "Barcelona", "Unknown"};
+    if (!core || !*core) return "";
+    bool fallback = false;
+    for (const char* f : kFallbacks) fallback = fallback || std::strcmp(core, f) == 0;
+    if (!fallback) return "";
+    return avx512 ? "SkylakeX" : avx2 ? "Haswell" : "";
+}
+
+const char* matmul_blas_coretype_advice() {
+#if defined(EMBER_OPENBLAS) && (defined(__x86_64__) || defined(_M_X64))
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return blas_coretype_advice(matmul_blas_core(), avx512, avx2);
+#else
+    return "";
+#endif
 }
 
 void matmul_ref(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols) {

@@ -24,6 +24,15 @@ int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols);
 // activations) or "dot" (dot_rows per token: activations converted to dot_vec_type, as in matvec).
 const char* matmul_backend(int64_t n_tokens);
 
+// OpenBLAS picks its kernels by CPU model at load; on CPUs it does not know (a new Xeon behind a VM's generic model
+// name, say) it falls back to SSE3 "Prescott" kernels, several times slower. matmul_blas_core() names the set it
+// chose ("" without OpenBLAS); matmul_blas_coretype_advice() gives the OPENBLAS_CORETYPE value that fits this CPU
+// when the chosen set is such a fallback and the CPU has AVX-512 ("SkylakeX") or AVX2 ("Haswell"), else "".
+const char* matmul_blas_core();
+const char* matmul_blas_coretype_advice();
+// The rule behind it, for tests: core is OpenBLAS's name, the flags what the CPU supports.
+const char* blas_coretype_advice(const char* core, bool avx512, bool avx2);
+
 // Plain reference: y[t][r] = sum_c dequant(w)[r][c] * x[t][c], in double.
 void matmul_ref(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols);
 

@@ -195,3 +195,18 @@ TEST(KernelsMatmulApi, ScratchAndBackend) {
 
 }  // namespace
 }  // namespace ember
+
+// OpenBLAS's generic fallbacks get the OPENBLAS_CORETYPE that fits the CPU; a recognised CPU and a CPU without
+// AVX2 get nothing.
+TEST(MatmulBlasCore, AdviceOnlyForGenericFallbacks) {
+    EXPECT_STREQ(ember::blas_coretype_advice("Prescott", true, true), "SkylakeX");
+    EXPECT_STREQ(ember::blas_coretype_advice("Prescott", false, true), "Haswell");
+    EXPECT_STREQ(ember::blas_coretype_advice("Nehalem", false, false), "");
+    EXPECT_STREQ(ember::blas_coretype_advice("Cooperlake", true, true), "");
+    EXPECT_STREQ(ember::blas_coretype_advice("Haswell", true, true), "");
+    EXPECT_STREQ(ember::blas_coretype_advice("", true, true), "");
+    EXPECT_STREQ(ember::blas_coretype_advice(nullptr, true, true), "");
+    // Whatever this machine's OpenBLAS chose, the advice is one of the two values or none.
+    const std::string here = ember::matmul_blas_coretype_advice();
+    EXPECT_TRUE(here.empty() || here == "SkylakeX" || here == "Haswell") << here;
+}
