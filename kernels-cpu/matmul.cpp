@@ -28,7 +28,9 @@ namespace ember {
 
 namespace {
 
-constexpr int64_t kMinBlasTokens = 8;    // fewer tokens: reading the weights once per token is cheaper
+// Fewer tokens take the dot path. Measured with ember-bench pp8/pp16/pp31 on 7B F16 (16 Xeon cores) and on a 0.5B F16
+// and the tiny Q8_0 model (2 cores): below 32 tokens the dot path was 1.0-1.9x faster than dequantize + sgemm.
+constexpr int64_t kMinBlasTokens = 32;
 // Each sgemm call packs its activations (tokens x n_cols) and its weight rows (rows x n_cols) before it multiplies,
 // so packing costs about 1/rows + 1/tokens of the work. Single-threaded, F16 11008x4096 and 4096x11008, 512 tokens,
 // Zen 5, OpenBLAS SkylakeX kernels: 256-row blocks 196 GFLOP/s, 512 rows 192-201, 128 rows 176 (Haswell kernels:
@@ -169,6 +171,14 @@ void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, i
 int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols) {
     (void)n_rows;  // the dot path's Q8_0 activations for kDotGroupTokens tokens; the BLAS path uses its own
     return ceil_div(kDotGroupTokens * (int64_t)dtype_row_bytes(DType::DTYPE_Q8_0, round_up(n_cols, QK8_0)), 4);
+}
+
+int64_t matmul_blas_min_tokens() {
+#if defined(EMBER_OPENBLAS) || defined(EMBER_ONEDNN)
+    return kMinBlasTokens;
+#else
+    return 0;
+#endif
 }
 
 const char* matmul_backend(int64_t n_tokens) {

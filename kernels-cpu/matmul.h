@@ -23,6 +23,9 @@ int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols);
 // Which path matmul takes for a batch of n_tokens: "openblas" or "onednn" (sgemm on dequantized weights, float
 // activations) or "dot" (dot_rows per token: activations converted to dot_vec_type, as in matvec).
 const char* matmul_backend(int64_t n_tokens);
+// The smallest batch that takes the BLAS path (smaller ones take "dot", the same dot products as matvec, which is
+// faster there and gives each token the logits it gets alone); 0 without BLAS.
+int64_t matmul_blas_min_tokens();
 
 // OpenBLAS picks its kernels by CPU model at load; on CPUs it does not know (a new Xeon behind a VM's generic model
 // name, say) it falls back to SSE3 "Prescott" kernels, several times slower. matmul_blas_core() names the set it

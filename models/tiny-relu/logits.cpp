@@ -18,6 +18,7 @@
 
 #include "apps/app-args.h"
 #include "engine/ember.h"
+#include "kernels-cpu/matmul.h"
 
 using nlohmann::json;
 
@@ -68,14 +69,18 @@ bool parse_args(int argc, char** argv, Args& a) {
     return true;
 }
 
-// Evaluates tokens as one batch; returns (n, n_vocab) logits.
+// Evaluates tokens as one batch through the float GEMM path (PyTorch's arithmetic: dequantized weights, float
+// activations), padded to that path's threshold: causal attention leaves the first rows as they are. Returns
+// (n, n_vocab) logits.
 std::vector<float> eval_logits(const ember::Model& model, const std::vector<int32_t>& tokens, int threads) {
+    std::vector<int32_t> padded = tokens;
+    while ((int64_t)padded.size() < ember::matmul_blas_min_tokens()) padded.push_back(tokens.back());
     ember::SessionParams sp;
-    sp.n_ctx = std::max<int>((int)tokens.size(), 8);
+    sp.n_ctx = std::max<int>((int)padded.size(), 8);
     sp.n_batch = sp.n_ctx;
     sp.n_threads = threads;
     ember::Session s(model, sp);
-    s.eval(tokens, true);
+    s.eval(padded, true);
     const int n_vocab = model.info().n_vocab;
     std::vector<float> out((size_t)tokens.size() * n_vocab);
     for (size_t i = 0; i < tokens.size(); i++)
