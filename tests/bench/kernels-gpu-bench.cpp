@@ -31,8 +31,12 @@
 #include "kernels-gpu/predictor.h"
 #include "kernels-gpu/rope.h"
 #include "kernels-gpu/sparse-ffn.h"
+#include "tests/kernels-gpu-device.h"
 
 using namespace ember;
+using ember::gpu_test::DeviceMem;
+using ember::gpu_test::quantize_matrix;
+using ember::gpu_test::randn;
 
 namespace {
 
@@ -93,49 +97,6 @@ Args parse(int argc, char** argv) {
     if (a.iters < 1 || a.tokens < 1 || a.rank < 32 || a.rank % 32 != 0 || !(a.active > 0 && a.active <= 1))
         usage("expected -i >= 1, --tokens >= 1, --rank a positive multiple of 32, --active in (0, 1]");
     return a;
-}
-
-// Device allocation freed on scope exit.
-class DevBuf {
-public:
-    explicit DevBuf(size_t bytes) : bytes_(bytes) { CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1))); }
-    template <typename T>
-    explicit DevBuf(const std::vector<T>& h) : DevBuf(h.size() * sizeof(T)) {
-        CUDA_CHECK(cudaMemcpy(ptr_, h.data(), bytes_, cudaMemcpyHostToDevice));
-    }
-    ~DevBuf() { cudaFree(ptr_); }
-    DevBuf(const DevBuf&) = delete;
-    DevBuf& operator=(const DevBuf&) = delete;
-    template <typename T = void>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    template <typename T>
-    std::vector<T> to_host() const {
-        CUDA_CHECK(cudaDeviceSynchronize());
-        std::vector<T> h(bytes_ / sizeof(T));
-        CUDA_CHECK(cudaMemcpy(h.data(), ptr_, h.size() * sizeof(T), cudaMemcpyDeviceToHost));
-        return h;
-    }
-
-private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
-};
-
-std::vector<float> randn(size_t n, float scale, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& f : v) f = d(rng);
-    return v;
-}
-
-std::vector<uint8_t> quantize_matrix(DType t, const std::vector<float>& m, int64_t rows, int64_t cols) {
-    const size_t rb = dtype_row_bytes(t, cols);
-    std::vector<uint8_t> out(rb * rows);
-    for (int64_t r = 0; r < rows; r++) quantize_row(t, m.data() + r * cols, out.data() + r * rb, cols);
-    return out;
 }
 
 // sum_c |w_rc x_c| of one row: the scale of float rounding in its dot product.
@@ -200,7 +161,7 @@ Device probe_device() {
     d.fp16_tflops = per_clock * d.prop.multiProcessorCount * sm_khz * 1e3 / 1e12;
 
     const size_t bytes = (size_t)1 << 30;
-    DevBuf a(bytes), b(bytes);
+    DeviceMem a(bytes), b(bytes);
     CUDA_CHECK(cudaMemset(a.as(), 1, bytes));
     const double ms = time_ms(
         10, [&](int) { CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, nullptr)); });
@@ -245,9 +206,9 @@ void bench_matvec(const Device& d, const Args& a) {
             std::vector<float> xv(cols);
             dequantize_row(dot_vec_type(t), xq.data(), xv.data(), cols);
             const int n_copies = copies_for(d, (double)w.size(), (double)w.size());
-            std::vector<std::unique_ptr<DevBuf>> dw;
-            for (int i = 0; i < n_copies; i++) dw.push_back(std::make_unique<DevBuf>(w));
-            DevBuf dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float));
+            std::vector<std::unique_ptr<DeviceMem>> dw;
+            for (int i = 0; i < n_copies; i++) dw.push_back(std::make_unique<DeviceMem>(w));
+            DeviceMem dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float));
             gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);
             gpu::matvec(t, dw[0]->as(), dxq.as(), dy.as<float>(), rows, cols, nullptr);
             const auto got = dy.to_host<float>();
@@ -274,16 +235,16 @@ void bench_matmul(const Device& d, const Args& a) {
     CUBLAS_CHECK(cublasCreate(&handle));
     const int64_t rows = kFF, cols = kDim, n = a.tokens;
     const std::vector<float> x = randn((size_t)n * cols, 1.0f, 3);
-    DevBuf dx(x), dy((size_t)n * rows * sizeof(float));
+    DeviceMem dx(x), dy((size_t)n * rows * sizeof(float));
     for (DType t : a.types) {
         const std::string name =
             std::string("matmul ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
         const auto w = quantize_matrix(t, randn((size_t)rows * cols, 0.02f, 4), rows, cols);
-        DevBuf dw(w);
+        DeviceMem dw(w);
         gpu::GemmWorkspace ws;
         ws.handle = handle;
         ws.bytes = gpu::matmul_workspace_bytes(t, n, cols, rows);
-        DevBuf dws(ws.bytes);
+        DeviceMem dws(ws.bytes);
         ws.ptr = dws.as();
         gpu::matmul(t, dw.as(), dx.as<float>(), dy.as<float>(), n, rows, cols, ws, nullptr);
         const auto got = dy.to_host<float>();
@@ -326,7 +287,7 @@ void bench_attention(const Device& d, const Args& a) {
     rp.n_rot = (int)kHeadDim;
     {
         std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 5);
-        DevBuf dq(q);
+        DeviceMem dq(q);
         gpu::rope(dq.as<float>(), (int)kHeads, (int)kKV - 1, rp, nullptr);
         const auto got = dq.to_host<float>();
         ember::rope(q.data(), (int)kHeads, (int)kKV - 1, rp);
@@ -343,8 +304,8 @@ void bench_attention(const Device& d, const Args& a) {
         const std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 6);
         const std::vector<float> k = randn((size_t)kKV * kv_stride, 1.0f, 7),
                                  v = randn((size_t)kKV * kv_stride, 1.0f, 8);
-        DevBuf dq(q), dk(k), dv(v), dout(q.size() * sizeof(float));
-        DevBuf dscratch(gpu::attention_scratch_floats((int)kKV, (int)kHeads, (int)kHeadDim, (int)a.tokens) *
+        DeviceMem dq(q), dk(k), dv(v), dout(q.size() * sizeof(float));
+        DeviceMem dscratch(gpu::attention_scratch_floats((int)kKV, (int)kHeads, (int)kHeadDim, (int)a.tokens) *
                         sizeof(float));
         AttentionArgs at;
         at.n_heads = (int)kHeads;
@@ -375,7 +336,7 @@ void bench_attention(const Device& d, const Args& a) {
         // Prefill: a.tokens tokens ending at position kKV - 1.
         const int n = (int)std::min<int64_t>(a.tokens, kKV), pos0 = (int)kKV - n;
         const std::vector<float> qb = randn((size_t)n * kHeads * kHeadDim, 1.0f, 9);
-        DevBuf dqb(qb), doutb(qb.size() * sizeof(float));
+        DeviceMem dqb(qb), doutb(qb.size() * sizeof(float));
         AttentionArgs gb = g;
         gb.q = dqb.as<float>(), gb.out = doutb.as<float>();
         gb.n_kv = (int)kKV;
@@ -408,7 +369,7 @@ void bench_predictor(const Device& d, const Args& a) {
     const std::vector<float> fc1f = randn((size_t)rank * kDim, 1.0f / std::sqrt((float)kDim), 10);
     const std::vector<float> fc2f = randn((size_t)kFF * rank, 1.0f / std::sqrt((float)rank), 11);
     const std::vector<float> x = randn(kDim, 1.0f, 12);
-    DevBuf dx(x), dscores(kFF * sizeof(float)), dactive(kFF * sizeof(int32_t)), dcount(sizeof(int32_t));
+    DeviceMem dx(x), dscores(kFF * sizeof(float)), dactive(kFF * sizeof(int32_t)), dcount(sizeof(int32_t));
     for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_Q8_0}) {
         const auto fc1 = quantize_matrix(t, fc1f, rank, kDim), fc2 = quantize_matrix(t, fc2f, kFF, rank);
         // CPU: the steps of predictor_scores for one token, with the scalar row reference.
@@ -422,13 +383,13 @@ void bench_predictor(const Device& d, const Args& a) {
             want[i] = dot_row_ref(t, fc2.data() + i * dtype_row_bytes(t, rank), xq.data(), rank);
 
         const int n_copies = copies_for(d, (double)(fc1.size() + fc2.size()), (double)(fc1.size() + fc2.size()));
-        std::vector<std::unique_ptr<DevBuf>> d1, d2;
+        std::vector<std::unique_ptr<DeviceMem>> d1, d2;
         for (int i = 0; i < n_copies; i++)
-            d1.push_back(std::make_unique<DevBuf>(fc1)), d2.push_back(std::make_unique<DevBuf>(fc2));
+            d1.push_back(std::make_unique<DeviceMem>(fc1)), d2.push_back(std::make_unique<DeviceMem>(fc2));
         gpu::PredictorGpuWeights p;
         p.type = t, p.dim = (int)kDim, p.rank = rank, p.n_ff = (int)kFF;
         p.fc1 = d1[0]->as(), p.fc2 = d2[0]->as();
-        DevBuf dxq(gpu::predictor_xq_bytes(p)), dhidden(rank * sizeof(float));
+        DeviceMem dxq(gpu::predictor_xq_bytes(p)), dhidden(rank * sizeof(float));
         const gpu::PredictorGpuScratch s{dxq.as(), dhidden.as<float>()};
         gpu::predictor_scores(p, dx.as<float>(), dscores.as<float>(), s, nullptr);
         const auto got = dscores.to_host<float>();
@@ -485,8 +446,8 @@ void bench_sparse(const Device& d, const Args& a) {
     std::sort(active.begin(), active.end());
     const std::vector<float> x = randn(kDim, 1.0f, 14);
     const std::vector<float> h = randn(k, 1.0f, 15);
-    DevBuf dactive(active), dcount(std::vector<int32_t>{(int32_t)k}), dx(x), dh(h), dhout(k * sizeof(float));
-    DevBuf dy(kDim * sizeof(float)), dscratch(gpu::sparse_down_scratch_floats(kDim) * sizeof(float));
+    DeviceMem dactive(active), dcount(std::vector<int32_t>{(int32_t)k}), dx(x), dh(h), dhout(k * sizeof(float));
+    DeviceMem dy(kDim * sizeof(float)), dscratch(gpu::sparse_down_scratch_floats(kDim) * sizeof(float));
     const float s = 1.0f / std::sqrt((float)kDim);
     const std::vector<float> gatef = randn((size_t)kFF * kDim, s, 16), upf = randn((size_t)kFF * kDim, s, 17);
     const std::vector<float> downf = randn((size_t)kFF * kDim, 0.02f, 18);  // transposed: (n_ff, dim)
@@ -497,11 +458,11 @@ void bench_sparse(const Device& d, const Args& a) {
         const size_t rb = dtype_row_bytes(t, kDim);
         const double touched_gu = 2.0 * k * rb, touched_down = (double)k * rb;
         const int n_copies = copies_for(d, touched_down, 3.0 * gate.size());
-        std::vector<std::unique_ptr<DevBuf>> dg, du, dd;
+        std::vector<std::unique_ptr<DeviceMem>> dg, du, dd;
         for (int i = 0; i < n_copies; i++) {
-            dg.push_back(std::make_unique<DevBuf>(gate));
-            du.push_back(std::make_unique<DevBuf>(up));
-            dd.push_back(std::make_unique<DevBuf>(down_t));
+            dg.push_back(std::make_unique<DeviceMem>(gate));
+            du.push_back(std::make_unique<DeviceMem>(up));
+            dd.push_back(std::make_unique<DeviceMem>(down_t));
         }
         // gate/up against sparse_gate_up_ref.
         std::vector<uint8_t> xq(dot_vec_bytes(t, kDim));
@@ -511,7 +472,7 @@ void bench_sparse(const Device& d, const Args& a) {
         SparseGateUpWeights w{t, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
         std::vector<float> want(k);
         sparse_gate_up_ref(w, xq.data(), active.data(), k, want.data());
-        DevBuf dxq(gpu::dot_vec_bytes(t, kDim));
+        DeviceMem dxq(gpu::dot_vec_bytes(t, kDim));
         gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), kDim, nullptr);
         SparseGateUpWeights gw{t, dg[0]->as(), du[0]->as(), kDim, SparseAct::SPARSE_ACT_SILU};
         gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), kFF, dhout.as<float>(), nullptr);
