@@ -57,6 +57,11 @@ struct SparseFfnStats {
     uint64_t fired = 0;              // of those, non-zero after the activation (their up and down rows are read)
     uint64_t decode_tokens = 0;      // tokens evaluated one at a time through the sparse operators
     uint64_t decode_weight_bytes = 0;  // weight bytes those steps read: all but the FFN, predictors, active rows
+    SparseFfnStats& operator+=(const SparseFfnStats& o) {
+        tokens += o.tokens, neurons += o.neurons, predicted += o.predicted, fired += o.fired;
+        decode_tokens += o.decode_tokens, decode_weight_bytes += o.decode_weight_bytes;
+        return *this;
+    }
     double predicted_share() const { return neurons ? (double)predicted / neurons : 0.0; }
     double bytes_per_decode_token() const { return decode_tokens ? (double)decode_weight_bytes / decode_tokens : 0.0; }
 };

@@ -22,9 +22,6 @@ void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile&
     } catch (const Error& e) {
         throw Error(where + e.what());
     }
-    if ((int)profile.layers.size() != info.n_layers)
-        throw Error(where + "expected " + std::to_string(info.n_layers) + " layers, found " +
-                    std::to_string(profile.layers.size()));
     std::vector<LlamaSparseFfn> sparse(info.n_layers);
     for (int l = 0; l < info.n_layers; l++) {
         const LlamaLayer& L = m.layers[l];
@@ -58,8 +55,7 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.pred_scores.assign((size_t)n_batch * info.n_ff, 0.0f);
     st.active.assign(info.n_ff, 0);
     st.h_active.assign(info.n_ff, 0.0f);
-    // The gate/up rows are dotted with xn converted for their type: the vector scratch must hold that.
-    st.vec_scratch.resize(std::max(st.vec_scratch.size(), st.predictor.xq.size()));
+    st.mask_counts.assign((size_t)2 * n_batch, 0);
 }
 
 void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,
@@ -115,11 +111,13 @@ void llama_sparse_mask_batch(const ModelInfo& info, const LlamaModel& m, int l, 
     const int n_ff = info.n_ff;
     predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
     const float thr = S.predictor.threshold;
-    std::vector<int64_t> predicted(n, 0), fired(n, 0);
+    int64_t* predicted = st.mask_counts.data();  // (n) per token, then fired (n)
+    int64_t* fired = predicted + n;
     pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; i++) {
             const float* sc = st.pred_scores.data() + i * n_ff;
             float* hi = h + i * n_ff;
+            predicted[i] = fired[i] = 0;
             for (int j = 0; j < n_ff; j++) {
                 if (sc[j] > thr) {
                     predicted[i]++;

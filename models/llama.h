@@ -84,6 +84,7 @@ struct LlamaState {
     std::vector<float> pred_scores;     // (n_batch, n_ff) predictor scores
     std::vector<int32_t> active;        // (n_ff) one token's predicted-active neurons, ascending
     std::vector<float> h_active;        // (n_ff) their activations, compact: h_active[j] belongs to active[j]
+    std::vector<int64_t> mask_counts;   // (2, n_batch) a batch's predicted and fired neurons per token
     SparseFfnStats sparse_stats;
 };
 

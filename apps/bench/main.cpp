@@ -93,13 +93,7 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
             for (int i = 0; i < count; i++) session.eval({tokens[i]}, false);
         }
         const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-        const SparseFfnStats& st = session.sparse_stats();
-        r.sparse_stats.tokens += st.tokens;
-        r.sparse_stats.neurons += st.neurons;
-        r.sparse_stats.predicted += st.predicted;
-        r.sparse_stats.fired += st.fired;
-        r.sparse_stats.decode_tokens += st.decode_tokens;
-        r.sparse_stats.decode_weight_bytes += st.decode_weight_bytes;
+        r.sparse_stats += session.sparse_stats();
         return ns;
     };
     if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
