@@ -19,13 +19,7 @@ void sessions_eval(const std::vector<BatchEvalItem>& items) {
         if (&it.session->model_ != &model) throw Error(where + ": its session belongs to another model");
         if (it.n_tokens < 1 || !it.tokens) throw Error(where + ": expected at least one token");
         if (!seen.insert(it.session).second) throw Error(where + ": its session is already in the batch");
-        if (it.session->n_past() + (int64_t)it.n_tokens > it.session->n_ctx())
-            throw Error(where + ": context full: " + std::to_string(it.session->n_past()) + " tokens in the cache + " +
-                        std::to_string(it.n_tokens) + " new > n_ctx " + std::to_string(it.session->n_ctx()));
-        for (int t = 0; t < it.n_tokens; t++)
-            if (it.tokens[t] < 0 || it.tokens[t] >= model.info().n_vocab)
-                throw Error(where + ": token " + std::to_string(t) + " has id " + std::to_string(it.tokens[t]) +
-                            ", outside the vocabulary [0, " + std::to_string(model.info().n_vocab) + ")");
+        session_check_tokens(*it.session->state_, it.tokens, (size_t)it.n_tokens, model.info().n_vocab, where);
     }
     // Groups of consecutive items whose tokens fit the first one's batch: that session's scratch and threads run
     // the group in one forward pass. An item longer than a batch runs alone, through its session's own batches.

@@ -1,6 +1,8 @@
 // A session's state (engine/ember.h's Session), shared by the files that drive the forward pass on it.
 #pragma once
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "engine/ember.h"
 #include "kernels-cpu/thread-pool.h"
@@ -15,5 +17,10 @@ struct SessionState {
     int n_past = 0;
     int n_logits = 0;  // rows in llama.logits from the last eval
 };
+
+// Throws ember::Error, its message starting with `where`, when n more tokens would overflow s's context or one of
+// them is outside [0, n_vocab). Session::eval and sessions_eval check with it before evaluating anything.
+void session_check_tokens(const SessionState& s, const int32_t* tokens, size_t n, int n_vocab,
+                          const std::string& where);
 
 }  // namespace ember

@@ -9,6 +9,17 @@
 namespace ember {
 
 
+void session_check_tokens(const SessionState& s, const int32_t* tokens, size_t n, int n_vocab,
+                          const std::string& where) {
+    if (s.n_past + (int64_t)n > s.params.n_ctx)
+        throw Error(where + ": context full: " + std::to_string(s.n_past) + " tokens in the cache + " +
+                    std::to_string(n) + " new > n_ctx " + std::to_string(s.params.n_ctx));
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            throw Error(where + ": token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
+                        ", outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+}
+
 Session::Session(const Model& model, const SessionParams& params) : model_(model), state_(new SessionState()) {
     const ModelInfo& info = model.info();
     SessionParams p = params;
@@ -29,13 +40,7 @@ void Session::eval(const std::vector<int32_t>& tokens, bool all_logits) {
     SessionState& s = *state_;
     const ModelInfo& info = model_.info();
     if (tokens.empty()) throw Error("eval: no tokens given");
-    if (s.n_past + (int64_t)tokens.size() > s.params.n_ctx)
-        throw Error("eval: context full: " + std::to_string(s.n_past) + " tokens in the cache + " +
-                    std::to_string(tokens.size()) + " new > n_ctx " + std::to_string(s.params.n_ctx));
-    for (size_t i = 0; i < tokens.size(); i++)
-        if (tokens[i] < 0 || tokens[i] >= info.n_vocab)
-            throw Error("eval: token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
-                        ", outside the vocabulary [0, " + std::to_string(info.n_vocab) + ")");
+    session_check_tokens(s, tokens.data(), tokens.size(), info.n_vocab, "eval");
     // Logits of every batch are gathered in order when all_logits; otherwise only the last batch computes any, for
     // its last token.
     std::vector<float> all;
