@@ -18,6 +18,7 @@
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/thread-pool.h"
+#include "tests/bench/bench-types.h"
 
 using namespace ember;
 
@@ -48,13 +49,6 @@ struct Args {
     std::exit(2);
 }
 
-DType parse_type(const std::string& s) {
-    for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
-        if (s == dtype_name(t)) return t;
-    }
-    usage(("unknown type '" + s + "'").c_str());
-}
-
 Args parse(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; i++) {
@@ -68,14 +62,9 @@ Args parse(int argc, char** argv) {
         } else if (k == "-s") {
             a.seconds = std::atof(val().c_str());
         } else if (k == "--types") {
-            a.types.clear();
-            std::string v = val();
-            size_t p = 0;
-            while (p <= v.size()) {
-                const size_t q = std::min(v.find(',', p), v.size());
-                a.types.push_back(parse_type(v.substr(p, q - p)));
-                p = q + 1;
-            }
+            std::string unknown;
+            if (!ember_bench::bench_parse_types(val(), &a.types, &unknown))
+                usage(("unknown type '" + unknown + "'").c_str());
         } else if (k == "--shape") {
             const std::string v = val();
             const size_t x = v.find('x');

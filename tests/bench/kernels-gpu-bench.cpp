@@ -32,6 +32,7 @@
 #include "kernels-gpu/rope.h"
 #include "kernels-gpu/sparse-ffn.h"
 #include "tests/kernels-gpu-device.h"
+#include "tests/bench/bench-types.h"
 
 using namespace ember;
 using ember::gpu_test::DeviceMem;
@@ -76,20 +77,8 @@ Args parse(int argc, char** argv) {
         } else if (k == "--active") {
             a.active = std::atof(val().c_str());
         } else if (k == "--types") {
-            a.types.clear();
-            const std::string v = val();
-            size_t p = 0;
-            while (p <= v.size()) {
-                const size_t q = std::min(v.find(',', p), v.size());
-                const std::string name = v.substr(p, q - p);
-                bool found = false;
-                for (DType t :
-                     {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
-                    if (name == dtype_name(t)) a.types.push_back(t), found = true;
-                }
-                if (!found) usage("unknown type '" + name + "'");
-                p = q + 1;
-            }
+            std::string unknown;
+            if (!ember_bench::bench_parse_types(val(), &a.types, &unknown)) usage("unknown type '" + unknown + "'");
         } else {
             usage("unknown argument '" + k + "'");
         }

@@ -25,6 +25,7 @@
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/sparse-ffn.h"
+#include "tests/bench/bench-types.h"
 
 using namespace ember;
 
@@ -76,19 +77,8 @@ Args parse(int argc, char** argv) {
         } else if (k == "--no-dense") {
             a.dense = false;
         } else if (k == "--types") {
-            a.types.clear();
-            const std::string v = val();
-            for (size_t p = 0; p <= v.size();) {
-                const size_t q = std::min(v.find(',', p), v.size());
-                const std::string name = v.substr(p, q - p);
-                bool found = false;
-                for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,
-                                DType::DTYPE_Q4_0}) {
-                    if (name == dtype_name(t)) a.types.push_back(t), found = true;
-                }
-                if (!found) usage("unknown type '" + name + "'");
-                p = q + 1;
-            }
+            std::string unknown;
+            if (!ember_bench::bench_parse_types(val(), &a.types, &unknown)) usage("unknown type '" + unknown + "'");
         } else {
             usage("unknown flag " + k);
         }
