@@ -378,7 +378,8 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
 
 void llama_forward_seqs(const ModelInfo& info, const LlamaModel& m, LlamaState& scratch,
                         const std::vector<LlamaSeq>& seqs, ThreadPool& pool) {
-    std::vector<int32_t> tokens;
+    std::vector<int32_t>& tokens = scratch.batch_tokens;
+    tokens.clear();
     scratch.batch_kv.clear();
     scratch.batch_pos.clear();
     scratch.out_rows.clear();

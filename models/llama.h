@@ -76,6 +76,7 @@ struct LlamaState {
     FfnObserver ffn_observer;           // optional: sees each layer's FFN activations (profiling, statistics)
     // Per token of the current forward pass: whose KV cache it appends to and at which position (one sequence:
     // this state and pos0 + i; several: see llama_forward_seqs), and which tokens get logits.
+    std::vector<int32_t> batch_tokens;  // (n) the sequences' tokens in one row (llama_forward_seqs)
     std::vector<LlamaState*> batch_kv;  // (n)
     std::vector<int> batch_pos;         // (n)
     std::vector<int> out_rows;          // token indices whose logits are computed, ascending
