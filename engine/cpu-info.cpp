@@ -7,10 +7,42 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
+
+#if defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 namespace ember {
 
-int cpu_physical_cores() {
+namespace {
+
+// Physical cores as the OS counts them, or 0 when it does not say.
+int os_physical_cores() {
+#if defined(_WIN32)
+    // One SYSTEM_LOGICAL_PROCESSOR_INFORMATION_EX record of RelationProcessorCore per core, of variable size.
+    DWORD bytes = 0;
+    GetLogicalProcessorInformationEx(RelationProcessorCore, nullptr, &bytes);
+    if (GetLastError() != ERROR_INSUFFICIENT_BUFFER || bytes == 0) return 0;
+    std::vector<char> buf(bytes);
+    auto* info = reinterpret_cast<SYSTEM_LOGICAL_PROCESSOR_INFORMATION_EX*>(buf.data());
+    if (!GetLogicalProcessorInformationEx(RelationProcessorCore, info, &bytes)) return 0;
+    int n = 0;
+    for (DWORD off = 0; off < bytes; n++)
+        off += reinterpret_cast<SYSTEM_LOGICAL_PROCESSOR_INFORMATION_EX*>(buf.data() + off)->Size;
+    return n;
+#elif defined(__APPLE__)
+    int n = 0;
+    size_t len = sizeof n;
+    return sysctlbyname("hw.physicalcpu", &n, &len, nullptr, 0) == 0 ? n : 0;
+#else
+    // Linux: distinct (package, core) pairs of the online CPUs.
     std::set<std::pair<std::string, std::string>> cores;
     const unsigned n_hw = std::thread::hardware_concurrency();
     for (unsigned cpu = 0; cpu < n_hw; cpu++) {
@@ -20,7 +52,16 @@ int cpu_physical_cores() {
         if (!(pkg >> p) || !(core >> c)) continue;
         cores.insert({p, c});
     }
-    if (!cores.empty()) return (int)cores.size();
+    return (int)cores.size();
+#endif
+}
+
+}  // namespace
+
+int cpu_physical_cores() {
+    const int n = os_physical_cores();
+    if (n > 0) return n;
+    const unsigned n_hw = std::thread::hardware_concurrency();
     return n_hw > 0 ? (int)n_hw : 1;
 }
 

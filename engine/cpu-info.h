@@ -3,7 +3,8 @@
 
 namespace ember {
 
-// Distinct (package, core) pairs from /sys on Linux; hardware threads elsewhere; at least 1.
+// Distinct (package, core) pairs from /sys on Linux, the OS's count of cores on Windows and macOS; hardware
+// threads where the OS does not say; at least 1.
 int cpu_physical_cores();
 
 // The OPENBLAS_CORETYPE value this CPU should run with when OpenBLAS fell back to its generic kernels on it (see

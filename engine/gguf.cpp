@@ -4,10 +4,18 @@
 // Depends on headers only: the fuzzer compiles this file alone (tests/fuzz/).
 #include "engine/gguf.h"
 
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -195,6 +203,60 @@ const char* gguf_ggml_type_name(uint32_t ggml_type) {
     return ggml_type < k_n_ggml_types ? k_ggml_types[ggml_type].name : "unknown";
 }
 
+#ifdef _WIN32
+namespace {
+
+// The system's text for a GetLastError() code, without the trailing line break.
+std::string win32_message(DWORD code) {
+    char buf[512];
+    DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, nullptr, code, 0, buf,
+                             sizeof buf, nullptr);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+    return n ? std::string(buf, n) : "Windows error " + std::to_string(code);
+}
+
+}  // namespace
+
+// Windows: the UTF-8 path through CreateFileW, then a read-only view of a file mapping (MapViewOfFile keeps the
+// section alive, so both handles are closed at once).
+std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
+    const int n_wide = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, nullptr, 0);
+    if (n_wide <= 0) throw Error(path + ": cannot open: the path is not valid UTF-8");
+    std::wstring wide(size_t(n_wide), L'\0');
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, wide.data(), n_wide);
+    HANDLE file = CreateFileW(wide.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE, nullptr,
+                              OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+    if (file == INVALID_HANDLE_VALUE) throw Error(path + ": cannot open: " + win32_message(GetLastError()));
+    LARGE_INTEGER size;
+    if (GetFileType(file) != FILE_TYPE_DISK) {
+        CloseHandle(file);
+        throw Error(path + ": not a regular file");
+    }
+    if (!GetFileSizeEx(file, &size)) {
+        const DWORD err = GetLastError();
+        CloseHandle(file);
+        throw Error(path + ": cannot stat: " + win32_message(err));
+    }
+    std::unique_ptr<GGUFFile> f(new GGUFFile());
+    f->path_ = path;
+    f->size_ = static_cast<size_t>(size.QuadPart);
+    if (f->size_ > 0) {  // a mapping of 0 bytes fails; an empty file is reported by parse()
+        HANDLE mapping = CreateFileMappingW(file, nullptr, PAGE_READONLY, 0, 0, nullptr);
+        const void* p = mapping ? MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0) : nullptr;
+        const DWORD err = GetLastError();
+        if (mapping) CloseHandle(mapping);
+        CloseHandle(file);
+        if (!p)
+            throw Error(path + ": mapping " + std::to_string(f->size_) + " bytes failed: " + win32_message(err));
+        f->base_ = static_cast<const uint8_t*>(p);
+        f->mapped_ = true;
+    } else {
+        CloseHandle(file);
+    }
+    f->parse();
+    return f;
+}
+#else
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
@@ -231,6 +293,7 @@ std::unique_ptr<GGUFFile> GGUFFile::from_memory(const void* data, size_t size, c
     std::unique_ptr<GGUFFile> f(new GGUFFile());
     f->path_ = name;
     f->base_ = static_cast<const uint8_t*>(data);
+#endif
     f->size_ = size;
     f->parse();
     return f;
@@ -243,7 +306,11 @@ GGUFFile::~GGUFFile() {
 void GGUFFile::parse() {
     Cursor c{base_, size_, path_, 0, {}};
     if (size_ < 4) c.fail(0, "not a GGUF file: " + std::to_string(size_) + " bytes, too short for the magic");
+#ifdef _WIN32
+    if (mapped_) UnmapViewOfFile(base_);
+#else
     if (std::memcmp(base_, "GGUF", 4) == 0) {
+#endif
         powerinfer_ = false;
     } else if (std::memcmp(base_, "PWRI", 4) == 0) {
         powerinfer_ = true;  // PowerInfer's files: GGUF layout under another magic

@@ -1,7 +1,9 @@
 #include "engine/tokenizer-pre.h"
 
+#ifdef EMBER_PCRE2
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#endif
 
 #include <cstring>
 
@@ -223,6 +225,7 @@ const char* const kUnsupported[] = {
     "roberta-bpe",
 };
 
+#ifdef EMBER_PCRE2
 // llama.cpp maps \p{Lu}, \p{Ll}, \p{Lt}, \p{Lm} and \p{Lo} all to its one LETTER class; so do we.
 std::string letters_as_one_class(std::string re) {
     for (const char* sub : {"\\p{Lu}", "\\p{Ll}", "\\p{Lt}", "\\p{Lm}", "\\p{Lo}"}) {
@@ -237,6 +240,7 @@ std::string pcre2_message(int code) {
     if (pcre2_get_error_message(code, buf, sizeof(buf)) < 0) return "PCRE2 error " + std::to_string(code);
     return std::string(reinterpret_cast<const char*>(buf));
 }
+#endif
 
 }  // namespace
 
@@ -264,6 +268,11 @@ std::unique_ptr<PreTokenizer> PreTokenizer::create(const std::string& name) {
     pre->flags_.clean_spaces = entry->clean_spaces;
     pre->flags_.ignore_merges = entry->ignore_merges;
     pre->flags_.add_bos = entry->add_bos;
+#ifndef EMBER_PCRE2
+    // Built without PCRE2 (EMBER_PCRE2=OFF, e.g. the Windows cross build): SentencePiece vocabularies still load.
+    throw Error("tokenizer.ggml.pre '" + key + "': byte-level BPE pre-tokenizers need PCRE2, and this ember was " +
+                "built without it (EMBER_PCRE2=OFF); use a build with PCRE2 or a SentencePiece model");
+#else
     for (const char* re : *entry->regexes) {
         const std::string pattern = letters_as_one_class(re);
         int err = 0;
@@ -278,11 +287,16 @@ std::unique_ptr<PreTokenizer> PreTokenizer::create(const std::string& name) {
         pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // failing JIT leaves the interpreter, same results
     }
     return pre;
+#endif
 }
 
 PreTokenizer::~PreTokenizer() {
+#ifdef EMBER_PCRE2
     for (pcre2_code* code : codes_) pcre2_code_free(code);
+#endif
 }
+
+#ifdef EMBER_PCRE2
 
 namespace {
 
@@ -376,5 +390,11 @@ std::vector<std::pair<size_t, size_t>> PreTokenizer::split(const std::string& te
     }
     return pieces;
 }
+
+#else
+std::vector<std::pair<size_t, size_t>> PreTokenizer::split(const std::string&) const {
+    throw Error("tokenizer.ggml.pre '" + name_ + "': built without PCRE2 (EMBER_PCRE2=OFF)");  // create() refused
+}
+#endif
 
 }  // namespace ember

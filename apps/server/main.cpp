@@ -112,12 +112,17 @@ std::string file_name(const std::string& path) {
 int run(int argc, char** argv) {
     ServerState st;
     ServerParams& p = st.params;
+#ifdef _WIN32
+    signal(SIGINT, on_stop_signal);  // Windows has no sigaction and no SIGPIPE; Ctrl+C arrives as SIGINT
+    signal(SIGTERM, on_stop_signal);
+#else
     if (!parse_args(argc, argv, p)) return 0;
     std::fprintf(stderr, "%s\n", version_string().c_str());
 
     // SIGINT and SIGTERM only raise a flag (any thread may take them, BLAS workers included); a client gone
     // mid-write is an error return from send, not a signal.
     struct sigaction sa = {};
+#endif
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
