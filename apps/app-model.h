@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "apps/app-args.h"
 #include "engine/ember.h"
 
 namespace ember {
@@ -39,6 +40,28 @@ inline std::string app_params_label(uint64_t n) {
 // "llama 292K F32": architecture, size, weight type (llama-bench's model column).
 inline std::string app_model_description(const ModelInfo& info) {
     return info.arch + " " + app_params_label(info.n_params) + " " + info.weight_type;
+}
+
+// The GPU placement flags every app that loads a model takes (engine/placement.h), into mp.
+inline void app_add_placement_args(ArgParser& args, ModelParams& mp) {
+    args.add_double({"--vram-budget"}, &mp.vram_budget_gib,
+                    "GiB of VRAM for weights, KV cache and scratch (default: free VRAM minus 512 MiB)");
+    args.add_string({"--placement"}, &mp.placement_path, "FNAME",
+                    "load the GPU placement from FNAME when it exists, else plan it and save it there");
+    args.add_flag({"--print-placement"}, &mp.print_placement, "print the GPU placement plan when the model loads");
+    args.add_double({"--cpu-bw"}, &mp.cpu_bandwidth_gbs,
+                    "host memory bandwidth the placement assumes, GB/s (default: measured at load)");
+}
+
+// -ngl: N >= 0 layers, or -1 for the automatic placement; --vram-budget and --cpu-bw, when given, >= 0.
+inline void app_check_placement(const ArgParser& args, const ModelParams& mp) {
+    if (mp.n_gpu_layers < -1)
+        throw Error("-ngl: invalid value '" + std::to_string(mp.n_gpu_layers) +
+                    "' (expected >= 0, or -1 for the automatic placement)");
+    if (args.seen("--vram-budget") && !(mp.vram_budget_gib >= 0))
+        throw Error("--vram-budget: invalid value '" + std::to_string(mp.vram_budget_gib) + "' (expected >= 0 GiB)");
+    if (!(mp.cpu_bandwidth_gbs >= 0))
+        throw Error("--cpu-bw: invalid value '" + std::to_string(mp.cpu_bandwidth_gbs) + "' (expected >= 0 GB/s)");
 }
 
 // Loads the model, first checking that the file can be opened so the message names the path plainly.

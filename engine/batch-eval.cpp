@@ -21,6 +21,11 @@ void sessions_eval(const std::vector<BatchEvalItem>& items) {
         if (!seen.insert(it.session).second) throw Error(where + ": its session is already in the batch");
         session_check_tokens(*it.session->state_, it.tokens, (size_t)it.n_tokens, model.info().n_vocab, where);
     }
+    // With a GPU placement each session runs its own steps on its device state.
+    if (model.gpu()) {
+        for (const BatchEvalItem& it : items) it.session->eval(std::vector<int32_t>(it.tokens, it.tokens + it.n_tokens));
+        return;
+    }
     // Groups of consecutive items whose tokens fit the first one's batch: that session's scratch and threads run
     // the group in one forward pass. An item longer than a batch runs alone, through its session's own batches.
     size_t i = 0;

@@ -13,12 +13,26 @@
 namespace ember {
 
 struct LlamaModel;  // models/llama.h
+struct LlamaGpu;    // models/llama-gpu.h
+struct Placement;   // engine/placement.h
+struct ModelProfile;  // predictor/profile.h
 
 struct ModelParams {
     std::string path;       // GGUF model file (or PowerInfer PWRI file)
-    int n_gpu_layers = 0;   // -ngl: layers offloaded to the GPU (dense layer offload); 0 = CPU only
+    int n_gpu_layers = -1;  // -ngl N: dense layer offload of the last N layers (N > n_layers: also the output);
+                            // 0 = CPU only; -1 = automatic placement (engine/placement.h): the whole model on the GPU
+                            // when it fits, hot neurons in VRAM and cold ones in RAM when it does not (with a
+                            // profile), CPU only without a GPU or in a build without CUDA
     std::string profile_path;  // --profile: profile GGUF from ember-profile (or a PowerInfer file with predictors);
                                // given, the FFN runs sparse: only predicted-active neurons are computed. "" = dense
+    double vram_budget_gib = -1;  // --vram-budget: GiB of VRAM the placement may use; < 0 = free VRAM minus 512 MiB
+    std::string placement_path;   // --placement FILE: load the placement from FILE when it exists, else plan and
+                                  // save the plan there
+    bool print_placement = false; // --print-placement: write the plan to stderr at load
+    int n_ctx = 0;                // context per session the placement reserves KV cache for (0 = as Session: the
+                                  // training context, at most 4096); a session may not ask for more
+    int n_seq = 1;                // sessions the placement reserves KV cache and scratch for (ember-server's -np)
+    double cpu_bandwidth_gbs = 0; // host memory bandwidth the planner assumes, GB/s (0 = measure at load)
 };
 
 // Hyper-parameters as read and validated from GGUF metadata.
@@ -56,14 +70,20 @@ struct SparseFfnStats {
     uint64_t predicted = 0;          // neurons the predictors marked active (their gate rows are read)
     uint64_t fired = 0;              // of those, non-zero after the activation (their up and down rows are read)
     uint64_t decode_tokens = 0;      // tokens evaluated one at a time through the sparse operators
-    uint64_t decode_weight_bytes = 0;  // weight bytes those steps read: all but the FFN, predictors, active rows
+    uint64_t decode_weight_bytes = 0;  // weight bytes those steps read from host memory: all but the FFN,
+                                       // predictors, active rows (with a GPU: only what the CPU side reads)
+    uint64_t decode_gpu_weight_bytes = 0;  // with a GPU: weight bytes those steps read from VRAM
     SparseFfnStats& operator+=(const SparseFfnStats& o) {
         tokens += o.tokens, neurons += o.neurons, predicted += o.predicted, fired += o.fired;
         decode_tokens += o.decode_tokens, decode_weight_bytes += o.decode_weight_bytes;
+        decode_gpu_weight_bytes += o.decode_gpu_weight_bytes;
         return *this;
     }
     double predicted_share() const { return neurons ? (double)predicted / neurons : 0.0; }
     double bytes_per_decode_token() const { return decode_tokens ? (double)decode_weight_bytes / decode_tokens : 0.0; }
+    double gpu_bytes_per_decode_token() const {
+        return decode_tokens ? (double)decode_gpu_weight_bytes / decode_tokens : 0.0;
+    }
 };
 
 class Model {
@@ -78,8 +98,13 @@ public:
     const GGUFFile& file() const { return *file_; }
     std::string chat_template() const;  // tokenizer.chat_template, "" when absent
     const LlamaModel& llama() const { return *llama_; }
-    // Where the layers run: "CPU" (GPU execution is not built yet; -ngl is accepted and reported as a warning).
-    std::string backend() const { return "CPU"; }
+    // Where the layers run: "CPU", or "CUDA <mode>" with mode gpu, hybrid or layers (engine/placement.h).
+    std::string backend() const;
+    // The placement in use (mode CPU without a GPU).
+    const Placement& placement() const { return *placement_; }
+    // The GPU's share of the model (null when everything runs on the CPU); models/llama-gpu.h.
+    const std::shared_ptr<LlamaGpu>& gpu() const { return gpu_; }
+    int planned_n_ctx() const { return planned_n_ctx_; }
     // True when a profile was given: the FFN runs through the predictors and the sparse operators.
     bool sparse() const;
     // Bytes of all layers' predictors in their run type (0 when dense).
@@ -87,10 +112,14 @@ public:
 
 private:
     Model() = default;
+    static Placement plan_placement(Model& model, const ModelParams& params, const ModelProfile& profile);
     ModelInfo info_;
     std::unique_ptr<GGUFFile> file_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<LlamaModel> llama_;
+    std::unique_ptr<Placement> placement_;
+    std::shared_ptr<LlamaGpu> gpu_;
+    int planned_n_ctx_ = 0;
 };
 
 struct SessionParams {
@@ -100,6 +129,24 @@ struct SessionParams {
 };
 
 struct SessionState;   // engine/session-state.h
+enum class LlamaLogits;  // models/llama.h
+
+// A record of where one decode step spent its time (Session::set_trace): spans on the host clock, in ms from the
+// step's start; GPU spans come from CUDA events placed on the stream around the work.
+struct DecodeTimeline {
+    struct Span {
+        int layer = -1;        // -1: not a layer's (embedding, output)
+        std::string what;      // "attention", "ffn hot", "ffn dense", "ffn cold" (with its parts "cold gate/up"
+                               // and "cold down"), "wait", "output"
+        bool gpu = false;      // which side ran it
+        double begin_ms = 0, end_ms = 0;
+    };
+    std::vector<Span> spans;
+    double total_ms = 0;       // the step, host clock, until its logits are on the host
+    double gpu_busy_ms = 0;    // union of GPU spans
+    double cpu_busy_ms = 0;    // union of CPU spans (work, not waiting)
+};
+
 struct BatchEvalItem;  // engine/batch-eval.h
 
 // Called during eval for every layer with the FFN's input x_in (the normed residual, (n_tokens, dim) row-major) and
@@ -132,8 +179,16 @@ public:
     const SparseFfnStats& sparse_stats() const;
     void reset_sparse_stats();
 
+    // True when the model's placement puts work on the GPU (this session then has device state).
+    bool on_gpu() const;
+    // GPU sessions: record the next decode steps' timeline (CUDA events and host clock per layer and side); the
+    // last one is returned by timeline() (null on the CPU).
+    void set_trace(bool on);
+    const DecodeTimeline* timeline() const;
+
 private:
     friend void sessions_eval(const std::vector<BatchEvalItem>& items);
+    void forward(const int32_t* tokens, int n, LlamaLogits which);
     const Model& model_;
     std::unique_ptr<SessionState> state_;
 };

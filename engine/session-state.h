@@ -10,9 +10,12 @@
 
 namespace ember {
 
+struct LlamaGpuState;  // models/llama-gpu.h
+
 struct SessionState {
     SessionParams params;
     LlamaState llama;                  // KV cache and scratch
+    std::shared_ptr<LlamaGpuState> gpu;  // with a GPU placement: the device's KV caches and scratch
     std::unique_ptr<ThreadPool> pool;
     int n_past = 0;
     int n_logits = 0;  // rows in llama.logits from the last eval

@@ -5,6 +5,9 @@
 #include "kernels-cpu/thread-pool.h"
 #include "engine/session-state.h"
 #include "models/llama.h"
+#if defined(EMBER_CUDA)
+#include "models/llama-gpu.h"
+#endif
 
 namespace ember {
 
@@ -32,6 +35,26 @@ Session::Session(const Model& model, const SessionParams& params) : model_(model
     state_->params = p;
     state_->pool = std::make_unique<ThreadPool>(p.n_threads);
     llama_state_init(info, model.llama(), p.n_ctx, p.n_batch, p.n_threads, state_->llama);
+#if defined(EMBER_CUDA)
+    if (model.gpu()) {
+        if (p.n_ctx > model.planned_n_ctx())
+            throw Error("n_ctx: " + std::to_string(p.n_ctx) + " positions asked, the GPU placement reserved KV cache "
+                        "for " + std::to_string(model.planned_n_ctx()) + " (load the model with a larger n_ctx / -c)");
+        state_->gpu = llama_gpu_state_create(info, model.llama(), *model.gpu(), p.n_ctx);
+    }
+#endif
+}
+
+void Session::forward(const int32_t* tokens, int n, LlamaLogits which) {
+    SessionState& s = *state_;
+#if defined(EMBER_CUDA)
+    if (s.gpu) {
+        llama_gpu_forward(model_.info(), model_.llama(), *model_.gpu(), *s.gpu, s.llama, tokens, n, s.n_past, which,
+                          *s.pool);
+        return;
+    }
+#endif
+    llama_forward(model_.info(), model_.llama(), s.llama, tokens, n, s.n_past, which, *s.pool);
 }
 
 Session::~Session() = default;
@@ -51,7 +74,7 @@ void Session::eval(const std::vector<int32_t>& tokens, bool all_logits) {
         const LlamaLogits which = all_logits ? LlamaLogits::LLAMA_LOGITS_ALL
                                   : last_batch ? LlamaLogits::LLAMA_LOGITS_LAST
                                                : LlamaLogits::LLAMA_LOGITS_NONE;
-        llama_forward(info, model_.llama(), s.llama, tokens.data() + b, n, s.n_past, which, *s.pool);
+        forward(tokens.data() + b, n, which);
         s.n_past += n;
         if (all_logits) all.insert(all.end(), s.llama.logits.begin(), s.llama.logits.begin() + (size_t)n * info.n_vocab);
     }
@@ -72,7 +95,29 @@ const float* Session::logits(int i) const {
     return s.llama.logits.data() + (size_t)i * model_.info().n_vocab;
 }
 
-void Session::set_ffn_observer(FfnObserver observer) { state_->llama.ffn_observer = std::move(observer); }
+void Session::set_ffn_observer(FfnObserver observer) {
+    if (observer && state_->gpu)
+        throw Error("set_ffn_observer: the FFN observer sees the CPU's activations; this session runs on the GPU "
+                    "(load the model with n_gpu_layers = 0 / -ngl 0)");
+    state_->llama.ffn_observer = std::move(observer);
+}
+
+bool Session::on_gpu() const { return state_->gpu != nullptr; }
+
+void Session::set_trace(bool on) {
+#if defined(EMBER_CUDA)
+    if (state_->gpu) llama_gpu_trace(*state_->gpu, on);
+#else
+    (void)on;
+#endif
+}
+
+const DecodeTimeline* Session::timeline() const {
+#if defined(EMBER_CUDA)
+    if (state_->gpu) return &llama_gpu_timeline(*state_->gpu);
+#endif
+    return nullptr;
+}
 
 const SparseFfnStats& Session::sparse_stats() const { return state_->llama.sparse_stats; }
 void Session::reset_sparse_stats() { state_->llama.sparse_stats = SparseFfnStats(); }

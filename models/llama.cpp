@@ -246,7 +246,128 @@ void add_inplace(float* x, const float* y, int64_t count, ThreadPool& pool) {
     });
 }
 
+RopeParams rope_params(const ModelInfo& info) {
+    RopeParams rp;
+    rp.head_dim = info.head_dim;
+    rp.n_rot = info.n_rot;
+    rp.freq_base = info.rope_freq_base;
+    rp.freq_scale = info.rope_freq_scale;
+    rp.neox = info.rope_neox;
+    return rp;
+}
+
 }  // namespace
+
+void llama_embed(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n) {
+    const int dim = info.dim;
+    const size_t embd_row = dtype_row_bytes(m.tok_embd.type, dim);
+    for (int i = 0; i < n; i++)
+        dequantize_row(m.tok_embd.type, (const uint8_t*)m.tok_embd.data + embd_row * tokens[i],
+                       st.x.data() + (int64_t)i * dim, dim);
+}
+
+void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n,
+                           ThreadPool& pool) {
+    const int dim = info.dim, kv_dim = info.kv_dim;
+    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
+    const RopeParams rp = rope_params(info);
+    const LlamaLayer& L = m.layers[l];
+    float* x = st.x.data();
+    float* xn = st.xn.data();
+    // Layer l's K and V caches of token i's sequence: (n_ctx, kv_dim) each.
+    auto k_cache_of = [&](int i) { return st.batch_kv[i]->k_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
+    auto v_cache_of = [&](int i) { return st.batch_kv[i]->v_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
+
+    // xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
+    for_each_token(n, pool, [&](int i) {
+        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, info.norm_eps);
+    });
+    linear(L.wq, xn, st.q.data(), n, st, pool);
+    linear(L.wk, xn, st.k.data(), n, st, pool);
+    linear(L.wv, xn, st.v.data(), n, st, pool);
+    for_each_token(n, pool, [&](int i) {
+        float* k = st.k.data() + (int64_t)i * kv_dim;
+        const int pos = st.batch_pos[i];
+        rope(st.q.data() + i * q_dim, info.n_heads, pos, rp);
+        rope(k, info.n_kv_heads, pos, rp);
+        std::memcpy(k_cache_of(i) + (size_t)pos * kv_dim, k, sizeof(float) * kv_dim);
+        std::memcpy(v_cache_of(i) + (size_t)pos * kv_dim, st.v.data() + (int64_t)i * kv_dim, sizeof(float) * kv_dim);
+    });
+
+    // Causal attention: token i sees positions 0 .. pos_i of its own sequence. Work items are (token, head) pairs.
+    const int n_heads = info.n_heads;
+    pool.parallel_for((int64_t)n * n_heads, 1, [&](int64_t begin, int64_t end) {
+        thread_local std::vector<float> scores;  // grows once to the longest context seen
+        for (int64_t item = begin; item < end; item++) {
+            const int i = (int)(item / n_heads), h = (int)(item % n_heads);
+            if ((int)scores.size() < st.batch_kv[i]->n_ctx) scores.resize(st.batch_kv[i]->n_ctx);
+            AttentionArgs a;
+            a.q = st.q.data() + i * q_dim;
+            a.k_cache = k_cache_of(i);
+            a.v_cache = v_cache_of(i);
+            a.out = st.attn.data() + i * q_dim;
+            a.scores = scores.data();
+            a.n_kv = st.batch_pos[i] + 1;
+            a.n_heads = n_heads;
+            a.n_kv_heads = info.n_kv_heads;
+            a.head_dim = info.head_dim;
+            a.kv_stride = kv_dim;
+            a.scale = 1.0f / std::sqrt((float)info.head_dim);
+            attention_heads(a, h, h + 1);
+        }
+    });
+    // Output projection and residual: x += attn * wo^T (xn is free again, used as the product).
+    linear(L.wo, st.attn.data(), xn, n, st, pool);
+    add_inplace(x, xn, (int64_t)n * dim, pool);
+}
+
+void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n, ThreadPool& pool) {
+    const int dim = info.dim, n_ff = info.n_ff;
+    const LlamaLayer& L = m.layers[l];
+    float* x = st.x.data();
+    float* xn = st.xn.data();
+    // x += w_down (act(w_gate xn) * (w_up xn)), act = SiLU or ReLU.
+    for_each_token(n, pool, [&](int i) {
+        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, info.norm_eps);
+    });
+    if (!m.sparse.empty() && n == 1) {
+        // Decode with a profile: predictor, then only the predicted-active neurons' rows (models/llama-sparse.h).
+        float* out = st.attn.data();  // free until the next layer's attention
+        llama_sparse_ffn_token(info, m, l, st, out, pool);
+        add_inplace(x, out, dim, pool);
+        return;
+    }
+    linear(L.w_gate, xn, st.gate.data(), n, st, pool);
+    linear(L.w_up, xn, st.up.data(), n, st, pool);
+    const bool relu = info.ffn_act == "relu";
+    for_each_chunk((int64_t)n * n_ff, pool, [&](int64_t b, int64_t e) {
+        float* g = st.gate.data() + b;
+        const float* u = st.up.data() + b;
+        if (relu)
+            reglu(g, g, u, e - b);
+        else
+            swiglu(g, g, u, e - b);
+    });
+    // A batch with a profile: every neuron computed by the GEMMs, then the predictor's mask per token.
+    if (!m.sparse.empty()) llama_sparse_mask_batch(info, m, l, xn, st.gate.data(), n, st, pool);
+    if (st.ffn_observer) st.ffn_observer(l, xn, dim, st.gate.data(), n, n_ff);  // xn: the FFN input still
+    linear(L.w_down, st.gate.data(), xn, n, st, pool);
+    add_inplace(x, xn, (int64_t)n * dim, pool);
+}
+
+void llama_output(const ModelInfo& info, const LlamaModel& m, LlamaState& st, ThreadPool& pool) {
+    const int dim = info.dim;
+    const int n_out = (int)st.out_rows.size();
+    if (n_out == 0) return;
+    float* xn = st.xn.data();
+    for_each_token(n_out, pool, [&](int i) {
+        rmsnorm(xn + (int64_t)i * dim, st.x.data() + (int64_t)st.out_rows[i] * dim, m.output_norm.data(), dim,
+                info.norm_eps);
+    });
+    const size_t need = (size_t)n_out * info.n_vocab;
+    if (st.logits.size() < need) st.logits.resize(need);
+    linear(m.output, xn, st.logits.data(), n_out, st, pool);
+}
 
 namespace {
 
@@ -254,117 +375,17 @@ namespace {
 // st.logits, one row each, in order.
 void forward_batch(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
                    ThreadPool& pool) {
-    const int dim = info.dim, kv_dim = info.kv_dim, n_ff = info.n_ff;
-    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
-    const float eps = info.norm_eps;
-    RopeParams rp;
-    rp.head_dim = info.head_dim;
-    rp.n_rot = info.n_rot;
-    rp.freq_base = info.rope_freq_base;
-    rp.freq_scale = info.rope_freq_scale;
-    rp.neox = info.rope_neox;
-    float* x = st.x.data();
-    float* xn = st.xn.data();
-
-    // Token embeddings.
-    const size_t embd_row = dtype_row_bytes(m.tok_embd.type, dim);
-    for (int i = 0; i < n; i++)
-        dequantize_row(m.tok_embd.type, (const uint8_t*)m.tok_embd.data + embd_row * tokens[i], x + (int64_t)i * dim,
-                       dim);
-
+    llama_embed(info, m, st, tokens, n);
     for (int l = 0; l < info.n_layers; l++) {
-        const LlamaLayer& L = m.layers[l];
-        // Layer l's K and V caches of token i's sequence: (n_ctx, kv_dim) each.
-        auto k_cache_of = [&](int i) { return st.batch_kv[i]->k_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
-        auto v_cache_of = [&](int i) { return st.batch_kv[i]->v_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
-
-        // Attention block: xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
-        for_each_token(n, pool, [&](int i) {
-            rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, eps);
-        });
-        linear(L.wq, xn, st.q.data(), n, st, pool);
-        linear(L.wk, xn, st.k.data(), n, st, pool);
-        linear(L.wv, xn, st.v.data(), n, st, pool);
-        for_each_token(n, pool, [&](int i) {
-            float* k = st.k.data() + (int64_t)i * kv_dim;
-            const int pos = st.batch_pos[i];
-            rope(st.q.data() + i * q_dim, info.n_heads, pos, rp);
-            rope(k, info.n_kv_heads, pos, rp);
-            std::memcpy(k_cache_of(i) + (size_t)pos * kv_dim, k, sizeof(float) * kv_dim);
-            std::memcpy(v_cache_of(i) + (size_t)pos * kv_dim, st.v.data() + (int64_t)i * kv_dim,
-                        sizeof(float) * kv_dim);
-        });
-
-        // Causal attention: token i sees positions 0 .. pos_i of its own sequence. Work items are (token, head) pairs.
-        const int n_heads = info.n_heads;
-        pool.parallel_for((int64_t)n * n_heads, 1, [&](int64_t begin, int64_t end) {
-            thread_local std::vector<float> scores;  // grows once to the longest context seen
-            for (int64_t item = begin; item < end; item++) {
-                const int i = (int)(item / n_heads), h = (int)(item % n_heads);
-                if ((int)scores.size() < st.batch_kv[i]->n_ctx) scores.resize(st.batch_kv[i]->n_ctx);
-                AttentionArgs a;
-                a.q = st.q.data() + i * q_dim;
-                a.k_cache = k_cache_of(i);
-                a.v_cache = v_cache_of(i);
-                a.out = st.attn.data() + i * q_dim;
-                a.scores = scores.data();
-                a.n_kv = st.batch_pos[i] + 1;
-                a.n_heads = n_heads;
-                a.n_kv_heads = info.n_kv_heads;
-                a.head_dim = info.head_dim;
-                a.kv_stride = kv_dim;
-                a.scale = 1.0f / std::sqrt((float)info.head_dim);
-                attention_heads(a, h, h + 1);
-            }
-        });
-        // Output projection and residual: x += attn * wo^T (xn is free again, used as the product).
-        linear(L.wo, st.attn.data(), xn, n, st, pool);
-        add_inplace(x, xn, (int64_t)n * dim, pool);
-
-        // FFN block: x += w_down (act(w_gate xn) * (w_up xn)), act = SiLU or ReLU.
-        for_each_token(n, pool, [&](int i) {
-            rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.ffn_norm.data(), dim, eps);
-        });
-        if (!m.sparse.empty() && n == 1) {
-            // Decode with a profile: predictor, then only the predicted-active neurons' rows (models/llama-sparse.h).
-            float* out = st.attn.data();  // free until the next layer's attention
-            llama_sparse_ffn_token(info, m, l, st, out, pool);
-            add_inplace(x, out, dim, pool);
-            continue;
-        }
-        linear(L.w_gate, xn, st.gate.data(), n, st, pool);
-        linear(L.w_up, xn, st.up.data(), n, st, pool);
-        const bool relu = info.ffn_act == "relu";
-        for_each_chunk((int64_t)n * n_ff, pool, [&](int64_t b, int64_t e) {
-            float* g = st.gate.data() + b;
-            const float* u = st.up.data() + b;
-            if (relu)
-                reglu(g, g, u, e - b);
-            else
-                swiglu(g, g, u, e - b);
-        });
-        // A batch with a profile: every neuron computed by the GEMMs, then the predictor's mask per token.
-        if (!m.sparse.empty()) llama_sparse_mask_batch(info, m, l, xn, st.gate.data(), n, st, pool);
-        if (st.ffn_observer) st.ffn_observer(l, xn, dim, st.gate.data(), n, n_ff);  // xn: the FFN input still
-        linear(L.w_down, st.gate.data(), xn, n, st, pool);
-        add_inplace(x, xn, (int64_t)n * dim, pool);
+        llama_attention_block(info, m, l, st, n, pool);
+        llama_ffn_block(info, m, l, st, n, pool);
     }
-
-    // Final norm and the output projection, for the tokens in out_rows only.
-    const int n_out = (int)st.out_rows.size();
-    if (n_out == 0) return;
-    for_each_token(n_out, pool, [&](int i) {
-        rmsnorm(xn + (int64_t)i * dim, x + (int64_t)st.out_rows[i] * dim, m.output_norm.data(), dim, eps);
-    });
-    const size_t need = (size_t)n_out * info.n_vocab;
-    if (st.logits.size() < need) st.logits.resize(need);
-    linear(m.output, xn, st.logits.data(), n_out, st, pool);
+    llama_output(info, m, st, pool);
 }
 
 }  // namespace
 
-void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
-                   int pos0, LlamaLogits logits, ThreadPool& pool) {
+void llama_set_positions(LlamaState& st, int n, int pos0, LlamaLogits logits) {
     st.batch_kv.assign(n, &st);
     st.batch_pos.resize(n);
     for (int i = 0; i < n; i++) st.batch_pos[i] = pos0 + i;
@@ -373,6 +394,11 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
         for (int i = 0; i < n; i++) st.out_rows.push_back(i);
     else if (logits == LlamaLogits::LLAMA_LOGITS_LAST)
         st.out_rows.push_back(n - 1);
+}
+
+void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
+                   int pos0, LlamaLogits logits, ThreadPool& pool) {
+    llama_set_positions(st, n, pos0, logits);
     forward_batch(info, m, st, tokens, n, pool);
 }
 

@@ -100,6 +100,20 @@ enum class LlamaLogits { LLAMA_LOGITS_NONE, LLAMA_LOGITS_LAST, LLAMA_LOGITS_ALL 
 void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n,
                    int pos0, LlamaLogits logits, ThreadPool& pool);
 
+// The forward pass's steps, for executors that run some of them elsewhere (models/llama-gpu.h). They work on st's
+// rows 0 .. n-1 with the positions, caches and logit rows llama_set_positions (or llama_forward_seqs) set up.
+// llama_forward is: llama_set_positions, llama_embed, per layer llama_attention_block then llama_ffn_block,
+// llama_output.
+void llama_set_positions(LlamaState& st, int n, int pos0, LlamaLogits logits);  // one sequence: st's own cache
+void llama_embed(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n);  // st.x
+// st.x += attention of layer l (RMSNorm, q/k/v, RoPE, KV append, causal attention, output projection).
+void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n,
+                           ThreadPool& pool);
+// st.x += FFN of layer l: dense, or with a profile sparse (one token) or dense with the predictor's mask (a batch).
+void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n, ThreadPool& pool);
+// st.logits rows = output projection of RMSNorm(st.x) for the rows in st.out_rows.
+void llama_output(const ModelInfo& info, const LlamaModel& m, LlamaState& st, ThreadPool& pool);
+
 // One sequence of a multi-sequence forward pass: n tokens appended to kv's cache at positions pos0 .. pos0+n-1.
 struct LlamaSeq {
     LlamaState* kv = nullptr;         // the sequence's own state: its KV cache; its logits row goes to kv->logits

@@ -117,6 +117,8 @@ SynthBuilder::SynthBuilder(const SynthParams& p, int n_vocab, int bos, ThreadPoo
         predictors_.predictor_recall.assign(p.n_layers, 0.0f);
         predictors_.predictor_precision.assign(p.n_layers, 0.0f);
         predictors_.predictor_sparsity.assign(p.n_layers, 0.0f);
+        predictors_.neuron_freq.resize(p.n_layers);
+        targets_ = targets;
     }
     // Calibration tokens: sequences of kCalibSeqLen, BOS first, then uniform random ids.
     n_cal_ = p.calib_tokens;
@@ -400,7 +402,12 @@ void SynthBuilder::build_gate(int l, const float* xn, float* gate, SynthLayerSta
     st.lowrank_recall = fired ? (double)hit / fired : 0.0;
     st.lowrank_recall_cold = fired_cold ? (double)hit_cold / fired_cold : 0.0;
     st.lowrank_precision = predicted ? (double)hit / predicted : 0.0;
-    if (p_.construction_predictors) record_predictor(l, b, a, a_shift, r, s, gate);
+    if (p_.construction_predictors) {
+        record_predictor(l, b, a, a_shift, r, s, gate);
+        std::vector<float>& freq = predictors_.neuron_freq[l];  // each neuron's target firing probability
+        freq.resize(n_ff);
+        for (int i = 0; i < n_ff; i++) freq[i] = (float)targets_[rank[i]];
+    }
 }
 
 // The construction predictor of layer l (SynthReport::predictors). b: B (r0, dim); a: A (n_ff, r0); a_shift: a_i;

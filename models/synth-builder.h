@@ -73,6 +73,7 @@ private:
     double c_;                        // u-component of every token embedding
     std::vector<float> u_;            // (dim) unit vector
     std::vector<double> z_;           // (n_ff) normal quantile of the target firing probability, hottest first
+    std::vector<double> targets_;     // (n_ff) the target firing probabilities (kept with construction predictors)
     int n_cal_, seq_len_;
     std::vector<int32_t> cal_tokens_;  // (n_cal)
     std::vector<float> x_;            // (n_cal, dim) calibration residual stream after the layers built

@@ -199,6 +199,7 @@ ModelProfile synth_construction_profile(const SynthParams& p, const SynthReport&
         L.recall = report.predictor_recall[l];
         L.precision = report.predictor_precision[l];
         L.sparsity = report.predictor_sparsity[l];
+        if (l < (int)report.neuron_freq.size()) L.freq = report.neuron_freq[l];
     }
     return prof;
 }

@@ -63,6 +63,7 @@ struct SynthReport {
     std::vector<float> predictor_recall;     // on the calibration tokens at that threshold
     std::vector<float> predictor_precision;
     std::vector<float> predictor_sparsity;   // share of neurons predicted inactive
+    std::vector<std::vector<float>> neuron_freq;  // (n_layers, n_ff) each neuron's target firing probability
     int n_vocab = 0;
     int gate_rank = 0;       // r0 used
     uint64_t file_bytes = 0;
@@ -72,7 +73,8 @@ struct SynthReport {
 using SynthLog = std::function<void(const std::string& line)>;
 
 // The construction predictors of report (made with construction_predictors) as a profile for the model p
-// describes: Q8_0 weights, the calibration-token measurements, no frequencies.
+// describes: Q8_0 weights, the calibration-token measurements, each neuron's target firing probability as its
+// frequency (what the placement planner ranks neurons by).
 struct ModelProfile;
 ModelProfile synth_construction_profile(const SynthParams& p, const SynthReport& report);
 

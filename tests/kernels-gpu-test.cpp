@@ -1,14 +1,16 @@
 // CUDA kernels against their kernels-cpu references on seeded random inputs: RMSNorm, RoPE, attention (decode and
-// prefill). Each test skips with a message where no CUDA device exists.
+// prefill), the elementwise steps. Each test skips with a message where no CUDA device exists.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
+#include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
 #include "kernels-cpu/norm.h"
 #include "kernels-cpu/rope.h"
 #include "kernels-gpu/attention.h"
+#include "kernels-gpu/elementwise.h"
 #include "kernels-gpu/norm.h"
 #include "kernels-gpu/rope.h"
 #include "tests/kernels-gpu-test-util.h"
@@ -29,6 +31,52 @@ TEST_F(Gpu, RmsNormMatchesCpu) {
             ember::rmsnorm(want.data(), x.data() + (size_t)r * n, w.data(), n, 1e-5f);
             for (int i = 0; i < n; i++)
                 ASSERT_NEAR(got[(size_t)r * n + i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "n=" << n;
+        }
+    }
+}
+
+// Residual additions exactly as on the CPU (one float add each, in the same order); activations: ReGLU exact with
+// exact zeros where the gate is not positive, SwiGLU within a few ulp (expf against libm's exp).
+TEST_F(Gpu, ElementwiseMatchesCpu) {
+    for (int64_t n : {1, 255, 257, 11008}) {
+        const std::vector<float> x = randn(n, 1.0f, 11), y = randn(n, 1.0f, 12), z = randn(n, 1.0f, 13);
+        DeviceMem dx(x), dy(y), dz(z), dout(n * sizeof(float));
+        gpu::add_inplace(dx.as<float>(), dy.as<float>(), n, nullptr);
+        auto got = dx.to_host<float>();
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(got[i], x[i] + y[i]) << "add n=" << n << " i=" << i;
+        dx.fill_from(x);
+        gpu::add2_inplace(dx.as<float>(), dy.as<float>(), dz.as<float>(), n, nullptr);
+        got = dx.to_host<float>();
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(got[i], (x[i] + y[i]) + z[i]) << "add2 n=" << n << " i=" << i;
+
+        std::vector<float> want(n);
+        gpu::reglu(dout.as<float>(), dx.as<float>(), dy.as<float>(), n, nullptr);
+        got = dout.to_host<float>();
+        const std::vector<float> g = dx.to_host<float>();
+        ember::reglu(want.data(), g.data(), y.data(), n);
+        int zeros = 0;
+        for (int64_t i = 0; i < n; i++) {
+            ASSERT_EQ(got[i], want[i]) << "reglu n=" << n << " i=" << i;
+            zeros += got[i] == 0.0f;
+        }
+        if (n > 100) {
+            EXPECT_GT(zeros, n / 4) << "ReGLU must give exact zeros for non-positive gates";
+        }
+        gpu::swiglu(dout.as<float>(), dx.as<float>(), dy.as<float>(), n, nullptr);
+        got = dout.to_host<float>();
+        ember::swiglu(want.data(), g.data(), y.data(), n);
+        for (int64_t i = 0; i < n; i++)
+            ASSERT_NEAR(got[i], want[i], 1e-6f * (1.0f + std::fabs(want[i]))) << "swiglu n=" << n << " i=" << i;
+
+        // count_nonzero over the first k entries of the ReGLU output, k read on the device.
+        gpu::reglu(dout.as<float>(), dx.as<float>(), dy.as<float>(), n, nullptr);
+        const std::vector<float> h = dout.to_host<float>();
+        for (int32_t k : {0, 1, (int32_t)n / 2, (int32_t)n}) {
+            DeviceMem dk(std::vector<int32_t>{k}), dc(sizeof(int32_t));
+            gpu::count_nonzero(dout.as<float>(), dk.as<int32_t>(), dc.as<int32_t>(), nullptr);
+            int32_t want_count = 0;
+            for (int32_t j = 0; j < k; j++) want_count += h[j] != 0.0f;
+            ASSERT_EQ(dc.to_host<int32_t>()[0], want_count) << "count_nonzero n=" << n << " k=" << k;
         }
     }
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -452,7 +453,24 @@ TEST(Synth, ConstructionPredictorsRunSparseWithHighRecall) {
         EXPECT_GE(r.predictor_recall[l], 0.99f - 1e-5f) << "layer " << l;
         EXPECT_GT(r.predictor_sparsity[l], 0.6f) << "layer " << l;
     }
-    ember::profile_write(ember::synth_construction_profile(p, r), prof_path);
+    // Each neuron's frequency is its target firing probability: the layer's mean is 1 - sparsity and the hottest
+    // 20% take hot_share of the firings, and the file keeps them.
+    const ember::ModelProfile prof = ember::synth_construction_profile(p, r);
+    ember::profile_write(prof, prof_path);
+    const ember::ModelProfile back = ember::profile_read(prof_path);
+    for (int l = 0; l < p.n_layers; l++) {
+        std::vector<float> f = back.layers[l].freq;
+        ASSERT_EQ((int)f.size(), p.n_ff) << "layer " << l;
+        EXPECT_EQ(f, prof.layers[l].freq) << "layer " << l;
+        double sum = 0;
+        for (float v : f) sum += v;
+        EXPECT_NEAR(sum / p.n_ff, 1.0 - p.sparsity, 1e-3) << "layer " << l;
+        std::sort(f.begin(), f.end(), std::greater<float>());
+        double top = 0;
+        for (int i = 0; i < ember::synth_hot_count(p.n_ff); i++) top += f[i];
+        EXPECT_NEAR(top / sum, p.hot_share, 1e-2) << "layer " << l;
+    }
+    EXPECT_NE(back.layers[0].freq, back.layers[1].freq) << "hot neurons differ per layer";
 
     ember::ModelParams mp;
     mp.path = path;

@@ -6,8 +6,13 @@
 // --profile takes a comma-separated list ("none" = dense FFN): each entry loads the model with that profile and runs
 // every test, so dense and sparse are measured in one run. Sparse rows count the bytes the decode steps actually
 // read (predictors and the active neurons' rows), and the summary sets the speed-up against the ratio of bytes.
+// -ngl and --vram-budget also take lists: every combination of profile, -ngl and budget is loaded and measured in
+// turn. With a GPU, each side's bytes per token (host RAM and VRAM) bound t/s at 1 / max(host bytes / host
+// bandwidth, VRAM bytes / VRAM bandwidth); the summary sets every GPU run against the first dense layer-offload run
+// (-ngl N) and --timeline FILE writes one traced decode step of each GPU run.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -16,8 +21,10 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/app-args.h"
+#include "apps/app-io.h"
 #include "apps/app-model.h"
 #include "engine/memory-bandwidth.h"
+#include "engine/placement.h"
 #include "engine/stats.h"
 
 using namespace ember;
@@ -27,6 +34,9 @@ namespace {
 struct BenchParams {
     ModelParams model;
     std::vector<std::string> profiles{""};  // --profile entries; "" = dense
+    std::vector<int> ngls{-1};              // -ngl entries; -1 = automatic placement
+    std::vector<double> budgets{-1};        // --vram-budget entries in GiB; -1 = free VRAM minus a margin
+    std::string timeline_path;              // --timeline: one traced decode step per GPU run, as JSON
     int n_prompt = 512;     // pp test size; 0: no pp test
     int n_gen = 128;        // tg test size; 0: no tg test
     int reps = 5;
@@ -46,12 +56,22 @@ struct TestResult {
     std::string time;          // start time, ISO 8601
     bool sparse = false;       // the model ran with a profile
     SparseFfnStats sparse_stats;  // summed over the timed repetitions (sparse only)
+    DecodeTimeline timeline;      // GPU runs with --timeline: one traced decode step after the repetitions
 };
 
-// Bytes of weights read per generated token: the sparse FFN's measured count, else the dense count.
-double bytes_per_token(const TestResult& r, const ModelInfo& info) {
+// Bytes of weights read from host memory per generated token: the sparse FFN's measured count, else the dense count
+// (with a GPU: the placement's host share, exact for dense layers).
+double bytes_per_token(const TestResult& r, const ModelInfo& info, const Placement& pl) {
     if (r.sparse && r.sparse_stats.decode_tokens > 0) return r.sparse_stats.bytes_per_decode_token();
+    if (pl.mode != PlacementMode::PLACEMENT_CPU) return pl.cpu_bytes_per_token;
     return (double)info.weight_bytes_per_token;
+}
+
+// The same from VRAM (0 without a GPU).
+double gpu_bytes_per_token(const TestResult& r, const Placement& pl) {
+    if (pl.mode == PlacementMode::PLACEMENT_CPU) return 0.0;
+    if (r.sparse && r.sparse_stats.decode_tokens > 0) return r.sparse_stats.gpu_bytes_per_decode_token();
+    return pl.gpu_bytes_per_token;
 }
 
 std::string iso_time_now() {
@@ -96,6 +116,14 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
         r.sparse_stats += session.sparse_stats();
         return ns;
     };
+    auto traced = [&] {  // one more decode step after 16 tokens, traced
+        Session session(model, sp);
+        const int warm = std::min(16, n - 1);
+        for (int i = 0; i < warm; i++) session.eval({tokens[i]}, false);
+        session.set_trace(true);
+        session.eval({tokens[warm]}, false);
+        if (session.timeline()) r.timeline = *session.timeline();
+    };
     if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
     r.sparse_stats = SparseFfnStats();              // count the timed repetitions only
     for (int i = 0; i < p.reps; i++) {
@@ -103,6 +131,7 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
         r.ns.push_back(ns);
         r.ts.push_back(1e9 * n / ns);
     }
+    if (!p.timeline_path.empty() && n_gen > 0 && n >= 2) traced();
     return r;
 }
 
@@ -148,7 +177,18 @@ int run(int argc, char** argv) {
     args.add_int({"-r", "--repetitions"}, &p.reps, "repetitions of each test");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "prompt tokens per evaluation step");
-    args.add_int({"-ngl", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    std::string ngls, budgets;
+    args.add_string({"-ngl", "--n-gpu-layers"}, &ngls, "LIST",
+                    "comma-separated: layers to offload to the GPU, dense (-1 = automatic placement, 0 = CPU only)");
+    args.add_string({"--vram-budget"}, &budgets, "LIST",
+                    "comma-separated VRAM budgets in GiB for the placement (-1 = free VRAM minus 512 MiB)");
+    args.add_string({"--placement"}, &p.model.placement_path, "FNAME",
+                    "load the GPU placement from FNAME when it exists, else plan it and save it there");
+    args.add_flag({"--print-placement"}, &p.model.print_placement, "print each run's GPU placement plan");
+    args.add_double({"--cpu-bw"}, &p.model.cpu_bandwidth_gbs,
+                    "host memory bandwidth the placement assumes, GB/s (default: --mem-bw or measured)");
+    args.add_string({"--timeline"}, &p.timeline_path, "FNAME",
+                    "write one traced decode step of each GPU run (CUDA events and host clock) as JSON");
     std::string profiles;
     args.add_string({"--profile"}, &profiles, "LIST",
                     "comma-separated profiles from ember-profile, each run in turn; 'none' = dense FFN");
@@ -162,20 +202,45 @@ int run(int argc, char** argv) {
     if (p.reps < 1) throw Error("-r: invalid value '" + std::to_string(p.reps) + "' (expected >= 1)");
     if (p.n_threads < 0) p.n_threads = 0;
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
-    if (p.model.n_gpu_layers < 0)
-        throw Error("-ngl: invalid value '" + std::to_string(p.model.n_gpu_layers) + "' (expected >= 0)");
-    if (!profiles.empty()) {
-        p.profiles.clear();
+    // Comma-separated list of flag `name`; empty entries are errors.
+    auto split = [](const std::string& name, const std::string& list) {
+        std::vector<std::string> items;
         size_t b = 0;
         while (true) {
-            const size_t e = profiles.find(',', b);
-            std::string item = profiles.substr(b, e == std::string::npos ? std::string::npos : e - b);
-            if (item.empty()) throw Error("--profile: empty entry in '" + profiles + "' (use 'none' for dense)");
-            p.profiles.push_back(item == "none" ? "" : item);
+            const size_t e = list.find(',', b);
+            std::string item = list.substr(b, e == std::string::npos ? std::string::npos : e - b);
+            if (item.empty()) throw Error(name + ": empty entry in '" + list + "'");
+            items.push_back(item);
             if (e == std::string::npos) break;
             b = e + 1;
         }
+        return items;
+    };
+    auto number = [](const std::string& name, const std::string& item, double lo) {
+        char* end = nullptr;
+        const double v = std::strtod(item.c_str(), &end);
+        if (item.empty() || *end != '\0' || !(v >= lo) || (v < 0 && v != -1))
+            throw Error(name + ": invalid value '" + item + "' (expected a number >= 0, or -1)");
+        return v;
+    };
+    if (!profiles.empty()) {
+        p.profiles.clear();
+        for (const std::string& item : split("--profile", profiles)) p.profiles.push_back(item == "none" ? "" : item);
     }
+    if (!ngls.empty()) {
+        p.ngls.clear();
+        for (const std::string& item : split("-ngl", ngls)) {
+            const double v = number("-ngl", item, -1);
+            if (v != (int)v) throw Error("-ngl: invalid value '" + item + "' (expected an integer)");
+            p.ngls.push_back((int)v);
+        }
+    }
+    if (!budgets.empty()) {
+        p.budgets.clear();
+        for (const std::string& item : split("--vram-budget", budgets)) p.budgets.push_back(number("--vram-budget", item, -1));
+    }
+    if (!(p.model.cpu_bandwidth_gbs >= 0))
+        throw Error("--cpu-bw: invalid value '" + fmt("%g", p.model.cpu_bandwidth_gbs) + "' (expected >= 0)");
     if (p.mem_bw < 0) throw Error("--mem-bw: invalid value '" + fmt("%g", p.mem_bw) + "' (expected >= 0)");
 
     std::fprintf(stderr, "%s\n", version_string().c_str());
@@ -190,39 +255,88 @@ int run(int argc, char** argv) {
 
     struct Run {
         std::string profile;  // "" = dense
+        int ngl = -1;
+        double budget = -1;
         ModelInfo info;
         std::string backend;
         uint64_t predictor_bytes = 0;
+        Placement placement;
         std::vector<TestResult> results;
     };
+    if (p.model.cpu_bandwidth_gbs == 0) p.model.cpu_bandwidth_gbs = mem_bw;  // the planner assumes the same
     std::vector<Run> runs;
     for (const std::string& profile : p.profiles) {
-        ModelParams mp = p.model;
-        mp.profile_path = profile;
-        double load_ms = 0;
-        std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
-        if (runs.empty()) app_log_model_info(*model, "model");
-        if (!profile.empty())
-            std::fprintf(stderr, "profile: %s: predictors %s, loaded in %.0f ms\n", profile.c_str(),
-                         app_format_size(model->predictor_bytes()).c_str(), load_ms);
-        Run run;
-        run.profile = profile;
-        run.info = model->info();
-        run.backend = model->backend();
-        run.predictor_bytes = model->predictor_bytes();
-        if (p.n_prompt > 0) run.results.push_back(run_test(*model, p, p.n_prompt, 0));
-        if (p.n_gen > 0) run.results.push_back(run_test(*model, p, 0, p.n_gen));
-        runs.push_back(std::move(run));
+        for (int ngl : p.ngls) {
+            for (double budget : p.budgets) {
+                ModelParams mp = p.model;
+                mp.profile_path = profile;
+                mp.n_gpu_layers = ngl;
+                mp.vram_budget_gib = budget;
+                mp.n_ctx = std::max(p.n_prompt, p.n_gen);
+                double load_ms = 0;
+                std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
+                if (runs.empty()) app_log_model_info(*model, "model");
+                std::fprintf(stderr, "run: profile %s, -ngl %d, --vram-budget %g: %s, VRAM %s, loaded in %.0f ms\n",
+                             profile.empty() ? "none" : profile.c_str(), ngl, budget, model->backend().c_str(),
+                             app_format_size(model->placement().vram_total).c_str(), load_ms);
+                Run run;
+                run.profile = profile;
+                run.ngl = ngl;
+                run.budget = budget;
+                run.info = model->info();
+                run.backend = model->backend();
+                run.predictor_bytes = model->predictor_bytes();
+                run.placement = model->placement();
+                if (p.n_prompt > 0) run.results.push_back(run_test(*model, p, p.n_prompt, 0));
+                if (p.n_gen > 0) run.results.push_back(run_test(*model, p, 0, p.n_gen));
+                runs.push_back(std::move(run));
+            }
+        }
     }
 
     const ModelInfo& info = runs[0].info;
     const std::string desc = app_model_description(info);
+    // The decode speed the bytes each side reads allow: 1 / max(host bytes / host bandwidth, VRAM bytes / VRAM's).
+    auto bound_ts = [&](const Run& run, const TestResult& r) {
+        const double host_s = bytes_per_token(r, info, run.placement) / (mem_bw * 1e9);
+        const double gpu_bw = run.placement.gpu_bandwidth;
+        const double gpu_s = gpu_bw > 0 ? gpu_bytes_per_token(r, run.placement) / gpu_bw : 0.0;
+        const double t = std::max(host_s, gpu_s);
+        return t > 0 ? 1.0 / t : 0.0;
+    };
+    auto vram_label = [](const Run& run) {
+        return run.placement.mode == PlacementMode::PLACEMENT_CPU ? std::string("-")
+                                                                   : app_format_size(run.placement.vram_total);
+    };
+    if (!p.timeline_path.empty()) {
+        nlohmann::ordered_json tl = nlohmann::ordered_json::array();
+        for (const Run& run : runs)
+            for (const TestResult& r : run.results) {
+                if (r.timeline.spans.empty()) continue;
+                nlohmann::ordered_json j;
+                j["backend"] = run.backend;
+                j["profile"] = run.profile;
+                j["n_gpu_layers"] = run.ngl;
+                j["vram_budget_gib"] = run.budget;
+                j["test"] = r.name;
+                j["total_ms"] = r.timeline.total_ms;
+                j["gpu_busy_ms"] = r.timeline.gpu_busy_ms;
+                j["cpu_busy_ms"] = r.timeline.cpu_busy_ms;
+                nlohmann::ordered_json spans = nlohmann::ordered_json::array();
+                for (const DecodeTimeline::Span& sp : r.timeline.spans)
+                    spans.push_back({{"layer", sp.layer}, {"what", sp.what}, {"side", sp.gpu ? "gpu" : "cpu"},
+                                     {"begin_ms", sp.begin_ms}, {"end_ms", sp.end_ms}});
+                j["spans"] = spans;
+                tl.push_back(j);
+            }
+        app_write_file("--timeline", p.timeline_path, tl.dump(1) + "\n");
+    }
     if (p.output == "json") {
         nlohmann::ordered_json out = nlohmann::ordered_json::array();
         for (const Run& run : runs) {
             for (const TestResult& r : run.results) {
                 const double ts = stats_mean(r.ts);
-                const double bpt = bytes_per_token(r, info);
+                const double bpt = bytes_per_token(r, info, run.placement);
                 nlohmann::ordered_json j;
                 j["build"] = version_string();
                 j["model_filename"] = p.model.path;
@@ -234,7 +348,10 @@ int run(int argc, char** argv) {
                 j["profile"] = run.profile;
                 j["n_batch"] = p.n_batch;
                 j["n_threads"] = r.n_threads;
-                j["n_gpu_layers"] = p.model.n_gpu_layers;
+                j["n_gpu_layers"] = run.ngl;
+                j["vram_budget_gib"] = run.budget;
+                j["placement"] = placement_mode_name(run.placement.mode);
+                j["vram_bytes"] = run.placement.vram_total;
                 j["n_prompt"] = r.n_prompt;
                 j["n_gen"] = r.n_gen;
                 j["test"] = r.name;
@@ -246,6 +363,7 @@ int run(int argc, char** argv) {
                 j["samples_ns"] = r.ns;
                 j["samples_ts"] = r.ts;
                 j["weight_bytes_per_token"] = bpt;
+                j["gpu_weight_bytes_per_token"] = gpu_bytes_per_token(r, run.placement);
                 j["mem_bw_gbs"] = mem_bw;
                 if (r.sparse) {
                     j["predictor_bytes"] = run.predictor_bytes;
@@ -253,7 +371,7 @@ int run(int argc, char** argv) {
                 }
                 if (r.n_gen > 0) {
                     j["achieved_gbs"] = bpt * ts / 1e9;
-                    j["bw_bound_ts"] = bpt > 0 ? mem_bw * 1e9 / bpt : 0.0;
+                    j["bw_bound_ts"] = bound_ts(run, r);
                 }
                 out.push_back(j);
             }
@@ -266,48 +384,85 @@ int run(int argc, char** argv) {
     for (const Run& run : runs)
         for (const TestResult& r : run.results)
             rows.push_back({desc, app_format_size(info.weight_bytes), app_format_params(info.n_params), run.backend,
-                            r.sparse ? "sparse" : "dense", std::to_string(r.n_threads), r.name,
+                            std::to_string(run.ngl), vram_label(run), r.sparse ? "sparse" : "dense",
+                            std::to_string(r.n_threads), r.name,
                             fmt("%.2f ± %.2f", stats_mean(r.ts), stats_stddev(r.ts))});
-    print_table({"model", "size", "params", "backend", "ffn", "threads", "test", "t/s"},
-                {true, false, false, true, true, false, false, false}, rows);
+    print_table({"model", "size", "params", "backend", "ngl", "vram", "ffn", "threads", "test", "t/s"},
+                {true, false, false, true, false, false, true, false, false, false}, rows);
 
-    std::printf("\nweights read per generated token: %s dense; memory bandwidth: %.2f GB/s (%s)\n",
+    std::printf("\nweights read per generated token: %s dense; host memory bandwidth: %.2f GB/s (%s)\n",
                 app_format_size(info.weight_bytes_per_token).c_str(), mem_bw, mem_bw_source.c_str());
     std::vector<std::vector<std::string>> bw_rows;
     const TestResult* dense_tg = nullptr;
+    const Run* layers_run = nullptr;  // the first dense layer-offload run: the GPU runs' baseline
+    const TestResult* layers_tg = nullptr;
+    bool any_gpu = false;
     for (const Run& run : runs) {
+        const bool gpu = run.placement.mode != PlacementMode::PLACEMENT_CPU;
+        any_gpu |= gpu;
         for (const TestResult& r : run.results) {
             if (r.n_gen == 0) continue;
-            if (!r.sparse && !dense_tg) dense_tg = &r;
+            if (!r.sparse && !gpu && !dense_tg) dense_tg = &r;
+            if (!r.sparse && run.placement.mode == PlacementMode::PLACEMENT_LAYERS && !layers_tg)
+                layers_run = &run, layers_tg = &r;
             const double ts = stats_mean(r.ts);
-            const double bpt = bytes_per_token(r, info);
+            const double bpt = bytes_per_token(r, info, run.placement);
+            const double gbpt = gpu_bytes_per_token(r, run.placement);
             const double achieved = bpt * ts / 1e9;
-            const double bound = bpt > 0 ? mem_bw * 1e9 / bpt : 0.0;
-            bw_rows.push_back({r.sparse ? "sparse" : "dense", r.name, fmt("%.2f", ts),
-                               app_format_size((uint64_t)bpt),
+            const double bound = bound_ts(run, r);
+            bw_rows.push_back({run.backend, r.sparse ? "sparse" : "dense", r.name, fmt("%.2f", ts),
+                               app_format_size((uint64_t)bpt), gpu ? app_format_size((uint64_t)gbpt) : "-",
                                r.sparse ? fmt("%.1f %%", 100.0 * r.sparse_stats.predicted_share()) : "100 %",
-                               fmt("%.2f", achieved), fmt("%.1f %%", 100.0 * achieved / mem_bw), fmt("%.2f", bound)});
+                               fmt("%.2f", achieved), fmt("%.1f %%", 100.0 * achieved / mem_bw), fmt("%.2f", bound),
+                               fmt("%.0f %%", bound > 0 ? 100.0 * ts / bound : 0.0)});
         }
     }
     if (!bw_rows.empty()) {
         std::printf("\n");
-        print_table({"ffn", "test", "t/s", "bytes/token", "neurons run", "GB/s achieved", "of bandwidth",
-                     "t/s bandwidth allows"},
-                    {true, false, false, false, false, false, false, false}, bw_rows);
+        print_table({"backend", "ffn", "test", "t/s", "host bytes/token", "VRAM bytes/token", "neurons run",
+                     "host GB/s", "of host bandwidth", "t/s bytes allow", "of bound"},
+                    {true, true, false, false, false, false, false, false, false, false, false}, bw_rows);
     }
-    // Sparse against dense: the speed-up can at best match the ratio of bytes read per token.
+    // Sparse against dense on the CPU: the speed-up can at best match the ratio of bytes read per token.
     if (dense_tg) {
         for (const Run& run : runs) {
+            if (run.placement.mode != PlacementMode::PLACEMENT_CPU) continue;
             for (const TestResult& r : run.results) {
                 if (!r.sparse || r.n_gen == 0) continue;
                 const double speedup = stats_mean(r.ts) / stats_mean(dense_tg->ts);
-                const double bytes_ratio = bytes_per_token(*dense_tg, info) / bytes_per_token(r, info);
+                const double bytes_ratio = bytes_per_token(*dense_tg, info, runs[0].placement) /
+                                           bytes_per_token(r, info, run.placement);
                 std::printf("\nsparse %s vs dense: speed-up %.2fx, bytes ratio %.2fx: %.0f %% of the bytes bound "
                             "(profile %s, predictors %s)\n",
                             r.name.c_str(), speedup, bytes_ratio, 100.0 * speedup / bytes_ratio, run.profile.c_str(),
                             app_format_size(run.predictor_bytes).c_str());
             }
         }
+    }
+    // GPU runs against dense layer offload.
+    if (layers_tg) {
+        for (const Run& run : runs) {
+            if (&run == layers_run || run.placement.mode == PlacementMode::PLACEMENT_CPU) continue;
+            for (const TestResult& r : run.results) {
+                if (r.n_gen == 0) continue;
+                std::printf("\n%s (%s FFN, VRAM %s) vs %s -ngl %d (dense, VRAM %s), %s: speed-up %.2fx\n",
+                            run.backend.c_str(), r.sparse ? "sparse" : "dense", vram_label(run).c_str(),
+                            layers_run->backend.c_str(), layers_run->ngl, vram_label(*layers_run).c_str(),
+                            r.name.c_str(), stats_mean(r.ts) / stats_mean(layers_tg->ts));
+            }
+        }
+    }
+    if (any_gpu) {
+        for (const Run& run : runs)
+            for (const TestResult& r : run.results) {
+                const DecodeTimeline& t = r.timeline;
+                if (t.spans.empty() || t.total_ms <= 0) continue;
+                std::printf("\ntimeline of one decode step, %s (%s FFN): %.2f ms; GPU busy %.0f %%, CPU busy %.0f %% "
+                            "(written to %s)\n",
+                            run.backend.c_str(), r.sparse ? "sparse" : "dense", t.total_ms,
+                            100.0 * t.gpu_busy_ms / t.total_ms, 100.0 * t.cpu_busy_ms / t.total_ms,
+                            p.timeline_path.c_str());
+            }
     }
     return 0;
 }

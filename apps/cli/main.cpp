@@ -35,7 +35,9 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     args.add_int({"--repeat-last-n"}, &p.sampler.repeat_last_n,
                  "last n tokens considered for the penalty (0 = off, -1 = context size)");
     args.add_flag({"--ignore-eos"}, &p.generate.ignore_eos, "ignore end-of-generation tokens and keep generating");
-    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers,
+                 "layers to offload to the GPU, dense (-1 = automatic placement, 0 = CPU only)");
+    app_add_placement_args(args, p.model);
     args.add_string({"--profile"}, &p.model.profile_path, "FNAME",
                     "profile from ember-profile: run the FFN sparse through its predictors (default: dense)");
     args.add_flag({"--no-display-prompt"}, &no_display, "do not echo the prompt");
@@ -56,7 +58,8 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     if (p.session.n_ctx < 0) throw Error("-c: invalid value '" + std::to_string(p.session.n_ctx) + "' (expected >= 0)");
     if (p.session.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.session.n_batch) + "' (expected >= 1)");
     if (p.session.n_threads < 0) p.session.n_threads = 0;
-    if (p.model.n_gpu_layers < 0) throw Error("-ngl: invalid value '" + std::to_string(p.model.n_gpu_layers) + "' (expected >= 0)");
+    app_check_placement(args, p.model);
+    p.model.n_ctx = p.session.n_ctx;
     if (p.sampler.repeat_last_n < -1)
         throw Error("--repeat-last-n: invalid value '" + std::to_string(p.sampler.repeat_last_n) + "' (expected >= -1)");
     if (p.sampler.repeat_penalty <= 0)

@@ -32,11 +32,15 @@ int run(int argc, char** argv) {
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "tokens per evaluation step (at most -c)");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--chunks"}, &p.n_chunks, "evaluate at most this many chunks (-1 = all)");
-    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers,
+                 "layers to offload to the GPU, dense (-1 = automatic placement, 0 = CPU only)");
+    app_add_placement_args(args, p.model);
     args.add_string({"--profile"}, &p.model.profile_path, "FNAME",
                     "profile from ember-profile: run the FFN sparse through its predictors (default: dense)");
     if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_ctx < 8) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 8)");
+    app_check_placement(args, p.model);
+    p.model.n_ctx = p.n_ctx;
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
     if (p.n_chunks == 0 || p.n_chunks < -1)
         throw Error("--chunks: invalid value '" + std::to_string(p.n_chunks) + "' (expected -1 or >= 1)");

@@ -19,6 +19,7 @@ namespace {
 
 int run(int argc, char** argv) {
     ModelParams mp;
+    mp.n_gpu_layers = 0;  // the FFN observer reads the CPU engine's activations
     ProfileParams p;
     p.verbose = true;
     std::string corpus, out, rank = "auto", type = dtype_name(p.train.weight_type);

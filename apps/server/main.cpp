@@ -21,7 +21,6 @@ namespace {
 
 // Returns false when the program should exit 0 at once (--help, --version).
 bool parse_args(int argc, char** argv, ServerParams& p) {
-    double vram_budget_gib = 0;
     std::string names;
     for (const std::string& n : chat_template_names()) names += (names.empty() ? "" : ", ") + n;
     const std::string template_help = "chat template to use instead of the model's: " + names;
@@ -31,8 +30,9 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
     args.add_string({"-a", "--alias"}, &p.alias, "NAME", "the model's id in the API (default: the file's name)");
     args.add_string({"--profile"}, &p.model.profile_path, "FNAME",
                     "activation profile from ember-profile: run the FFN sparse (default: dense)");
-    args.add_double({"--vram-budget"}, &vram_budget_gib, "GPU memory the placement may use, in GiB");
-    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers, "layers to offload to the GPU");
+    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers,
+                 "layers to offload to the GPU, dense (-1 = automatic placement, 0 = CPU only)");
+    app_add_placement_args(args, p.model);
     args.add_string({"--host"}, &p.host, "HOST", "address to listen on");
     args.add_int({"--port"}, &p.port, "port to listen on (0 = any free port, logged)");
     args.add_int(
@@ -64,21 +64,16 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
     if (p.n_threads_http < 0)
         throw Error("--threads-http: invalid value '" + std::to_string(p.n_threads_http) + "' (expected >= 0)");
     if (p.timeout_s < 1) throw Error("-to: invalid value '" + std::to_string(p.timeout_s) + "' (expected >= 1)");
-    if (p.model.n_gpu_layers < 0)
-        throw Error("-ngl: invalid value '" + std::to_string(p.model.n_gpu_layers) + "' (expected >= 0)");
+    app_check_placement(args, p.model);
     if (!p.chat_template.empty()) {
         bool known = false;
         for (const std::string& n : chat_template_names()) known |= n == p.chat_template;
         if (!known)
             throw Error("--chat-template: invalid value '" + p.chat_template + "' (expected one of " + names + ")");
     }
-    if (args.seen("--vram-budget")) {
-        if (vram_budget_gib <= 0)
-            throw Error("--vram-budget: invalid value '" + std::to_string(vram_budget_gib) + "' (expected > 0 GiB)");
-        // ModelParams has no VRAM budget yet (the placement planner is not in this build): say so, never pretend.
-        std::fprintf(stderr, "warning: --vram-budget %g GiB: not available in this build (no GPU placement yet); "
-                             "ignored, the model runs on the CPU\n", vram_budget_gib);
-    }
+    // The placement reserves KV cache and scratch for every slot.
+    p.model.n_seq = p.slots.n_slots;
+    p.model.n_ctx = p.n_ctx == 0 ? 0 : p.n_ctx / p.slots.n_slots;
     return true;
 }
 
@@ -112,22 +107,22 @@ std::string file_name(const std::string& path) {
 int run(int argc, char** argv) {
     ServerState st;
     ServerParams& p = st.params;
-#ifdef _WIN32
-    signal(SIGINT, on_stop_signal);  // Windows has no sigaction and no SIGPIPE; Ctrl+C arrives as SIGINT
-    signal(SIGTERM, on_stop_signal);
-#else
     if (!parse_args(argc, argv, p)) return 0;
     std::fprintf(stderr, "%s\n", version_string().c_str());
 
     // SIGINT and SIGTERM only raise a flag (any thread may take them, BLAS workers included); a client gone
     // mid-write is an error return from send, not a signal.
+#ifdef _WIN32
+    signal(SIGINT, on_stop_signal);  // Windows has no sigaction and no SIGPIPE; Ctrl+C arrives as SIGINT
+    signal(SIGTERM, on_stop_signal);
+#else
     struct sigaction sa = {};
-#endif
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
+#endif
 
     httplib::Server http;
     const int n_http = p.n_threads_http > 0 ? p.n_threads_http : p.slots.n_slots + p.slots.n_queue + 8;
@@ -150,9 +145,6 @@ int run(int argc, char** argv) {
         double load_ms = 0;
         st.model = app_load_model(p.model, &load_ms);
         app_log_model_info(*st.model, "model");
-        if (p.model.n_gpu_layers > 0)
-            std::fprintf(stderr, "warning: -ngl %d: GPU execution is not built yet; every layer runs on the CPU\n",
-                         p.model.n_gpu_layers);
         st.template_name = choose_template(*st.model, p.chat_template);
         SlotServerParams sp = p.slots;
         sp.session.n_ctx = p.n_ctx == 0 ? 0 : p.n_ctx / p.slots.n_slots;

@@ -15,6 +15,7 @@ namespace {
 
 int run(int argc, char** argv) {
     ModelParams mp;
+    mp.n_gpu_layers = 0;  // the FFN observer reads the CPU engine's activations
     FfnMeasureParams p;
     std::string file;
     int64_t max_tokens = 0;

@@ -1,0 +1,82 @@
+#include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/elementwise.h"
+
+namespace ember::gpu {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void add2_kernel(float* x, const float* y, const float* z, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = (x[i] + y[i]) + z[i];
+}
+
+__global__ void reglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float g = gate[i];
+        out[i] = g > 0.0f ? g * up[i] : 0.0f;  // exactly zero where the gate is not positive, as on the CPU
+    }
+}
+
+__global__ void swiglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void count_nonzero_kernel(const float* h, const int32_t* k, int32_t* out) {
+    __shared__ int32_t partial[kThreads];
+    int32_t c = 0;
+    for (int32_t j = threadIdx.x; j < *k; j += kThreads) c += h[j] != 0.0f;
+    partial[threadIdx.x] = c;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s /= 2) {
+        if ((int)threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = partial[0];
+}
+
+}  // namespace
+
+void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream) {
+    count_nonzero_kernel<<<1, kThreads, 0, stream>>>(h, k, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+void add2_inplace(float* x, const float* y, const float* z, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    add2_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, z, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    reglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, gate, up, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, gate, up, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ember::gpu

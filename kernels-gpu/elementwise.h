@@ -1,0 +1,23 @@
+// Elementwise steps of a layer on the GPU; mirror kernels-cpu/activation.h and the residual additions of
+// models/llama.cpp. Pointers are device memory.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ember::gpu {
+
+// x[i] += y[i] for i in [0, n).
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
+// x[i] += y[i] + z[i]: the residual plus the GPU's and the CPU's parts of one split FFN, in that order.
+void add2_inplace(float* x, const float* y, const float* z, int64_t n, cudaStream_t stream);
+// out[i] = relu(gate[i]) * up[i] (ReGLU); out may alias gate.
+void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
+// out[i] = silu(gate[i]) * up[i] (SwiGLU); out may alias gate.
+void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
+
+// *out = the number of j < *k with h[j] != 0 (*k read on the device, as the sparse FFN kernels read it): how many
+// of a ReLU layer's predicted-active neurons fired. One block.
+void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream);
+
+}  // namespace ember::gpu

@@ -1,0 +1,832 @@
+#include "models/llama-gpu.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "kernels-cpu/dot.h"
+#include "kernels-cpu/sparse-ffn.h"
+#include "kernels-gpu/attention.h"
+#include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
+#include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/matmul.h"
+#include "kernels-gpu/norm.h"
+#include "kernels-gpu/predictor.h"
+#include "kernels-gpu/rope.h"
+#include "kernels-gpu/sparse-ffn.h"
+#include "models/llama-sparse.h"
+
+namespace ember {
+
+namespace {
+
+constexpr size_t kAlign = 256;
+
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// One cudaMalloc for many pieces: offsets are reserved first, the block is allocated once (so the driver's 2 MiB
+// granularity is paid once, not per tensor, and the VRAM used is what the planner counted), then filled.
+class DeviceArena {
+public:
+    DeviceArena() = default;
+    DeviceArena(const DeviceArena&) = delete;
+    DeviceArena& operator=(const DeviceArena&) = delete;
+    size_t reserve(size_t bytes) {
+        const size_t off = size_;
+        size_ += align_up(bytes);
+        return off;
+    }
+    void allocate() {
+        if (size_ > 0) CUDA_CHECK(cudaMalloc(&base_, size_));
+    }
+    template <typename T = void>
+    T* at(size_t off) const {
+        return reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + off);
+    }
+    size_t size() const { return size_; }
+    ~DeviceArena() {
+        if (base_) cudaFree(base_);
+    }
+
+private:
+    void* base_ = nullptr;
+    size_t size_ = 0;
+};
+
+// A weight matrix in VRAM.
+struct DeviceWeight {
+    const void* data = nullptr;
+    DType type = DType::DTYPE_F32;
+    int64_t n_rows = 0;
+    int64_t n_cols = 0;
+    uint64_t bytes() const { return dtype_row_bytes(type, n_cols) * (uint64_t)n_rows; }
+};
+
+}  // namespace
+
+struct LlamaGpuLayer {
+    bool attn = false, ffn_dense = false, split = false;
+    const float* attn_norm = nullptr;  // (dim)
+    DeviceWeight wq, wk, wv, wo;
+    const float* ffn_norm = nullptr;   // (dim)
+    DeviceWeight gate, up, down;       // dense FFN
+    gpu::PredictorGpuWeights predictor;  // split: fc2's rows ordered hot neurons first, then cold ones
+    int n_hot = 0;
+    DeviceWeight hot_gate, hot_up, hot_down_t;  // (n_hot, dim) each: row j = neuron hot[j]
+    std::vector<int32_t> cold;         // split: the cold neurons, ascending; scores[n_hot + c] belongs to cold[c]
+};
+
+struct LlamaGpu {
+    Placement placement;
+    std::vector<LlamaGpuLayer> layers;
+    bool output = false;
+    const float* output_norm = nullptr;
+    DeviceWeight output_w;
+    int max_rank = 0;
+    DeviceArena arena;
+};
+
+namespace {
+
+// Where the pieces go: reserved on the first pass, copied on the second.
+struct Upload {
+    DeviceArena& arena;
+    std::vector<std::function<void()>> copies;
+
+    // A host block copied as is.
+    const void* put(const void* host, size_t bytes) {
+        const size_t off = arena.reserve(bytes);
+        copies.push_back([this, off, host, bytes] {
+            CUDA_CHECK(cudaMemcpy(arena.at(off), host, bytes, cudaMemcpyHostToDevice));
+        });
+        return reinterpret_cast<const void*>(off);  // an offset until fixed up
+    }
+    // Rows rows[0..n) of a (?, row_bytes) host matrix, gathered into one contiguous device matrix.
+    const void* put_rows(const void* host, size_t row_bytes, std::vector<int32_t> rows) {
+        const size_t off = arena.reserve(row_bytes * rows.size());
+        copies.push_back([this, off, host, row_bytes, rows] {
+            const size_t chunk_rows = std::max<size_t>(1, (64u << 20) / std::max<size_t>(row_bytes, 1));
+            std::vector<uint8_t> staging(std::min(rows.size(), chunk_rows) * row_bytes);
+            for (size_t b = 0; b < rows.size(); b += chunk_rows) {
+                const size_t e = std::min(rows.size(), b + chunk_rows);
+                for (size_t j = b; j < e; j++)
+                    std::memcpy(staging.data() + (j - b) * row_bytes,
+                                static_cast<const uint8_t*>(host) + (size_t)rows[j] * row_bytes, row_bytes);
+                CUDA_CHECK(cudaMemcpy(arena.at<uint8_t>(off) + b * row_bytes, staging.data(), (e - b) * row_bytes,
+                                      cudaMemcpyHostToDevice));
+            }
+        });
+        return reinterpret_cast<const void*>(off);
+    }
+};
+
+// Offsets recorded by Upload become pointers once the arena exists.
+template <typename T>
+void fix(T*& p, const DeviceArena& a) {
+    p = reinterpret_cast<T*>(a.at<uint8_t>(reinterpret_cast<size_t>(p)));
+}
+
+DeviceWeight put_weight(Upload& up, const Weight& w) {
+    DeviceWeight d;
+    d.type = w.type;
+    d.n_rows = w.n_rows;
+    d.n_cols = w.n_cols;
+    d.data = up.put(w.data, w.bytes());
+    return d;
+}
+
+const float* put_floats(Upload& up, const std::vector<float>& v) {
+    return static_cast<const float*>(up.put(v.data(), v.size() * sizeof(float)));
+}
+
+void fix_weight(DeviceWeight& w, const DeviceArena& a) {
+    if (w.n_rows > 0) fix(w.data, a);
+}
+
+}  // namespace
+
+std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p) {
+    auto g = std::make_shared<LlamaGpu>();
+    g->placement = p;
+    g->layers.resize(info.n_layers);
+    if ((int)p.layers.size() != info.n_layers)
+        throw Error("GPU upload: the placement has " + std::to_string(p.layers.size()) + " layers, the model " +
+                    std::to_string(info.n_layers));
+    Upload up{g->arena, {}};
+    for (int l = 0; l < info.n_layers; l++) {
+        const LayerPlacement& lp = p.layers[l];
+        const LlamaLayer& L = m.layers[l];
+        LlamaGpuLayer& G = g->layers[l];
+        G.attn = lp.attn_gpu;
+        G.ffn_dense = lp.ffn_gpu_dense;
+        G.split = lp.predictor_gpu;
+        if (G.attn) {
+            G.attn_norm = put_floats(up, L.attn_norm);
+            G.wq = put_weight(up, L.wq);
+            G.wk = put_weight(up, L.wk);
+            G.wv = put_weight(up, L.wv);
+            G.wo = put_weight(up, L.wo);
+        }
+        if (G.ffn_dense || G.split) G.ffn_norm = put_floats(up, L.ffn_norm);
+        if (G.ffn_dense) {
+            G.gate = put_weight(up, L.w_gate);
+            G.up = put_weight(up, L.w_up);
+            G.down = put_weight(up, L.w_down);
+        }
+        if (G.split) {
+            if (m.sparse.empty())
+                throw Error("GPU upload: layer " + std::to_string(l) + " splits its FFN, which needs a profile");
+            const LlamaSparseFfn& S = m.sparse[l];
+            const PredictorWeights& pw = S.predictor;
+            std::vector<bool> is_hot(info.n_ff, false);
+            for (int32_t i : lp.hot) {
+                if (i < 0 || i >= info.n_ff)
+                    throw Error("GPU upload: layer " + std::to_string(l) + ": hot neuron " + std::to_string(i) +
+                                " outside [0, " + std::to_string(info.n_ff) + ")");
+                is_hot[i] = true;
+            }
+            G.n_hot = (int)lp.hot.size();
+            std::vector<int32_t> order = lp.hot;  // fc2 rows: hot first, then cold
+            for (int i = 0; i < info.n_ff; i++)
+                if (!is_hot[i]) G.cold.push_back(i), order.push_back(i);
+            G.predictor.type = pw.type;
+            G.predictor.dim = pw.dim;
+            G.predictor.rank = pw.rank;
+            G.predictor.n_ff = pw.n_ff;
+            G.predictor.threshold = pw.threshold;
+            G.predictor.fc1 = up.put(pw.fc1.data(), pw.fc1.size());
+            G.predictor.fc2 = up.put_rows(pw.fc2.data(), dtype_row_bytes(pw.type, pw.rank), order);
+            g->max_rank = std::max(g->max_rank, pw.rank);
+            if (G.n_hot > 0) {
+                auto rows_of = [&](const Weight& w, DeviceWeight& d) {
+                    d.type = w.type;
+                    d.n_rows = G.n_hot;
+                    d.n_cols = w.n_cols;
+                    d.data = up.put_rows(w.data, dtype_row_bytes(w.type, w.n_cols), lp.hot);
+                };
+                rows_of(L.w_gate, G.hot_gate);
+                rows_of(L.w_up, G.hot_up);
+                rows_of(S.w_down_t, G.hot_down_t);
+            }
+        }
+    }
+    g->output = p.output_gpu;
+    if (g->output) {
+        g->output_norm = put_floats(up, m.output_norm);
+        g->output_w = put_weight(up, m.output);
+    }
+
+    g->arena.allocate();
+    for (LlamaGpuLayer& G : g->layers) {
+        if (G.attn) {
+            fix(G.attn_norm, g->arena);
+            for (DeviceWeight* w : {&G.wq, &G.wk, &G.wv, &G.wo}) fix_weight(*w, g->arena);
+        }
+        if (G.ffn_dense || G.split) fix(G.ffn_norm, g->arena);
+        for (DeviceWeight* w : {&G.gate, &G.up, &G.down, &G.hot_gate, &G.hot_up, &G.hot_down_t}) fix_weight(*w, g->arena);
+        if (G.split) {
+            fix(G.predictor.fc1, g->arena);
+            fix(G.predictor.fc2, g->arena);
+        }
+    }
+    if (g->output) {
+        fix(g->output_norm, g->arena);
+        fix_weight(g->output_w, g->arena);
+    }
+    for (const auto& c : up.copies) c();
+    return g;
+}
+
+uint64_t llama_gpu_weight_bytes(const LlamaGpu& g) { return g.arena.size(); }
+
+GpuDeviceInfo gpu_device_info() {
+    if (gpu::cuda_device_count() == 0) throw Error("no CUDA device");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaFree(nullptr));  // makes the context, so that free memory is what is left after it
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    GpuDeviceInfo d;
+    d.name = prop.name;
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    d.free_bytes = free_b;
+    d.total_bytes = total_b;
+    // Bandwidth: a 128 MiB device-to-device copy (it reads and writes each byte: 2x its size moves), best of 3.
+    const size_t bytes = std::min<size_t>(128u << 20, free_b / 4);
+    void* a = nullptr;
+    void* b = nullptr;
+    d.bandwidth = 1.0e12;  // fallback where the probe cannot run
+    if (bytes >= (16u << 20) && cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess) {
+        cudaEvent_t e0, e1;
+        CUDA_CHECK(cudaEventCreate(&e0));
+        CUDA_CHECK(cudaEventCreate(&e1));
+        float best = 1e30f;
+        for (int r = 0; r < 4; r++) {
+            CUDA_CHECK(cudaEventRecord(e0));
+            CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+            CUDA_CHECK(cudaEventRecord(e1));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r > 0) best = std::min(best, ms);  // the first copy warms up
+        }
+        cudaEventDestroy(e0);
+        cudaEventDestroy(e1);
+        if (best > 0 && best < 1e29f) d.bandwidth = 2.0 * (double)bytes / (best * 1e-3);
+    }
+    if (a) cudaFree(a);
+    if (b) cudaFree(b);
+    return d;
+}
+
+// ---- Session state ----
+
+namespace {
+
+// The device scratch of one session, laid out in one arena (llama_gpu_scratch_bytes sums the same layout).
+struct ScratchLayout {
+    size_t x, xn, q, attn, tmp, gate, up, scores, h, y_hot, y_cold, down_scratch, att_scratch, logits, xq,
+        pred_xq, pred_hidden, hot_active, counts;
+    size_t total = 0;
+};
+
+ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_ctx, DeviceArena* arena) {
+    DeviceArena local;
+    DeviceArena& a = arena ? *arena : local;
+    const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
+    const size_t f = sizeof(float);
+    int max_rank = 0;
+    for (const LlamaSparseFfn& S : m.sparse) max_rank = std::max(max_rank, S.predictor.rank);
+    // Activations prepared for any weight type: the largest of F32 floats and Q8_0 quants, for the widest input.
+    const int64_t widest = std::max<int64_t>({(int64_t)info.dim, q_dim, (int64_t)info.n_ff});
+    const size_t xq_bytes = std::max(gpu::dot_vec_bytes(DType::DTYPE_F32, widest),
+                                     widest % 32 == 0 ? gpu::dot_vec_bytes(DType::DTYPE_Q8_0, widest) : 0);
+    const int64_t pred_in = std::max<int64_t>(info.dim, max_rank);
+    ScratchLayout s;
+    s.x = a.reserve(info.dim * f);
+    s.xn = a.reserve(info.dim * f);
+    s.q = a.reserve(q_dim * f);
+    s.attn = a.reserve(q_dim * f);
+    s.tmp = a.reserve(info.dim * f);
+    s.gate = a.reserve(info.n_ff * f);
+    s.up = a.reserve(info.n_ff * f);
+    s.scores = a.reserve(info.n_ff * f);
+    s.h = a.reserve(info.n_ff * f);
+    s.y_hot = a.reserve(info.dim * f);
+    s.y_cold = a.reserve(info.dim * f);
+    s.down_scratch = a.reserve(gpu::sparse_down_scratch_floats(info.dim) * f);
+    s.att_scratch = a.reserve(gpu::attention_scratch_floats(n_ctx, info.n_heads, info.head_dim) * f);
+    s.logits = a.reserve((size_t)info.n_vocab * f);
+    s.xq = a.reserve(xq_bytes);
+    s.pred_xq = a.reserve(std::max(pred_in * f, pred_in % 32 == 0 ? gpu::dot_vec_bytes(DType::DTYPE_Q8_0, pred_in) : 0));
+    s.pred_hidden = a.reserve(std::max(max_rank, 1) * f);
+    s.hot_active = a.reserve(info.n_ff * sizeof(int32_t));
+    s.counts = a.reserve((size_t)2 * info.n_layers * sizeof(int32_t));
+    s.total = a.size();
+    return s;
+}
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx) {
+    return scratch_layout(info, m, n_ctx, nullptr).total;
+}
+
+struct LlamaGpuState {
+    int n_ctx = 0;
+    cudaStream_t stream = nullptr;
+    cudaEvent_t cold_ready = nullptr;  // xn and the cold scores are on the host
+    DeviceArena kv;                    // K and V caches of the layers whose attention runs on the GPU
+    std::vector<float*> k_cache, v_cache;  // (n_layers) (n_ctx, kv_dim) each, null for CPU-attention layers
+    DeviceArena arena;
+    ScratchLayout lay;
+    // Pinned host buffers.
+    float* h_x = nullptr;       // (dim)
+    float* h_xn = nullptr;      // (dim)
+    float* h_scores = nullptr;  // (n_ff) cold scores
+    float* h_y = nullptr;       // (dim) the CPU's part of a split FFN
+    float* h_logits = nullptr;  // (n_vocab)
+    int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
+    // The CPU's cold work.
+    std::vector<int32_t> cold_active;
+    std::vector<float> cold_h;
+    // Tracing.
+    bool trace = false;
+    std::vector<cudaEvent_t> events;
+    size_t events_used = 0;
+    cudaEvent_t ev_ref = nullptr;
+    Clock::time_point t_ref;
+    struct PendingGpuSpan {
+        int layer;
+        const char* what;
+        cudaEvent_t b, e;
+    };
+    std::vector<PendingGpuSpan> gpu_spans;
+    DecodeTimeline timeline;
+
+    ~LlamaGpuState() {
+        if (stream) cudaStreamDestroy(stream);
+        if (cold_ready) cudaEventDestroy(cold_ready);
+        if (ev_ref) cudaEventDestroy(ev_ref);
+        for (cudaEvent_t e : events) cudaEventDestroy(e);
+        for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts})
+            if (p) cudaFreeHost(p);
+    }
+    template <typename T>
+    T* dev(size_t off) const {
+        return arena.at<T>(off);
+    }
+    cudaEvent_t next_event() {
+        if (events_used == events.size()) {
+            cudaEvent_t e;
+            CUDA_CHECK(cudaEventCreate(&e));
+            events.push_back(e);
+        }
+        return events[events_used++];
+    }
+};
+
+std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g,
+                                                      int n_ctx) {
+    auto gs = std::make_shared<LlamaGpuState>();
+    gs->n_ctx = n_ctx;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&gs->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&gs->cold_ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreate(&gs->ev_ref));
+    const size_t cache_bytes = (size_t)n_ctx * info.kv_dim * sizeof(float);
+    std::vector<size_t> k_off(info.n_layers, SIZE_MAX), v_off(info.n_layers, SIZE_MAX);
+    for (int l = 0; l < info.n_layers; l++)
+        if (g.layers[l].attn) k_off[l] = gs->kv.reserve(cache_bytes), v_off[l] = gs->kv.reserve(cache_bytes);
+    gs->kv.allocate();
+    gs->k_cache.assign(info.n_layers, nullptr);
+    gs->v_cache.assign(info.n_layers, nullptr);
+    for (int l = 0; l < info.n_layers; l++)
+        if (k_off[l] != SIZE_MAX) gs->k_cache[l] = gs->kv.at<float>(k_off[l]), gs->v_cache[l] = gs->kv.at<float>(v_off[l]);
+    gs->lay = scratch_layout(info, m, n_ctx, &gs->arena);
+    gs->arena.allocate();
+    CUDA_CHECK(cudaMallocHost(&gs->h_x, info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_xn, info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_scores, info.n_ff * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_y, info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)info.n_vocab * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_counts, (size_t)2 * info.n_layers * sizeof(int32_t)));
+    gs->cold_active.assign(info.n_ff, 0);
+    gs->cold_h.assign(info.n_ff, 0.0f);
+    return gs;
+}
+
+void llama_gpu_trace(LlamaGpuState& gs, bool on) { gs.trace = on; }
+const DecodeTimeline& llama_gpu_timeline(const LlamaGpuState& gs) { return gs.timeline; }
+
+// ---- The decode step ----
+
+namespace {
+
+double union_ms(std::vector<std::pair<double, double>> iv) {
+    std::sort(iv.begin(), iv.end());
+    double total = 0, b = -1e300, e = -1e300;
+    for (const auto& [s, t] : iv) {
+        if (s > e) {
+            if (e > b) total += e - b;
+            b = s, e = t;
+        } else {
+            e = std::max(e, t);
+        }
+    }
+    if (e > b) total += e - b;
+    return total;
+}
+
+class DecodeStep {
+public:
+    DecodeStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
+               ThreadPool& pool)
+        : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {}
+
+    // One token at pos; with want_logits its logits go to logits_out (n_vocab floats).
+    void run(int32_t token, int pos, bool want_logits, float* logits_out) {
+        const int dim = info_.dim;
+        const SparseFfnStats before = st_.sparse_stats;
+        if (gs_.trace) begin_trace();
+        llama_set_positions(st_, 1, pos, want_logits ? LlamaLogits::LLAMA_LOGITS_LAST : LlamaLogits::LLAMA_LOGITS_NONE);
+        llama_embed(info_, m_, st_, &token, 1);
+        on_gpu_ = false;
+        host_bytes_ = dtype_row_bytes(m_.tok_embd.type, dim);
+        gpu_bytes_ = 0;
+        cpu_sparse_layer0_ = false;
+        for (int l = 0; l < info_.n_layers; l++) {
+            const LlamaGpuLayer& G = g_.layers[l];
+            const LlamaLayer& L = m_.layers[l];
+            if (G.attn) {
+                to_gpu();
+                const cudaEvent_t b = gpu_mark();
+                attention(l, G, pos);
+                gpu_span(l, "attention", b);
+                gpu_bytes_ += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
+            } else {
+                to_host();
+                const double t0 = now_ms();
+                llama_attention_block(info_, m_, l, st_, 1, pool_);
+                cpu_span(l, "attention", t0);
+                host_bytes_ += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
+            }
+            if (G.ffn_dense) {
+                to_gpu();
+                const cudaEvent_t b = gpu_mark();
+                ffn_dense(G);
+                gpu_span(l, "ffn dense", b);
+                gpu_bytes_ += L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
+            } else if (G.split) {
+                to_gpu();
+                ffn_split(l, G, L);
+            } else {
+                to_host();
+                const double t0 = now_ms();
+                llama_ffn_block(info_, m_, l, st_, 1, pool_);
+                cpu_span(l, m_.sparse.empty() ? "ffn dense" : "ffn cold", t0);
+                if (m_.sparse.empty()) host_bytes_ += L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
+                if (!m_.sparse.empty() && l == 0) cpu_sparse_layer0_ = true;
+            }
+        }
+        if (want_logits) output(logits_out);
+        // Hot neurons predicted and fired per layer, written on the device.
+        CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts), 2 * info_.n_layers * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, s_));
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        account(before);
+        if (gs_.trace) end_trace();
+    }
+
+private:
+    const ModelInfo& info_;
+    const LlamaModel& m_;
+    const LlamaGpu& g_;
+    LlamaGpuState& gs_;
+    LlamaState& st_;
+    ThreadPool& pool_;
+    cudaStream_t s_;
+    bool on_gpu_ = false;  // where the residual x is now
+    uint64_t host_bytes_ = 0, gpu_bytes_ = 0;
+    uint64_t split_predicted_ = 0, split_fired_ = 0, split_neurons_ = 0;
+    bool cpu_sparse_layer0_ = false;
+
+    float* dev(size_t off) const { return gs_.dev<float>(off); }
+
+    void to_gpu() {
+        if (on_gpu_) return;
+        std::memcpy(gs_.h_x, st_.x.data(), info_.dim * sizeof(float));
+        CUDA_CHECK(cudaMemcpyAsync(dev(gs_.lay.x), gs_.h_x, info_.dim * sizeof(float), cudaMemcpyHostToDevice, s_));
+        on_gpu_ = true;
+    }
+    void to_host() {
+        if (!on_gpu_) return;
+        CUDA_CHECK(cudaMemcpyAsync(gs_.h_x, dev(gs_.lay.x), info_.dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
+        const double t0 = now_ms();
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        cpu_span(-1, "wait", t0);
+        std::memcpy(st_.x.data(), gs_.h_x, info_.dim * sizeof(float));
+        on_gpu_ = false;
+    }
+
+    // x (n floats on the device) prepared for weights of type t: F32/F16/BF16 read it as it is.
+    const void* prepare(DType t, const float* x, int64_t n) {
+        if (dot_vec_type(t) == DType::DTYPE_F32) return x;
+        void* xq = gs_.arena.at(gs_.lay.xq);
+        gpu::dot_prepare_vec(t, x, xq, n, s_);
+        return xq;
+    }
+    void linear(const DeviceWeight& w, const float* x, float* y) {
+        gpu::matvec(w.type, w.data, prepare(w.type, x, w.n_cols), y, w.n_rows, w.n_cols, s_);
+    }
+
+    void attention(int l, const LlamaGpuLayer& G, int pos) {
+        const int kv_dim = info_.kv_dim;
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* q = dev(gs_.lay.q);
+        float* k_row = gs_.k_cache[l] + (size_t)pos * kv_dim;
+        float* v_row = gs_.v_cache[l] + (size_t)pos * kv_dim;
+        gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, 1, s_);
+        // q, k, v; k and v straight into this position's cache rows.
+        if (G.wq.type == G.wk.type && G.wk.type == G.wv.type) {
+            const void* xq = prepare(G.wq.type, xn, info_.dim);
+            gpu::matvec(G.wq.type, G.wq.data, xq, q, G.wq.n_rows, G.wq.n_cols, s_);
+            gpu::matvec(G.wk.type, G.wk.data, xq, k_row, G.wk.n_rows, G.wk.n_cols, s_);
+            gpu::matvec(G.wv.type, G.wv.data, xq, v_row, G.wv.n_rows, G.wv.n_cols, s_);
+        } else {
+            linear(G.wq, xn, q);
+            linear(G.wk, xn, k_row);
+            linear(G.wv, xn, v_row);
+        }
+        RopeParams rp;
+        rp.head_dim = info_.head_dim;
+        rp.n_rot = info_.n_rot;
+        rp.freq_base = info_.rope_freq_base;
+        rp.freq_scale = info_.rope_freq_scale;
+        rp.neox = info_.rope_neox;
+        gpu::rope(q, info_.n_heads, pos, rp, s_);
+        gpu::rope(k_row, info_.n_kv_heads, pos, rp, s_);
+        AttentionArgs a;
+        a.q = q;
+        a.k_cache = gs_.k_cache[l];
+        a.v_cache = gs_.v_cache[l];
+        a.out = dev(gs_.lay.attn);
+        a.scores = dev(gs_.lay.att_scratch);
+        a.n_kv = pos + 1;
+        a.n_heads = info_.n_heads;
+        a.n_kv_heads = info_.n_kv_heads;
+        a.head_dim = info_.head_dim;
+        a.kv_stride = kv_dim;
+        a.scale = 1.0f / std::sqrt((float)info_.head_dim);
+        gpu::attention_heads(a, 0, info_.n_heads, s_);
+        float* tmp = dev(gs_.lay.tmp);
+        linear(G.wo, a.out, tmp);
+        gpu::add_inplace(x, tmp, info_.dim, s_);
+    }
+
+    void ffn_dense(const LlamaGpuLayer& G) {
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* gate = dev(gs_.lay.gate);
+        float* up = dev(gs_.lay.up);
+        gpu::rmsnorm(xn, x, G.ffn_norm, info_.dim, info_.norm_eps, 1, s_);
+        if (G.gate.type == G.up.type) {
+            const void* xq = prepare(G.gate.type, xn, info_.dim);
+            gpu::matvec(G.gate.type, G.gate.data, xq, gate, G.gate.n_rows, G.gate.n_cols, s_);
+            gpu::matvec(G.up.type, G.up.data, xq, up, G.up.n_rows, G.up.n_cols, s_);
+        } else {
+            linear(G.gate, xn, gate);
+            linear(G.up, xn, up);
+        }
+        if (info_.ffn_act == "relu")
+            gpu::reglu(gate, gate, up, info_.n_ff, s_);
+        else
+            gpu::swiglu(gate, gate, up, info_.n_ff, s_);
+        float* tmp = dev(gs_.lay.tmp);
+        linear(G.down, gate, tmp);
+        gpu::add_inplace(x, tmp, info_.dim, s_);
+    }
+
+    // The split FFN: hot neurons on the GPU, cold ones on the CPU, at the same time (see the header).
+    void ffn_split(int l, const LlamaGpuLayer& G, const LlamaLayer& L) {
+        const int dim = info_.dim;
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* scores = dev(gs_.lay.scores);
+        int32_t* counts = gs_.dev<int32_t>(gs_.lay.counts);
+        const int n_cold = (int)G.cold.size();
+        const LlamaSparseFfn& S = m_.sparse[l];
+        const cudaEvent_t b = gpu_mark();
+        gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, 1, s_);
+        gpu::PredictorGpuScratch ps;
+        ps.xq = gs_.arena.at(gs_.lay.pred_xq);
+        ps.hidden = dev(gs_.lay.pred_hidden);
+        gpu::predictor_scores(G.predictor, xn, scores, ps, s_);
+        gpu_bytes_ += S.predictor.bytes();
+        if (n_cold > 0) {
+            CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
+            CUDA_CHECK(cudaMemcpyAsync(gs_.h_scores, scores + G.n_hot, n_cold * sizeof(float), cudaMemcpyDeviceToHost,
+                                       s_));
+            CUDA_CHECK(cudaEventRecord(gs_.cold_ready, s_));
+        }
+        float* y_hot = dev(gs_.lay.y_hot);
+        if (G.n_hot > 0) {
+            int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
+            float* h = dev(gs_.lay.h);
+            gpu::predictor_active(scores, G.n_hot, G.predictor.threshold, active, counts + l, s_);
+            SparseGateUpWeights w;
+            w.wt = G.hot_gate.type;
+            w.w_gate = G.hot_gate.data;
+            w.w_up = G.hot_up.data;
+            w.dim = dim;
+            w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+            gpu::sparse_gate_up(w, prepare(w.wt, xn, dim), active, counts + l, G.n_hot, h, s_);
+            gpu::count_nonzero(h, counts + l, counts + info_.n_layers + l, s_);
+            gpu::sparse_down(G.hot_down_t.type, G.hot_down_t.data, h, active, counts + l, y_hot, dim,
+                             dev(gs_.lay.down_scratch), s_);
+        } else {
+            CUDA_CHECK(cudaMemsetAsync(counts + l, 0, sizeof(int32_t), s_));
+            CUDA_CHECK(cudaMemsetAsync(counts + info_.n_layers + l, 0, sizeof(int32_t), s_));
+        }
+        gpu_span(l, "ffn hot", b);
+        split_neurons_ += info_.n_ff;
+
+        float* y_cold = dev(gs_.lay.y_cold);
+        if (n_cold > 0) {
+            // The CPU's share, while the GPU works on the hot neurons queued above.
+            const double tw = now_ms();
+            CUDA_CHECK(cudaEventSynchronize(gs_.cold_ready));
+            cpu_span(l, "wait", tw);
+            const double t0 = now_ms();
+            const float thr = G.predictor.threshold;
+            int32_t* active = gs_.cold_active.data();
+            int k = 0;
+            for (int c = 0; c < n_cold; c++)
+                if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
+            SparseGateUpWeights w;
+            w.wt = L.w_gate.type;
+            w.w_gate = L.w_gate.data;
+            w.w_up = L.w_up.data;
+            w.dim = dim;
+            w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+            dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
+            sparse_gate_up(w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), pool_);
+            const double t1 = now_ms();
+            sparse_down(S.w_down_t.type, S.w_down_t.data, gs_.cold_h.data(), active, k, gs_.h_y, dim, pool_);
+            cpu_span(l, "cold gate/up", t0, t1);
+            cpu_span(l, "cold down", t1, now_ms());
+            int64_t fired = 0;
+            for (int j = 0; j < k; j++) fired += gs_.cold_h[j] != 0.0f;
+            split_predicted_ += k;
+            split_fired_ += fired;
+            host_bytes_ += (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
+                           (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
+            CUDA_CHECK(cudaMemcpyAsync(y_cold, gs_.h_y, dim * sizeof(float), cudaMemcpyHostToDevice, s_));
+            cpu_span(l, "ffn cold", t0);
+        }
+        if (G.n_hot > 0 && n_cold > 0)
+            gpu::add2_inplace(x, y_hot, y_cold, dim, s_);
+        else if (G.n_hot > 0)
+            gpu::add_inplace(x, y_hot, dim, s_);
+        else if (n_cold > 0)
+            gpu::add_inplace(x, y_cold, dim, s_);
+    }
+
+    void output(float* logits_out) {
+        const int64_t n_vocab = info_.n_vocab;
+        if (g_.output) {
+            to_gpu();
+            const cudaEvent_t b = gpu_mark();
+            float* xn = dev(gs_.lay.xn);
+            gpu::rmsnorm(xn, dev(gs_.lay.x), g_.output_norm, info_.dim, info_.norm_eps, 1, s_);
+            float* logits = dev(gs_.lay.logits);
+            linear(g_.output_w, xn, logits);
+            gpu_span(-1, "output", b);
+            CUDA_CHECK(cudaMemcpyAsync(gs_.h_logits, logits, n_vocab * sizeof(float), cudaMemcpyDeviceToHost, s_));
+            CUDA_CHECK(cudaStreamSynchronize(s_));
+            std::memcpy(logits_out, gs_.h_logits, n_vocab * sizeof(float));
+            gpu_bytes_ += m_.output.bytes();
+        } else {
+            to_host();
+            const double t0 = now_ms();
+            llama_output(info_, m_, st_, pool_);
+            cpu_span(-1, "output", t0);
+            if (logits_out != st_.logits.data()) std::memcpy(logits_out, st_.logits.data(), n_vocab * sizeof(float));
+            host_bytes_ += m_.output.bytes();
+        }
+    }
+
+    // Counters: tokens and bytes per side. The CPU FFN layers counted themselves through llama_sparse_ffn_token,
+    // whose layer 0 also adds the CPU engine's whole dense share: that part is replaced by what each side read.
+    void account(const SparseFfnStats& before) {
+        if (m_.sparse.empty()) return;
+        SparseFfnStats& s = st_.sparse_stats;
+        uint64_t cpu_ffn_bytes = s.decode_weight_bytes - before.decode_weight_bytes;
+        if (cpu_sparse_layer0_) {
+            cpu_ffn_bytes -= info_.weight_bytes_per_token - info_.ffn_bytes_per_token;
+            s.tokens -= 1, s.decode_tokens -= 1;
+        }
+        int64_t hot_predicted = 0, hot_fired = 0;
+        for (int l = 0; l < info_.n_layers; l++)
+            if (g_.layers[l].split && g_.layers[l].n_hot > 0) {
+                hot_predicted += gs_.h_counts[l];
+                hot_fired += gs_.h_counts[info_.n_layers + l];
+                const LlamaLayer& L = m_.layers[l];
+                gpu_bytes_ += (uint64_t)gs_.h_counts[l] * dtype_row_bytes(L.w_gate.type, info_.dim) +
+                              (uint64_t)gs_.h_counts[info_.n_layers + l] *
+                                  (dtype_row_bytes(L.w_up.type, info_.dim) + dtype_row_bytes(L.w_down.type, info_.dim));
+            }
+        s.tokens += 1;
+        s.decode_tokens += 1;
+        s.neurons += split_neurons_;
+        s.predicted += split_predicted_ + (uint64_t)hot_predicted;
+        s.fired += split_fired_ + (uint64_t)hot_fired;
+        s.decode_weight_bytes = before.decode_weight_bytes + cpu_ffn_bytes + host_bytes_;
+        s.decode_gpu_weight_bytes += gpu_bytes_;
+        split_neurons_ = split_predicted_ = split_fired_ = 0;
+    }
+
+    // ---- tracing ----
+    double now_ms() const {
+        return gs_.trace ? std::chrono::duration<double, std::milli>(Clock::now() - gs_.t_ref).count() : 0.0;
+    }
+    void begin_trace() {
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        gs_.events_used = 0;
+        gs_.gpu_spans.clear();
+        gs_.timeline = DecodeTimeline();
+        CUDA_CHECK(cudaEventRecord(gs_.ev_ref, s_));
+        CUDA_CHECK(cudaEventSynchronize(gs_.ev_ref));
+        gs_.t_ref = Clock::now();
+    }
+    cudaEvent_t gpu_mark() {
+        if (!gs_.trace) return nullptr;
+        const cudaEvent_t e = gs_.next_event();
+        CUDA_CHECK(cudaEventRecord(e, s_));
+        return e;
+    }
+    void gpu_span(int layer, const char* what, cudaEvent_t b) {
+        if (!gs_.trace) return;
+        gs_.gpu_spans.push_back({layer, what, b, gpu_mark()});
+    }
+    void cpu_span(int layer, const char* what, double t0) { cpu_span(layer, what, t0, now_ms()); }
+    // Parts of a span already recorded ("cold gate/up", "cold down" inside "ffn cold") are details: they do not
+    // count again in the busy time.
+    void cpu_span(int layer, const char* what, double t0, double t1) {
+        if (!gs_.trace) return;
+        gs_.timeline.spans.push_back({layer, what, false, t0, t1});
+    }
+    void end_trace() {
+        DecodeTimeline& t = gs_.timeline;
+        t.total_ms = now_ms();
+        for (const auto& p : gs_.gpu_spans) {
+            float b = 0, e = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&b, gs_.ev_ref, p.b));
+            CUDA_CHECK(cudaEventElapsedTime(&e, gs_.ev_ref, p.e));
+            t.spans.push_back({p.layer, p.what, true, b, e});
+        }
+        std::sort(t.spans.begin(), t.spans.end(),
+                  [](const DecodeTimeline::Span& a, const DecodeTimeline::Span& b) { return a.begin_ms < b.begin_ms; });
+        std::vector<std::pair<double, double>> gpu, cpu_work;
+        for (const auto& s : t.spans) {
+            if (s.gpu)
+                gpu.emplace_back(s.begin_ms, s.end_ms);
+            else if (s.what != "wait" && s.what.rfind("cold ", 0) != 0)
+                cpu_work.emplace_back(s.begin_ms, s.end_ms);
+        }
+        t.gpu_busy_ms = union_ms(gpu);
+        t.cpu_busy_ms = union_ms(cpu_work);
+    }
+};
+
+}  // namespace
+
+void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,
+                       LlamaState& st, const int32_t* tokens, int n, int pos0, LlamaLogits logits, ThreadPool& pool) {
+    if (pos0 + n > gs.n_ctx)
+        throw Error("GPU forward: positions up to " + std::to_string(pos0 + n) + " exceed the context of " +
+                    std::to_string(gs.n_ctx));
+    const size_t n_vocab = (size_t)info.n_vocab;
+    const bool all = logits == LlamaLogits::LLAMA_LOGITS_ALL;
+    if (all && st.logits.size() < (size_t)n * n_vocab) st.logits.resize((size_t)n * n_vocab);
+    if (!all && st.logits.size() < n_vocab) st.logits.resize(n_vocab);
+    // Rows of all-logits land in a separate buffer: the CPU output step writes st.logits' first row.
+    std::vector<float> rows;
+    if (all && n > 1) rows.resize((size_t)n * n_vocab);
+    DecodeStep step(info, m, g, gs, st, pool);
+    for (int i = 0; i < n; i++) {
+        const bool want = all || (logits == LlamaLogits::LLAMA_LOGITS_LAST && i == n - 1);
+        float* out = all && n > 1 ? rows.data() + (size_t)i * n_vocab : st.logits.data();
+        step.run(tokens[i], pos0 + i, want, out);
+    }
+    if (all && n > 1) std::memcpy(st.logits.data(), rows.data(), rows.size() * sizeof(float));
+}
+
+}  // namespace ember

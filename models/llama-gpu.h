@@ -1,0 +1,68 @@
+// The llama family on the GPU, for every placement the planner makes (engine/placement.h): all layers in VRAM,
+// dense layer offload (-ngl), and hybrid execution, where per layer the GPU runs attention, the predictor and the
+// hot neurons while the CPU workers run the predicted-active cold neurons from host memory at the same time.
+//
+// One decode step of a split FFN layer (hot neurons in VRAM, cold ones in host RAM), all on one CUDA stream:
+//   GPU: RMSNorm -> xn; predictor scores (fc2's rows ordered hot first, then cold); copy xn and the cold scores to
+//        pinned host memory, record an event; hot active list; hot gate/up and down -> y_hot
+//   CPU: wait for the event; cold active list from the scores; sparse gate/up and down on the cold rows -> y_cold;
+//        copy y_cold up (pinned)
+//   GPU: x += y_hot + y_cold once y_cold has arrived (the copy is queued on the same stream)
+// The host queues the GPU's hot work before it waits, so both sides run at once; only activations cross PCIe.
+// Layers whose attention or FFN the placement leaves on the CPU run the CPU code (models/llama.h) on the session's
+// host state, the residual moving between host and device where the placement switches sides.
+// Built only with CUDA (EMBER_CUDA); nothing in this header needs CUDA's headers.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/placement.h"
+#include "models/llama.h"
+
+namespace ember {
+
+// Device 0 as the planner sees it.
+struct GpuDeviceInfo {
+    std::string name;
+    uint64_t free_bytes = 0;   // cudaMemGetInfo after the context is made
+    uint64_t total_bytes = 0;
+    double bandwidth = 0;      // bytes/s read, measured by a device-to-device copy (counting its reads)
+};
+// Throws ember::Error when there is no CUDA device.
+GpuDeviceInfo gpu_device_info();
+
+// Device memory one session's activations and attention scratch take for contexts of n_ctx positions.
+uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx);
+
+// The model's device copies, as the placement says (opaque). Made once per Model.
+struct LlamaGpu;
+// Copies what p puts in VRAM: dense tensors as stored, predictors with fc2's rows reordered hot first, the hot
+// neurons' gate and up rows and down columns (the latter from the transposed copy m.sparse[l].w_down_t) gathered
+// into contiguous matrices. Needs m.sparse for any layer with predictor_gpu. Throws ember::Error (CUDA's message,
+// or the tensor that does not fit) on failure; nothing is left allocated then.
+std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p);
+// Device bytes the upload holds (weights).
+uint64_t llama_gpu_weight_bytes(const LlamaGpu& g);
+
+// One session's device state: KV caches of the layers whose attention is in VRAM, activations, pinned host
+// buffers, the stream and events.
+struct LlamaGpuState;
+std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g,
+                                                      int n_ctx);
+
+// Runs n tokens at positions pos0 .. pos0+n-1 like llama_forward, with the GPU's share of the work on the GPU.
+// st is the session's host state (its KV cache serves the layers whose attention stays on the CPU); logits land in
+// st.logits as llama_forward leaves them. Tokens run one at a time through the decode step.
+// Counts in st.sparse_stats like the CPU path; decode_weight_bytes counts host reads and decode_gpu_weight_bytes
+// VRAM reads (hot neurons counted at their predicted rows: gate, up and down).
+void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,
+                       LlamaState& st, const int32_t* tokens, int n, int pos0, LlamaLogits logits, ThreadPool& pool);
+
+// Turns tracing on or off for the next decode steps of gs (costs a few event records per layer); the last traced
+// step's timeline is returned by llama_gpu_timeline.
+void llama_gpu_trace(LlamaGpuState& gs, bool on);
+const DecodeTimeline& llama_gpu_timeline(const LlamaGpuState& gs);
+
+}  // namespace ember

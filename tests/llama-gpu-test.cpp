@@ -1,0 +1,365 @@
+// GPU execution of whole models against the CPU engine (label "gpu"; each test skips with a message where no CUDA
+// device exists): hybrid placements on the shipped tiny ReLU model with its profile, every kind of layer split
+// through a placement file, dense stories260K all on the GPU and with -ngl layer offload, the VRAM budget measured
+// with cudaMemGetInfo, and the decode timeline.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/ember.h"
+#include "engine/placement.h"
+#include "kernels-gpu/cuda-check.h"
+#include "models/llama-placement.h"
+#include "models/synth.h"
+#include "predictor/profile.h"
+
+namespace {
+
+// Kernels load when the context is made, not at their first launch, so that the VRAM measured around a model's
+// load and run is the model's own.
+const int kEagerModules = setenv("CUDA_MODULE_LOADING", "EAGER", 0);
+
+const std::string kTiny = std::string(EMBER_SOURCE_DIR) + "/models/tiny-relu-q8_0.gguf";
+const std::string kTinyProfile = std::string(EMBER_SOURCE_DIR) + "/models/tiny-relu-q8_0.profile.gguf";
+const std::string kStories = std::string(EMBER_SOURCE_DIR) + "/models/stories260K.gguf";
+
+class LlamaGpu : public ::testing::Test {
+protected:
+    void SetUp() override {
+        (void)kEagerModules;
+        if (ember::gpu::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    }
+};
+
+std::unique_ptr<ember::Model> load(const std::string& path, const std::string& profile, int ngl,
+                                   double budget_gib = -1, const std::string& placement = "") {
+    ember::ModelParams mp;
+    mp.path = path;
+    mp.profile_path = profile;
+    mp.n_gpu_layers = ngl;
+    mp.vram_budget_gib = budget_gib;
+    mp.placement_path = placement;
+    mp.n_ctx = 128;
+    mp.cpu_bandwidth_gbs = 20;  // fixed, so that plans do not depend on a measurement
+    return ember::Model::load(mp);
+}
+
+int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
+
+// Greedy continuation of a prompt, and the logits of the prompt's last token.
+struct Greedy {
+    std::vector<int32_t> tokens;
+    std::vector<float> first_logits;
+    ember::SparseFfnStats stats;
+};
+// one_by_one: the prompt's tokens are evaluated one at a time, as decode steps (the GPU runs prompts that way; on
+// the CPU a sparse model's batch computes every neuron and masks, with the original down projection, while a decode
+// step reads the transposed copy, which for Q8_0 is quantized again along the other axis).
+Greedy greedy(const ember::Model& m, const std::string& prompt, int n, bool one_by_one = true) {
+    ember::SessionParams sp;
+    sp.n_ctx = 128;
+    sp.n_threads = 2;
+    ember::Session s(m, sp);
+    Greedy g;
+    const std::vector<int32_t> toks = m.tokenizer().encode(prompt, true, false);
+    if (one_by_one)
+        for (int32_t t : toks) s.eval({t});
+    else
+        s.eval(toks);
+    const int n_vocab = m.info().n_vocab;
+    g.first_logits.assign(s.logits(), s.logits() + n_vocab);
+    for (int i = 0; i < n; i++) {
+        const int32_t t = argmax(s.logits(), n_vocab);
+        g.tokens.push_back(t);
+        s.eval({t});
+    }
+    g.stats = s.sparse_stats();
+    return g;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    float d = 0;
+    for (size_t i = 0; i < a.size(); i++) d = std::max(d, std::fabs(a[i] - b[i]));
+    return d;
+}
+
+const char* kPrompts[] = {"Once upon a time", "The little dog", "She opened the door and"};
+
+// On a Q8_0 model every matrix product quantizes its input vector to 8 bits, so a float sum taken in another order
+// (the GPU's down projection, the hot and cold halves added separately) can move an input across a rounding step and
+// the logits by a few hundredths; the F16 test below shows the engines otherwise agree to float rounding. The bar
+// on Q8_0: hybrid stays closer to CPU-only sparse than sparse is to dense, and the first tokens agree.
+void expect_close_to_cpu_sparse(const std::vector<float>& cpu_sparse, const std::vector<float>& gpu,
+                                const std::vector<float>& cpu_dense, const std::string& what) {
+    const float d_gpu = max_abs_diff(cpu_sparse, gpu), d_sparse = max_abs_diff(cpu_sparse, cpu_dense);
+    std::printf("%s: max |logit diff| GPU vs CPU sparse %.5f, CPU sparse vs dense %.4f\n", what.c_str(), d_gpu,
+                d_sparse);
+    EXPECT_LT(d_gpu, d_sparse) << what;
+}
+
+// Greedy tokens of b that equal a's, from the start; at least `min_equal` of them, all printed.
+void expect_same_start(const std::vector<int32_t>& a, const std::vector<int32_t>& b, size_t min_equal,
+                       const std::string& what) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) n++;
+    std::printf("%s: %zu of %zu greedy tokens equal before the first difference\n", what.c_str(), n, a.size());
+    EXPECT_GE(n, min_equal) << what;
+}
+
+// A budget smaller than the model: hot neurons in VRAM, cold ones on the CPU, on the tiny Q8_0 model.
+TEST_F(LlamaGpu, TinyHybridTracksCpuSparse) {
+    auto dense = load(kTiny, "", 0);
+    auto cpu = load(kTiny, kTinyProfile, 0);
+    auto hybrid = load(kTiny, kTinyProfile, -1, 12.0 / 1024);
+    ASSERT_EQ(cpu->backend(), "CPU");
+    ASSERT_EQ(hybrid->placement().mode, ember::PlacementMode::PLACEMENT_HYBRID) << hybrid->backend();
+    EXPECT_LE(hybrid->placement().vram_total, (uint64_t)(12.0 / 1024 * (1ull << 30)));
+    for (const char* prompt : kPrompts) {
+        const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*hybrid, prompt, 32), d = greedy(*dense, prompt, 0);
+        expect_same_start(a.tokens, b.tokens, 4, prompt);
+        expect_close_to_cpu_sparse(a.first_logits, b.first_logits, d.first_logits, prompt);
+        // Both sides read weights: the host the cold rows, VRAM the dense tensors, predictors and hot rows.
+        EXPECT_GT(b.stats.decode_weight_bytes, 0u);
+        EXPECT_GT(b.stats.decode_gpu_weight_bytes, 0u);
+        EXPECT_EQ(b.stats.decode_tokens, a.stats.decode_tokens);  // the prompt's tokens and the 32 generated
+        EXPECT_GT(b.stats.decode_tokens, 32u);
+        EXPECT_NEAR(b.stats.predicted_share(), a.stats.predicted_share(), 0.02) << prompt;
+    }
+}
+
+// An F16 model with F32 predictors (ember-synth, construction predictors): activations stay floats, so the GPU and
+// the CPU differ only by the order of float sums, and the hybrid engine's greedy text and logits equal CPU-only
+// sparse for every split the planner makes at three budgets.
+TEST_F(LlamaGpu, SynthF16HybridEqualsCpuSparse) {
+    ember::SynthParams p;
+    p.dim = 256;
+    p.n_layers = 4;
+    p.n_ff = 1024;
+    p.n_heads = 8;
+    p.n_kv_heads = 4;
+    p.type = ember::DType::DTYPE_F16;
+    p.seed = 11;
+    p.vocab_from = std::string(EMBER_SOURCE_DIR) + "/models/ggml-vocab-llama-spm.gguf";
+    p.n_threads = 2;
+    p.construction_predictors = true;
+    const std::string model = testing::TempDir() + "ember-gpu-synth-f16.gguf";
+    const std::string profile = testing::TempDir() + "ember-gpu-synth-f16.profile.gguf";
+    const ember::SynthReport r = ember::synth_write(p, model);
+    ember::profile_write(ember::synth_construction_profile(p, r), profile, ember::DType::DTYPE_F32);
+    auto cpu = load(model, profile, 0);
+    const double weights_mib = cpu->info().weight_bytes / 1048576.0;
+    for (double share : {0.3, 0.5, 0.7}) {
+        auto gpu = load(model, profile, -1, share * weights_mib / 1024);
+        ASSERT_EQ(gpu->placement().mode, ember::PlacementMode::PLACEMENT_HYBRID) << share;
+        for (const char* prompt : kPrompts) {
+            const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*gpu, prompt, 32);
+            const float d = max_abs_diff(a.first_logits, b.first_logits);
+            std::printf("F16, %.0f%% of the weights' size in VRAM, %s: max |logit diff| %.2e\n", 100 * share, prompt, d);
+            EXPECT_EQ(a.tokens, b.tokens) << prompt << ", budget share " << share;
+            EXPECT_LT(d, 1e-3f) << prompt << ", budget share " << share;
+        }
+    }
+    std::remove(model.c_str());
+    std::remove(profile.c_str());
+}
+
+// A placement file with every kind of layer: attention on either side, FFN split with some, all or no neurons hot,
+// FFN on the CPU; the output on the GPU. Loaded back as written, and it runs close to CPU-only sparse.
+TEST_F(LlamaGpu, PlacementFileWithEveryLayerKind) {
+    auto cpu = load(kTiny, kTinyProfile, 0);
+    const ember::ModelInfo& info = cpu->info();
+    ASSERT_EQ(info.n_layers, 6);
+    const ember::ModelProfile prof = ember::profile_read(kTinyProfile);
+    const ember::PlacementModel pm = ember::llama_placement_model(info, cpu->llama(), &prof, 128, 1, 1 << 20);
+    ember::Placement p;
+    p.mode = ember::PlacementMode::PLACEMENT_HYBRID;
+    p.layers.resize(6);
+    p.output_gpu = true;
+    auto range = [](int b, int e, int step) {
+        std::vector<int32_t> v;
+        for (int i = b; i < e; i += step) v.push_back(i);
+        return v;
+    };
+    p.layers[0] = {true, false, true, range(0, info.n_ff, 2)};      // GPU attention, every other neuron hot
+    p.layers[1] = {false, false, true, range(0, info.n_ff / 2, 1)};  // CPU attention, first half hot
+    p.layers[2] = {true, false, false, {}};                         // GPU attention, FFN on the CPU
+    p.layers[3] = {false, false, true, range(0, info.n_ff, 1)};      // CPU attention, every neuron hot
+    p.layers[4] = {true, false, true, {}};                          // GPU attention, predictor only: all cold
+    p.layers[5] = {false, false, false, {}};                        // all on the CPU
+    const std::string path = testing::TempDir() + "ember-every-kind.placement.json";
+    std::remove(path.c_str());
+    ember::placement_save(p, pm, path);
+    auto gpu = load(kTiny, kTinyProfile, -1, -1, path);
+    const ember::Placement& got = gpu->placement();
+    ASSERT_EQ(got.layers.size(), 6u);
+    for (int l = 0; l < 6; l++) {
+        EXPECT_EQ(got.layers[l].attn_gpu, p.layers[l].attn_gpu) << l;
+        EXPECT_EQ(got.layers[l].predictor_gpu, p.layers[l].predictor_gpu) << l;
+        EXPECT_EQ(got.layers[l].hot, p.layers[l].hot) << l;
+    }
+    EXPECT_TRUE(got.output_gpu);
+    auto dense = load(kTiny, "", 0);
+    for (const char* prompt : kPrompts) {
+        const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*gpu, prompt, 32), d = greedy(*dense, prompt, 0);
+        expect_same_start(a.tokens, b.tokens, 4, prompt);
+        expect_close_to_cpu_sparse(a.first_logits, b.first_logits, d.first_logits, prompt);
+    }
+    std::remove(path.c_str());
+}
+
+// Dense stories260K: all on the GPU when it fits, and -ngl layer offload, both equal the CPU's greedy text.
+TEST_F(LlamaGpu, DenseStoriesAllGpuAndLayerOffloadEqualCpu) {
+    auto cpu = load(kStories, "", 0);
+    auto all = load(kStories, "", -1);
+    auto layers = load(kStories, "", 3);
+    EXPECT_EQ(all->placement().mode, ember::PlacementMode::PLACEMENT_GPU);
+    EXPECT_EQ(layers->placement().mode, ember::PlacementMode::PLACEMENT_LAYERS);
+    int n_gpu = 0;
+    for (const ember::LayerPlacement& l : layers->placement().layers) n_gpu += l.attn_gpu && l.ffn_gpu_dense;
+    EXPECT_EQ(n_gpu, 3);
+    EXPECT_TRUE(layers->placement().layers.back().attn_gpu) << "-ngl offloads the last layers";
+    for (const char* prompt : kPrompts) {
+        const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*all, prompt, 32), c = greedy(*layers, prompt, 32);
+        EXPECT_EQ(a.tokens, b.tokens) << prompt;
+        EXPECT_EQ(a.tokens, c.tokens) << prompt;
+        EXPECT_LT(max_abs_diff(a.first_logits, b.first_logits), 1e-3f) << prompt;
+        EXPECT_LT(max_abs_diff(a.first_logits, c.first_logits), 1e-3f) << prompt;
+    }
+}
+
+// The tiny Q8_0 model dense, all on the GPU, against the CPU: the same greedy text, logits within float rounding.
+TEST_F(LlamaGpu, TinyDenseAllGpuEqualsCpu) {
+    auto cpu = load(kTiny, "", 0);
+    auto gpu = load(kTiny, "", -1);
+    ASSERT_EQ(gpu->placement().mode, ember::PlacementMode::PLACEMENT_GPU);
+    for (const char* prompt : kPrompts) {
+        const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*gpu, prompt, 32);
+        std::printf("%s: dense GPU vs CPU max |logit diff| %.5f\n", prompt, max_abs_diff(a.first_logits, b.first_logits));
+        EXPECT_EQ(a.tokens, b.tokens) << prompt;
+        EXPECT_LT(max_abs_diff(a.first_logits, b.first_logits), 2e-2f) << prompt;
+    }
+}
+
+// Splits with nothing hot (the GPU only normalizes and scores: the same bits as the CPU, so the same text) and with
+// everything hot (the CPU only waits).
+TEST_F(LlamaGpu, TinySplitExtremesEqualCpuSparse) {
+    auto cpu = load(kTiny, kTinyProfile, 0);
+    auto dense = load(kTiny, "", 0);
+    const ember::ModelInfo& info = cpu->info();
+    const ember::ModelProfile prof = ember::profile_read(kTinyProfile);
+    const ember::PlacementModel pm = ember::llama_placement_model(info, cpu->llama(), &prof, 128, 1, 1 << 20);
+    for (bool all_hot : {false, true}) {
+        ember::Placement p;
+        p.mode = ember::PlacementMode::PLACEMENT_HYBRID;
+        p.layers.resize(info.n_layers);
+        for (ember::LayerPlacement& l : p.layers) {
+            l.predictor_gpu = true;
+            if (all_hot)
+                for (int i = 0; i < info.n_ff; i++) l.hot.push_back(i);
+        }
+        const std::string path = testing::TempDir() + "ember-split-extreme.placement.json";
+        std::remove(path.c_str());
+        ember::placement_save(p, pm, path);
+        auto gpu = load(kTiny, kTinyProfile, -1, -1, path);
+        for (const char* prompt : kPrompts) {
+            const Greedy a = greedy(*cpu, prompt, 32), b = greedy(*gpu, prompt, 32), d = greedy(*dense, prompt, 0);
+            const std::string what = std::string(prompt) + (all_hot ? " (all hot)" : " (all cold)");
+            if (all_hot) {
+                expect_same_start(a.tokens, b.tokens, 4, what);
+                expect_close_to_cpu_sparse(a.first_logits, b.first_logits, d.first_logits, what);
+            } else {
+                EXPECT_EQ(a.tokens, b.tokens) << what;
+                EXPECT_EQ(a.first_logits, b.first_logits) << what;
+            }
+        }
+        std::remove(path.c_str());
+    }
+}
+
+// A prompt in one call (all logits, perplexity's use) runs the same decode steps as the tokens one by one: the same
+// logits, bit for bit; and the CPU's decode steps pick the same top token at every row.
+TEST_F(LlamaGpu, OneCallEqualsTokenByToken) {
+    auto cpu = load(kTiny, kTinyProfile, 0);
+    auto gpu = load(kTiny, kTinyProfile, -1, 12.0 / 1024);
+    ember::SessionParams sp;
+    sp.n_ctx = 64;
+    sp.n_threads = 2;
+    ember::Session one(*gpu, sp), many(*gpu, sp), ref(*cpu, sp);
+    const std::vector<int32_t> toks = gpu->tokenizer().encode("One day a little girl named Lily found a needle", true, false);
+    const int n_vocab = gpu->info().n_vocab;
+    many.eval(toks, true);
+    for (size_t i = 0; i < toks.size(); i++) {
+        one.eval({toks[i]});
+        ref.eval({toks[i]});
+        const std::vector<float> a(one.logits(), one.logits() + n_vocab), b(many.logits((int)i), many.logits((int)i) + n_vocab);
+        const std::vector<float> c(ref.logits(), ref.logits() + n_vocab);
+        std::printf("row %zu: one-by-one vs one call %.6f, GPU vs CPU one-by-one %.6f\n", i, max_abs_diff(a, b),
+                    max_abs_diff(a, c));
+        EXPECT_EQ(a, b) << "row " << i;
+        EXPECT_EQ(argmax(a.data(), n_vocab), argmax(c.data(), n_vocab)) << "row " << i;
+    }
+}
+
+// The VRAM the model and a session really take (cudaMemGetInfo before the load and after a prompt and decode
+// steps) stays within the budget, for three budgets.
+TEST_F(LlamaGpu, MeasuredVramStaysWithinBudget) {
+    for (double mib : {10.0, 14.0, 24.0}) {
+        CUDA_CHECK(cudaFree(nullptr));
+        size_t free0 = 0, free1 = 0, total = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+        {
+            auto m = load(kTiny, kTinyProfile, -1, mib / 1024);
+            ember::SessionParams sp;
+            sp.n_ctx = 128;
+            sp.n_threads = 2;
+            ember::Session s(*m, sp);
+            s.eval(m->tokenizer().encode("Once upon a time there was", true, false));
+            for (int i = 0; i < 8; i++) s.eval({argmax(s.logits(), m->info().n_vocab)});
+            CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+            const double used = (double)free0 - (double)free1;
+            std::printf("budget %.0f MiB: %s, planned %.2f MiB, measured %.2f MiB\n", mib, m->backend().c_str(),
+                        m->placement().vram_total / 1048576.0, used / 1048576.0);
+            EXPECT_NE(m->placement().mode, ember::PlacementMode::PLACEMENT_CPU);
+            EXPECT_LE(used, mib * 1048576.0) << "budget " << mib << " MiB";
+            EXPECT_LE(m->placement().vram_total, (uint64_t)(mib * 1048576.0));
+        }
+    }
+}
+
+// One traced decode step in hybrid mode: spans of both sides for every split layer, busy times within the step.
+TEST_F(LlamaGpu, TimelineRecordsBothSides) {
+    auto m = load(kTiny, kTinyProfile, -1, 12.0 / 1024);
+    ASSERT_EQ(m->placement().mode, ember::PlacementMode::PLACEMENT_HYBRID);
+    ember::SessionParams sp;
+    sp.n_ctx = 64;
+    sp.n_threads = 2;
+    ember::Session s(*m, sp);
+    s.eval(m->tokenizer().encode("Once upon a time", true, false));
+    s.set_trace(true);
+    s.eval({42});
+    const ember::DecodeTimeline* t = s.timeline();
+    ASSERT_NE(t, nullptr);
+    ASSERT_FALSE(t->spans.empty());
+    int gpu_spans = 0, cpu_spans = 0;
+    for (const auto& sp2 : t->spans) {
+        EXPECT_LE(sp2.begin_ms, sp2.end_ms) << sp2.what;
+        EXPECT_GE(sp2.begin_ms, -0.05) << sp2.what;
+        EXPECT_LE(sp2.end_ms, t->total_ms + 0.05) << sp2.what;
+        (sp2.gpu ? gpu_spans : cpu_spans)++;
+    }
+    EXPECT_GT(gpu_spans, 0);
+    EXPECT_GT(cpu_spans, 0);
+    EXPECT_GT(t->gpu_busy_ms, 0.0);
+    EXPECT_GT(t->cpu_busy_ms, 0.0);
+    EXPECT_LE(t->gpu_busy_ms, t->total_ms + 0.05);
+    EXPECT_LE(t->cpu_busy_ms, t->total_ms + 0.05);
+}
+
+}  // namespace
