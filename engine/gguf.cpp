@@ -274,7 +274,13 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     f->path_ = path;
     f->size_ = static_cast<size_t>(st.st_size);
     if (f->size_ > 0) {  // mmap of 0 bytes fails; an empty file is reported by parse()
-        void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        // Every page mapped now: a decode step reads scattered rows of the FFN (sparse execution), and each first
+        // touch of a page would otherwise stop that step for a page fault.
+        int flags = MAP_PRIVATE;
+#if defined(MAP_POPULATE)
+        flags |= MAP_POPULATE;
+#endif
+        void* p = mmap(nullptr, f->size_, PROT_READ, flags, fd, 0);
         int err = errno;
         ::close(fd);
         if (p == MAP_FAILED)
@@ -287,30 +293,30 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     f->parse();
     return f;
 }
+#endif
 
 std::unique_ptr<GGUFFile> GGUFFile::from_memory(const void* data, size_t size, const std::string& name) {
     if (!data && size) throw Error(name + ": from_memory: null buffer of " + std::to_string(size) + " bytes");
     std::unique_ptr<GGUFFile> f(new GGUFFile());
     f->path_ = name;
     f->base_ = static_cast<const uint8_t*>(data);
-#endif
     f->size_ = size;
     f->parse();
     return f;
 }
 
 GGUFFile::~GGUFFile() {
+#ifdef _WIN32
+    if (mapped_) UnmapViewOfFile(base_);
+#else
     if (mapped_) munmap(const_cast<uint8_t*>(base_), size_);
+#endif
 }
 
 void GGUFFile::parse() {
     Cursor c{base_, size_, path_, 0, {}};
     if (size_ < 4) c.fail(0, "not a GGUF file: " + std::to_string(size_) + " bytes, too short for the magic");
-#ifdef _WIN32
-    if (mapped_) UnmapViewOfFile(base_);
-#else
     if (std::memcmp(base_, "GGUF", 4) == 0) {
-#endif
         powerinfer_ = false;
     } else if (std::memcmp(base_, "PWRI", 4) == 0) {
         powerinfer_ = true;  // PowerInfer's files: GGUF layout under another magic
