@@ -94,9 +94,12 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
                             ? params.cpu_bandwidth_gbs * 1e9
                             : memory_bandwidth_probe(256u << 20, cpu_physical_cores(), 3) * 1e9;
     req.n_gpu_layers = params.n_gpu_layers;
+    // Placements without split layers (no profile, or -ngl N) run prompts in batches and reserve the scratch for it;
+    // an automatic plan with a profile splits its layers and runs every token through the decode step.
+    const bool batch = params.profile_path.empty() || params.n_gpu_layers >= 0;
     const PlacementModel pm =
         llama_placement_model(info, m, params.profile_path.empty() ? nullptr : &profile, model.planned_n_ctx_,
-                              params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_));
+                              params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, batch));
     Placement p;
     bool loaded = false;
     if (!params.placement_path.empty() && file_exists(params.placement_path)) {
@@ -114,7 +117,7 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
     if (p.mode != PlacementMode::PLACEMENT_CPU && p.vram_total > dev.free_bytes)
         throw Error("placement: needs " + std::to_string(p.vram_total >> 20) + " MiB of VRAM, the GPU (" + dev.name +
                     ") has " + std::to_string(dev.free_bytes >> 20) + " MiB free (lower -ngl or --vram-budget)");
-    if (p.mode != PlacementMode::PLACEMENT_CPU) model.gpu_ = llama_gpu_upload(info, m, p);
+    if (p.mode != PlacementMode::PLACEMENT_CPU) model.gpu_ = llama_gpu_upload(info, m, p, batch);
     return p;
 #else
     (void)profile;

@@ -11,6 +11,7 @@
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/sparse-ffn.h"
 #include "kernels-gpu/attention.h"
+#include "kernels-gpu/cublas-check.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
 #include "kernels-gpu/elementwise.h"
@@ -88,6 +89,7 @@ struct LlamaGpu {
     const float* output_norm = nullptr;
     DeviceWeight output_w;
     int max_rank = 0;
+    bool batch = false;  // sessions run prompts in batches (no split layer, and the plan reserved their scratch)
     DeviceArena arena;
 };
 
@@ -150,9 +152,12 @@ void fix_weight(DeviceWeight& w, const DeviceArena& a) {
 
 }  // namespace
 
-std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p) {
+std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p,
+                                           bool batch) {
     auto g = std::make_shared<LlamaGpu>();
     g->placement = p;
+    g->batch = batch;
+    for (const LayerPlacement& lp : p.layers) g->batch &= !lp.predictor_gpu;
     g->layers.resize(info.n_layers);
     if ((int)p.layers.size() != info.n_layers)
         throw Error("GPU upload: the placement has " + std::to_string(p.layers.size()) + " layers, the model " +
@@ -289,17 +294,27 @@ GpuDeviceInfo gpu_device_info() {
 namespace {
 
 // The device scratch of one session, laid out in one arena (llama_gpu_scratch_bytes sums the same layout).
+// Prompts on a placement without split layers run in batches of kBatch tokens through cuBLAS; their logits come out
+// kOutRows rows at a time.
+constexpr int kBatch = 32;
+constexpr int kOutRows = 8;
+constexpr int64_t kSlabRows = 256;              // Q8_0/Q4_0 weight rows dequantized per GEMM slab
+constexpr size_t kCublasWorkspace = 4u << 20;   // cuBLAS's own workspace, given to it so that it allocates none
+
 struct ScratchLayout {
     size_t x, xn, q, attn, tmp, gate, up, scores, h, y_hot, y_cold, down_scratch, att_scratch, logits, xq,
-        pred_xq, pred_hidden, hot_active, counts;
+        pred_xq, pred_hidden, hot_active, counts, gemm = 0, cublas = 0;
+    size_t gemm_bytes = 0;
     size_t total = 0;
 };
 
-ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_ctx, DeviceArena* arena) {
+// batch: room for prompts in batches (kBatch rows of activations, GEMM and cuBLAS workspaces); else one token.
+ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_ctx, bool batch, DeviceArena* arena) {
     DeviceArena local;
     DeviceArena& a = arena ? *arena : local;
     const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
     const size_t f = sizeof(float);
+    const size_t rows = batch ? kBatch : 1;
     int max_rank = 0;
     for (const LlamaSparseFfn& S : m.sparse) max_rank = std::max(max_rank, S.predictor.rank);
     // Activations prepared for any weight type: the largest of F32 floats and Q8_0 quants, for the widest input.
@@ -307,26 +322,39 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     const size_t xq_bytes = std::max(gpu::dot_vec_bytes(DType::DTYPE_F32, widest),
                                      widest % 32 == 0 ? gpu::dot_vec_bytes(DType::DTYPE_Q8_0, widest) : 0);
     const int64_t pred_in = std::max<int64_t>(info.dim, max_rank);
+    // The GEMM workspace for kBatch tokens over the widest input, for the model's weight types.
+    size_t gemm = 0;
+    auto account = [&](const Weight& w) {
+        gemm = std::max(gemm, gpu::matmul_workspace_bytes(w.type, rows, w.n_cols, std::min<int64_t>(kSlabRows, w.n_rows)));
+    };
+    account(m.output);
+    for (const LlamaLayer& L : m.layers)
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) account(*w);
     ScratchLayout s;
-    s.x = a.reserve(info.dim * f);
-    s.xn = a.reserve(info.dim * f);
-    s.q = a.reserve(q_dim * f);
-    s.attn = a.reserve(q_dim * f);
-    s.tmp = a.reserve(info.dim * f);
-    s.gate = a.reserve(info.n_ff * f);
-    s.up = a.reserve(info.n_ff * f);
+    s.x = a.reserve(rows * info.dim * f);
+    s.xn = a.reserve(rows * info.dim * f);
+    s.q = a.reserve(rows * q_dim * f);
+    s.attn = a.reserve(rows * q_dim * f);
+    s.tmp = a.reserve(rows * info.dim * f);
+    s.gate = a.reserve(rows * info.n_ff * f);
+    s.up = a.reserve(rows * info.n_ff * f);
     s.scores = a.reserve(info.n_ff * f);
     s.h = a.reserve(info.n_ff * f);
     s.y_hot = a.reserve(info.dim * f);
     s.y_cold = a.reserve(info.dim * f);
     s.down_scratch = a.reserve(gpu::sparse_down_scratch_floats(info.dim) * f);
-    s.att_scratch = a.reserve(gpu::attention_scratch_floats(n_ctx, info.n_heads, info.head_dim) * f);
-    s.logits = a.reserve((size_t)info.n_vocab * f);
+    s.att_scratch = a.reserve(gpu::attention_scratch_floats(n_ctx, info.n_heads, info.head_dim, (int)rows) * f);
+    s.logits = a.reserve((size_t)(batch ? kOutRows : 1) * info.n_vocab * f);
     s.xq = a.reserve(xq_bytes);
     s.pred_xq = a.reserve(std::max(pred_in * f, pred_in % 32 == 0 ? gpu::dot_vec_bytes(DType::DTYPE_Q8_0, pred_in) : 0));
     s.pred_hidden = a.reserve(std::max(max_rank, 1) * f);
     s.hot_active = a.reserve(info.n_ff * sizeof(int32_t));
     s.counts = a.reserve((size_t)2 * info.n_layers * sizeof(int32_t));
+    if (batch) {
+        s.gemm_bytes = std::max<size_t>(gemm, 256);
+        s.gemm = a.reserve(s.gemm_bytes);
+        s.cublas = a.reserve(kCublasWorkspace);
+    }
     s.total = a.size();
     return s;
 }
@@ -335,24 +363,26 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx) {
-    return scratch_layout(info, m, n_ctx, nullptr).total;
+uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx, bool batch) {
+    return scratch_layout(info, m, n_ctx, batch, nullptr).total;
 }
 
 struct LlamaGpuState {
     int n_ctx = 0;
     cudaStream_t stream = nullptr;
+    bool batch = false;                // prompts in batches (no split layers): the scratch has room for them
+    cublasHandle_t cublas = nullptr;   // with batch: gpu::matmul's handle
     cudaEvent_t cold_ready = nullptr;  // xn and the cold scores are on the host
     DeviceArena kv;                    // K and V caches of the layers whose attention runs on the GPU
     std::vector<float*> k_cache, v_cache;  // (n_layers) (n_ctx, kv_dim) each, null for CPU-attention layers
     DeviceArena arena;
     ScratchLayout lay;
     // Pinned host buffers.
-    float* h_x = nullptr;       // (dim)
+    float* h_x = nullptr;       // (kBatch, dim)
     float* h_xn = nullptr;      // (dim)
     float* h_scores = nullptr;  // (n_ff) cold scores
     float* h_y = nullptr;       // (dim) the CPU's part of a split FFN
-    float* h_logits = nullptr;  // (n_vocab)
+    float* h_logits = nullptr;  // (kOutRows, n_vocab)
     int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
     // The CPU's cold work.
     std::vector<int32_t> cold_active;
@@ -372,6 +402,7 @@ struct LlamaGpuState {
     DecodeTimeline timeline;
 
     ~LlamaGpuState() {
+        if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
         if (cold_ready) cudaEventDestroy(cold_ready);
         if (ev_ref) cudaEventDestroy(ev_ref);
@@ -409,13 +440,19 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     gs->v_cache.assign(info.n_layers, nullptr);
     for (int l = 0; l < info.n_layers; l++)
         if (k_off[l] != SIZE_MAX) gs->k_cache[l] = gs->kv.at<float>(k_off[l]), gs->v_cache[l] = gs->kv.at<float>(v_off[l]);
-    gs->lay = scratch_layout(info, m, n_ctx, &gs->arena);
+    const bool batch = g.batch;
+    gs->batch = batch;
+    gs->lay = scratch_layout(info, m, n_ctx, batch, &gs->arena);
     gs->arena.allocate();
-    CUDA_CHECK(cudaMallocHost(&gs->h_x, info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_x, (size_t)(batch ? kBatch : 1) * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_xn, info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_scores, info.n_ff * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_y, info.dim * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)info.n_vocab * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)(batch ? kOutRows : 1) * info.n_vocab * sizeof(float)));
+    if (batch) {
+        CUBLAS_CHECK(cublasCreate(&gs->cublas));
+        CUBLAS_CHECK(cublasSetWorkspace(gs->cublas, gs->arena.at(gs->lay.cublas), kCublasWorkspace));
+    }
     CUDA_CHECK(cudaMallocHost(&gs->h_counts, (size_t)2 * info.n_layers * sizeof(int32_t)));
     gs->cold_active.assign(info.n_ff, 0);
     gs->cold_h.assign(info.n_ff, 0.0f);
@@ -806,6 +843,164 @@ private:
     }
 };
 
+// A prompt in batches of up to kBatch tokens, on a placement without split layers (all on the GPU, or layer
+// offload): projections through cuBLAS (gpu::matmul), RoPE and causal attention over the batch on the GPU, and the
+// CPU's layers through the CPU engine's own batch code. Weights are read once per batch, not once per token.
+class BatchStep {
+public:
+    BatchStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
+              ThreadPool& pool)
+        : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {
+        ws_.handle = gs.cublas;
+        ws_.ptr = gs.arena.at(gs.lay.gemm);
+        ws_.bytes = gs.lay.gemm_bytes;
+    }
+
+    // n (<= kBatch) tokens at pos0 ..; the logits of `rows` (ascending indices into the n tokens) go to out, one
+    // n_vocab row each.
+    void run(const int32_t* tokens, int n, int pos0, const std::vector<int>& rows, float* out) {
+        llama_set_positions(st_, n, pos0, LlamaLogits::LLAMA_LOGITS_NONE);
+        st_.out_rows = rows;
+        llama_embed(info_, m_, st_, tokens, n);
+        n_ = n;
+        on_gpu_ = false;
+        for (int l = 0; l < info_.n_layers; l++) {
+            const LlamaGpuLayer& G = g_.layers[l];
+            if (G.attn) {
+                to_gpu();
+                attention(l, G, pos0);
+            } else {
+                to_host();
+                llama_attention_block(info_, m_, l, st_, n, pool_);
+            }
+            if (G.ffn_dense) {
+                to_gpu();
+                ffn_dense(G);
+            } else {
+                to_host();
+                llama_ffn_block(info_, m_, l, st_, n, pool_);
+            }
+        }
+        if (rows.empty()) {
+            CUDA_CHECK(cudaStreamSynchronize(s_));
+            return;
+        }
+        const size_t n_vocab = (size_t)info_.n_vocab;
+        if (g_.output) {
+            to_gpu();
+            float* logits = dev(gs_.lay.logits);
+            for (size_t r0 = 0; r0 < rows.size(); r0 += kOutRows) {
+                const int cnt = (int)std::min<size_t>(kOutRows, rows.size() - r0);
+                float* xn = dev(gs_.lay.xn);
+                for (int j = 0; j < cnt; j++)  // rows may not be adjacent: normalise each into place
+                    gpu::rmsnorm(xn + (size_t)j * info_.dim, dev(gs_.lay.x) + (size_t)rows[r0 + j] * info_.dim,
+                                 g_.output_norm, info_.dim, info_.norm_eps, 1, s_);
+                gpu::matmul(g_.output_w.type, g_.output_w.data, xn, logits, cnt, g_.output_w.n_rows,
+                            g_.output_w.n_cols, ws_, s_);
+                CUDA_CHECK(cudaMemcpyAsync(gs_.h_logits, logits, cnt * n_vocab * sizeof(float),
+                                           cudaMemcpyDeviceToHost, s_));
+                CUDA_CHECK(cudaStreamSynchronize(s_));
+                std::memcpy(out + r0 * n_vocab, gs_.h_logits, cnt * n_vocab * sizeof(float));
+            }
+        } else {
+            to_host();
+            llama_output(info_, m_, st_, pool_);
+            if (out != st_.logits.data()) std::memcpy(out, st_.logits.data(), rows.size() * n_vocab * sizeof(float));
+        }
+    }
+
+private:
+    const ModelInfo& info_;
+    const LlamaModel& m_;
+    const LlamaGpu& g_;
+    LlamaGpuState& gs_;
+    LlamaState& st_;
+    ThreadPool& pool_;
+    cudaStream_t s_;
+    gpu::GemmWorkspace ws_;
+    int n_ = 0;
+    bool on_gpu_ = false;
+
+    float* dev(size_t off) const { return gs_.dev<float>(off); }
+
+    void to_gpu() {
+        if (on_gpu_) return;
+        const size_t bytes = (size_t)n_ * info_.dim * sizeof(float);
+        std::memcpy(gs_.h_x, st_.x.data(), bytes);
+        CUDA_CHECK(cudaMemcpyAsync(dev(gs_.lay.x), gs_.h_x, bytes, cudaMemcpyHostToDevice, s_));
+        on_gpu_ = true;
+    }
+    void to_host() {
+        if (!on_gpu_) return;
+        const size_t bytes = (size_t)n_ * info_.dim * sizeof(float);
+        CUDA_CHECK(cudaMemcpyAsync(gs_.h_x, dev(gs_.lay.x), bytes, cudaMemcpyDeviceToHost, s_));
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        std::memcpy(st_.x.data(), gs_.h_x, bytes);
+        on_gpu_ = false;
+    }
+    void linear(const DeviceWeight& w, const float* x, float* y) {
+        gpu::matmul(w.type, w.data, x, y, n_, w.n_rows, w.n_cols, ws_, s_);
+    }
+
+    void attention(int l, const LlamaGpuLayer& G, int pos0) {
+        const int kv_dim = info_.kv_dim, n = n_;
+        const int64_t q_dim = (int64_t)info_.n_heads * info_.head_dim;
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* q = dev(gs_.lay.q);
+        float* k_rows = gs_.k_cache[l] + (size_t)pos0 * kv_dim;  // the batch's positions are adjacent cache rows
+        float* v_rows = gs_.v_cache[l] + (size_t)pos0 * kv_dim;
+        gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, n, s_);
+        linear(G.wq, xn, q);
+        linear(G.wk, xn, k_rows);
+        linear(G.wv, xn, v_rows);
+        RopeParams rp;
+        rp.head_dim = info_.head_dim;
+        rp.n_rot = info_.n_rot;
+        rp.freq_base = info_.rope_freq_base;
+        rp.freq_scale = info_.rope_freq_scale;
+        rp.neox = info_.rope_neox;
+        gpu::rope_tokens(q, n, info_.n_heads, pos0, rp, s_);
+        gpu::rope_tokens(k_rows, n, info_.n_kv_heads, pos0, rp, s_);
+        AttentionArgs a;
+        a.q = q;
+        a.k_cache = gs_.k_cache[l];
+        a.v_cache = gs_.v_cache[l];
+        a.out = dev(gs_.lay.attn);
+        a.scores = dev(gs_.lay.att_scratch);
+        a.n_kv = pos0 + n;
+        a.n_heads = info_.n_heads;
+        a.n_kv_heads = info_.n_kv_heads;
+        a.head_dim = info_.head_dim;
+        a.kv_stride = kv_dim;
+        a.scale = 1.0f / std::sqrt((float)info_.head_dim);
+        gpu::attention_prefill(a, n, pos0, s_);
+        float* tmp = dev(gs_.lay.tmp);
+        linear(G.wo, a.out, tmp);
+        gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
+        (void)q_dim;
+    }
+
+    void ffn_dense(const LlamaGpuLayer& G) {
+        const int n = n_;
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* gate = dev(gs_.lay.gate);
+        float* up = dev(gs_.lay.up);
+        gpu::rmsnorm(xn, x, G.ffn_norm, info_.dim, info_.norm_eps, n, s_);
+        linear(G.gate, xn, gate);
+        linear(G.up, xn, up);
+        const int64_t count = (int64_t)n * info_.n_ff;
+        if (info_.ffn_act == "relu")
+            gpu::reglu(gate, gate, up, count, s_);
+        else
+            gpu::swiglu(gate, gate, up, count, s_);
+        float* tmp = dev(gs_.lay.tmp);
+        linear(G.down, gate, tmp);
+        gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
+    }
+};
+
 }  // namespace
 
 void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,
@@ -817,14 +1012,28 @@ void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGp
     const bool all = logits == LlamaLogits::LLAMA_LOGITS_ALL;
     if (all && st.logits.size() < (size_t)n * n_vocab) st.logits.resize((size_t)n * n_vocab);
     if (!all && st.logits.size() < n_vocab) st.logits.resize(n_vocab);
-    // Rows of all-logits land in a separate buffer: the CPU output step writes st.logits' first row.
+    // Rows of all-logits land in a separate buffer: the CPU output step writes st.logits' first rows.
     std::vector<float> rows;
     if (all && n > 1) rows.resize((size_t)n * n_vocab);
-    DecodeStep step(info, m, g, gs, st, pool);
-    for (int i = 0; i < n; i++) {
-        const bool want = all || (logits == LlamaLogits::LLAMA_LOGITS_LAST && i == n - 1);
-        float* out = all && n > 1 ? rows.data() + (size_t)i * n_vocab : st.logits.data();
-        step.run(tokens[i], pos0 + i, want, out);
+    if (n > 1 && gs.batch) {
+        BatchStep step(info, m, g, gs, st, pool);
+        for (int b = 0; b < n; b += kBatch) {
+            const int nb = std::min(kBatch, n - b);
+            std::vector<int> want;
+            if (all)
+                for (int i = 0; i < nb; i++) want.push_back(i);
+            else if (logits == LlamaLogits::LLAMA_LOGITS_LAST && b + nb == n)
+                want.push_back(nb - 1);
+            float* out = all ? rows.data() + (size_t)b * n_vocab : st.logits.data();
+            step.run(tokens + b, nb, pos0 + b, want, out);
+        }
+    } else {
+        DecodeStep step(info, m, g, gs, st, pool);
+        for (int i = 0; i < n; i++) {
+            const bool want = all || (logits == LlamaLogits::LLAMA_LOGITS_LAST && i == n - 1);
+            float* out = all && n > 1 ? rows.data() + (size_t)i * n_vocab : st.logits.data();
+            step.run(tokens[i], pos0 + i, want, out);
+        }
     }
     if (all && n > 1) std::memcpy(st.logits.data(), rows.data(), rows.size() * sizeof(float));
 }

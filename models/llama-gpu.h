@@ -33,16 +33,20 @@ struct GpuDeviceInfo {
 // Throws ember::Error when there is no CUDA device.
 GpuDeviceInfo gpu_device_info();
 
-// Device memory one session's activations and attention scratch take for contexts of n_ctx positions.
-uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx);
+// Device memory one session's activations and attention scratch take for contexts of n_ctx positions; batch: with
+// room for prompts in batches through cuBLAS, which sessions get on placements without split layers (a split layer
+// runs prompts token by token).
+uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx, bool batch);
 
 // The model's device copies, as the placement says (opaque). Made once per Model.
 struct LlamaGpu;
 // Copies what p puts in VRAM: dense tensors as stored, predictors with fc2's rows reordered hot first, the hot
 // neurons' gate and up rows and down columns (the latter from the transposed copy m.sparse[l].w_down_t) gathered
-// into contiguous matrices. Needs m.sparse for any layer with predictor_gpu. Throws ember::Error (CUDA's message,
-// or the tensor that does not fit) on failure; nothing is left allocated then.
-std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p);
+// into contiguous matrices. Needs m.sparse for any layer with predictor_gpu. batch: the plan reserved the scratch of
+// llama_gpu_scratch_bytes(..., true), so sessions run prompts in batches when no layer is split. Throws ember::Error
+// (CUDA's message, or the tensor that does not fit) on failure; nothing is left allocated then.
+std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p,
+                                           bool batch);
 // Device bytes the upload holds (weights).
 uint64_t llama_gpu_weight_bytes(const LlamaGpu& g);
 
@@ -54,7 +58,9 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 
 // Runs n tokens at positions pos0 .. pos0+n-1 like llama_forward, with the GPU's share of the work on the GPU.
 // st is the session's host state (its KV cache serves the layers whose attention stays on the CPU); logits land in
-// st.logits as llama_forward leaves them. Tokens run one at a time through the decode step.
+// st.logits as llama_forward leaves them. Without split layers a prompt runs in batches of up to 32 tokens (cuBLAS
+// GEMMs, causal attention over the batch; the CPU's layers through their batch code); with them, and for single
+// tokens, one token at a time through the decode step.
 // Counts in st.sparse_stats like the CPU path; decode_weight_bytes counts host reads and decode_gpu_weight_bytes
 // VRAM reads (hot neurons counted at their predicted rows: gate, up and down).
 void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,

@@ -307,6 +307,48 @@ TEST_F(LlamaGpu, OneCallEqualsTokenByToken) {
     }
 }
 
+// Prompts on placements without split layers run in batches through cuBLAS: all logits of a 45-token prompt (two
+// batches) match the CPU engine's token-by-token rows. F32 weights (stories260K) take SGEMM, so the rows agree to
+// float rounding; the tiny Q8_0 model's GEMMs round activations to F16, so there only the top tokens are compared.
+TEST_F(LlamaGpu, BatchedPromptMatchesTokenByToken) {
+    struct Case {
+        std::string path;
+        int ngl;
+        float tol;
+    };
+    for (const Case& c : {Case{kStories, -1, 1e-3f}, Case{kStories, 3, 1e-3f}, Case{kTiny, -1, 0.5f}}) {
+        auto cpu = load(c.path, "", 0);
+        auto gpu = load(c.path, "", c.ngl);
+        ASSERT_NE(gpu->placement().mode, ember::PlacementMode::PLACEMENT_CPU);
+        ember::SessionParams sp;
+        sp.n_ctx = 128;
+        sp.n_threads = 2;
+        ember::Session a(*cpu, sp), b(*gpu, sp);
+        std::vector<int32_t> toks = cpu->tokenizer().encode(
+            "Once upon a time there was a little girl named Lily. She loved to play outside in the sun with her "
+            "friends, and one day she found a shiny red ball under a big tree.", true, false);
+        ASSERT_GT(toks.size(), 33u) << "two batches";
+        const int n_vocab = cpu->info().n_vocab;
+        b.eval(toks, true);
+        int same_top = 0;
+        float worst = 0;
+        for (size_t i = 0; i < toks.size(); i++) {
+            a.eval({toks[i]});
+            const std::vector<float> ra(a.logits(), a.logits() + n_vocab), rb(b.logits((int)i), b.logits((int)i) + n_vocab);
+            worst = std::max(worst, max_abs_diff(ra, rb));
+            same_top += argmax(ra.data(), n_vocab) == argmax(rb.data(), n_vocab);
+        }
+        std::printf("%s, -ngl %d: %zu rows, max |logit diff| %.5f, same top token in %d\n", c.path.c_str(), c.ngl,
+                    toks.size(), worst, same_top);
+        EXPECT_LT(worst, c.tol) << c.path << " -ngl " << c.ngl;
+        EXPECT_GE(same_top, (int)(0.9 * toks.size())) << c.path << " -ngl " << c.ngl;
+        // The session goes on from the batched prompt as from one fed token by token.
+        b.eval({toks[0]});
+        a.eval({toks[0]});
+        EXPECT_EQ(argmax(a.logits(), n_vocab), argmax(b.logits(), n_vocab)) << c.path;
+    }
+}
+
 // The VRAM the model and a session really take (cudaMemGetInfo before the load and after a prompt and decode
 // steps) stays within the budget, for three budgets.
 TEST_F(LlamaGpu, MeasuredVramStaysWithinBudget) {
