@@ -22,6 +22,9 @@ constexpr int64_t kTile = 64;         // down: y elements per work item; a multi
 constexpr int64_t kTileGrain = 4;     // down: at least 256 y elements per chunk
 constexpr int64_t kSub = 4096;        // down: y elements (16 KiB) kept in L1 while the neurons' segments stream
 constexpr int64_t kBatch = 512;       // down: neurons per axpy_rows call (row pointers and scales on the stack)
+constexpr int64_t kChunk = 32;        // fused: neurons per chunk, each with its own partial y; FIXED (not a
+                                      // function of the thread count) so the sums, hence the bits, never change
+constexpr int64_t kSumTile = 256;     // fused: y elements per work item of the reduction pass
 constexpr int64_t kTrTile = 32;       // transpose: neurons per tile; a multiple of every block size
 constexpr int64_t kTrRows = 64;       // transpose: source rows per block when copying bits
 
@@ -29,6 +32,77 @@ inline float act_apply(SparseAct act, float g) {
     // Same formulas as activation.cpp's reglu / swiglu.
     if (act == SparseAct::SPARSE_ACT_RELU) return g > 0.0f ? g : 0.0f;
     return g / (1.0f + std::exp(-g));
+}
+
+// What every block of gate/up rows reads (sparse_gate_up and sparse_ffn share it).
+struct GateUpRows {
+    const DotKernels* kern;
+    DType wt;
+    const uint8_t* gate;  // (n_ff, dim)
+    const uint8_t* up;    // (n_ff, dim)
+    size_t row_bytes;
+    int64_t dim;
+    bool relu;
+    SparseAct act;
+    int64_t ahead;  // prefetch distance in rows
+    const void* xq;
+    const int32_t* active;
+};
+
+GateUpRows gate_up_rows(const SparseGateUpWeights& w, const void* xq, const int32_t* active) {
+    const size_t row_bytes = dtype_row_bytes(w.wt, w.dim);
+    // Rows are gathered from scattered places: each dot product prefetches the row `ahead` reads further on
+    // (about kGateLead bytes ahead), which the hardware prefetcher cannot guess.
+    const int64_t ahead = std::max<int64_t>(1, kGateLead / (int64_t)std::max<size_t>(row_bytes, 1));
+    return {dot_kernels(),
+            w.wt,
+            static_cast<const uint8_t*>(w.w_gate),
+            static_cast<const uint8_t*>(w.w_up),
+            row_bytes,
+            w.dim,
+            w.act == SparseAct::SPARSE_ACT_RELU,
+            w.act,
+            ahead,
+            xq,
+            active};
+}
+
+// h[b0, b1) (b1 - b0 <= kGateBlock): the block's gate rows, then the up rows of the neurons that need them. Past its
+// last gate row, a gate prefetches the up rows of the block's first neurons (most fire when the list is predicted);
+// past the last up row, an up row prefetches tail(i, need, n_need), i = 0, 1, ...: the caller's next rows (nullptr
+// when there are none); need[0, n_need) are the block positions whose up rows were read (the neurons that may fire).
+template <typename Tail>
+void gate_up_block(const GateUpRows& g, int64_t b0, int64_t b1, float* h, Tail tail) {
+    const DotKernels* kern = g.kern;
+    const int32_t* active = g.active;
+    const size_t rb = g.row_bytes;
+    int32_t need[kGateBlock];  // block positions whose up row is read
+    int64_t n_need = 0;
+    for (int64_t j = b0; j < b1; j++) {
+        const int64_t q = j + g.ahead;
+        const uint8_t* next = q < b1 ? g.gate + (size_t)active[q] * rb
+                                     : g.up + (size_t)active[std::min(b0 + (q - b1), b1 - 1)] * rb;
+        h[j] = kern->dot_row_prefetch(g.wt, g.gate + (size_t)active[j] * rb, next, g.xq, g.dim);
+        // ReLU: a neuron the predictor wrongly marked active contributes exactly 0; skip its up row.
+        if (g.relu && !(h[j] > 0.0f)) {
+            h[j] = 0.0f;
+        } else {
+            need[n_need++] = (int32_t)(j - b0);
+        }
+    }
+    for (int64_t i = 0; i < n_need; i++) {
+        const int64_t j = b0 + need[i], q = i + g.ahead;
+        const uint8_t* row = g.up + (size_t)active[j] * rb;
+        float u;
+        if (q < n_need) {
+            u = kern->dot_row_prefetch(g.wt, row, g.up + (size_t)active[b0 + need[q]] * rb, g.xq, g.dim);
+        } else if (const uint8_t* next = tail(q - n_need, need, n_need)) {
+            u = kern->dot_row_prefetch(g.wt, row, next, g.xq, g.dim);
+        } else {
+            u = kern->dot_row(g.wt, row, g.xq, g.dim);
+        }
+        h[j] = act_apply(g.act, h[j]) * u;
+    }
 }
 
 // Neurons [i0, i1) of w_down (dim, n_ff) -> rows i0..i1 of w_down_t (n_ff, dim), as raw elements through fix:
@@ -59,47 +133,13 @@ void transpose_bits(const uint8_t* src, uint8_t* dst, int64_t dim, int64_t n_ff,
 void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t* active, int64_t k, float* h,
                     ThreadPool& pool) {
     if (k <= 0) return;
-    const DotKernels* kern = dot_kernels();
-    const size_t row_bytes = dtype_row_bytes(w.wt, w.dim);
-    const auto* gate = static_cast<const uint8_t*>(w.w_gate);
-    const auto* up = static_cast<const uint8_t*>(w.w_up);
-    const bool relu = w.act == SparseAct::SPARSE_ACT_RELU;
-    // Rows are gathered from scattered places: each dot product prefetches the row `ahead` reads further on
-    // (about kGateLead bytes ahead), which the hardware prefetcher cannot guess.
-    const int64_t ahead = std::max<int64_t>(1, kGateLead / (int64_t)std::max<size_t>(row_bytes, 1));
+    const GateUpRows g = gate_up_rows(w, xq, active);
     pool.parallel_for(k, kNeuronGrain, [&](int64_t j0, int64_t j1) {
-        int32_t need[kGateBlock];  // block positions whose up row is read
         for (int64_t b0 = j0; b0 < j1; b0 += kGateBlock) {
             const int64_t b1 = std::min(b0 + kGateBlock, j1);
-            // The block's gate rows, then the up rows of the neurons that need them. Past its last gate row, a gate
-            // prefetches the up rows of the block's first neurons (most fire when the list is predicted).
-            int64_t n_need = 0;
-            for (int64_t j = b0; j < b1; j++) {
-                const int64_t q = j + ahead;
-                const uint8_t* next = q < b1 ? gate + (size_t)active[q] * row_bytes
-                                             : up + (size_t)active[std::min(b0 + (q - b1), b1 - 1)] * row_bytes;
-                h[j] = kern->dot_row_prefetch(w.wt, gate + (size_t)active[j] * row_bytes, next, xq, w.dim);
-                // ReLU: a neuron the predictor wrongly marked active contributes exactly 0; skip its up row.
-                if (relu && !(h[j] > 0.0f)) {
-                    h[j] = 0.0f;
-                } else {
-                    need[n_need++] = (int32_t)(j - b0);
-                }
-            }
-            for (int64_t i = 0; i < n_need; i++) {
-                const int64_t j = b0 + need[i], q = i + ahead;
-                const uint8_t* row = up + (size_t)active[j] * row_bytes;
-                float u;
-                if (q < n_need) {
-                    u = kern->dot_row_prefetch(w.wt, row, up + (size_t)active[b0 + need[q]] * row_bytes, xq, w.dim);
-                } else if (b1 + (q - n_need) < j1) {  // the next block's gate rows
-                    u = kern->dot_row_prefetch(w.wt, row, gate + (size_t)active[b1 + (q - n_need)] * row_bytes, xq,
-                                               w.dim);
-                } else {
-                    u = kern->dot_row(w.wt, row, xq, w.dim);
-                }
-                h[j] = act_apply(w.act, h[j]) * u;
-            }
+            gate_up_block(g, b0, b1, h, [&](int64_t i, const int32_t*, int64_t) {  // the next block's gate rows
+                return b1 + i < j1 ? g.gate + (size_t)active[b1 + i] * g.row_bytes : nullptr;
+            });
         }
     });
 }
@@ -134,6 +174,56 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
                 }
             }
             if (n > 0) kern->axpy_rows(wt, rows, a, n, ys, len);
+        }
+    });
+}
+
+size_t sparse_ffn_scratch_floats(int64_t k, int64_t dim) {
+    return k <= 0 ? 0 : (size_t)((k + kChunk - 1) / kChunk) * (size_t)dim;
+}
+
+void sparse_ffn(const SparseGateUpWeights& w, const void* xq, DType down_t, const void* w_down_t,
+                const int32_t* active, int64_t k, float* h, float* y, float* scratch, ThreadPool& pool) {
+    const int64_t dim = w.dim;
+    if (k <= 0) {
+        std::fill(y, y + dim, 0.0f);
+        return;
+    }
+    const GateUpRows g = gate_up_rows(w, xq, active);
+    const DotKernels* kern = g.kern;
+    const size_t down_row = dtype_row_bytes(down_t, dim);
+    const auto* down = static_cast<const uint8_t*>(w_down_t);
+    const int64_t n_chunks = (k + kChunk - 1) / kChunk;
+    // Pass 1, per chunk of kChunk neurons: h as sparse_gate_up computes it, then the fired neurons' whole down rows
+    // into the chunk's partial y (axpy_rows keeps the partial in L1/L2 while each row streams in one piece).
+    pool.parallel_for(n_chunks, 1, [&](int64_t c0, int64_t c1) {
+        const void* rows[kChunk];
+        float a[kChunk];
+        for (int64_t c = c0; c < c1; c++) {
+            const int64_t j0 = c * kChunk, j1 = std::min(j0 + kChunk, k);
+            // The last up rows prefetch the first down rows of the neurons that may fire.
+            gate_up_block(g, j0, j1, h, [&](int64_t i, const int32_t* need, int64_t n_need) {
+                return i < n_need ? down + (size_t)active[j0 + need[i]] * down_row : nullptr;
+            });
+            int64_t n = 0;
+            for (int64_t j = j0; j < j1; j++) {
+                if (h[j] == 0.0f) continue;  // ReLU zeros: their down rows are never read
+                rows[n] = down + (size_t)active[j] * down_row;
+                a[n++] = h[j];
+            }
+            float* part = scratch + c * dim;
+            std::fill(part, part + dim, 0.0f);
+            if (n > 0) kern->axpy_rows(down_t, rows, a, n, part, dim);
+        }
+    });
+    // Pass 2: y = partial 0 + partial 1 + ... in chunk order, split by tiles of y.
+    const int64_t n_tiles = (dim + kSumTile - 1) / kSumTile;
+    pool.parallel_for(n_tiles, 1, [&](int64_t t0, int64_t t1) {
+        const int64_t e0 = t0 * kSumTile, e1 = std::min(t1 * kSumTile, dim);
+        std::copy(scratch + e0, scratch + e1, y + e0);
+        for (int64_t c = 1; c < n_chunks; c++) {
+            const float* part = scratch + c * dim;
+            for (int64_t e = e0; e < e1; e++) y[e] += part[e];
         }
     });
 }

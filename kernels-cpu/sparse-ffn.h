@@ -9,6 +9,7 @@
 // range reads outside the weights (undefined behaviour). Duplicates are allowed (the neuron then counts twice in y),
 // and any order works, though ascending order reads memory more sequentially.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels-cpu/dtype.h"
@@ -52,6 +53,23 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
 // over the slice, the next neurons' segments prefetched. Close to sparse_down_ref: one FMA per neuron and element.
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
                  int64_t dim, ThreadPool& pool);
+
+// Scratch floats sparse_ffn needs for up to k active neurons and rows of dim elements: one partial y per chunk.
+size_t sparse_ffn_scratch_floats(int64_t k, int64_t dim);
+
+// The whole sparse FFN of one token: sparse_gate_up then sparse_down in one pass over the pool, then a short
+// reduction pass. h (k) = exactly what sparse_gate_up writes (same code, same bits); y (w.dim) = sum_j h[j] * row
+// active[j] of w_down_t (n_ff, w.dim) of type down_t, as sparse_down (to float rounding, not bit for bit).
+// scratch: sparse_ffn_scratch_floats(k, w.dim) floats. k == 0 gives y = 0 and writes no h.
+// The list is cut into chunks of a fixed 32 neurons, handed out whole: a worker computes a chunk's h, then adds the
+// fired neurons' whole down rows into that chunk's partial sum (each row read contiguously in full, while its h is
+// fresh; sparse_down instead reads a short segment of every row per y slice); the second pass sums the partials in
+// chunk order. The chunking does not depend on the thread count, so neither do the bits.
+// Not called by the engine yet: on 2 cores it measured 3-18% slower than the two calls (the partial sums cost more
+// than the longer row reads save there); the decode step keeps sparse_gate_up + sparse_down until a many-core
+// measurement (ember-sparse-ffn-bench's "fused" op) says otherwise.
+void sparse_ffn(const SparseGateUpWeights& w, const void* xq, DType down_t, const void* w_down_t,
+                const int32_t* active, int64_t k, float* h, float* y, float* scratch, ThreadPool& pool);
 
 // Makes w_down_t (n_ff, dim) of type dst_t from ggml's w_down (dim, n_ff) of type src_t (row r = output r).
 // Done once at load. Exact when src_t == dst_t for F32/F16/BF16 and when dst_t holds src_t exactly (F16/BF16->F32);

@@ -1,6 +1,7 @@
 // Sparse FFN operators: "sparse equals dense" (DESIGN.md) with an oracle active set, references vs SIMD paths,
-// thread-count invariance, empty lists, the transposition helper and the active-list check; and the axpy kernels
-// of the dispatch table (dot-isa.h) that sparse_down runs on, every SIMD level against the scalar table.
+// thread-count invariance, empty lists, the fused sparse_ffn against the two calls it replaces, the transposition
+// helper and the active-list check; and the axpy kernels of the dispatch table (dot-isa.h) that sparse_down and
+// sparse_ffn run on, every SIMD level against the scalar table.
 #include "kernels-cpu/sparse-ffn.h"
 
 #include <gtest/gtest.h>
@@ -224,6 +225,119 @@ TEST_P(SparseFfn, EmptyListGivesZero) {
     }
 }
 
+// sparse_ffn against the two calls it replaces and against the references, for one list: h bit for bit as
+// sparse_gate_up's, y within the tolerance above of sparse_down's and of the double reference, and the same bits for
+// 1, 2, 3 and 7 threads. The scratch is sized exactly, with a guard after it.
+void check_fused(const Layer& l, SparseAct act, const std::vector<int32_t>& active) {
+    const DType wt = l.wt;
+    const int64_t dim = l.dim, k = (int64_t)active.size();
+    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
+    dot_prepare_vec(wt, l.x.data(), xq.data(), dim);
+    const SparseGateUpWeights w{wt, l.gate.data(), l.up.data(), dim, act};
+    std::vector<float> h_ref(k), y_ref(dim);
+    sparse_gate_up_ref(w, xq.data(), active.data(), k, h_ref.data());
+    sparse_down_ref(wt, l.down_t.data(), h_ref.data(), active.data(), k, y_ref.data(), dim);
+    const float tol = 2e-4f * std::max(1.0f, max_abs(y_ref));
+    const size_t n_scratch = sparse_ffn_scratch_floats(k, dim);
+    ASSERT_GE(n_scratch, (size_t)dim);
+    for (const char* level : simd_levels()) {
+        SCOPED_TRACE(std::string("simd ") + level);
+        ForceLevel force(level);
+        std::vector<float> h2(k, NAN), y2(dim, NAN);
+        {
+            ThreadPool pool(2);
+            sparse_gate_up(w, xq.data(), active.data(), k, h2.data(), pool);
+            sparse_down(wt, l.down_t.data(), h2.data(), active.data(), k, y2.data(), dim, pool);
+        }
+        std::vector<float> y_first;
+        for (int threads : {1, 2, 3, 7}) {
+            SCOPED_TRACE("threads " + std::to_string(threads));
+            ThreadPool pool(threads);
+            std::vector<float> h(k + 1, NAN), y(dim + 1, NAN), scratch(n_scratch + 1, NAN);
+            h[k] = y[dim] = scratch[n_scratch] = 12345.0f;
+            sparse_ffn(w, xq.data(), wt, l.down_t.data(), active.data(), k, h.data(), y.data(), scratch.data(), pool);
+            ASSERT_EQ(h[k], 12345.0f);
+            ASSERT_EQ(y[dim], 12345.0f);
+            ASSERT_EQ(scratch[n_scratch], 12345.0f);
+            h.pop_back();
+            y.pop_back();
+            ASSERT_EQ(std::memcmp(h.data(), h2.data(), k * sizeof(float)), 0) << "h differs from sparse_gate_up";
+            for (int64_t j = 0; j < k; j++) ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j])));
+            for (int64_t c = 0; c < dim; c++) {
+                ASSERT_NEAR(y[c], y2[c], tol) << "y[" << c << "] vs sparse_down";
+                ASSERT_NEAR(y[c], y_ref[c], tol) << "y[" << c << "] vs reference";
+            }
+            if (y_first.empty()) y_first = y;
+            else ASSERT_EQ(std::memcmp(y.data(), y_first.data(), dim * sizeof(float)), 0) << "bits depend on threads";
+        }
+    }
+}
+
+TEST_P(SparseFfn, FusedOracleListMatchesTwoCalls) {
+    const auto [wt, dim, n_ff] = GetParam();
+    const Layer l = make_layer(wt, dim, n_ff, 1234 + (uint32_t)(dim * 7 + n_ff));
+    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
+    dot_prepare_vec(wt, l.x.data(), xq.data(), dim);
+    std::vector<float> g(n_ff);
+    ThreadPool pool1(1);
+    matvec(wt, l.gate.data(), xq.data(), g.data(), n_ff, dim, pool1);
+    std::vector<int32_t> active;
+    for (int64_t i = 0; i < n_ff; i++)
+        if (g[i] > 0.0f) active.push_back((int32_t)i);
+    check_fused(l, SparseAct::SPARSE_ACT_RELU, active);
+}
+
+TEST_P(SparseFfn, FusedRandomListsMatchTwoCalls) {
+    // Unsorted with duplicates, SiLU and ReLU (misses in every chunk); and ReLU with the list sorted by gate value,
+    // so that the first chunks fire no neuron at all (all-zero partials).
+    const auto [wt, dim, n_ff] = GetParam();
+    const Layer l = make_layer(wt, dim, n_ff, 99 + (uint32_t)n_ff);
+    std::mt19937 rng(9);
+    std::vector<int32_t> active;
+    for (int64_t i = 0; i < n_ff; i++)
+        if (rng() % 3 == 0) active.push_back((int32_t)i);
+    std::shuffle(active.begin(), active.end(), rng);
+    active.push_back(active.front());
+    active.push_back(active[active.size() / 2]);
+    if (active.size() % 2 == 0) active.push_back(active[1]);  // odd k
+    {
+        SCOPED_TRACE("silu, unsorted, duplicates");
+        check_fused(l, SparseAct::SPARSE_ACT_SILU, active);
+    }
+    {
+        SCOPED_TRACE("relu, unsorted, duplicates");
+        check_fused(l, SparseAct::SPARSE_ACT_RELU, active);
+    }
+    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
+    dot_prepare_vec(wt, l.x.data(), xq.data(), dim);
+    std::vector<float> g(n_ff);
+    ThreadPool pool1(1);
+    matvec(wt, l.gate.data(), xq.data(), g.data(), n_ff, dim, pool1);
+    std::vector<int32_t> by_gate(n_ff);
+    for (int64_t i = 0; i < n_ff; i++) by_gate[i] = (int32_t)i;
+    std::sort(by_gate.begin(), by_gate.end(), [&](int32_t a, int32_t b) { return g[a] < g[b]; });
+    ASSERT_LE(g[by_gate[31]], 0.0f);  // a whole chunk (32 neurons) that fires nothing
+    SCOPED_TRACE("relu, sorted by gate");
+    check_fused(l, SparseAct::SPARSE_ACT_RELU, by_gate);
+}
+
+TEST_P(SparseFfn, FusedEmptyListGivesZero) {
+    const auto [wt, dim, n_ff] = GetParam();
+    const Layer l = make_layer(wt, dim, n_ff, 5);
+    std::vector<uint8_t> xq(dot_vec_bytes(wt, dim));
+    dot_prepare_vec(wt, l.x.data(), xq.data(), dim);
+    const SparseGateUpWeights w{wt, l.gate.data(), l.up.data(), dim, SparseAct::SPARSE_ACT_RELU};
+    EXPECT_EQ(sparse_ffn_scratch_floats(0, dim), 0u);
+    for (int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        float h_guard = 42.0f;
+        std::vector<float> y(dim, NAN);
+        sparse_ffn(w, xq.data(), wt, l.down_t.data(), nullptr, 0, &h_guard, y.data(), nullptr, pool);
+        EXPECT_EQ(h_guard, 42.0f);
+        for (float v : y) ASSERT_EQ(v, 0.0f);
+    }
+}
+
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
     return std::string(dtype_name(std::get<0>(info.param))) + "_dim" + std::to_string(std::get<1>(info.param)) +
            "_nff" + std::to_string(std::get<2>(info.param));
@@ -233,6 +347,32 @@ INSTANTIATE_TEST_SUITE_P(OddSizes, SparseFfn,
                          ::testing::Combine(::testing::ValuesIn(kTypes), ::testing::Values<int64_t>(96, 160),
                                             ::testing::Values<int64_t>(100, 333, 1031)),
                          param_name);
+
+// sparse_ffn at other widths: 64 (two Q8_0/Q4_0 blocks, less than one reduction tile) and 4096 (a 7B row, many
+// reduction tiles), odd k, ReLU and SiLU, every type.
+class SparseFfnFusedWidths : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(SparseFfnFusedWidths, MatchesTwoCallsAndReference) {
+    const auto [wt, dim] = GetParam();
+    const int64_t n_ff = dim >= 4096 ? 301 : 517;
+    const Layer l = make_layer(wt, dim, n_ff, 31 + (uint32_t)dim);
+    std::mt19937 rng(11);
+    std::vector<int32_t> active;
+    for (int64_t i = 0; i < n_ff; i++)
+        if (rng() % 4 != 0) active.push_back((int32_t)i);
+    if (active.size() % 2 == 0) active.pop_back();  // odd k, a partial last chunk
+    for (SparseAct act : {SparseAct::SPARSE_ACT_RELU, SparseAct::SPARSE_ACT_SILU}) {
+        SCOPED_TRACE(act == SparseAct::SPARSE_ACT_RELU ? "relu" : "silu");
+        check_fused(l, act, active);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Widths, SparseFfnFusedWidths,
+                         ::testing::Combine(::testing::ValuesIn(kTypes), ::testing::Values<int64_t>(64, 96, 4096)),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, int64_t>>& info) {
+                             return std::string(dtype_name(std::get<0>(info.param))) + "_dim" +
+                                    std::to_string(std::get<1>(info.param));
+                         });
 
 // The element-by-element transposition sparse_down_transpose used to do, kept as the reference for its output:
 // the whole matrix dequantized to floats, then each neuron's column gathered and quantized with quantize_row.

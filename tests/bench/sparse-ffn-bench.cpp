@@ -1,13 +1,14 @@
 // ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008) per weight type, with random active
-// sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down against their references
-// (exit 1 if wrong), then prints time per call and GB/s of the weight rows actually read (k gate + k up + k down
-// rows) next to this machine's streaming read bandwidth, the dense FFN (three matvecs) for comparison, and the
-// load-time cost of sparse_down_transpose.
+// sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down and the fused sparse_ffn
+// against their references (exit 1 if wrong), then prints time per call and GB/s of the weight rows actually read
+// (k gate + k up + k down rows) next to this machine's streaming read bandwidth, the dense FFN (three matvecs) for
+// comparison, and the load-time cost of sparse_down_transpose. Ops: gate+up, down, ffn (the two calls one after
+// the other) and fused (sparse_ffn: the same work in one pass over the pool).
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
 // the peak measured at the same moment. Each call also takes the next of 8 different active lists.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
-//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn] [--no-dense]
+//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -44,14 +45,15 @@ struct Args {
                                 DType::DTYPE_Q4_0};
     std::vector<double> fracs;  // default {0.10, 1.00}
     std::string isa;
-    std::string ops = "gate+up,down,ffn";  // which sparse timings to print
+    std::string ops = "gate+up,down,ffn,fused";  // which sparse timings to print
     bool dense = true;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
                  "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
-                 "[--active-frac F]... [--iters N] [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn] [--no-dense]\n",
+                 "[--active-frac F]... [--iters N] [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] "
+                 "[--no-dense]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -204,19 +206,21 @@ int main(int argc, char** argv) {
                     std::sort(l.begin(), l.end());
                 }
                 std::vector<float> h((size_t)k), h_ref((size_t)k), y((size_t)kDim), y_ref((size_t)kDim);
+                std::vector<float> hf((size_t)k), yf((size_t)kDim), partials(sparse_ffn_scratch_floats(k, kDim));
                 {  // correctness first, on list 0
                     const int32_t* a = lists[0].data();
                     sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
                     sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
                     sparse_gate_up_ref(w, xq.data(), a, k, h_ref.data());
                     sparse_down_ref(wt, down_t.data(), h.data(), a, k, y_ref.data(), kDim);
+                    sparse_ffn(w, xq.data(), wt, down_t.data(), a, k, hf.data(), yf.data(), partials.data(), pool);
                     double eh = 0.0, ey = 0.0, sh = 0.0, sy = 0.0;
                     for (int64_t j = 0; j < k; j++) {
-                        eh = std::max(eh, (double)std::fabs(h[j] - h_ref[j]));
+                        eh = std::max({eh, (double)std::fabs(h[j] - h_ref[j]), (double)std::fabs(hf[j] - h_ref[j])});
                         sh = std::max(sh, (double)std::fabs(h_ref[j]));
                     }
                     for (int64_t c = 0; c < kDim; c++) {
-                        ey = std::max(ey, (double)std::fabs(y[c] - y_ref[c]));
+                        ey = std::max({ey, (double)std::fabs(y[c] - y_ref[c]), (double)std::fabs(yf[c] - y_ref[c])});
                         sy = std::max(sy, (double)std::fabs(y_ref[c]));
                     }
                     // Float sums of 4096 (dot) or k (axpy) terms against double references.
@@ -250,6 +254,9 @@ int main(int argc, char** argv) {
                 time("ffn", 3.0 * k, [&](const int32_t* a) {
                     sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
                     sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                });
+                time("fused", 3.0 * k, [&](const int32_t* a) {
+                    sparse_ffn(w, xq.data(), wt, down_t.data(), a, k, h.data(), y.data(), partials.data(), pool);
                 });
             }
             if (args.dense) {  // three matvecs over all weights, down in ggml's layout
