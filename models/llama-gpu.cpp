@@ -602,12 +602,7 @@ private:
             linear(G.wk, xn, k_row);
             linear(G.wv, xn, v_row);
         }
-        RopeParams rp;
-        rp.head_dim = info_.head_dim;
-        rp.n_rot = info_.n_rot;
-        rp.freq_base = info_.rope_freq_base;
-        rp.freq_scale = info_.rope_freq_scale;
-        rp.neox = info_.rope_neox;
+        const RopeParams rp = llama_rope_params(info_);
         gpu::rope(q, info_.n_heads, pos, rp, s_);
         gpu::rope(k_row, info_.n_kv_heads, pos, rp, s_);
         AttentionArgs a;
@@ -707,12 +702,7 @@ private:
             int k = 0;
             for (int c = 0; c < n_cold; c++)
                 if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
-            SparseGateUpWeights w;
-            w.wt = L.w_gate.type;
-            w.w_gate = L.w_gate.data;
-            w.w_up = L.w_up.data;
-            w.dim = dim;
-            w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+            const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
             dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
             sparse_gate_up(w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), pool_);
             const double t1 = now_ms();
@@ -954,12 +944,7 @@ private:
         linear(G.wq, xn, q);
         linear(G.wk, xn, k_rows);
         linear(G.wv, xn, v_rows);
-        RopeParams rp;
-        rp.head_dim = info_.head_dim;
-        rp.n_rot = info_.n_rot;
-        rp.freq_base = info_.rope_freq_base;
-        rp.freq_scale = info_.rope_freq_scale;
-        rp.neox = info_.rope_neox;
+        const RopeParams rp = llama_rope_params(info_);
         gpu::rope_tokens(q, n, info_.n_heads, pos0, rp, s_);
         gpu::rope_tokens(k_rows, n, info_.n_kv_heads, pos0, rp, s_);
         AttentionArgs a;

@@ -58,6 +58,16 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.mask_counts.assign((size_t)2 * n_batch, 0);
 }
 
+SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L) {
+    SparseGateUpWeights w;
+    w.wt = L.w_gate.type;
+    w.w_gate = L.w_gate.data;
+    w.w_up = L.w_up.data;
+    w.dim = info.dim;
+    w.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+    return w;
+}
+
 void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,
                             ThreadPool& pool) {
     const LlamaLayer& L = m.layers[l];
@@ -70,12 +80,7 @@ void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, L
     const int k = predictor_active(st.pred_scores.data(), n_ff, S.predictor.threshold, st.active.data());
 
     // 2. Gate and up rows of the active neurons only: h_active[j] = act(gate . xn) * (up . xn).
-    SparseGateUpWeights gw;
-    gw.wt = L.w_gate.type;
-    gw.w_gate = L.w_gate.data;
-    gw.w_up = L.w_up.data;
-    gw.dim = dim;
-    gw.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+    const SparseGateUpWeights gw = llama_gate_up_weights(info, L);
     dot_prepare_vec(gw.wt, xn, st.vec_scratch.data(), dim);
     sparse_gate_up(gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), pool);
 

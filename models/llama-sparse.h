@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels-cpu/sparse-ffn.h"
 #include "models/llama.h"
 #include "predictor/predictor.h"
 #include "predictor/profile.h"
@@ -28,6 +29,9 @@ void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile&
 
 // Sizes the sparse FFN's scratch in st for n_batch tokens (no-op for a dense model).
 void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_batch, LlamaState& st);
+
+// Layer L's gate and up matrices (in host memory) as the sparse gate/up kernels take them.
+SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L);
 
 // One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
 // Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.

@@ -246,7 +246,9 @@ void add_inplace(float* x, const float* y, int64_t count, ThreadPool& pool) {
     });
 }
 
-RopeParams rope_params(const ModelInfo& info) {
+}  // namespace
+
+RopeParams llama_rope_params(const ModelInfo& info) {
     RopeParams rp;
     rp.head_dim = info.head_dim;
     rp.n_rot = info.n_rot;
@@ -255,8 +257,6 @@ RopeParams rope_params(const ModelInfo& info) {
     rp.neox = info.rope_neox;
     return rp;
 }
-
-}  // namespace
 
 void llama_embed(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n) {
     const int dim = info.dim;
@@ -270,7 +270,7 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
                            ThreadPool& pool) {
     const int dim = info.dim, kv_dim = info.kv_dim;
     const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
-    const RopeParams rp = rope_params(info);
+    const RopeParams rp = llama_rope_params(info);
     const LlamaLayer& L = m.layers[l];
     float* x = st.x.data();
     float* xn = st.xn.data();

@@ -7,6 +7,7 @@
 
 #include "engine/ember.h"
 #include "kernels-cpu/dtype.h"
+#include "kernels-cpu/rope.h"
 #include "kernels-cpu/thread-pool.h"
 #include "predictor/predictor.h"
 
@@ -105,6 +106,7 @@ void llama_forward(const ModelInfo& info, const LlamaModel& m, LlamaState& st, c
 // llama_forward is: llama_set_positions, llama_embed, per layer llama_attention_block then llama_ffn_block,
 // llama_output.
 void llama_set_positions(LlamaState& st, int n, int pos0, LlamaLogits logits);  // one sequence: st's own cache
+RopeParams llama_rope_params(const ModelInfo& info);  // the model's rotary embedding, for the rope kernels
 void llama_embed(const ModelInfo& info, const LlamaModel& m, LlamaState& st, const int32_t* tokens, int n);  // st.x
 // st.x += attention of layer l (RMSNorm, q/k/v, RoPE, KV append, causal attention, output projection).
 void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n,
