@@ -58,10 +58,15 @@ inline void app_check_placement(const ArgParser& args, const ModelParams& mp) {
     if (mp.n_gpu_layers < -1)
         throw Error("-ngl: invalid value '" + std::to_string(mp.n_gpu_layers) +
                     "' (expected >= 0, or -1 for the automatic placement)");
+    auto text = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", v);
+        return std::string(buf);
+    };
     if (args.seen("--vram-budget") && !(mp.vram_budget_gib >= 0))
-        throw Error("--vram-budget: invalid value '" + std::to_string(mp.vram_budget_gib) + "' (expected >= 0 GiB)");
+        throw Error("--vram-budget: invalid value '" + text(mp.vram_budget_gib) + "' (expected >= 0 GiB)");
     if (!(mp.cpu_bandwidth_gbs >= 0))
-        throw Error("--cpu-bw: invalid value '" + std::to_string(mp.cpu_bandwidth_gbs) + "' (expected >= 0 GB/s)");
+        throw Error("--cpu-bw: invalid value '" + text(mp.cpu_bandwidth_gbs) + "' (expected >= 0 GB/s)");
 }
 
 // Loads the model, first checking that the file can be opened so the message names the path plainly.

@@ -2,6 +2,8 @@
 // greedy output against llama.cpp's reference text, error exits, perplexity and bench output.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -92,7 +94,7 @@ TEST(AppsCli, NoDisplayPromptAndSeededSampling) {
 TEST(AppsCli, BadFlagsExitOneNamingTheFlag) {
     const std::vector<std::vector<std::string>> cases = {
         {"--frobnicate"}, {"--temp", "warm"}, {"-n", "ten"}, {"-c", "-5"}, {"--top-k", "1.5"},
-        {"--chat-template", "nosuch"}, {"-m"},
+        {"--chat-template", "nosuch"}, {"-m"}, {"-ngl", "-3"}, {"--vram-budget", "-2"}, {"--cpu-bw", "-1"},
     };
     for (const auto& bad : cases) {
         std::vector<std::string> args = {"-m", kModel, "-p", "hi"};
@@ -105,6 +107,24 @@ TEST(AppsCli, BadFlagsExitOneNamingTheFlag) {
         }
         EXPECT_TRUE(r.out.empty()) << r.out;
     }
+}
+
+// Without a CUDA device (or in a build without CUDA) the placement is CPU-only and says so; -ngl N > 0 warns and
+// gives the CPU's text.
+TEST(AppsCli, PlacementWithoutGpuIsCpu) {
+    const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (!cuda || std::string(cuda) != "") {
+        // Hide any device, so the test means the same on every machine.
+        setenv("CUDA_VISIBLE_DEVICES", "", 1);
+    }
+    const RunResult plain = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "16", "--temp", "0"});
+    const RunResult shown = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "16", "--temp", "0",
+                                                        "--print-placement", "-ngl", "5"});
+    ASSERT_EQ(plain.rc, 0) << plain.err;
+    ASSERT_EQ(shown.rc, 0) << shown.err;
+    EXPECT_TRUE(contains(shown.err, "placement: cpu")) << shown.err;
+    EXPECT_TRUE(contains(shown.err, "-ngl 5: no CUDA device")) << shown.err;
+    EXPECT_EQ(plain.out, shown.out);
 }
 
 TEST(AppsCli, MissingModelNamesThePath) {
