@@ -105,9 +105,15 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
     if (!params.placement_path.empty() && file_exists(params.placement_path)) {
         p = placement_load(params.placement_path, pm, req);
         loaded = true;
+        if (params.n_gpu_layers >= 0)
+            std::fprintf(stderr, "warning: -ngl %d ignored: the placement comes from %s\n", params.n_gpu_layers,
+                         params.placement_path.c_str());
+        if (p.mode != PlacementMode::PLACEMENT_CPU && p.vram_total > req.vram_budget)
+            throw Error(params.placement_path + ": the placement needs " + std::to_string(p.vram_total >> 20) +
+                        " MiB of VRAM, more than the budget of " + std::to_string(req.vram_budget >> 20) +
+                        " MiB (plan again: remove the file, or raise --vram-budget)");
     } else {
         p = placement_plan(pm, req);
-        if (!params.placement_path.empty()) placement_save(p, pm, params.placement_path);
     }
     if (params.print_placement) {
         std::fprintf(stderr, "placement (%s, %s, %.0f GB/s host, %.0f GB/s device):\n%s",
@@ -118,6 +124,8 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
         throw Error("placement: needs " + std::to_string(p.vram_total >> 20) + " MiB of VRAM, the GPU (" + dev.name +
                     ") has " + std::to_string(dev.free_bytes >> 20) + " MiB free (lower -ngl or --vram-budget)");
     if (p.mode != PlacementMode::PLACEMENT_CPU) model.gpu_ = llama_gpu_upload(info, m, p, batch);
+    // Saved once it has loaded: a plan the GPU cannot hold is never kept for the next run.
+    if (!loaded && !params.placement_path.empty()) placement_save(p, pm, params.placement_path);
     return p;
 #else
     (void)profile;

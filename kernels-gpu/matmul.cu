@@ -117,7 +117,11 @@ void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens,
     if (ws.bytes < need || (need > 0 && ws.ptr == nullptr))
         throw Error(shape_text(wt, n_tokens, n_rows, n_cols) + ": workspace of " + std::to_string(ws.bytes) +
                     " bytes, expected at least " + std::to_string(need));
-    CUBLAS_CHECK(cublasSetStream(ws.handle, stream));
+    // cublasSetStream also hands the handle back to cuBLAS's own workspace pool (dropping one given with
+    // cublasSetWorkspace): set it only when the stream changes.
+    cudaStream_t current = nullptr;
+    CUBLAS_CHECK(cublasGetStream(ws.handle, &current));
+    if (current != stream) CUBLAS_CHECK(cublasSetStream(ws.handle, stream));
     const float alpha = 1.0f, beta = 0.0f;
     switch (wt) {
         case DType::DTYPE_F32:

@@ -17,7 +17,8 @@ void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, i
 
 // Device scratch and the cuBLAS handle for matmul, owned by the caller (a session's state).
 struct GemmWorkspace {
-    cublasHandle_t handle = nullptr;  // set to the call's stream by matmul
+    cublasHandle_t handle = nullptr;  // set to the call's stream by matmul when it is on another one (a handle kept
+                                      // on one stream keeps the workspace given to it with cublasSetWorkspace)
     void* ptr = nullptr;              // device scratch, 256-byte aligned (cudaMalloc)
     size_t bytes = 0;                 // at least matmul_workspace_bytes(wt, n_tokens, n_cols, 1)
 };

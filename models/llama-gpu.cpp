@@ -244,6 +244,9 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
         fix_weight(g->output_w, g->arena);
     }
     for (const auto& c : up.copies) c();
+    // Copies from pageable memory may return before the data has landed; the sessions' streams do not wait for the
+    // legacy stream.
+    CUDA_CHECK(cudaDeviceSynchronize());
     return g;
 }
 
@@ -266,7 +269,10 @@ GpuDeviceInfo gpu_device_info() {
     void* a = nullptr;
     void* b = nullptr;
     d.bandwidth = 1.0e12;  // fallback where the probe cannot run
-    if (bytes >= (16u << 20) && cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess) {
+    const bool have_buffers =
+        bytes >= (16u << 20) && cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess;
+    if (!have_buffers) cudaGetLastError();  // a failed allocation must not surface at the next launch check
+    if (have_buffers) {
         cudaEvent_t e0, e1;
         CUDA_CHECK(cudaEventCreate(&e0));
         CUDA_CHECK(cudaEventCreate(&e1));
@@ -450,7 +456,9 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     CUDA_CHECK(cudaMallocHost(&gs->h_y, info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)(batch ? kOutRows : 1) * info.n_vocab * sizeof(float)));
     if (batch) {
+        // The stream first: setting a stream resets the workspace to cuBLAS's own pool, which nothing counts.
         CUBLAS_CHECK(cublasCreate(&gs->cublas));
+        CUBLAS_CHECK(cublasSetStream(gs->cublas, gs->stream));
         CUBLAS_CHECK(cublasSetWorkspace(gs->cublas, gs->arena.at(gs->lay.cublas), kCublasWorkspace));
     }
     CUDA_CHECK(cudaMallocHost(&gs->h_counts, (size_t)2 * info.n_layers * sizeof(int32_t)));
@@ -1000,25 +1008,35 @@ void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGp
     // Rows of all-logits land in a separate buffer: the CPU output step writes st.logits' first rows.
     std::vector<float> rows;
     if (all && n > 1) rows.resize((size_t)n * n_vocab);
-    if (n > 1 && gs.batch) {
-        BatchStep step(info, m, g, gs, st, pool);
-        for (int b = 0; b < n; b += kBatch) {
-            const int nb = std::min(kBatch, n - b);
-            std::vector<int> want;
-            if (all)
-                for (int i = 0; i < nb; i++) want.push_back(i);
-            else if (logits == LlamaLogits::LLAMA_LOGITS_LAST && b + nb == n)
-                want.push_back(nb - 1);
-            float* out = all ? rows.data() + (size_t)b * n_vocab : st.logits.data();
-            step.run(tokens + b, nb, pos0 + b, want, out);
+    const SparseFfnStats stats_before = st.sparse_stats;
+    try {
+        if (n > 1 && gs.batch) {
+            BatchStep step(info, m, g, gs, st, pool);
+            for (int b = 0; b < n; b += kBatch) {
+                const int nb = std::min(kBatch, n - b);
+                std::vector<int> want;
+                if (all)
+                    for (int i = 0; i < nb; i++) want.push_back(i);
+                else if (logits == LlamaLogits::LLAMA_LOGITS_LAST && b + nb == n)
+                    want.push_back(nb - 1);
+                float* out = all ? rows.data() + (size_t)b * n_vocab : st.logits.data();
+                step.run(tokens + b, nb, pos0 + b, want, out);
+            }
+        } else {
+            DecodeStep step(info, m, g, gs, st, pool);
+            for (int i = 0; i < n; i++) {
+                const bool want = all || (logits == LlamaLogits::LLAMA_LOGITS_LAST && i == n - 1);
+                float* out = all && n > 1 ? rows.data() + (size_t)i * n_vocab : st.logits.data();
+                step.run(tokens[i], pos0 + i, want, out);
+            }
         }
-    } else {
-        DecodeStep step(info, m, g, gs, st, pool);
-        for (int i = 0; i < n; i++) {
-            const bool want = all || (logits == LlamaLogits::LLAMA_LOGITS_LAST && i == n - 1);
-            float* out = all && n > 1 ? rows.data() + (size_t)i * n_vocab : st.logits.data();
-            step.run(tokens[i], pos0 + i, want, out);
-        }
+    } catch (...) {
+        // Nothing queued may still write the pinned buffers when the next call fills them; counters of a failed
+        // call are dropped.
+        cudaStreamSynchronize(gs.stream);
+        cudaGetLastError();
+        st.sparse_stats = stats_before;
+        throw;
     }
     if (all && n > 1) std::memcpy(st.logits.data(), rows.data(), rows.size() * sizeof(float));
 }
