@@ -1,8 +1,6 @@
 // The placement planner (engine/placement.h); docs/architecture.md, "Placement planner", explains the algorithm.
 #include "engine/placement.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -13,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/atomic-file.h"
 #include "engine/error.h"
 
 namespace ember {
@@ -515,24 +514,7 @@ void placement_save(const Placement& p, const PlacementModel& m, const std::stri
         throw Error(path + ": cannot write the placement as JSON: " + e.what());
     }
 
-    const std::string tmp = path + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw Error(tmp + ": cannot create: " + std::strerror(errno));
-    try {
-        if (std::fwrite(text.data(), 1, text.size(), f) != text.size())
-            throw Error(tmp + ": write of " + std::to_string(text.size()) + " bytes failed: " + std::strerror(errno));
-        if (std::fflush(f) != 0 || fsync(fileno(f)) != 0)
-            throw Error(tmp + ": flush failed: " + std::strerror(errno));
-        FILE* done = f;
-        f = nullptr;
-        if (std::fclose(done) != 0) throw Error(tmp + ": close failed: " + std::strerror(errno));
-        if (std::rename(tmp.c_str(), path.c_str()) != 0)
-            throw Error(tmp + ": rename to " + path + " failed: " + std::strerror(errno));
-    } catch (...) {
-        if (f) std::fclose(f);
-        std::remove(tmp.c_str());
-        throw;
-    }
+    write_file_atomically(path, text);
 }
 
 Placement placement_load(const std::string& path, const PlacementModel& m, const PlacementRequest& req) {
