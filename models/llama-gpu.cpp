@@ -489,6 +489,37 @@ double union_ms(std::vector<std::pair<double, double>> iv) {
     return total;
 }
 
+// The residual's first n rows between the session's host state and the device, through the pinned h_x: up is
+// queued on the stream, down waits for the stream.
+void residual_up(const ModelInfo& info, LlamaGpuState& gs, const LlamaState& st, int n) {
+    const size_t bytes = (size_t)n * info.dim * sizeof(float);
+    std::memcpy(gs.h_x, st.x.data(), bytes);
+    CUDA_CHECK(cudaMemcpyAsync(gs.dev<float>(gs.lay.x), gs.h_x, bytes, cudaMemcpyHostToDevice, gs.stream));
+}
+void residual_down(const ModelInfo& info, LlamaGpuState& gs, LlamaState& st, int n) {
+    const size_t bytes = (size_t)n * info.dim * sizeof(float);
+    CUDA_CHECK(cudaMemcpyAsync(gs.h_x, gs.dev<float>(gs.lay.x), bytes, cudaMemcpyDeviceToHost, gs.stream));
+    CUDA_CHECK(cudaStreamSynchronize(gs.stream));
+    std::memcpy(st.x.data(), gs.h_x, bytes);
+}
+
+// Layer l's attention over its device cache for queries q, positions 0 .. n_kv-1; out and scores in the scratch.
+AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& gs, int l, const float* q, int n_kv) {
+    AttentionArgs a;
+    a.q = q;
+    a.k_cache = gs.k_cache[l];
+    a.v_cache = gs.v_cache[l];
+    a.out = gs.dev<float>(gs.lay.attn);
+    a.scores = gs.dev<float>(gs.lay.att_scratch);
+    a.n_kv = n_kv;
+    a.n_heads = info.n_heads;
+    a.n_kv_heads = info.n_kv_heads;
+    a.head_dim = info.head_dim;
+    a.kv_stride = info.kv_dim;
+    a.scale = 1.0f / std::sqrt((float)info.head_dim);
+    return a;
+}
+
 class DecodeStep {
 public:
     DecodeStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
@@ -566,17 +597,14 @@ private:
 
     void to_gpu() {
         if (on_gpu_) return;
-        std::memcpy(gs_.h_x, st_.x.data(), info_.dim * sizeof(float));
-        CUDA_CHECK(cudaMemcpyAsync(dev(gs_.lay.x), gs_.h_x, info_.dim * sizeof(float), cudaMemcpyHostToDevice, s_));
+        residual_up(info_, gs_, st_, 1);
         on_gpu_ = true;
     }
     void to_host() {
         if (!on_gpu_) return;
-        CUDA_CHECK(cudaMemcpyAsync(gs_.h_x, dev(gs_.lay.x), info_.dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
         const double t0 = now_ms();
-        CUDA_CHECK(cudaStreamSynchronize(s_));
+        residual_down(info_, gs_, st_, 1);
         cpu_span(-1, "wait", t0);
-        std::memcpy(st_.x.data(), gs_.h_x, info_.dim * sizeof(float));
         on_gpu_ = false;
     }
 
@@ -613,18 +641,7 @@ private:
         const RopeParams rp = llama_rope_params(info_);
         gpu::rope(q, info_.n_heads, pos, rp, s_);
         gpu::rope(k_row, info_.n_kv_heads, pos, rp, s_);
-        AttentionArgs a;
-        a.q = q;
-        a.k_cache = gs_.k_cache[l];
-        a.v_cache = gs_.v_cache[l];
-        a.out = dev(gs_.lay.attn);
-        a.scores = dev(gs_.lay.att_scratch);
-        a.n_kv = pos + 1;
-        a.n_heads = info_.n_heads;
-        a.n_kv_heads = info_.n_kv_heads;
-        a.head_dim = info_.head_dim;
-        a.kv_stride = kv_dim;
-        a.scale = 1.0f / std::sqrt((float)info_.head_dim);
+        const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos + 1);
         gpu::attention_heads(a, 0, info_.n_heads, s_);
         float* tmp = dev(gs_.lay.tmp);
         linear(G.wo, a.out, tmp);
@@ -923,17 +940,12 @@ private:
 
     void to_gpu() {
         if (on_gpu_) return;
-        const size_t bytes = (size_t)n_ * info_.dim * sizeof(float);
-        std::memcpy(gs_.h_x, st_.x.data(), bytes);
-        CUDA_CHECK(cudaMemcpyAsync(dev(gs_.lay.x), gs_.h_x, bytes, cudaMemcpyHostToDevice, s_));
+        residual_up(info_, gs_, st_, n_);
         on_gpu_ = true;
     }
     void to_host() {
         if (!on_gpu_) return;
-        const size_t bytes = (size_t)n_ * info_.dim * sizeof(float);
-        CUDA_CHECK(cudaMemcpyAsync(gs_.h_x, dev(gs_.lay.x), bytes, cudaMemcpyDeviceToHost, s_));
-        CUDA_CHECK(cudaStreamSynchronize(s_));
-        std::memcpy(st_.x.data(), gs_.h_x, bytes);
+        residual_down(info_, gs_, st_, n_);
         on_gpu_ = false;
     }
     void linear(const DeviceWeight& w, const float* x, float* y) {
@@ -942,7 +954,6 @@ private:
 
     void attention(int l, const LlamaGpuLayer& G, int pos0) {
         const int kv_dim = info_.kv_dim, n = n_;
-        const int64_t q_dim = (int64_t)info_.n_heads * info_.head_dim;
         float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* q = dev(gs_.lay.q);
@@ -955,23 +966,11 @@ private:
         const RopeParams rp = llama_rope_params(info_);
         gpu::rope_tokens(q, n, info_.n_heads, pos0, rp, s_);
         gpu::rope_tokens(k_rows, n, info_.n_kv_heads, pos0, rp, s_);
-        AttentionArgs a;
-        a.q = q;
-        a.k_cache = gs_.k_cache[l];
-        a.v_cache = gs_.v_cache[l];
-        a.out = dev(gs_.lay.attn);
-        a.scores = dev(gs_.lay.att_scratch);
-        a.n_kv = pos0 + n;
-        a.n_heads = info_.n_heads;
-        a.n_kv_heads = info_.n_kv_heads;
-        a.head_dim = info_.head_dim;
-        a.kv_stride = kv_dim;
-        a.scale = 1.0f / std::sqrt((float)info_.head_dim);
+        const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos0 + n);
         gpu::attention_prefill(a, n, pos0, s_);
         float* tmp = dev(gs_.lay.tmp);
         linear(G.wo, a.out, tmp);
         gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
-        (void)q_dim;
     }
 
     void ffn_dense(const LlamaGpuLayer& G) {
