@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "engine/ember.h"
 #include "kernels-cpu/dot.h"
@@ -18,15 +19,6 @@
 namespace ember {
 
 Model::~Model() = default;
-
-namespace {
-[[maybe_unused]] bool file_exists(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return false;
-    std::fclose(f);
-    return true;
-}
-}  // namespace
 
 std::unique_ptr<Model> Model::load(const ModelParams& params) {
     std::unique_ptr<Model> model(new Model());
@@ -102,7 +94,8 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
                               params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, batch));
     Placement p;
     bool loaded = false;
-    if (!params.placement_path.empty() && file_exists(params.placement_path)) {
+    std::error_code ec;  // an existing file the process cannot read is loaded, and refused naming why, not replaced
+    if (!params.placement_path.empty() && std::filesystem::exists(params.placement_path, ec)) {
         p = placement_load(params.placement_path, pm, req);
         loaded = true;
         if (params.n_gpu_layers >= 0)
