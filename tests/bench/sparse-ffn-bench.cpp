@@ -6,9 +6,11 @@
 // the other) and fused (sparse_ffn: the same work in one pass over the pool).
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
-// the peak measured at the same moment. Each call also takes the next of 8 different active lists.
+// the peak measured at the same moment. Each call also takes the next of 8 different active lists. A last-level
+// cache larger than the sample still holds part of the layer: --layers N gives the sparse calls N copies of the
+// layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a whole model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
-//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense]
+//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense] [--layers N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -47,13 +49,14 @@ struct Args {
     std::string isa;
     std::string ops = "gate+up,down,ffn,fused";  // which sparse timings to print
     bool dense = true;
+    int layers = 1;  // copies of the layer the sparse calls cycle through
 };
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
                  "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
                  "[--active-frac F]... [--iters N] [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] "
-                 "[--no-dense]\n",
+                 "[--no-dense] [--layers N]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -76,6 +79,8 @@ Args parse(int argc, char** argv) {
             a.isa = val();
         } else if (k == "--ops") {
             a.ops = val();
+        } else if (k == "--layers") {
+            a.layers = std::atoi(val().c_str());
         } else if (k == "--no-dense") {
             a.dense = false;
         } else if (k == "--types") {
@@ -85,18 +90,19 @@ Args parse(int argc, char** argv) {
             usage("unknown flag " + k);
         }
     }
-    if (a.threads < 1 || a.iters < 1) usage("--threads and --iters must be >= 1");
+    if (a.threads < 1 || a.iters < 1 || a.layers < 1) usage("--threads, --iters and --layers must be >= 1");
     if (a.fracs.empty()) a.fracs = {0.10, 1.00};
     for (double f : a.fracs)
         if (!(f > 0.0 && f <= 1.0)) usage("--active-frac must be in (0, 1]");
     return a;
 }
 
-// Streaming read bandwidth, measured as ember-kernel-bench does: threads sum 64-bit words of 64 MiB segments of a
-// 256 MiB buffer, four interleaved streams per thread with prefetch; segments are visited in turn.
+// Streaming read bandwidth: threads sum 64-bit words of 64 MiB segments of a 1 GiB buffer, four interleaved streams
+// per thread with prefetch; segments are visited in turn, so that a segment has left even a 300 MB last-level cache
+// before it is read again (a smaller buffer measured the cache, not DRAM, on such machines).
 struct PeakMeter {
     static constexpr size_t kSegBytes = (size_t)64 << 20;
-    static constexpr int kSegs = 4;
+    static constexpr int kSegs = 16;
     std::vector<uint64_t> buf = std::vector<uint64_t>(kSegs * kSegBytes / 8);
     ThreadPool& pool;
     int next = 0;
@@ -187,6 +193,13 @@ int main(int argc, char** argv) {
                 tr_s = std::min(tr_s, seconds_since(t_tr));
             }
 
+            // Copies 1.. of the layer (copy 0 is the original) for the timed sparse calls.
+            std::vector<std::vector<uint8_t>> gate_c(args.layers - 1, gate), up_c(args.layers - 1, up),
+                down_c(args.layers - 1, down_t);
+            auto layer_w = [&](int c, const std::vector<uint8_t>& w0, const std::vector<std::vector<uint8_t>>& wc) {
+                return c == 0 ? w0.data() : wc[(size_t)c - 1].data();
+            };
+
             std::vector<float> x((size_t)kDim);
             std::normal_distribution<float> nd(0.0f, 1.0f);
             for (auto& f : x) f = nd(rng);
@@ -237,8 +250,12 @@ int main(int argc, char** argv) {
                     double pk = 0.0;
                     for (int it = 0; it < args.iters; it++) {
                         pk = std::max(pk, peak.sample());
+                        const int c = it % args.layers;
+                        const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), kDim,
+                                                     SparseAct::SPARSE_ACT_SILU};
+                        const uint8_t* dc = layer_w(c, down_t, down_c);
                         const auto t0 = Clock::now();
-                        fn(lists[(size_t)(it % kLists)].data());
+                        fn(lists[(size_t)(it % kLists)].data(), wc, dc);
                         ts.push_back(seconds_since(t0));
                     }
                     const double best = *std::min_element(ts.begin(), ts.end());
@@ -247,16 +264,19 @@ int main(int argc, char** argv) {
                                 100.0 * k / kNff, op.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
                                 bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk);
                 };
-                time("gate+up", 2.0 * k, [&](const int32_t* a) { sparse_gate_up(w, xq.data(), a, k, h.data(), pool); });
-                time("down", 1.0 * k, [&](const int32_t* a) {
-                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                using W = const SparseGateUpWeights&;
+                time("gate+up", 2.0 * k, [&](const int32_t* a, W wc, const uint8_t*) {
+                    sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
                 });
-                time("ffn", 3.0 * k, [&](const int32_t* a) {
-                    sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
-                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                time("down", 1.0 * k, [&](const int32_t* a, W, const uint8_t* dc) {
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), kDim, pool);
                 });
-                time("fused", 3.0 * k, [&](const int32_t* a) {
-                    sparse_ffn(w, xq.data(), wt, down_t.data(), a, k, h.data(), y.data(), partials.data(), pool);
+                time("ffn", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
+                    sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), kDim, pool);
+                });
+                time("fused", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
+                    sparse_ffn(wc, xq.data(), wt, dc, a, k, h.data(), y.data(), partials.data(), pool);
                 });
             }
             if (args.dense) {  // three matvecs over all weights, down in ggml's layout
