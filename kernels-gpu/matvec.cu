@@ -1,5 +1,6 @@
 // GEMV (one token): y = W x. Decode reads every weight byte once, so the kernel is bandwidth-bound: each thread of a
 // row's group streams 16-byte units, and the group's partial sums meet in warp shuffles (and shared memory).
+// Q8_0/Q4_0 rows go through shared memory a tile at a time (warp_row_dot_quant) where their alignment allows.
 #include <string>
 
 #include "engine/error.h"
@@ -35,10 +36,32 @@ __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restr
     if (g == 0 && r < n_rows) y[r] = sum;
 }
 
+// Q8_0/Q4_0 rows that can be tiled (see warp_row_dot_quant): one warp per row.
+template <DType T>
+__global__ void __launch_bounds__(kThreads)
+    matvec_quant_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
+                        int64_t n_rows, int64_t n_cols, size_t row_bytes) {
+    __shared__ uint4 tiles[kThreads / 32][QuantTile<T>::kVecs];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r = (int64_t)blockIdx.x * (kThreads / 32) + warp;
+    if (r >= n_rows) return;  // the whole warp: nothing below synchronizes more than the warp
+    const float sum = warp_sum(warp_row_dot_quant<T>(w + r * row_bytes, xq, n_cols, lane, tiles[warp]));
+    if (lane == 0) y[r] = sum;
+}
+
 template <DType T, int U>
 void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, cudaStream_t stream) {
     const size_t row_bytes = dtype_row_bytes(T, n_cols);
     const auto* wb = static_cast<const uint8_t*>(w);
+    if constexpr (dtype_is_quant(T)) {
+        if (n_rows >= kFewRows && quant_rows_tileable(w, row_bytes)) {
+            const int64_t rows_per_block = kThreads / 32;
+            const int64_t grid = (n_rows + rows_per_block - 1) / rows_per_block;
+            matvec_quant_kernel<T><<<(unsigned)grid, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
+            CUDA_CHECK_LAUNCH();
+            return;
+        }
+    }
     if (n_rows < kFewRows) {
         matvec_kernel<T, U, 4><<<(unsigned)n_rows, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
     } else {

@@ -37,6 +37,30 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// gate_up_kernel for Q8_0/Q4_0 rows that can be tiled (warp_row_dot_quant).
+template <DType T>
+__global__ void __launch_bounds__(kThreads)
+    gate_up_quant_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
+                         const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
+                         int64_t dim, size_t row_bytes, SparseAct act) {
+    __shared__ uint4 tiles[kWarps][QuantTile<T>::kVecs];
+    uint4* tile = tiles[threadIdx.x / 32];
+    const int k = *k_dev;
+    const int lane = threadIdx.x % 32;
+    const int64_t n_warps = (int64_t)gridDim.x * kWarps;
+    for (int64_t j = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32; j < k; j += n_warps) {  // uniform per warp
+        const size_t off = (size_t)active[j] * row_bytes;
+        const float g = warp_sum(warp_row_dot_quant<T>(gate + off, xq, dim, lane, tile));
+        float out = 0.0f;  // g is the same in every lane, so the warp takes the branches together
+        if (act == SparseAct::SPARSE_ACT_RELU) {
+            if (g > 0.0f) out = g * warp_sum(warp_row_dot_quant<T>(up + off, xq, dim, lane, tile));
+        } else {
+            out = g / (1.0f + expf(-g)) * warp_sum(warp_row_dot_quant<T>(up + off, xq, dim, lane, tile));
+        }
+        if (lane == 0) h[j] = out;
+    }
+}
+
 // Block (slice x, subset y): part[y][c .. c+U) = sum over j = y, y + kSplits, ... < *k of h[j] * row active[j].
 template <DType T, int U>
 __global__ void __launch_bounds__(kThreads)
@@ -101,6 +125,16 @@ template <DType T, int U>
 void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t* active, const int32_t* k,
                     int64_t k_max, float* h, cudaStream_t stream) {
     const int64_t blocks = std::clamp<int64_t>((k_max + kWarps - 1) / kWarps, 1, kMaxGateUpBlocks);
+    if constexpr (dtype_is_quant(T)) {
+        const size_t rb = dtype_row_bytes(T, w.dim);
+        if (quant_rows_tileable(w.w_gate, rb) && quant_rows_tileable(w.w_up, rb)) {
+            gate_up_quant_kernel<T><<<(unsigned)blocks, kThreads, 0, stream>>>(
+                static_cast<const uint8_t*>(w.w_gate), static_cast<const uint8_t*>(w.w_up), xq, active, k, h, w.dim,
+                rb, w.act);
+            CUDA_CHECK_LAUNCH();
+            return;
+        }
+    }
     gate_up_kernel<T, U><<<(unsigned)blocks, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w.w_gate),
                                                                     static_cast<const uint8_t*>(w.w_up), xq, active, k,
                                                                     h, w.dim, dtype_row_bytes(T, w.dim), w.act);
