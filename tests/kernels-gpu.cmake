@@ -2,7 +2,8 @@
 # ember-kernels-gpu-test links the kernel libraries alone (not ember-engine), as kernels-cpu.cmake does; the
 # predictor test compares with predictor/predictor.h, which lives in ember-engine.
 if(EMBER_CUDA)
-  add_executable(ember-kernels-gpu-test kernels-gpu-test.cpp kernels-gpu-matmul-test.cpp kernels-gpu-sparse-test.cpp)
+  add_executable(ember-kernels-gpu-test kernels-gpu-test.cpp kernels-gpu-matmul-test.cpp kernels-gpu-sparse-test.cpp
+                 kernels-gpu-host-sync-test.cpp)
   ember_target_defaults(ember-kernels-gpu-test)
   target_link_libraries(ember-kernels-gpu-test PRIVATE ember-kernels-gpu GTest::gtest GTest::gtest_main)
   gtest_discover_tests(ember-kernels-gpu-test PROPERTIES LABELS "gpu" DISCOVERY_TIMEOUT 60)
