@@ -3,11 +3,15 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <thread>
 
+#include "engine/job-thread.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/sparse-ffn.h"
 #include "kernels-gpu/attention.h"
@@ -15,6 +19,7 @@
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
 #include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/host-sync.h"
 #include "kernels-gpu/matmul.h"
 #include "kernels-gpu/norm.h"
 #include "kernels-gpu/predictor.h"
@@ -378,7 +383,7 @@ struct LlamaGpuState {
     cudaStream_t stream = nullptr;
     bool batch = false;                // prompts in batches (no split layers): the scratch has room for them
     cublasHandle_t cublas = nullptr;   // with batch: gpu::matmul's handle
-    cudaEvent_t cold_ready = nullptr;  // xn and the cold scores are on the host
+    JobThread queue;                   // queues decode steps' GPU work (DecodeStep)
     DeviceArena kv;                    // K and V caches of the layers whose attention runs on the GPU
     std::vector<float*> k_cache, v_cache;  // (n_layers) (n_ctx, kv_dim) each, null for CPU-attention layers
     DeviceArena arena;
@@ -390,6 +395,7 @@ struct LlamaGpuState {
     float* h_y = nullptr;       // (dim) the CPU's part of a split FFN
     float* h_logits = nullptr;  // (kOutRows, n_vocab)
     int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
+    uint32_t* h_sync = nullptr;   // handoff counters: host to device at [0], device to host at [kSyncStride]
     // The CPU's cold work.
     std::vector<int32_t> cold_active;
     std::vector<float> cold_h;
@@ -410,16 +416,20 @@ struct LlamaGpuState {
     ~LlamaGpuState() {
         if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
-        if (cold_ready) cudaEventDestroy(cold_ready);
         if (ev_ref) cudaEventDestroy(ev_ref);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
-        for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts})
+        for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts,
+                        (void*)h_sync})
             if (p) cudaFreeHost(p);
     }
     template <typename T>
     T* dev(size_t off) const {
         return arena.at<T>(off);
     }
+    // The host stores the first, the stream the second; on separate cache lines.
+    static constexpr size_t kSyncStride = 64 / sizeof(uint32_t);
+    volatile uint32_t* h2d_counter() const { return h_sync; }
+    volatile uint32_t* d2h_counter() const { return h_sync + kSyncStride; }
     cudaEvent_t next_event() {
         if (events_used == events.size()) {
             cudaEvent_t e;
@@ -435,7 +445,6 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     auto gs = std::make_shared<LlamaGpuState>();
     gs->n_ctx = n_ctx;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs->stream, cudaStreamNonBlocking));
-    CUDA_CHECK(cudaEventCreateWithFlags(&gs->cold_ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreate(&gs->ev_ref));
     const size_t cache_bytes = (size_t)n_ctx * info.kv_dim * sizeof(float);
     std::vector<size_t> k_off(info.n_layers, SIZE_MAX), v_off(info.n_layers, SIZE_MAX);
@@ -462,6 +471,8 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
         CUBLAS_CHECK(cublasSetWorkspace(gs->cublas, gs->arena.at(gs->lay.cublas), kCublasWorkspace));
     }
     CUDA_CHECK(cudaMallocHost(&gs->h_counts, (size_t)2 * info.n_layers * sizeof(int32_t)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_sync, 2 * LlamaGpuState::kSyncStride * sizeof(uint32_t)));
+    std::memset(gs->h_sync, 0, 2 * LlamaGpuState::kSyncStride * sizeof(uint32_t));
     gs->cold_active.assign(info.n_ff, 0);
     gs->cold_h.assign(info.n_ff, 0.0f);
     return gs;
@@ -520,67 +531,90 @@ AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& 
     return a;
 }
 
+// The sides of a decode step. The host thread runs the CPU's share of the work; the GPU's share is queued on the
+// stream by the session's queue thread (when the step hands work between the sides), so that queueing a layer's
+// kernels, which costs about as much host time as the layer's cold neurons, is not on the CPU's path. Both sides
+// walk the same sequence of layer parts (walk below), and every point where one side needs the other's results is
+// a handoff through a counter in pinned memory (kernels-gpu/host-sync.h): device to host, the stream signals after
+// its copies down; host to device, the stream waits for the host's store before its copies up.
+enum class FfnSide { FFN_GPU_DENSE, FFN_SPLIT, FFN_CPU };
+
 class DecodeStep {
 public:
     DecodeStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
                ThreadPool& pool)
-        : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {}
+        : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {
+        // Whether the walk hands anything between the sides (a dry run of it).
+        struct Count {
+            const DecodeStep& d;
+            int n = 0;
+            void layer(int) {}
+            void x_up() { n++; }
+            void x_down() { n++; }
+            void attention(int, bool) {}
+            void ffn(int l, FfnSide f) { n += f == FfnSide::FFN_SPLIT && !d.g_.layers[l].cold.empty() ? 2 : 0; }
+            void output(bool) {}
+        } count{*this};
+        walk(count, true);
+        handoffs_ = count.n > 0;
+    }
 
     // One token at pos; with want_logits its logits go to logits_out (n_vocab floats).
     void run(int32_t token, int pos, bool want_logits, float* logits_out) {
-        const int dim = info_.dim;
         const SparseFfnStats before = st_.sparse_stats;
         if (gs_.trace) begin_trace();
         llama_set_positions(st_, 1, pos, want_logits ? LlamaLogits::LLAMA_LOGITS_LAST : LlamaLogits::LLAMA_LOGITS_NONE);
         llama_embed(info_, m_, st_, &token, 1);
-        on_gpu_ = false;
-        host_bytes_ = dtype_row_bytes(m_.tok_embd.type, dim);
+        host_bytes_ = dtype_row_bytes(m_.tok_embd.type, info_.dim);
         gpu_bytes_ = 0;
         cpu_sparse_layer0_ = false;
-        for (int l = 0; l < info_.n_layers; l++) {
-            const LlamaGpuLayer& G = g_.layers[l];
-            const LlamaLayer& L = m_.layers[l];
-            if (G.attn) {
-                to_gpu();
-                const cudaEvent_t b = gpu_mark();
-                attention(l, G, pos);
-                gpu_span(l, "attention", b);
-                gpu_bytes_ += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
-            } else {
-                to_host();
-                const double t0 = now_ms();
-                llama_attention_block(info_, m_, l, st_, 1, pool_);
-                cpu_span(l, "attention", t0);
-                host_bytes_ += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
+        // Both counters are still: the stream is idle between steps, and only this thread stores the first.
+        const uint32_t h2d0 = *gs_.h2d_counter(), d2h0 = *gs_.d2h_counter();
+        GpuSide gpu{*this, pos, h2d0, d2h0};
+        HostSide host{*this, h2d0, d2h0};
+        host_layer_.store(-1, std::memory_order_relaxed);
+        auto queue = [this, &gpu, want_logits] {
+            walk(gpu, want_logits);
+            // Hot neurons predicted and fired per layer, written on the device.
+            CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts),
+                                       2 * info_.n_layers * sizeof(int32_t), cudaMemcpyDeviceToHost, s_));
+        };
+        if (!handoffs_) {
+            queue();
+            walk(host, want_logits);
+        } else {
+            gs_.queue.post(queue);
+            try {
+                walk(host, want_logits);
+            } catch (...) {
+                // Let the queue thread finish and every wait the stream has or will have pass, so that it drains;
+                // then report the queue's own failure first, if it had one (the host's may only be its consequence).
+                host_layer_.store(INT_MAX, std::memory_order_release);
+                host.publish(h2d0 + kAbandon);
+                gs_.queue.wait();
+                throw;
             }
-            if (G.ffn_dense) {
-                to_gpu();
-                const cudaEvent_t b = gpu_mark();
-                ffn_dense(G);
-                gpu_span(l, "ffn dense", b);
-                gpu_bytes_ += L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
-            } else if (G.split) {
-                to_gpu();
-                ffn_split(l, G, L);
-            } else {
-                to_host();
-                const double t0 = now_ms();
-                llama_ffn_block(info_, m_, l, st_, 1, pool_);
-                cpu_span(l, m_.sparse.empty() ? "ffn dense" : "ffn cold", t0);
-                if (m_.sparse.empty()) host_bytes_ += L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
-                if (!m_.sparse.empty() && l == 0) cpu_sparse_layer0_ = true;
-            }
+            gs_.queue.wait();
         }
-        if (want_logits) output(logits_out);
-        // Hot neurons predicted and fired per layer, written on the device.
-        CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts), 2 * info_.n_layers * sizeof(int32_t),
-                                   cudaMemcpyDeviceToHost, s_));
         CUDA_CHECK(cudaStreamSynchronize(s_));
+        if (want_logits && g_.output)
+            std::memcpy(logits_out, gs_.h_logits, (size_t)info_.n_vocab * sizeof(float));
+        else if (want_logits && logits_out != st_.logits.data())
+            std::memcpy(logits_out, st_.logits.data(), (size_t)info_.n_vocab * sizeof(float));
         account(before);
         if (gs_.trace) end_trace();
     }
 
 private:
+    // A host-to-device target this far ahead releases every wait of an abandoned step.
+    static constexpr uint32_t kAbandon = 1u << 30;
+    // The queue thread stays at most this many layers ahead of the host: enough to keep the stream fed, few enough
+    // that the stream's queue never fills (a launch into a full queue blocks inside the driver, which then also
+    // blocks the host's stream queries).
+    static constexpr int kQueueLead = 4;
+    std::atomic<int> host_layer_{-1};  // the layer the host side has reached
+    static constexpr std::chrono::seconds kHandoffTimeout{60};
+
     const ModelInfo& info_;
     const LlamaModel& m_;
     const LlamaGpu& g_;
@@ -588,24 +622,176 @@ private:
     LlamaState& st_;
     ThreadPool& pool_;
     cudaStream_t s_;
-    bool on_gpu_ = false;  // where the residual x is now
+    bool handoffs_ = false;
     uint64_t host_bytes_ = 0, gpu_bytes_ = 0;
     uint64_t split_predicted_ = 0, split_fired_ = 0, split_neurons_ = 0;
     bool cpu_sparse_layer0_ = false;
 
+    // The step's parts in order, with the residual moving where the next part runs: side.x_up() / x_down() move
+    // it, side.attention(l, on_gpu), side.ffn(l, where), side.output(on_gpu) do (or queue) a part.
+    template <typename Side>
+    void walk(Side& side, bool want_logits) const {
+        bool on_gpu = false;  // the embedding is on the host
+        auto move_to = [&](bool gpu) {
+            if (gpu == on_gpu) return;
+            if (gpu)
+                side.x_up();
+            else
+                side.x_down();
+            on_gpu = gpu;
+        };
+        for (int l = 0; l < info_.n_layers; l++) {
+            const LlamaGpuLayer& G = g_.layers[l];
+            side.layer(l);
+            move_to(G.attn);
+            side.attention(l, G.attn);
+            const FfnSide f = G.ffn_dense ? FfnSide::FFN_GPU_DENSE : G.split ? FfnSide::FFN_SPLIT : FfnSide::FFN_CPU;
+            move_to(f != FfnSide::FFN_CPU);
+            side.ffn(l, f);
+        }
+        if (want_logits) {
+            move_to(g_.output);
+            side.output(g_.output);
+        }
+    }
+
     float* dev(size_t off) const { return gs_.dev<float>(off); }
 
-    void to_gpu() {
-        if (on_gpu_) return;
-        residual_up(info_, gs_, st_, 1);
-        on_gpu_ = true;
-    }
-    void to_host() {
-        if (!on_gpu_) return;
-        const double t0 = now_ms();
-        residual_down(info_, gs_, st_, 1);
-        cpu_span(-1, "wait", t0);
-        on_gpu_ = false;
+    // ---- the GPU's side: queues work on the stream ----
+    struct GpuSide {
+        DecodeStep& d;
+        int pos;
+        uint32_t h2d, d2h;  // the last handoff targets queued
+
+        void layer(int l) {
+            while (d.host_layer_.load(std::memory_order_acquire) < l - kQueueLead) std::this_thread::yield();
+        }
+        void wait_host() { gpu::wait_host_counter(d.gs_.h2d_counter(), ++h2d, d.s_); }
+        void signal_host() { gpu::signal_host_counter(d.gs_.d2h_counter(), ++d2h, d.s_); }
+        void x_up() {
+            wait_host();
+            CUDA_CHECK(cudaMemcpyAsync(d.dev(d.gs_.lay.x), d.gs_.h_x, d.info_.dim * sizeof(float),
+                                       cudaMemcpyHostToDevice, d.s_));
+        }
+        void x_down() {
+            CUDA_CHECK(cudaMemcpyAsync(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim * sizeof(float),
+                                       cudaMemcpyDeviceToHost, d.s_));
+            signal_host();
+        }
+        void attention(int l, bool on_gpu) {
+            if (!on_gpu) return;
+            const cudaEvent_t b = d.gpu_mark();
+            d.attention(l, d.g_.layers[l], pos);
+            d.gpu_span(l, "attention", b);
+        }
+        void ffn(int l, FfnSide f) {
+            const LlamaGpuLayer& G = d.g_.layers[l];
+            if (f == FfnSide::FFN_GPU_DENSE) {
+                const cudaEvent_t b = d.gpu_mark();
+                d.ffn_dense(G);
+                d.gpu_span(l, "ffn dense", b);
+            } else if (f == FfnSide::FFN_SPLIT) {
+                d.ffn_split_gpu(l, G, *this);
+            }
+        }
+        void output(bool on_gpu) {
+            if (!on_gpu) return;
+            const cudaEvent_t b = d.gpu_mark();
+            float* xn = d.dev(d.gs_.lay.xn);
+            gpu::rmsnorm(xn, d.dev(d.gs_.lay.x), d.g_.output_norm, d.info_.dim, d.info_.norm_eps, 1, d.s_);
+            float* logits = d.dev(d.gs_.lay.logits);
+            d.linear(d.g_.output_w, xn, logits);
+            d.gpu_span(-1, "output", b);
+            CUDA_CHECK(cudaMemcpyAsync(d.gs_.h_logits, logits, d.info_.n_vocab * sizeof(float),
+                                       cudaMemcpyDeviceToHost, d.s_));
+        }
+    };
+
+    // ---- the CPU's side: runs on this thread ----
+    struct HostSide {
+        DecodeStep& d;
+        uint32_t h2d, d2h;  // the last handoff targets passed
+
+        void layer(int l) { d.host_layer_.store(l, std::memory_order_release); }
+        void publish(uint32_t v) {
+            std::atomic_thread_fence(std::memory_order_release);  // the data before the counter
+            *d.gs_.h2d_counter() = v;
+        }
+        // Until the stream has signalled handoff `target`; throws if the stream or the queue thread failed, or
+        // after kHandoffTimeout without a signal (a stream that stopped must not hang the program).
+        void await(int layer, uint32_t target) {
+            volatile uint32_t* c = d.gs_.d2h_counter();
+            if (gpu::counter_reached(*c, target)) return;
+            const double t0 = d.now_ms();
+            const auto start = Clock::now();
+            for (uint32_t i = 1; !gpu::counter_reached(*c, target); i++) {
+                if (i % 4096 == 0 && Clock::now() - start > kHandoffTimeout)
+                    throw Error("GPU decode step: no handoff from the stream for " +
+                                std::to_string(kHandoffTimeout.count()) + " s at layer " + std::to_string(layer));
+                // Queries only once everything is queued: a query can wait for a driver lock that a launch holds.
+                if (i % 4096 == 0 && !d.gs_.queue.busy()) {
+                    if (d.gs_.queue.failed()) throw Error("GPU decode step: queueing the GPU's work failed");
+                    const cudaError_t e = cudaStreamQuery(d.s_);
+                    if (e != cudaSuccess && e != cudaErrorNotReady) CUDA_CHECK(e);
+                    if (e == cudaSuccess && !gpu::counter_reached(*c, target))
+                        throw Error("GPU decode step: the stream finished without handing over to the host");
+                }
+                cpu_pause();
+            }
+            std::atomic_thread_fence(std::memory_order_acquire);
+            d.cpu_span(layer, "wait", t0);
+        }
+        void x_up() {
+            std::memcpy(d.gs_.h_x, d.st_.x.data(), d.info_.dim * sizeof(float));
+            publish(++h2d);
+        }
+        void x_down() {
+            await(-1, ++d2h);
+            std::memcpy(d.st_.x.data(), d.gs_.h_x, d.info_.dim * sizeof(float));
+        }
+        void attention(int l, bool on_gpu) {
+            const LlamaLayer& L = d.m_.layers[l];
+            const uint64_t bytes = L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes();
+            if (on_gpu) {
+                d.gpu_bytes_ += bytes;
+                return;
+            }
+            const double t0 = d.now_ms();
+            llama_attention_block(d.info_, d.m_, l, d.st_, 1, d.pool_);
+            d.cpu_span(l, "attention", t0);
+            d.host_bytes_ += bytes;
+        }
+        void ffn(int l, FfnSide f) {
+            const LlamaLayer& L = d.m_.layers[l];
+            const uint64_t bytes = L.w_gate.bytes() + L.w_up.bytes() + L.w_down.bytes();
+            if (f == FfnSide::FFN_GPU_DENSE) {
+                d.gpu_bytes_ += bytes;
+            } else if (f == FfnSide::FFN_SPLIT) {
+                d.ffn_split_host(l, *this);
+            } else {
+                const double t0 = d.now_ms();
+                llama_ffn_block(d.info_, d.m_, l, d.st_, 1, d.pool_);
+                d.cpu_span(l, d.m_.sparse.empty() ? "ffn dense" : "ffn cold", t0);
+                if (d.m_.sparse.empty()) d.host_bytes_ += bytes;
+                if (!d.m_.sparse.empty() && l == 0) d.cpu_sparse_layer0_ = true;
+            }
+        }
+        void output(bool on_gpu) {
+            if (on_gpu) {
+                d.gpu_bytes_ += d.m_.output.bytes();
+                return;
+            }
+            const double t0 = d.now_ms();
+            llama_output(d.info_, d.m_, d.st_, d.pool_);
+            d.cpu_span(-1, "output", t0);
+            d.host_bytes_ += d.m_.output.bytes();
+        }
+    };
+
+    static void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
     }
 
     // x (n floats on the device) prepared for weights of type t: F32/F16/BF16 read it as it is.
@@ -671,27 +857,26 @@ private:
         gpu::add_inplace(x, tmp, info_.dim, s_);
     }
 
-    // The split FFN: hot neurons on the GPU, cold ones on the CPU, at the same time (see the header).
-    void ffn_split(int l, const LlamaGpuLayer& G, const LlamaLayer& L) {
+    // The split FFN's GPU part: the predictor, the cold scores handed down, the hot neurons; then, once the host's
+    // part is up, the residual additions (see the header).
+    void ffn_split_gpu(int l, const LlamaGpuLayer& G, GpuSide& side) {
         const int dim = info_.dim;
         float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* scores = dev(gs_.lay.scores);
         int32_t* counts = gs_.dev<int32_t>(gs_.lay.counts);
         const int n_cold = (int)G.cold.size();
-        const LlamaSparseFfn& S = m_.sparse[l];
         const cudaEvent_t b = gpu_mark();
         gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, 1, s_);
         gpu::PredictorGpuScratch ps;
         ps.xq = gs_.arena.at(gs_.lay.pred_xq);
         ps.hidden = dev(gs_.lay.pred_hidden);
         gpu::predictor_scores(G.predictor, xn, scores, ps, s_);
-        gpu_bytes_ += S.predictor.bytes();
         if (n_cold > 0) {
             CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
             CUDA_CHECK(cudaMemcpyAsync(gs_.h_scores, scores + G.n_hot, n_cold * sizeof(float), cudaMemcpyDeviceToHost,
                                        s_));
-            CUDA_CHECK(cudaEventRecord(gs_.cold_ready, s_));
+            side.signal_host();
         }
         float* y_hot = dev(gs_.lay.y_hot);
         if (G.n_hot > 0) {
@@ -713,35 +898,10 @@ private:
             CUDA_CHECK(cudaMemsetAsync(counts + info_.n_layers + l, 0, sizeof(int32_t), s_));
         }
         gpu_span(l, "ffn hot", b);
-        split_neurons_ += info_.n_ff;
-
         float* y_cold = dev(gs_.lay.y_cold);
         if (n_cold > 0) {
-            // The CPU's share, while the GPU works on the hot neurons queued above.
-            const double tw = now_ms();
-            CUDA_CHECK(cudaEventSynchronize(gs_.cold_ready));
-            cpu_span(l, "wait", tw);
-            const double t0 = now_ms();
-            const float thr = G.predictor.threshold;
-            int32_t* active = gs_.cold_active.data();
-            int k = 0;
-            for (int c = 0; c < n_cold; c++)
-                if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
-            const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
-            dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
-            sparse_gate_up(w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), pool_);
-            const double t1 = now_ms();
-            sparse_down(S.w_down_t.type, S.w_down_t.data, gs_.cold_h.data(), active, k, gs_.h_y, dim, pool_);
-            cpu_span(l, "cold gate/up", t0, t1);
-            cpu_span(l, "cold down", t1, now_ms());
-            int64_t fired = 0;
-            for (int j = 0; j < k; j++) fired += gs_.cold_h[j] != 0.0f;
-            split_predicted_ += k;
-            split_fired_ += fired;
-            host_bytes_ += (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
-                           (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
+            side.wait_host();
             CUDA_CHECK(cudaMemcpyAsync(y_cold, gs_.h_y, dim * sizeof(float), cudaMemcpyHostToDevice, s_));
-            cpu_span(l, "ffn cold", t0);
         }
         if (G.n_hot > 0 && n_cold > 0)
             gpu::add2_inplace(x, y_hot, y_cold, dim, s_);
@@ -751,28 +911,39 @@ private:
             gpu::add_inplace(x, y_cold, dim, s_);
     }
 
-    void output(float* logits_out) {
-        const int64_t n_vocab = info_.n_vocab;
-        if (g_.output) {
-            to_gpu();
-            const cudaEvent_t b = gpu_mark();
-            float* xn = dev(gs_.lay.xn);
-            gpu::rmsnorm(xn, dev(gs_.lay.x), g_.output_norm, info_.dim, info_.norm_eps, 1, s_);
-            float* logits = dev(gs_.lay.logits);
-            linear(g_.output_w, xn, logits);
-            gpu_span(-1, "output", b);
-            CUDA_CHECK(cudaMemcpyAsync(gs_.h_logits, logits, n_vocab * sizeof(float), cudaMemcpyDeviceToHost, s_));
-            CUDA_CHECK(cudaStreamSynchronize(s_));
-            std::memcpy(logits_out, gs_.h_logits, n_vocab * sizeof(float));
-            gpu_bytes_ += m_.output.bytes();
-        } else {
-            to_host();
-            const double t0 = now_ms();
-            llama_output(info_, m_, st_, pool_);
-            cpu_span(-1, "output", t0);
-            if (logits_out != st_.logits.data()) std::memcpy(logits_out, st_.logits.data(), n_vocab * sizeof(float));
-            host_bytes_ += m_.output.bytes();
-        }
+    // The split FFN's host part: the predicted-active cold neurons from the scores handed down, their sum handed up.
+    void ffn_split_host(int l, HostSide& side) {
+        const LlamaGpuLayer& G = g_.layers[l];
+        const LlamaLayer& L = m_.layers[l];
+        const LlamaSparseFfn& S = m_.sparse[l];
+        const int dim = info_.dim;
+        const int n_cold = (int)G.cold.size();
+        gpu_bytes_ += S.predictor.bytes();
+        split_neurons_ += info_.n_ff;
+        if (n_cold == 0) return;
+        side.await(l, ++side.d2h);
+        const double t0 = now_ms();
+        const float thr = G.predictor.threshold;
+        int32_t* active = gs_.cold_active.data();
+        int k = 0;
+        for (int c = 0; c < n_cold; c++)
+            if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
+        const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
+        dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
+        sparse_gate_up(w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), pool_);
+        const double t1 = now_ms();
+        sparse_down(S.w_down_t.type, S.w_down_t.data, gs_.cold_h.data(), active, k, gs_.h_y, dim, pool_);
+        side.publish(++side.h2d);
+        const double t2 = now_ms();
+        cpu_span(l, "cold gate/up", t0, t1);
+        cpu_span(l, "cold down", t1, t2);
+        cpu_span(l, "ffn cold", t0, t2);
+        int64_t fired = 0;
+        for (int j = 0; j < k; j++) fired += gs_.cold_h[j] != 0.0f;
+        split_predicted_ += k;
+        split_fired_ += fired;
+        host_bytes_ += (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
+                       (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
     }
 
     // Counters: tokens and bytes per side. The CPU FFN layers counted themselves through llama_sparse_ffn_token,

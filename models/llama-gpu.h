@@ -4,11 +4,14 @@
 //
 // One decode step of a split FFN layer (hot neurons in VRAM, cold ones in host RAM), all on one CUDA stream:
 //   GPU: RMSNorm -> xn; predictor scores (fc2's rows ordered hot first, then cold); copy xn and the cold scores to
-//        pinned host memory, record an event; hot active list; hot gate/up and down -> y_hot
-//   CPU: wait for the event; cold active list from the scores; sparse gate/up and down on the cold rows -> y_cold;
-//        copy y_cold up (pinned)
-//   GPU: x += y_hot + y_cold once y_cold has arrived (the copy is queued on the same stream)
-// The host queues the GPU's hot work before it waits, so both sides run at once; only activations cross PCIe.
+//        pinned host memory and signal the host; hot active list; hot gate/up and down -> y_hot
+//   CPU: wait for the signal; cold active list from the scores; sparse gate/up and down on the cold rows -> y_cold
+//        in pinned memory; signal the stream
+//   GPU: wait for the host's signal, copy y_cold up; x += y_hot + y_cold
+// Both sides run at once; only activations cross PCIe. The signals are counters in pinned memory
+// (kernels-gpu/host-sync.h), so the stream can be queued before the host work it waits for: a second host thread
+// queues the whole step's GPU work at the step's start, and the thread that runs the CPU's share never spends time
+// launching kernels. Steps without any handoff (everything on the GPU) are queued by the calling thread.
 // Layers whose attention or FFN the placement leaves on the CPU run the CPU code (models/llama.h) on the session's
 // host state, the residual moving between host and device where the placement switches sides.
 // Built only with CUDA (EMBER_CUDA); nothing in this header needs CUDA's headers.
