@@ -159,11 +159,10 @@ double density_of(double saving, uint64_t vram) {
 Placement plan_hybrid(const PlacementModel& m, const PlacementRequest& req) {
     const int L = m.n_layers, F = m.n_ff;
     std::vector<std::vector<double>> e(L);
-    double cpu = (double)m.embd_row_bytes + (double)m.output_bytes, gpu = 0;
+    double cold = 0, hot = 0;  // expected neuron bytes per token on the CPU / the GPU
     for (int l = 0; l < L; l++) {
         neuron_costs(m, l, e[l]);
-        cpu += (double)m.attn_bytes + (double)m.predictor_bytes;
-        for (double x : e[l]) cpu += x;
+        for (double x : e[l]) cold += x;
     }
     const uint64_t attn_vram = m.attn_bytes + m.kv_bytes_per_layer;
     const uint64_t pred_vram = m.predictor_bytes + m.ffn_norm_bytes;
@@ -185,6 +184,7 @@ Placement plan_hybrid(const PlacementModel& m, const PlacementRequest& req) {
     p.layers.resize(L);
     uint64_t left = req.vram_budget - m.gpu_scratch_bytes;  // the caller checked budget > scratch
     bool placed = false;
+    bool neurons_done = false;  // the hot neurons' GPU time has caught up with the cold ones' CPU time
     const double cbw = req.cpu_bandwidth, gbw = req.gpu_bandwidth;
     for (const Item& it : items) {
         const ItemKind kind = (ItemKind)(it.id >> (2 * kIdShift));
@@ -192,31 +192,35 @@ Placement plan_hybrid(const PlacementModel& m, const PlacementRequest& req) {
         const int i = (int)(it.id & ((1u << kIdShift) - 1));
         LayerPlacement& lp = p.layers[l];
         uint64_t vram = 0;
-        double saving = 0;
         bool with_predictor = false;  // a neuron that brings its layer's predictor along
+        if (kind == ITEM_NEURON && neurons_done) continue;
         switch (kind) {
-            case ITEM_OUTPUT: vram = m.output_bytes, saving = (double)m.output_bytes; break;
-            case ITEM_ATTN: vram = attn_vram, saving = (double)m.attn_bytes; break;
+            case ITEM_OUTPUT: vram = m.output_bytes; break;
+            case ITEM_ATTN: vram = attn_vram; break;
             case ITEM_PREDICTOR:
                 if (lp.predictor_gpu) continue;  // already brought in by one of its neurons
-                vram = pred_vram, saving = (double)m.predictor_bytes;
+                vram = pred_vram;
                 break;
             case ITEM_NEURON:
-                vram = m.neuron_bytes, saving = e[l][i];
+                vram = m.neuron_bytes;
                 // A neuron needs its layer's predictor in VRAM. When the neuron's density ranks above the
                 // predictor's (a neuron that fires for nearly every token), the two go in as one step.
                 if (!lp.predictor_gpu) {
                     with_predictor = true;
                     vram += pred_vram;
-                    saving += (double)m.predictor_bytes;
                 }
                 break;
         }
         if (vram > left) continue;
-        if ((gpu + saving) / gbw > (cpu - saving) / cbw) break;  // the GPU would become the slower side
+        // Attention, predictors and the output run between the FFNs' parallel parts: moving one saves its bytes'
+        // time on the CPU and costs it on the GPU, a gain whenever the GPU reads faster.
+        if (kind != ITEM_NEURON && !(gbw > cbw)) continue;
+        if (kind == ITEM_NEURON && (hot + e[l][i]) / gbw > (cold - e[l][i]) / cbw) {
+            neurons_done = true;  // the GPU's share of the FFNs would become the slower one
+            continue;
+        }
         left -= vram;
-        cpu -= saving;
-        gpu += saving;
+        if (kind == ITEM_NEURON) hot += e[l][i], cold -= e[l][i];
         placed = true;
         switch (kind) {
             case ITEM_OUTPUT: p.output_gpu = true; break;

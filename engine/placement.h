@@ -2,8 +2,8 @@
 // A decode step reads every dense weight (attention, output) once and, per FFN layer, only the rows of the neurons
 // the predictor marks active. The planner puts on the GPU what saves the most host-memory reads per VRAM byte, and
 // splits each FFN layer into hot neurons (in VRAM, run by the GPU) and cold ones (host RAM, run by the CPU workers at
-// the same time), so that the slower side's time per token, max(cpu bytes / cpu bandwidth, gpu bytes / gpu
-// bandwidth), is as small as the budget allows. docs/architecture.md explains the algorithm.
+// the same time) until the hot neurons' GPU time meets the cold ones' CPU time: attention and predictors run before
+// each FFN's two sides, so only the neurons overlap. docs/architecture.md explains the algorithm.
 // Pure planning: no CUDA here. The executor (models/llama-gpu.h) builds what a Placement says.
 #pragma once
 #include <cstdint>
