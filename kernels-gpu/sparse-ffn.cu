@@ -13,7 +13,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int64_t kMaxGateUpBlocks = 1024;  // 4096 warps: one neuron each up to k = 4096
-constexpr int kSplits = 64;                 // down: interleaved subsets of the active list, one partial y each
+constexpr int kSplits = 128;                // down: interleaved subsets of the active list, one partial y each
+                                            // (ember-gpu-bench, H200: 128 beat 64, 256 and 512)
 constexpr int kNeuronsInFlight = 4;         // down: rows whose loads one thread issues before using them
 
 template <DType T, int U>
@@ -103,14 +104,28 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < U; e++) out[e] = acc[e];
 }
 
-// y[c] = sum of the kSplits partials, in subset order.
-__global__ void down_reduce_kernel(const float* __restrict__ part, float* __restrict__ y, int64_t dim) {
-    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= dim) return;
+// y[c] = sum of the kSplits partials in a fixed order: warp w of a block adds partials w, w + kReduceWarps, ... of
+// the block's 32 columns (one per lane), then the warps' sums are added in warp order. Each thread has
+// kSplits / kReduceWarps loads to wait for rather than kSplits.
+constexpr int kReduceWarps = 8;
+__global__ void __launch_bounds__(32 * kReduceWarps)
+    down_reduce_kernel(const float* __restrict__ part, float* __restrict__ y, int64_t dim) {
+    __shared__ float sums[kReduceWarps][32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t c = (int64_t)blockIdx.x * 32 + lane;
     float s = 0.0f;
-#pragma unroll 8
-    for (int i = 0; i < kSplits; i++) s += part[(int64_t)i * dim + c];
-    y[c] = s;
+    if (c < dim) {
+#pragma unroll
+        for (int i = warp; i < kSplits; i += kReduceWarps) s += part[(int64_t)i * dim + c];
+    }
+    sums[warp][lane] = s;
+    __syncthreads();
+    if (warp == 0 && c < dim) {
+        float t = sums[0][lane];
+#pragma unroll
+        for (int w = 1; w < kReduceWarps; w++) t += sums[w][lane];
+        y[c] = t;
+    }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -158,7 +173,7 @@ void launch_down(const void* w, const float* h, const int32_t* active, const int
     down_partial_kernel<T, U><<<grid, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w), h, active, k, scratch, dim,
                                                              dtype_row_bytes(T, dim));
     CUDA_CHECK_LAUNCH();
-    down_reduce_kernel<<<(unsigned)((dim + kThreads - 1) / kThreads), kThreads, 0, stream>>>(scratch, y, dim);
+    down_reduce_kernel<<<(unsigned)((dim + 31) / 32), 32 * kReduceWarps, 0, stream>>>(scratch, y, dim);
     CUDA_CHECK_LAUNCH();
 }
 
