@@ -15,7 +15,43 @@ __global__ void signal_kernel(volatile uint32_t* counter, uint32_t value) {
     *counter = value;
 }
 
+constexpr int kCopyThreads = 1024;  // one block: its barrier orders every copied float before the counter store
+
+__global__ void __launch_bounds__(kCopyThreads)
+    copy_signal_kernel(float* dst_a, const float* __restrict__ src_a, int64_t n_a, float* dst_b,
+                       const float* __restrict__ src_b, int64_t n_b, volatile uint32_t* counter, uint32_t value) {
+    for (int64_t i = threadIdx.x; i < n_a; i += kCopyThreads) __stwt(dst_a + i, src_a[i]);
+    for (int64_t i = threadIdx.x; i < n_b; i += kCopyThreads) __stwt(dst_b + i, src_b[i]);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
+        *counter = value;
+    }
+}
+
+constexpr int kAddThreads = 256;
+
+__global__ void add_from_host_kernel(float* __restrict__ x, const float* __restrict__ y, const float* z, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * kAddThreads + threadIdx.x;
+    if (i >= n) return;
+    const float zi = __ldcv(z + i);  // never a cached copy of an earlier step's values
+    x[i] = y ? (x[i] + y[i]) + zi : x[i] + zi;
+}
+
 }  // namespace
+
+void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
+                             int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream) {
+    copy_signal_kernel<<<1, kCopyThreads, 0, stream>>>(dst_a, src_a, n_a, dst_b, src_b, n_b, counter, value);
+    CUDA_CHECK_LAUNCH();
+}
+
+void add_from_host(float* x, const float* y, const float* z_host, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    add_from_host_kernel<<<(unsigned)((n + kAddThreads - 1) / kAddThreads), kAddThreads, 0, stream>>>(x, y, z_host,
+                                                                                                       n);
+    CUDA_CHECK_LAUNCH();
+}
 
 void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaStream_t stream) {
     wait_kernel<<<1, 1, 0, stream>>>(counter, target);

@@ -313,7 +313,7 @@ constexpr int64_t kSlabRows = 256;              // Q8_0/Q4_0 weight rows dequant
 constexpr size_t kCublasWorkspace = 4u << 20;   // cuBLAS's own workspace, given to it so that it allocates none
 
 struct ScratchLayout {
-    size_t x, xn, q, attn, tmp, gate, up, scores, h, y_hot, y_cold, down_scratch, att_scratch, logits, xq,
+    size_t x, xn, q, attn, tmp, gate, up, scores, h, y_hot, down_scratch, att_scratch, logits, xq,
         pred_xq, pred_hidden, hot_active, counts, gemm = 0, cublas = 0;
     size_t gemm_bytes = 0;
     size_t total = 0;
@@ -352,7 +352,6 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     s.scores = a.reserve(info.n_ff * f);
     s.h = a.reserve(info.n_ff * f);
     s.y_hot = a.reserve(info.dim * f);
-    s.y_cold = a.reserve(info.dim * f);
     s.down_scratch = a.reserve(gpu::sparse_down_scratch_floats(info.dim) * f);
     s.att_scratch = a.reserve(gpu::attention_scratch_floats(n_ctx, info.n_heads, info.head_dim, (int)rows) * f);
     s.logits = a.reserve((size_t)(batch ? kOutRows : 1) * info.n_vocab * f);
@@ -872,12 +871,9 @@ private:
         ps.xq = gs_.arena.at(gs_.lay.pred_xq);
         ps.hidden = dev(gs_.lay.pred_hidden);
         gpu::predictor_scores(G.predictor, xn, scores, ps, s_);
-        if (n_cold > 0) {
-            CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
-            CUDA_CHECK(cudaMemcpyAsync(gs_.h_scores, scores + G.n_hot, n_cold * sizeof(float), cudaMemcpyDeviceToHost,
-                                       s_));
-            side.signal_host();
-        }
+        if (n_cold > 0)  // xn and the cold scores down, then the signal, in one kernel
+            gpu::copy_to_host_and_signal(gs_.h_xn, xn, dim, gs_.h_scores, scores + G.n_hot, n_cold,
+                                         gs_.d2h_counter(), ++side.d2h, s_);
         float* y_hot = dev(gs_.lay.y_hot);
         if (G.n_hot > 0) {
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
@@ -898,17 +894,12 @@ private:
             CUDA_CHECK(cudaMemsetAsync(counts + info_.n_layers + l, 0, sizeof(int32_t), s_));
         }
         gpu_span(l, "ffn hot", b);
-        float* y_cold = dev(gs_.lay.y_cold);
-        if (n_cold > 0) {
+        if (n_cold > 0) {  // the cold sum read straight from pinned memory once the host has stored it
             side.wait_host();
-            CUDA_CHECK(cudaMemcpyAsync(y_cold, gs_.h_y, dim * sizeof(float), cudaMemcpyHostToDevice, s_));
-        }
-        if (G.n_hot > 0 && n_cold > 0)
-            gpu::add2_inplace(x, y_hot, y_cold, dim, s_);
-        else if (G.n_hot > 0)
+            gpu::add_from_host(x, G.n_hot > 0 ? y_hot : nullptr, gs_.h_y, dim, s_);
+        } else if (G.n_hot > 0) {
             gpu::add_inplace(x, y_hot, dim, s_);
-        else if (n_cold > 0)
-            gpu::add_inplace(x, y_cold, dim, s_);
+        }
     }
 
     // The split FFN's host part: the predicted-active cold neurons from the scores handed down, their sum handed up.

@@ -7,7 +7,7 @@
 //        pinned host memory and signal the host; hot active list; hot gate/up and down -> y_hot
 //   CPU: wait for the signal; cold active list from the scores; sparse gate/up and down on the cold rows -> y_cold
 //        in pinned memory; signal the stream
-//   GPU: wait for the host's signal, copy y_cold up; x += y_hot + y_cold
+//   GPU: wait for the host's signal; x += y_hot + y_cold, reading y_cold straight from pinned memory
 // Both sides run at once; only activations cross PCIe. The signals are counters in pinned memory
 // (kernels-gpu/host-sync.h), so the stream can be queued before the host work it waits for: a second host thread
 // queues the whole step's GPU work at the step's start, and the thread that runs the CPU's share never spends time

@@ -2,6 +2,7 @@
 // has stored the counter, and a signal reaches the host only after the work queued before it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -60,6 +61,60 @@ TEST_F(Gpu, StreamWaitsForHostCounterAndSignalsBack) {
     EXPECT_EQ(*value, 42.0f);  // the round trip finished before the signal
     CUDA_CHECK(cudaStreamSynchronize(s));
     EXPECT_EQ(dv.to_host<float>()[0], 42.0f);
+    CUDA_CHECK(cudaStreamDestroy(s));
+}
+
+// The copies land before the counter: when the host sees the value, both ranges hold the device's floats (odd
+// lengths, more floats than the block has threads).
+TEST_F(Gpu, CopyToHostAndSignalLandsBeforeTheCounter) {
+    const int64_t n_a = 8191, n_b = 20011;
+    const std::vector<float> a = randn(n_a, 1.0f, 61), b = randn(n_b, 1.0f, 62);
+    DeviceMem da(a), db(b);
+    Pinned mem((n_a + n_b + 1) * sizeof(float) + 64);
+    auto* ha = static_cast<float*>(mem.p);
+    float* hb = ha + n_a;
+    auto* counter = reinterpret_cast<volatile uint32_t*>(hb + n_b + 1);
+    for (int round = 1; round <= 3; round++) {
+        std::fill(ha, ha + n_a + n_b, -1.0f);
+        gpu::copy_to_host_and_signal(ha, da.as<float>(), n_a, hb, db.as<float>(), round == 2 ? 0 : n_b, counter,
+                                     (uint32_t)round, nullptr);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (!gpu::counter_reached(*counter, (uint32_t)round))
+            ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10)) << "no signal";
+        std::atomic_thread_fence(std::memory_order_acquire);
+        for (int64_t i = 0; i < n_a; i++) ASSERT_EQ(ha[i], a[i]) << "round " << round << " a[" << i << "]";
+        for (int64_t i = 0; i < n_b; i++)
+            ASSERT_EQ(hb[i], round == 2 ? -1.0f : b[i]) << "round " << round << " b[" << i << "]";
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+}
+
+// x += y + z with z read from pinned host memory when the kernel runs: the host's values stored after queueing
+// (behind a wait) are the ones added, on every round; bits as gpu::add2_inplace / add_inplace give them.
+TEST_F(Gpu, AddFromHostReadsTheHostsLatestValues) {
+    const int64_t n = 4099;
+    const std::vector<float> x = randn(n, 1.0f, 63), y = randn(n, 1.0f, 64);
+    DeviceMem dx(x), dy(y);
+    Pinned mem(n * sizeof(float) + 64);
+    auto* z = static_cast<float*>(mem.p);
+    auto* counter = reinterpret_cast<volatile uint32_t*>(z + n);
+    *counter = 0;
+    std::vector<float> want = x;
+    cudaStream_t s;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (uint32_t round = 1; round <= 3; round++) {
+        const bool with_y = round != 2;
+        gpu::wait_host_counter(counter, round, s);
+        gpu::add_from_host(dx.as<float>(), with_y ? dy.as<float>() : nullptr, z, n, s);
+        const std::vector<float> zr = randn(n, 1.0f, 70 + round);
+        std::copy(zr.begin(), zr.end(), z);
+        std::atomic_thread_fence(std::memory_order_release);
+        *counter = round;
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        for (int64_t i = 0; i < n; i++) want[i] = with_y ? (want[i] + y[i]) + zr[i] : want[i] + zr[i];
+        const auto got = dx.to_host<float>();
+        for (int64_t i = 0; i < n; i++) ASSERT_EQ(got[i], want[i]) << "round " << round << " i=" << i;
+    }
     CUDA_CHECK(cudaStreamDestroy(s));
 }
 
