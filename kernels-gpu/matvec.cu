@@ -1,6 +1,7 @@
 // GEMV (one token): y = W x. Decode reads every weight byte once, so the kernel is bandwidth-bound: each thread of a
 // row's group streams 16-byte units, and the group's partial sums meet in warp shuffles (and shared memory).
 // Q8_0/Q4_0 rows go through shared memory a tile at a time (warp_row_dot_quant) where their alignment allows.
+#include <algorithm>
 #include <string>
 
 #include "engine/error.h"
@@ -36,17 +37,33 @@ __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restr
     if (g == 0 && r < n_rows) y[r] = sum;
 }
 
-// Q8_0/Q4_0 rows that can be tiled (see warp_row_dot_quant): one warp per row.
+// Q8_0/Q4_0 rows that can be tiled (see warp_row_dot_quant): a warp per row, the warps striding over the rows, so
+// that the grid is one wave of resident blocks (a last, partly filled wave idled a third of the GPU).
 template <DType T>
 __global__ void __launch_bounds__(kThreads)
     matvec_quant_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
                         int64_t n_rows, int64_t n_cols, size_t row_bytes) {
     __shared__ uint4 tiles[kThreads / 32][QuantTile<T>::kVecs];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t r = (int64_t)blockIdx.x * (kThreads / 32) + warp;
-    if (r >= n_rows) return;  // the whole warp: nothing below synchronizes more than the warp
-    const float sum = warp_sum(warp_row_dot_quant<T>(w + r * row_bytes, xq, n_cols, lane, tiles[warp]));
-    if (lane == 0) y[r] = sum;
+    const int64_t stride = (int64_t)gridDim.x * (kThreads / 32);
+    // r is the same in every lane: the warp goes through the loop, and its warp-wide steps, together.
+    for (int64_t r = (int64_t)blockIdx.x * (kThreads / 32) + warp; r < n_rows; r += stride) {
+        const float sum = warp_sum(warp_row_dot_quant<T>(w + r * row_bytes, xq, n_cols, lane, tiles[warp]));
+        if (lane == 0) y[r] = sum;
+    }
+}
+
+// Blocks of matvec_quant_kernel<T> the device holds at once (its SMs times blocks per SM), found once.
+template <DType T>
+int64_t resident_quant_blocks() {
+    static const int64_t n = [] {
+        int dev = 0, sms = 0, per_sm = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_quant_kernel<T>, kThreads, 0));
+        return (int64_t)std::max(1, sms) * std::max(1, per_sm);
+    }();
+    return n;
 }
 
 template <DType T, int U>
@@ -56,7 +73,7 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
     if constexpr (dtype_is_quant(T)) {
         if (n_rows >= kFewRows && quant_rows_tileable(w, row_bytes)) {
             const int64_t rows_per_block = kThreads / 32;
-            const int64_t grid = (n_rows + rows_per_block - 1) / rows_per_block;
+            const int64_t grid = std::min((n_rows + rows_per_block - 1) / rows_per_block, resident_quant_blocks<T>());
             matvec_quant_kernel<T><<<(unsigned)grid, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
             CUDA_CHECK_LAUNCH();
             return;
