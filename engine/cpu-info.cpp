@@ -17,6 +17,8 @@
 #include <windows.h>
 #elif defined(__APPLE__)
 #include <sys/sysctl.h>
+#elif defined(__linux__)
+#include <sched.h>
 #endif
 
 namespace ember {
@@ -63,6 +65,25 @@ int cpu_physical_cores() {
     if (n > 0) return n;
     const unsigned n_hw = std::thread::hardware_concurrency();
     return n_hw > 0 ? (int)n_hw : 1;
+}
+
+std::vector<int> cpu_core_leaders() {
+    std::vector<int> leaders;
+#if defined(__linux__)
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return leaders;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+        std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
+        std::string p, c;
+        if (!(pkg >> p) || !(core >> c)) return {};  // topology unknown: no pinning plan
+        if (seen.insert({p, c}).second) leaders.push_back(cpu);
+    }
+#endif
+    return leaders;
 }
 
 const char* cpu_blas_coretype_advice() { return matmul_blas_coretype_advice(); }
