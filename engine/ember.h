@@ -126,6 +126,8 @@ struct SessionParams {
     int n_ctx = 0;        // context length in tokens; 0 = the model's training context, at most 4096
     int n_threads = 0;    // 0 = number of physical cores (hardware threads / 2 where SMT), at least 1
     int n_batch = 512;    // tokens per prompt-processing step
+    bool cpu_strict = false;  // pin each worker thread to its own physical core (Linux; the calling thread stays
+                              // free); off: the OS places them
 };
 
 struct SessionState;   // engine/session-state.h

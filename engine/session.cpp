@@ -33,7 +33,7 @@ Session::Session(const Model& model, const SessionParams& params) : model_(model
     if (p.n_batch <= 0) throw Error("n_batch: expected a value > 0, found " + std::to_string(p.n_batch));
     p.n_batch = std::min(p.n_batch, p.n_ctx);
     state_->params = p;
-    state_->pool = std::make_unique<ThreadPool>(p.n_threads);
+    state_->pool = std::make_unique<ThreadPool>(p.n_threads, p.cpu_strict ? cpu_core_leaders() : std::vector<int>{});
     llama_state_init(info, model.llama(), p.n_ctx, p.n_batch, p.n_threads, state_->llama);
 #if defined(EMBER_CUDA)
     if (model.gpu()) {

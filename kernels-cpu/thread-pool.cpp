@@ -21,6 +21,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 namespace ember {
 
 namespace {
@@ -127,7 +132,7 @@ uint32_t wait_for_job(State& s, uint32_t seen) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : state_(nullptr), n_threads_(n_threads) {
+ThreadPool::ThreadPool(int n_threads, const std::vector<int>& pin_cpus) : state_(nullptr), n_threads_(n_threads) {
     if (n_threads < 1) {
         throw std::invalid_argument("ThreadPool: n_threads = " + std::to_string(n_threads) + ", expected >= 1");
     }
@@ -135,7 +140,18 @@ ThreadPool::ThreadPool(int n_threads) : state_(nullptr), n_threads_(n_threads) {
     State& s = *state_;
     s.workers.reserve(n_threads - 1);
     for (int t = 1; t < n_threads; t++) {
-        s.workers.emplace_back([this, &s] {
+        const int cpu = pin_cpus.empty() ? -1 : pin_cpus[(size_t)t % pin_cpus.size()];
+        s.workers.emplace_back([this, &s, cpu] {
+#if defined(__linux__)
+            if (cpu >= 0 && cpu < CPU_SETSIZE) {  // best effort: a refused mask leaves the worker unpinned
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(cpu, &set);
+                pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+            }
+#else
+            (void)cpu;
+#endif
             tl_running = this;  // a worker only ever runs this pool's jobs
             uint32_t seen = 0;
             for (;;) {

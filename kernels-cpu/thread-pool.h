@@ -2,12 +2,16 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 namespace ember {
 
 class ThreadPool {
 public:
-    explicit ThreadPool(int n_threads);  // n_threads >= 1 (including the caller)
+    // n_threads >= 1 (including the caller). pin_cpus non-empty: worker t (t = 1 .. n_threads - 1) runs only on
+    // pin_cpus[t % size] (Linux; ignored elsewhere); the caller, worker 0, keeps its own affinity, and pin_cpus[0]
+    // is left to it.
+    explicit ThreadPool(int n_threads, const std::vector<int>& pin_cpus = {});
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;

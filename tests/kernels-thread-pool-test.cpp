@@ -7,11 +7,17 @@
 #include <cstdio>
 #include <future>
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "kernels-cpu/thread-pool.h"
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 namespace ember {
 namespace {
@@ -182,6 +188,47 @@ TEST(KernelsThreadPoolApi, RejectsZeroThreads) {
     EXPECT_THROW(ThreadPool(0), std::invalid_argument);
     EXPECT_THROW(ThreadPool(-2), std::invalid_argument);
 }
+
+#if defined(__linux__)
+// The CPUs a thread may run on.
+std::vector<int> affinity_of_this_thread() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    EXPECT_EQ(pthread_getaffinity_np(pthread_self(), sizeof set, &set), 0);
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    return cpus;
+}
+
+// Pinned workers: each worker that runs a chunk may run only on its CPU of the list (worker t on pin[t % size]);
+// the calling thread keeps the affinity it had.
+TEST(KernelsThreadPoolApi, PinnedWorkersRunOnTheirOwnCpu) {
+    const std::vector<int> mine = affinity_of_this_thread();
+    ASSERT_FALSE(mine.empty());
+    const std::vector<int> pin = {mine.front(), mine.back()};  // CPUs this process may use (one CPU: twice the same)
+    ThreadPool pool(3, pin);
+    std::mutex mu;
+    std::vector<std::pair<std::thread::id, std::vector<int>>> seen;
+    pool.parallel_for(48, 1, [&](int64_t, int64_t) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // long enough for the workers to join in
+        std::lock_guard<std::mutex> lock(mu);
+        seen.emplace_back(std::this_thread::get_id(), affinity_of_this_thread());
+    });
+    int worker_chunks = 0;
+    for (const auto& [id, cpus] : seen) {
+        if (id == std::this_thread::get_id()) {
+            EXPECT_EQ(cpus, mine) << "the caller's affinity changed";
+            continue;
+        }
+        worker_chunks++;
+        ASSERT_EQ(cpus.size(), 1u) << "a worker not pinned to one CPU";
+        EXPECT_TRUE(cpus[0] == pin[0] || cpus[0] == pin[1]) << "worker on CPU " << cpus[0];
+    }
+    EXPECT_GT(worker_chunks, 0) << "no worker ran a chunk";
+    EXPECT_EQ(affinity_of_this_thread(), mine);
+}
+#endif
 
 }  // namespace
 }  // namespace ember

@@ -41,6 +41,7 @@ struct BenchParams {
     int n_gen = 128;        // tg test size; 0: no tg test
     int reps = 5;
     int n_threads = 0;      // 0: physical cores
+    int cpu_strict = 0;     // 1: workers pinned to physical cores
     int n_batch = 2048;     // prompt tokens per evaluation step
     std::string output = "md";
     float mem_bw = 0;       // GB/s; 0: measure
@@ -96,6 +97,7 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
     sp.n_ctx = n;
     sp.n_batch = std::max(1, std::min(p.n_batch, n));
     sp.n_threads = p.n_threads;
+    sp.cpu_strict = p.cpu_strict != 0;
 
     TestResult r;
     r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n);
@@ -176,6 +178,7 @@ int run(int argc, char** argv) {
     args.add_int({"-n", "--n-gen"}, &p.n_gen, "generated tokens of the tg test (0 = no tg test)");
     args.add_int({"-r", "--repetitions"}, &p.reps, "repetitions of each test");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
+    args.add_int({"--cpu-strict"}, &p.cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "prompt tokens per evaluation step");
     std::string ngls, budgets;
     args.add_string({"-ngl", "--n-gpu-layers"}, &ngls, "LIST",
@@ -201,6 +204,8 @@ int run(int argc, char** argv) {
     if (p.n_prompt == 0 && p.n_gen == 0) throw Error("-p and -n are both 0: nothing to measure");
     if (p.reps < 1) throw Error("-r: invalid value '" + std::to_string(p.reps) + "' (expected >= 1)");
     if (p.n_threads < 0) p.n_threads = 0;
+    if (p.cpu_strict != 0 && p.cpu_strict != 1)
+        throw Error("--cpu-strict: invalid value '" + std::to_string(p.cpu_strict) + "' (expected 0 or 1)");
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
     // Comma-separated list of flag `name`; empty entries are errors.
     auto split = [](const std::string& name, const std::string& list) {

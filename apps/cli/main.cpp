@@ -16,6 +16,7 @@ namespace {
 bool parse_args(int argc, char** argv, CliParams& p) {
     bool no_escape = false, no_display = false;
     int64_t seed = -1;
+    int cpu_strict = 0;
     ArgParser args("ember-cli", "Generates text from a prompt, or chats (-cnv), with a GGUF model.");
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
     args.add_string({"-p", "--prompt"}, &p.prompt, "PROMPT", "prompt to start generation with");
@@ -25,6 +26,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
                  "context is full)");
     args.add_int({"-c", "--ctx-size"}, &p.session.n_ctx, "size of the prompt context (0 = from the model, at most 4096)");
     args.add_int({"-t", "--threads"}, &p.session.n_threads, "number of threads (0 or -1 = physical cores)");
+    args.add_int({"--cpu-strict"}, &cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");
     args.add_int({"-b", "--batch-size"}, &p.session.n_batch, "tokens per prompt-processing step");
     args.add_i64({"-s", "--seed"}, &seed, "RNG seed (-1 = random)");
     args.add_float({"--temp"}, &p.sampler.temp, "temperature (<= 0: greedy)");
@@ -58,6 +60,9 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     if (p.session.n_ctx < 0) throw Error("-c: invalid value '" + std::to_string(p.session.n_ctx) + "' (expected >= 0)");
     if (p.session.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.session.n_batch) + "' (expected >= 1)");
     if (p.session.n_threads < 0) p.session.n_threads = 0;
+    if (cpu_strict != 0 && cpu_strict != 1)
+        throw Error("--cpu-strict: invalid value '" + std::to_string(cpu_strict) + "' (expected 0 or 1)");
+    p.session.cpu_strict = cpu_strict == 1;
     app_check_placement(args, p.model);
     p.model.n_ctx = p.session.n_ctx;
     if (p.sampler.repeat_last_n < -1)
