@@ -140,7 +140,7 @@ ThreadPool::ThreadPool(int n_threads, const std::vector<int>& pin_cpus) : state_
     State& s = *state_;
     s.workers.reserve(n_threads - 1);
     for (int t = 1; t < n_threads; t++) {
-        const int cpu = pin_cpus.empty() ? -1 : pin_cpus[(size_t)t % pin_cpus.size()];
+        const int cpu = (size_t)t < pin_cpus.size() ? pin_cpus[(size_t)t] : -1;  // workers past the list float
         s.workers.emplace_back([this, &s, cpu] {
 #if defined(__linux__)
             if (cpu >= 0 && cpu < CPU_SETSIZE) {  // best effort: a refused mask leaves the worker unpinned

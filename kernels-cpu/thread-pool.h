@@ -8,9 +8,9 @@ namespace ember {
 
 class ThreadPool {
 public:
-    // n_threads >= 1 (including the caller). pin_cpus non-empty: worker t (t = 1 .. n_threads - 1) runs only on
-    // pin_cpus[t % size] (Linux; ignored elsewhere); the caller, worker 0, keeps its own affinity, and pin_cpus[0]
-    // is left to it.
+    // n_threads >= 1 (including the caller). Worker t (t = 1 .. n_threads - 1) with t < pin_cpus.size() runs only
+    // on pin_cpus[t] (Linux; ignored elsewhere); workers past the list are not pinned, and the caller, worker 0,
+    // keeps its own affinity (pin_cpus[0] is left to it).
     explicit ThreadPool(int n_threads, const std::vector<int>& pin_cpus = {});
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;

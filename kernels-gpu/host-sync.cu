@@ -8,6 +8,7 @@ namespace {
 // One thread polls the host's counter over the bus; the sleep keeps the polling from flooding it.
 __global__ void wait_kernel(const volatile uint32_t* counter, uint32_t target) {
     while ((int32_t)(*counter - target) < 0) __nanosleep(200);
+    __threadfence_system();  // the host's data, stored before the counter, is read after it
 }
 
 __global__ void signal_kernel(volatile uint32_t* counter, uint32_t value) {

@@ -543,19 +543,21 @@ public:
     DecodeStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
                ThreadPool& pool)
         : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {
-        // Whether the walk hands anything between the sides (a dry run of it).
+        // Whether the host ever waits for the stream (a dry run of the walk): the residual going down, a split
+        // layer's cold scores. Without such a wait the host can run its whole walk first (its stores for the stream
+        // never wait) and queue the GPU's work after it, on this thread.
         struct Count {
             const DecodeStep& d;
             int n = 0;
             void layer(int) {}
-            void x_up() { n++; }
+            void x_up() {}
             void x_down() { n++; }
             void attention(int, bool) {}
-            void ffn(int l, FfnSide f) { n += f == FfnSide::FFN_SPLIT && !d.g_.layers[l].cold.empty() ? 2 : 0; }
+            void ffn(int l, FfnSide f) { n += f == FfnSide::FFN_SPLIT && !d.g_.layers[l].cold.empty() ? 1 : 0; }
             void output(bool) {}
         } count{*this};
         walk(count, true);
-        handoffs_ = count.n > 0;
+        host_waits_ = count.n > 0;
     }
 
     // One token at pos; with want_logits its logits go to logits_out (n_vocab floats).
@@ -573,14 +575,19 @@ public:
         HostSide host{*this, h2d0, d2h0};
         host_layer_.store(-1, std::memory_order_relaxed);
         auto queue = [this, &gpu, want_logits] {
-            walk(gpu, want_logits);
-            // Hot neurons predicted and fired per layer, written on the device.
-            CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts),
-                                       2 * info_.n_layers * sizeof(int32_t), cudaMemcpyDeviceToHost, s_));
+            try {
+                walk(gpu, want_logits);
+                // Hot neurons predicted and fired per layer, written on the device.
+                CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts),
+                                           2 * info_.n_layers * sizeof(int32_t), cudaMemcpyDeviceToHost, s_));
+            } catch (...) {
+                cudaGetLastError();  // this thread's error state, which the next step's launch checks would see
+                throw;
+            }
         };
-        if (!handoffs_) {
+        if (!host_waits_) {
+            walk(host, want_logits);  // the CPU's layers, if any, then its stores for the stream
             queue();
-            walk(host, want_logits);
         } else {
             gs_.queue.post(queue);
             try {
@@ -612,6 +619,7 @@ private:
     // blocks the host's stream queries).
     static constexpr int kQueueLead = 4;
     std::atomic<int> host_layer_{-1};  // the layer the host side has reached
+    std::atomic<bool> queue_parked_{false};  // the queue thread is waiting for the host, not in a CUDA call
     static constexpr std::chrono::seconds kHandoffTimeout{60};
 
     const ModelInfo& info_;
@@ -621,7 +629,7 @@ private:
     LlamaState& st_;
     ThreadPool& pool_;
     cudaStream_t s_;
-    bool handoffs_ = false;
+    bool host_waits_ = false;
     uint64_t host_bytes_ = 0, gpu_bytes_ = 0;
     uint64_t split_predicted_ = 0, split_fired_ = 0, split_neurons_ = 0;
     bool cpu_sparse_layer0_ = false;
@@ -663,7 +671,10 @@ private:
         uint32_t h2d, d2h;  // the last handoff targets queued
 
         void layer(int l) {
+            if (d.host_layer_.load(std::memory_order_acquire) >= l - kQueueLead) return;
+            d.queue_parked_.store(true, std::memory_order_release);  // holds no driver lock while it waits here
             while (d.host_layer_.load(std::memory_order_acquire) < l - kQueueLead) std::this_thread::yield();
+            d.queue_parked_.store(false, std::memory_order_release);
         }
         void wait_host() { gpu::wait_host_counter(d.gs_.h2d_counter(), ++h2d, d.s_); }
         void signal_host() { gpu::signal_host_counter(d.gs_.d2h_counter(), ++d2h, d.s_); }
@@ -720,15 +731,19 @@ private:
         // after kHandoffTimeout without a signal (a stream that stopped must not hang the program).
         void await(int layer, uint32_t target) {
             volatile uint32_t* c = d.gs_.d2h_counter();
-            if (gpu::counter_reached(*c, target)) return;
+            if (gpu::counter_reached(*c, target)) {
+                std::atomic_thread_fence(std::memory_order_acquire);  // the data after the counter
+                return;
+            }
             const double t0 = d.now_ms();
             const auto start = Clock::now();
             for (uint32_t i = 1; !gpu::counter_reached(*c, target); i++) {
                 if (i % 4096 == 0 && Clock::now() - start > kHandoffTimeout)
                     throw Error("GPU decode step: no handoff from the stream for " +
                                 std::to_string(kHandoffTimeout.count()) + " s at layer " + std::to_string(layer));
-                // Queries only once everything is queued: a query can wait for a driver lock that a launch holds.
-                if (i % 4096 == 0 && !d.gs_.queue.busy()) {
+                // Queries only while the queue thread is in no CUDA call (done, or waiting for the host): a query can
+                // wait for a driver lock that a launch holds.
+                if (i % 4096 == 0 && (!d.gs_.queue.busy() || d.queue_parked_.load(std::memory_order_acquire))) {
                     if (d.gs_.queue.failed()) throw Error("GPU decode step: queueing the GPU's work failed");
                     const cudaError_t e = cudaStreamQuery(d.s_);
                     if (e != cudaSuccess && e != cudaErrorNotReady) CUDA_CHECK(e);

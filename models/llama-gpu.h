@@ -11,7 +11,8 @@
 // Both sides run at once; only activations cross PCIe. The signals are counters in pinned memory
 // (kernels-gpu/host-sync.h), so the stream can be queued before the host work it waits for: a second host thread
 // queues the whole step's GPU work at the step's start, and the thread that runs the CPU's share never spends time
-// launching kernels. Steps without any handoff (everything on the GPU) are queued by the calling thread.
+// launching kernels. Steps in which the host never waits for the stream (everything on the GPU, or dense offload
+// with the output there) are run by the calling thread alone: its own part first, then the GPU's queue.
 // Layers whose attention or FFN the placement leaves on the CPU run the CPU code (models/llama.h) on the session's
 // host state, the residual moving between host and device where the placement switches sides.
 // Built only with CUDA (EMBER_CUDA); nothing in this header needs CUDA's headers.
