@@ -25,6 +25,15 @@ namespace ember {
 
 namespace {
 
+#if !defined(_WIN32) && !defined(__APPLE__)
+// The (package, core) pair of a logical CPU from /sys; false when /sys does not say.
+bool cpu_core_of(int cpu, std::pair<std::string, std::string>* core) {
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream pkg_file(dir + "physical_package_id"), core_file(dir + "core_id");
+    return (bool)(pkg_file >> core->first) && (bool)(core_file >> core->second);
+}
+#endif
+
 // Physical cores as the OS counts them, or 0 when it does not say.
 int os_physical_cores() {
 #if defined(_WIN32)
@@ -48,11 +57,8 @@ int os_physical_cores() {
     std::set<std::pair<std::string, std::string>> cores;
     const unsigned n_hw = std::thread::hardware_concurrency();
     for (unsigned cpu = 0; cpu < n_hw; cpu++) {
-        const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-        std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
-        std::string p, c;
-        if (!(pkg >> p) || !(core >> c)) continue;
-        cores.insert({p, c});
+        std::pair<std::string, std::string> core;
+        if (cpu_core_of((int)cpu, &core)) cores.insert(core);
     }
     return (int)cores.size();
 #endif
@@ -76,11 +82,9 @@ std::vector<int> cpu_core_leaders() {
     std::set<std::pair<std::string, std::string>> seen;
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &allowed)) continue;
-        const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
-        std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
-        std::string p, c;
-        if (!(pkg >> p) || !(core >> c)) return {};  // topology unknown: no pinning plan
-        if (seen.insert({p, c}).second) leaders.push_back(cpu);
+        std::pair<std::string, std::string> core;
+        if (!cpu_core_of(cpu, &core)) return {};  // topology unknown: no pinning plan
+        if (seen.insert(core).second) leaders.push_back(cpu);
     }
 #endif
     return leaders;
