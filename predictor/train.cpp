@@ -11,6 +11,9 @@
 #include "engine/error.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
+#if defined(EMBER_CUDA)
+#include "predictor/train-gpu.h"
+#endif
 
 namespace ember {
 
@@ -336,7 +339,16 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     for (float& w : p.fc2) w = (float)(rng.normal() / std::sqrt((double)rank));
     const int64_t n_fired = std::count(train.fired.begin(), train.fired.end(), 1);
     const double rate = std::min(std::max((double)n_fired / ((double)n_train * n_ff), 1e-4), 1.0 - 1e-4);
-    r.final_loss = fit(train, a, rng, (float)std::log(rate / (1.0 - rate)), p, pool);
+    const float bias = (float)std::log(rate / (1.0 - rate));
+    if (a.gpu) {
+#if defined(EMBER_CUDA)
+        r.final_loss = predictor_fit_gpu(train, a, [&](std::vector<int64_t>& ids) { rng.shuffle(ids); }, bias, p);
+#else
+        throw Error("predictor_train: training on the GPU needs a build with CUDA");
+#endif
+    } else {
+        r.final_loss = fit(train, a, rng, bias, p, pool);
+    }
 
     // Pack in the run type; from here on the float weights are the packed values, so that the profile stores
     // exactly what was measured. Threshold: the largest reaching recall_target on the held-out split, scored

@@ -50,6 +50,9 @@ struct PredictorTrainArgs {
     DType weight_type = DType::DTYPE_Q8_0;  // type the predictor runs in: F32, F16 or Q8_0 (rank and dim multiples
                                             // of 32); Q8_0 skips as many neurons as F16 on tiny-relu at half the bytes
     uint64_t seed = 1;              // split, initialisation and shuffling; same seed and data, same predictor
+    bool gpu = false;               // run the optimisation on the CUDA device (predictor/train-gpu.h); the threshold
+                                    // and metrics still come from the CPU's packed predictor. ember::Error in a
+                                    // build without CUDA
 };
 
 struct PredictorTrainResult {

@@ -17,3 +17,9 @@ if(EMBER_CUDA)
   ember_target_defaults(ember-gpu-bench)
   target_link_libraries(ember-gpu-bench PRIVATE ember-kernels-gpu)
 endif()
+
+# Predictor training on the GPU: its kernels against the CPU loop's formulas, and whole runs against the CPU's.
+if(EMBER_CUDA)
+  ember_gtest(test-predictor-train-gpu SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/predictor-train-gpu-test.cpp
+              LABELS "gpu" LIBS ember-kernels-gpu)
+endif()
