@@ -340,14 +340,16 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     const int64_t n_fired = std::count(train.fired.begin(), train.fired.end(), 1);
     const double rate = std::min(std::max((double)n_fired / ((double)n_train * n_ff), 1e-4), 1.0 - 1e-4);
     const float bias = (float)std::log(rate / (1.0 - rate));
+    PredictorTrainArgs fa = a;
+    fa.lr = predictor_step_size(a.lr, dim);
     if (a.gpu) {
 #if defined(EMBER_CUDA)
-        r.final_loss = predictor_fit_gpu(train, a, [&](std::vector<int64_t>& ids) { rng.shuffle(ids); }, bias, p);
+        r.final_loss = predictor_fit_gpu(train, fa, [&](std::vector<int64_t>& ids) { rng.shuffle(ids); }, bias, p);
 #else
         throw Error("predictor_train: training on the GPU needs a build with CUDA");
 #endif
     } else {
-        r.final_loss = fit(train, a, rng, bias, p, pool);
+        r.final_loss = fit(train, fa, rng, bias, p, pool);
     }
 
     // Pack in the run type; from here on the float weights are the packed values, so that the profile stores
@@ -372,6 +374,8 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     r.predictor_bytes = w.bytes();
     return r;
 }
+
+float predictor_step_size(float lr, int dim) { return dim > 256 ? lr * (256.0f / (float)dim) : lr; }
 
 std::vector<int> predictor_rank_ladder(int dim, int n_ff) {
     if (dim <= 0 || n_ff <= 0)

@@ -167,6 +167,15 @@ TEST(Predictor, TrainReachesRecallTargetOnLearnableRule) {
     EXPECT_GT(t.predicted_sparsity, 0.75);
 }
 
+// The step size stays as given up to dim 256 and shrinks in proportion beyond (a 7B layer's 4096: a sixteenth).
+TEST(Predictor, StepSizeShrinksWithTheInputWidth) {
+    EXPECT_EQ(ember::predictor_step_size(1e-2f, 64), 1e-2f);
+    EXPECT_EQ(ember::predictor_step_size(1e-2f, 256), 1e-2f);
+    EXPECT_FLOAT_EQ(ember::predictor_step_size(1e-2f, 512), 5e-3f);
+    EXPECT_FLOAT_EQ(ember::predictor_step_size(1e-2f, 4096), 6.25e-4f);
+    EXPECT_FLOAT_EQ(ember::predictor_step_size(3e-3f, 8192), 9.375e-5f);
+}
+
 TEST(Predictor, TrainIsDeterministicForASeed) {
     const HiddenRule rule(32, 64, 5);
     const PredictorSamples s = rule.sample(600, 3);
