@@ -153,7 +153,8 @@ struct BatchEvalItem;  // engine/batch-eval.h
 
 // Called during eval for every layer with the FFN's input x_in (the normed residual, (n_tokens, dim) row-major) and
 // its hidden activations h = act(gate) * up, (n_tokens, n_ff) row-major, before the down projection. For ReLU
-// models a zero in h is a neuron that did not fire; the offline profiler learns to predict h != 0 from x_in.
+// models a zero in h is a neuron that did not fire; the offline profiler learns to predict h != 0 from x_in. An eval
+// may show a layer its tokens in several calls (batches: the GPU's are 32 tokens), always in token order.
 using FfnObserver =
     std::function<void(int layer, const float* x_in, int dim, const float* h, int n_tokens, int n_ff)>;
 
@@ -175,7 +176,8 @@ public:
     int n_threads() const;
     void truncate(int n_past);  // forget positions >= n_past (e.g. to re-run from a shared prefix)
     void reset() { truncate(0); }
-    // Installs (or, with an empty function, removes) the observer of FFN activations.
+    // Installs (or, with an empty function, removes) the observer of FFN activations. On the GPU its evals then
+    // run in batches, the GPU's activations copied back per layer; ember::Error on a placement with split layers.
     void set_ffn_observer(FfnObserver observer);
     // Counters of the sparse FFN since the session was made or reset_sparse_stats (all zero for a dense model).
     const SparseFfnStats& sparse_stats() const;

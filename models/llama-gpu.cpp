@@ -477,6 +477,8 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     return gs;
 }
 
+bool llama_gpu_runs_batches(const LlamaGpuState& gs) { return gs.batch; }
+
 void llama_gpu_trace(LlamaGpuState& gs, bool on) { gs.trace = on; }
 const DecodeTimeline& llama_gpu_timeline(const LlamaGpuState& gs) { return gs.timeline; }
 
@@ -1067,7 +1069,7 @@ public:
             }
             if (G.ffn_dense) {
                 to_gpu();
-                ffn_dense(G);
+                ffn_dense(l, G);
             } else {
                 to_host();
                 llama_ffn_block(info_, m_, l, st_, n, pool_);
@@ -1150,7 +1152,7 @@ private:
         gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
     }
 
-    void ffn_dense(const LlamaGpuLayer& G) {
+    void ffn_dense(int l, const LlamaGpuLayer& G) {
         const int n = n_;
         float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
@@ -1164,9 +1166,23 @@ private:
             gpu::reglu(gate, gate, up, count, s_);
         else
             gpu::swiglu(gate, gate, up, count, s_);
+        if (st_.ffn_observer) observe(l, xn, gate);
         float* tmp = dev(gs_.lay.tmp);
         linear(G.down, gate, tmp);
         gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
+    }
+
+    // Hands the batch's FFN inputs and activations to the session's observer through its host rows, as the CPU
+    // engine's batch code does.
+    void observe(int l, const float* xn, const float* h) {
+        const size_t dim = (size_t)info_.dim, n_ff = (size_t)info_.n_ff, n = (size_t)n_;
+        if (st_.xn.size() < n * dim || st_.gate.size() < n * n_ff)
+            throw Error("GPU forward: the session's host rows hold fewer than the batch's " + std::to_string(n) +
+                        " tokens for the FFN observer");
+        CUDA_CHECK(cudaMemcpyAsync(st_.xn.data(), xn, n * dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
+        CUDA_CHECK(cudaMemcpyAsync(st_.gate.data(), h, n * n_ff * sizeof(float), cudaMemcpyDeviceToHost, s_));
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        st_.ffn_observer(l, st_.xn.data(), info_.dim, st_.gate.data(), n_, info_.n_ff);
     }
 };
 
@@ -1186,7 +1202,7 @@ void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGp
     if (all && n > 1) rows.resize((size_t)n * n_vocab);
     const SparseFfnStats stats_before = st.sparse_stats;
     try {
-        if (n > 1 && gs.batch) {
+        if ((n > 1 || st.ffn_observer) && gs.batch) {  // the decode step does not show the FFN to an observer
             BatchStep step(info, m, g, gs, st, pool);
             for (int b = 0; b < n; b += kBatch) {
                 const int nb = std::min(kBatch, n - b);

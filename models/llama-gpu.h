@@ -70,6 +70,11 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,
                        LlamaState& st, const int32_t* tokens, int n, int pos0, LlamaLogits logits, ThreadPool& pool);
 
+// True when gs runs prompts in batches (no split layer): then every forward pass with an FFN observer in st runs in
+// batches too, and the observer sees each layer's FFN inputs and activations, those of the GPU's layers copied back.
+// Split layers run token by token through the decode step, which has no observer.
+bool llama_gpu_runs_batches(const LlamaGpuState& gs);
+
 // Turns tracing on or off for the next decode steps of gs (costs a few event records per layer); the last traced
 // step's timeline is returned by llama_gpu_timeline.
 void llama_gpu_trace(LlamaGpuState& gs, bool on);

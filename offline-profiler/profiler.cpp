@@ -61,6 +61,8 @@ ModelProfile profile_model(const Model& model, const std::vector<int32_t>& token
     }
     std::mt19937_64 rng(p.train.seed);
     std::vector<int64_t> slot;  // (chunk tokens): reservoir row of each token of the current chunk, -1 = not kept
+    std::vector<int> seen(n_layers, 0);  // per layer, tokens of the current chunk observed so far: an eval may show
+                                         // a layer its tokens in several batches (the GPU's, of 32)
 
     SessionParams sp;
     sp.n_ctx = p.n_ctx;
@@ -68,18 +70,23 @@ ModelProfile profile_model(const Model& model, const std::vector<int32_t>& token
     sp.n_threads = p.n_threads;
     auto session = std::make_unique<Session>(model, sp);
     session->set_ffn_observer([&](int layer, const float* x_in, int x_dim, const float* h, int n, int h_ff) {
-        if (layer < 0 || layer >= n_layers || x_dim != dim || h_ff != n_ff || n > (int)slot.size())
+        if (layer < 0 || layer >= n_layers || x_dim != dim || h_ff != n_ff || n < 0 ||
+            seen[layer] + n > (int)slot.size())
             throw Error("profile_model: observer got layer " + std::to_string(layer) + ", dim " +
-                        std::to_string(x_dim) + ", n_ff " + std::to_string(h_ff) + ", expected < " +
-                        std::to_string(n_layers) + ", " + std::to_string(dim) + ", " + std::to_string(n_ff));
+                        std::to_string(x_dim) + ", n_ff " + std::to_string(h_ff) + ", " + std::to_string(n) +
+                        " tokens, expected < " + std::to_string(n_layers) + ", " + std::to_string(dim) + ", " +
+                        std::to_string(n_ff) + ", at most the chunk's " + std::to_string(slot.size()));
         int64_t* count = fired_count[layer].data();
         PredictorSamples& s = samples[layer];
+        const int base = seen[layer];
+        seen[layer] += n;
         for (int t = 0; t < n; t++) {
             const float* ht = h + (size_t)t * n_ff;
             for (int i = 0; i < n_ff; i++) count[i] += ht[i] != 0.0f;
-            if (slot[t] < 0) continue;
-            std::copy(x_in + (size_t)t * dim, x_in + (size_t)(t + 1) * dim, s.x.begin() + slot[t] * dim);
-            uint8_t* f = s.fired.data() + slot[t] * n_ff;
+            const int64_t row = slot[base + t];
+            if (row < 0) continue;
+            std::copy(x_in + (size_t)t * dim, x_in + (size_t)(t + 1) * dim, s.x.begin() + row * dim);
+            uint8_t* f = s.fired.data() + row * n_ff;
             for (int i = 0; i < n_ff; i++) f[i] = ht[i] != 0.0f;
         }
     });
@@ -93,6 +100,7 @@ ModelProfile profile_model(const Model& model, const std::vector<int32_t>& token
         chunk.assign(tokens.begin() + begin, tokens.begin() + end);
         if (bos) chunk[0] = tok.bos();
         slot.assign(chunk.size(), -1);
+        std::fill(seen.begin(), seen.end(), 0);
         for (int64_t g = begin; g < end; g++) {
             if (g < cap) {
                 slot[g - begin] = g;
@@ -103,6 +111,10 @@ ModelProfile profile_model(const Model& model, const std::vector<int32_t>& token
         }
         session->reset();
         session->eval(chunk, false);
+        for (int l = 0; l < n_layers; l++)
+            if (seen[l] != (int)chunk.size())
+                throw Error("profile_model: layer " + std::to_string(l) + " showed " + std::to_string(seen[l]) +
+                            " of the chunk's " + std::to_string(chunk.size()) + " tokens to the observer");
         if (p.verbose)
             std::fprintf(stderr, "\rprofile: recorded %lld/%lld tokens (%.1f s)", (long long)end, (long long)total,
                          seconds_since(t0));

@@ -1,7 +1,9 @@
 // The offline profiler behind ember-profile (DESIGN.md, Pipeline): runs the dense model over a calibration corpus,
 // counts how often each FFN neuron fires, records (FFN input, fired) samples per layer and trains one activation
 // predictor per layer on them (predictor/train.h), by default at the rank that minimises the bytes a decode token
-// reads in that layer. The result is a ModelProfile for profile_write.
+// reads in that layer. The dense pass runs where the model's placement puts it (on the GPU, the FFN inputs and
+// activations come back per layer and batch); the predictors train on the GPU with train.gpu. The result is a
+// ModelProfile for profile_write.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -162,8 +162,10 @@ TEST(ProfilerApp, WritesAProfileAndNamesAMissingCorpus) {
     std::remove(out.c_str());
     ember_test::RunResult r = ember_test::run_process(
         EMBER_PROFILE_BIN, {"-m", kModel, "-f", kCorpus, "-o", out, "--tokens", "512", "-c", "128", "-t", "2",
-                            "--rank", "8", "--predictor-type", "f16", "--epochs", "2", "--recall", "0.95"});
+                            "--rank", "8", "--predictor-type", "f16", "--epochs", "2", "--recall", "0.95",
+                            "-ngl", "0"});
     ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.err.find("dense pass on CPU, predictors train on the CPU"), std::string::npos) << r.err;
     ember::ModelProfile p = ember::profile_read(out);
     EXPECT_EQ(p.n_tokens, 512u);
     EXPECT_EQ(p.layers.at(0).predictor.rank, 8);
@@ -182,7 +184,8 @@ TEST(ProfilerApp, WritesAProfileAndNamesAMissingCorpus) {
 
     // --rank 16 does not fill Q8_0 blocks of 32.
     const std::vector<std::vector<std::string>> bad_args = {
-        {"--rank", "16"}, {"--rank", "wide"}, {"--rank", "0"}, {"--predictor-type", "q4_0"}};
+        {"--rank", "16"}, {"--rank", "wide"}, {"--rank", "0"}, {"--predictor-type", "q4_0"}, {"--train-on", "tpu"},
+        {"--train-on", "gpu", "-ngl", "0"}};
     for (const std::vector<std::string>& bad : bad_args) {
         std::vector<std::string> argv = {"-m", kModel, "-f", kCorpus, "-o", out};
         argv.insert(argv.end(), bad.begin(), bad.end());

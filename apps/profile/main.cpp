@@ -1,7 +1,9 @@
-// ember-profile: the offline profiler (offline-profiler/profiler.h). Runs the dense model over a calibration text,
-// counts per-neuron firing frequencies, trains one activation predictor per layer (by default at the rank that
+// ember-profile: the offline profiler (offline-profiler/profiler.h). Runs the dense model over a calibration text
+// (on the GPU where the model's placement puts it), counts per-neuron firing frequencies, trains one activation
+// predictor per layer (on the GPU when the model is there) (by default at the rank that
 // minimises the bytes a token reads) and writes the profile GGUF (predictor/profile.h) atomically. Progress and the
 // final per-layer table go to stderr.
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -19,10 +21,9 @@ namespace {
 
 int run(int argc, char** argv) {
     ModelParams mp;
-    mp.n_gpu_layers = 0;  // the FFN observer reads the CPU engine's activations
     ProfileParams p;
     p.verbose = true;
-    std::string corpus, out, rank = "auto", type = dtype_name(p.train.weight_type);
+    std::string corpus, out, rank = "auto", type = dtype_name(p.train.weight_type), train_on = "auto";
     int64_t max_tokens = p.max_tokens;
     bool help = false;
     ArgParser args("ember-profile",
@@ -34,6 +35,11 @@ int run(int argc, char** argv) {
     args.add_i64({"--tokens"}, &max_tokens, "profile at most this many tokens, all kept as training samples");
     args.add_int({"-c", "--ctx-size"}, &p.n_ctx, "tokens per chunk, each from an empty context");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
+    args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &mp.n_gpu_layers,
+                 "dense pass: layers on the GPU (-1 = as many as fit, 0 = CPU only)");
+    app_add_placement_args(args, mp);
+    args.add_choice({"--train-on"}, &train_on, {"auto", "cpu", "gpu"},
+                    "where the predictors train: auto = on the GPU when the model loaded onto it");
     args.add_string({"--rank"}, &rank, "auto|N",
                     "predictor hidden width: auto = per layer the candidate (32, 64, ... up to min(1024, dim/2))\n"
                     "with the fewest expected bytes per token, N = this width for every layer");
@@ -41,6 +47,7 @@ int run(int argc, char** argv) {
                     "type the predictor weights are stored and run in (q8_0: widths multiples of 32)");
     args.add_float({"--recall"}, &p.train.recall_target, "held-out recall the threshold must reach");
     args.add_int({"--epochs"}, &p.train.epochs, "training passes over the samples");
+    args.add_float({"--lr"}, &p.train.lr, "Adam's step size for the predictor weights");
     args.add_flag({"-h", "--help"}, &help, "print this help and exit");
     args.parse(argc, argv);
     if (help) {
@@ -51,6 +58,7 @@ int run(int argc, char** argv) {
     if (out.empty()) throw Error("no output file given (use -o FILE)");
     if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");
     if (max_tokens < 2) throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 2)");
+    app_check_placement(args, mp);
     p.train.weight_type = type == "f32" ? DType::DTYPE_F32 : type == "f16" ? DType::DTYPE_F16 : DType::DTYPE_Q8_0;
     p.auto_rank = rank == "auto";
     if (!p.auto_rank) {
@@ -71,6 +79,8 @@ int run(int argc, char** argv) {
     }
     if (p.train.epochs < 1)
         throw Error("--epochs: invalid value '" + std::to_string(p.train.epochs) + "' (expected >= 1)");
+    if (!(p.train.lr > 0.0f) || !std::isfinite(p.train.lr))
+        throw Error("--lr: invalid value (expected a positive number)");
     if (!(p.train.recall_target > 0.0f && p.train.recall_target <= 1.0f))
         throw Error("--recall: invalid value (expected 0 < x <= 1)");
     p.max_tokens = max_tokens;
@@ -80,6 +90,13 @@ int run(int argc, char** argv) {
     double load_ms = 0;
     std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
     app_log_model_info(*model, "model");
+    const bool on_gpu = model->gpu() != nullptr;
+    if (train_on == "gpu" && !on_gpu)
+        throw Error("--train-on gpu: the model did not load onto a GPU (no CUDA device, a build without CUDA, or "
+                    "-ngl 0)");
+    p.train.gpu = train_on == "gpu" || (train_on == "auto" && on_gpu);
+    std::fprintf(stderr, "profile: dense pass on %s, predictors train on the %s\n", model->backend().c_str(),
+                 p.train.gpu ? "GPU" : "CPU");
     if (model->info().ffn_act != "relu")
         std::fprintf(stderr, "profile: warning: the FFN activation is %s, which is never exactly zero; every neuron "
                      "will count as firing\n", model->info().ffn_act.c_str());
