@@ -138,8 +138,7 @@ enum class LlamaLogits;  // models/llama.h
 struct DecodeTimeline {
     struct Span {
         int layer = -1;        // -1: not a layer's (embedding, output)
-        std::string what;      // "attention", "ffn hot", "ffn dense", "ffn cold" (with its parts "cold gate/up"
-                               // and "cold down"), "wait", "output"
+        std::string what;      // "attention", "ffn hot", "ffn dense", "ffn cold", "wait", "output"
         bool gpu = false;      // which side ran it
         double begin_ms = 0, end_ms = 0;
     };

@@ -938,14 +938,9 @@ private:
             if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
         const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
         dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
-        sparse_gate_up(w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), pool_);
-        const double t1 = now_ms();
-        sparse_down(S.w_down_t.type, S.w_down_t.data, gs_.cold_h.data(), active, k, gs_.h_y, dim, pool_);
+        llama_sparse_rows(L, S, w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);
         side.publish(++side.h2d);
-        const double t2 = now_ms();
-        cpu_span(l, "cold gate/up", t0, t1);
-        cpu_span(l, "cold down", t1, t2);
-        cpu_span(l, "ffn cold", t0, t2);
+        cpu_span(l, "ffn cold", t0, now_ms());
         int64_t fired = 0;
         for (int j = 0; j < k; j++) fired += gs_.cold_h[j] != 0.0f;
         split_predicted_ += k;
@@ -1008,8 +1003,6 @@ private:
         gs_.gpu_spans.push_back({layer, what, b, gpu_mark()});
     }
     void cpu_span(int layer, const char* what, double t0) { cpu_span(layer, what, t0, now_ms()); }
-    // Parts of a span already recorded ("cold gate/up", "cold down" inside "ffn cold") are details: they do not
-    // count again in the busy time.
     void cpu_span(int layer, const char* what, double t0, double t1) {
         if (!gs_.trace) return;
         gs_.timeline.spans.push_back({layer, what, false, t0, t1});
@@ -1029,7 +1022,7 @@ private:
         for (const auto& s : t.spans) {
             if (s.gpu)
                 gpu.emplace_back(s.begin_ms, s.end_ms);
-            else if (s.what != "wait" && s.what.rfind("cold ", 0) != 0)
+            else if (s.what != "wait")
                 cpu_work.emplace_back(s.begin_ms, s.end_ms);
         }
         t.gpu_busy_ms = union_ms(gpu);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "engine/error.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/sparse-ffn.h"
 
@@ -56,6 +57,22 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.active.assign(info.n_ff, 0);
     st.h_active.assign(info.n_ff, 0.0f);
     st.mask_counts.assign((size_t)2 * n_batch, 0);
+    st.ffn_scratch.assign(sparse_ffn_scratch_floats(info.n_ff, info.dim), 0.0f);
+}
+
+bool llama_sparse_rows(const LlamaLayer& L, const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq,
+                       const int32_t* active, int k, float* h, float* y, LlamaState& st, ThreadPool& pool) {
+    const DType t = L.w_gate.type;
+    const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
+    if (float_rows && pool.size() >= 8) {
+        if (st.ffn_scratch.size() < sparse_ffn_scratch_floats(k, gw.dim))
+            throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");
+        sparse_ffn(gw, xq, S.w_down_t.type, S.w_down_t.data, active, k, h, y, st.ffn_scratch.data(), pool);
+        return true;
+    }
+    sparse_gate_up(gw, xq, active, k, h, pool);
+    sparse_down(S.w_down_t.type, S.w_down_t.data, h, active, k, y, gw.dim, pool);
+    return false;
 }
 
 SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L) {
@@ -79,13 +96,11 @@ void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, L
     predictor_scores(S.predictor, xn, 1, st.pred_scores.data(), st.predictor, pool);
     const int k = predictor_active(st.pred_scores.data(), n_ff, S.predictor.threshold, st.active.data());
 
-    // 2. Gate and up rows of the active neurons only: h_active[j] = act(gate . xn) * (up . xn).
+    // 2. Gate and up rows of the active neurons only: h_active[j] = act(gate . xn) * (up . xn); then the down
+    // columns of the neurons that fired: x_out = sum_j h_active[j] * w_down[:, active[j]].
     const SparseGateUpWeights gw = llama_gate_up_weights(info, L);
     dot_prepare_vec(gw.wt, xn, st.vec_scratch.data(), dim);
-    sparse_gate_up(gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), pool);
-
-    // 3. Down columns of the neurons that fired: x_out = sum_j h_active[j] * w_down[:, active[j]].
-    sparse_down(S.w_down_t.type, S.w_down_t.data, st.h_active.data(), st.active.data(), k, x_out, dim, pool);
+    llama_sparse_rows(L, S, gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), x_out, st, pool);
 
     // Counters: a ReLU neuron predicted active but silent costs its gate row only (sparse_gate_up skips the rest).
     int64_t fired = 0;

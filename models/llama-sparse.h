@@ -1,6 +1,6 @@
 // The neuron-aware sparse FFN of the llama family (PowerInfer, SOSP'24, section 5; Deja Vu, ICML'23): per layer, the
 // activation predictor marks the neurons likely to fire, and only their gate/up rows and down columns are read.
-//   decode (one token):  active = predictor(xn); h = sparse_gate_up(active); y = sparse_down(h)
+//   decode (one token):  active = predictor(xn); h = gate/up rows of active; y = their down columns (llama_sparse_rows)
 //   batch  (a prompt):   h = act(W_gate xn) * (W_up xn) for all neurons (GEMMs), then masked to the predicted set,
 //                        so a prompt gets the same neurons a decode step would, at GEMM speed.
 #pragma once
@@ -32,6 +32,15 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
 
 // Layer L's gate and up matrices (in host memory) as the sparse gate/up kernels take them.
 SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L);
+
+// One token's active rows: h (k) = act(gate . xn) * (up . xn) of the listed neurons (xq: xn prepared by
+// dot_prepare_vec for the gate's type) and y (dim) = the sum of their down columns, w_down_t's rows. Float weights
+// (F32, F16, BF16) on a pool of 8 or more threads go through sparse_ffn, one pass over the pool that reads each down
+// row whole (16-core Xeon, 7B F16, rows from DRAM: 7 % faster CPU-only decode, 4-8 % hybrid); quantized weights and
+// smaller pools take sparse_gate_up then sparse_down, as fast or faster there (Q4_0 on 16 threads, every type on 2).
+// Uses st.ffn_scratch. Returns true when it took the one pass.
+bool llama_sparse_rows(const LlamaLayer& L, const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq,
+                       const int32_t* active, int k, float* h, float* y, LlamaState& st, ThreadPool& pool);
 
 // One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
 // Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.

@@ -87,6 +87,7 @@ struct LlamaState {
     std::vector<int32_t> active;        // (n_ff) one token's predicted-active neurons, ascending
     std::vector<float> h_active;        // (n_ff) their activations, compact: h_active[j] belongs to active[j]
     std::vector<int64_t> mask_counts;   // (2, n_batch) a batch's predicted and fired neurons per token
+    std::vector<float> ffn_scratch;     // sparse_ffn's partial sums (llama_sparse_rows)
     SparseFfnStats sparse_stats;
 };
 

@@ -163,6 +163,11 @@ TEST(SparseModel, DecodeIndependentOfThreadCount) {
     auto sparse = load(write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "all-active-t.gguf"));
     const auto one = run(*sparse, true, 1), three = run(*sparse, true, 3);
     EXPECT_LT(max_abs_diff(one, three), 1e-5f);
+    // From 8 threads float rows take the one-pass sparse_ffn (llama_sparse_rows): the same logits, and still the
+    // dense model's.
+    const auto eight = run(*sparse, true, 8);
+    EXPECT_LT(max_abs_diff(one, eight), 1e-5f);
+    EXPECT_LT(max_abs_diff(run(*dense, true, 8), eight), 1e-4f);
 }
 
 // A profile of another model is refused at load, naming the profile file and what differs.
