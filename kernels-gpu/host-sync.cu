@@ -11,11 +11,6 @@ __global__ void wait_kernel(const volatile uint32_t* counter, uint32_t target) {
     __threadfence_system();  // the host's data, stored before the counter, is read after it
 }
 
-__global__ void signal_kernel(volatile uint32_t* counter, uint32_t value) {
-    __threadfence_system();
-    *counter = value;
-}
-
 constexpr int kCopyThreads = 1024;  // one block: its barrier orders every copied float before the counter store
 
 __global__ void __launch_bounds__(kCopyThreads)
@@ -59,9 +54,5 @@ void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaSt
     CUDA_CHECK_LAUNCH();
 }
 
-void signal_host_counter(volatile uint32_t* counter, uint32_t value, cudaStream_t stream) {
-    signal_kernel<<<1, 1, 0, stream>>>(counter, value);
-    CUDA_CHECK_LAUNCH();
-}
 
 }  // namespace ember::gpu

@@ -14,9 +14,6 @@ inline bool counter_reached(uint32_t c, uint32_t target) { return (int32_t)(c - 
 
 // Queues a wait: the stream's later work starts once *counter has reached target (the host stores it).
 void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaStream_t stream);
-// Queues a store of value into *counter once the stream's earlier work (copies included) is done.
-void signal_host_counter(volatile uint32_t* counter, uint32_t value, cudaStream_t stream);
-
 // One kernel instead of two copies and a signal: dst_a[0, n_a) = src_a and dst_b[0, n_b) = src_b (device floats to
 // pinned host memory, written through), then *counter = value once every float has landed. n_b may be 0.
 void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,

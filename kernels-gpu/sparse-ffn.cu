@@ -17,46 +17,42 @@ constexpr int kSplits = 128;                // down: interleaved subsets of the 
                                             // (ember-gpu-bench, H200: 128 beat 64, 256 and 512)
 constexpr int kNeuronsInFlight = 4;         // down: rows whose loads one thread issues before using them
 
-template <DType T, int U>
+// Shared-memory vectors one warp's row tile takes: a quantized row tile (warp_row_dot_quant), else none needed.
+template <DType T, bool Tiled>
+__host__ __device__ constexpr int gate_up_tile_vecs() {
+    if constexpr (Tiled)
+        return QuantTile<T>::kVecs;
+    else
+        return 1;
+}
+
+// One warp per active neuron: h[j] = act(gate row . x) * (up row . x), the up row skipped where a ReLU gate is not
+// positive. Tiled: Q8_0/Q4_0 rows through shared-memory tiles (warp_row_dot_quant), else row_dot_partial.
+template <DType T, int U, bool Tiled>
 __global__ void __launch_bounds__(kThreads)
     gate_up_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
                    const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
                    int64_t dim, size_t row_bytes, SparseAct act) {
-    const int k = *k_dev;
-    const int lane = threadIdx.x % 32;
-    const int64_t n_warps = (int64_t)gridDim.x * kWarps;
-    for (int64_t j = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32; j < k; j += n_warps) {  // uniform per warp
-        const size_t off = (size_t)active[j] * row_bytes;
-        const float g = warp_sum(row_dot_partial<T, U, 32>(gate + off, xq, dim, lane));
-        float out = 0.0f;
-        if (act == SparseAct::SPARSE_ACT_RELU) {
-            if (g > 0.0f) out = g * warp_sum(row_dot_partial<T, U, 32>(up + off, xq, dim, lane));
-        } else {
-            out = g / (1.0f + expf(-g)) * warp_sum(row_dot_partial<T, U, 32>(up + off, xq, dim, lane));
-        }
-        if (lane == 0) h[j] = out;
-    }
-}
-
-// gate_up_kernel for Q8_0/Q4_0 rows that can be tiled (warp_row_dot_quant).
-template <DType T>
-__global__ void __launch_bounds__(kThreads)
-    gate_up_quant_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
-                         const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
-                         int64_t dim, size_t row_bytes, SparseAct act) {
-    __shared__ uint4 tiles[kWarps][QuantTile<T>::kVecs];
+    __shared__ uint4 tiles[kWarps][gate_up_tile_vecs<T, Tiled>()];
     uint4* tile = tiles[threadIdx.x / 32];
     const int k = *k_dev;
     const int lane = threadIdx.x % 32;
+    auto dot = [&](const uint8_t* row) {
+        if constexpr (Tiled)
+            return warp_sum(warp_row_dot_quant<T>(row, xq, dim, lane, tile));
+        else
+            return warp_sum(row_dot_partial<T, U, 32>(row, xq, dim, lane));
+    };
+    (void)tile;
     const int64_t n_warps = (int64_t)gridDim.x * kWarps;
     for (int64_t j = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32; j < k; j += n_warps) {  // uniform per warp
         const size_t off = (size_t)active[j] * row_bytes;
-        const float g = warp_sum(warp_row_dot_quant<T>(gate + off, xq, dim, lane, tile));
+        const float g = dot(gate + off);
         float out = 0.0f;  // g is the same in every lane, so the warp takes the branches together
         if (act == SparseAct::SPARSE_ACT_RELU) {
-            if (g > 0.0f) out = g * warp_sum(warp_row_dot_quant<T>(up + off, xq, dim, lane, tile));
+            if (g > 0.0f) out = g * dot(up + off);
         } else {
-            out = g / (1.0f + expf(-g)) * warp_sum(warp_row_dot_quant<T>(up + off, xq, dim, lane, tile));
+            out = g / (1.0f + expf(-g)) * dot(up + off);
         }
         if (lane == 0) h[j] = out;
     }
@@ -143,14 +139,14 @@ void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     if constexpr (dtype_is_quant(T)) {
         const size_t rb = dtype_row_bytes(T, w.dim);
         if (quant_rows_tileable(w.w_gate, rb) && quant_rows_tileable(w.w_up, rb)) {
-            gate_up_quant_kernel<T><<<(unsigned)blocks, kThreads, 0, stream>>>(
+            gate_up_kernel<T, U, true><<<(unsigned)blocks, kThreads, 0, stream>>>(
                 static_cast<const uint8_t*>(w.w_gate), static_cast<const uint8_t*>(w.w_up), xq, active, k, h, w.dim,
                 rb, w.act);
             CUDA_CHECK_LAUNCH();
             return;
         }
     }
-    gate_up_kernel<T, U><<<(unsigned)blocks, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w.w_gate),
+    gate_up_kernel<T, U, false><<<(unsigned)blocks, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w.w_gate),
                                                                     static_cast<const uint8_t*>(w.w_up), xq, active, k,
                                                                     h, w.dim, dtype_row_bytes(T, w.dim), w.act);
     CUDA_CHECK_LAUNCH();

@@ -536,8 +536,9 @@ AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& 
 // stream by the session's queue thread (when the step hands work between the sides), so that queueing a layer's
 // kernels, which costs about as much host time as the layer's cold neurons, is not on the CPU's path. Both sides
 // walk the same sequence of layer parts (walk below), and every point where one side needs the other's results is
-// a handoff through a counter in pinned memory (kernels-gpu/host-sync.h): device to host, the stream signals after
-// its copies down; host to device, the stream waits for the host's store before its copies up.
+// a handoff through a counter in pinned memory (kernels-gpu/host-sync.h): device to host, one kernel writes the data
+// through to pinned memory and then the counter; host to device, the stream waits for the host's store before it
+// reads the host's data (a kernel reading it over the bus, or the residual's copy up).
 enum class FfnSide { FFN_GPU_DENSE, FFN_SPLIT, FFN_CPU };
 
 class DecodeStep {
@@ -679,16 +680,14 @@ private:
             d.queue_parked_.store(false, std::memory_order_release);
         }
         void wait_host() { gpu::wait_host_counter(d.gs_.h2d_counter(), ++h2d, d.s_); }
-        void signal_host() { gpu::signal_host_counter(d.gs_.d2h_counter(), ++d2h, d.s_); }
         void x_up() {
             wait_host();
             CUDA_CHECK(cudaMemcpyAsync(d.dev(d.gs_.lay.x), d.gs_.h_x, d.info_.dim * sizeof(float),
                                        cudaMemcpyHostToDevice, d.s_));
         }
-        void x_down() {
-            CUDA_CHECK(cudaMemcpyAsync(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim * sizeof(float),
-                                       cudaMemcpyDeviceToHost, d.s_));
-            signal_host();
+        void x_down() {  // written through to pinned memory and signalled by one kernel, no copy-engine operation
+            gpu::copy_to_host_and_signal(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim, nullptr, nullptr, 0,
+                                         d.gs_.d2h_counter(), ++d2h, d.s_);
         }
         void attention(int l, bool on_gpu) {
             if (!on_gpu) return;

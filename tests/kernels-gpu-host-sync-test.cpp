@@ -42,8 +42,7 @@ TEST_F(Gpu, StreamWaitsForHostCounterAndSignalsBack) {
 
     gpu::wait_host_counter(h2d, 0xFFFFFFF0u + 20, s);  // reached only past the wrap
     CUDA_CHECK(cudaMemcpyAsync(dv.as<float>(), value, sizeof(float), cudaMemcpyHostToDevice, s));
-    CUDA_CHECK(cudaMemcpyAsync(value, dv.as<float>(), sizeof(float), cudaMemcpyDeviceToHost, s));
-    gpu::signal_host_counter(d2h, 7, s);
+    gpu::copy_to_host_and_signal(value, dv.as<float>(), 1, nullptr, nullptr, 0, d2h, 7, s);
 
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     EXPECT_EQ(cudaStreamQuery(s), cudaErrorNotReady) << "the stream ran past the wait before the host stored";
