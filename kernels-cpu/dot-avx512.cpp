@@ -1,5 +1,6 @@
 // AVX-512 (F/BW/VL/DQ) + FMA + F16C versions of dot-avx2.cpp's kernels; same structure, same results for
-// Q8_0/Q4_0 (bit for bit, both equal the scalar reference), masked loads for float tails.
+// Q8_0/Q4_0 (bit for bit, both equal the scalar reference), masked loads for float tails. dot-avx512vnni.cpp compiles
+// this file again with VNNI for the byte products (EMBER_AVX512_VNNI).
 #if defined(EMBER_X86)
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm*_undefined_* (GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -80,21 +81,31 @@ void rows_float(const uint8_t* w, size_t stride, size_t pf, const float* x, floa
 
 // ---- quantized weights against Q8_0 activations, two blocks per 512-bit vector ----
 // 16 int32 partial sums of w[k] * x[k] (|w| times x with w's sign; |products| <= 2 * 128 * 127 fits int16).
+// With VNNI (dot-avx512vnni.cpp) one vpdpbusd does maddubs + madd: the same int32 sums, as no int16 pair saturates.
 inline __m512i dot_i8(__m512i w, __m512i x) {
     const __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+#if defined(EMBER_AVX512_VNNI)
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sx);
+#else
     const __m512i p16 = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sx);
     return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
+#endif
 }
 
 inline __m512i pair(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
 // maddubs with an unsigned first operand: 16 int32 partial sums of u[k] * x[k] (u <= 15, or 1).
+#if defined(EMBER_AVX512_VNNI)
+inline __m512i dot_u8(__m512i u, __m512i x) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x); }
+inline __m256i dot_u8(__m256i u, __m256i x) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x); }
+#else
 inline __m512i dot_u8(__m512i u, __m512i x) {
     return _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), _mm512_set1_epi16(1));
 }
 inline __m256i dot_u8(__m256i u, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
+#endif
 
 inline int hsum_i32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -449,12 +460,21 @@ void avx512_axpy_rows(DType t, const void* const* rows_v, const float* a, int64_
 
 void avx512_axpy_row(DType t, const void* w, float a, float* y, int64_t n) { avx512_axpy_rows(t, &w, &a, 1, y, n); }
 
+#if defined(EMBER_AVX512_VNNI)
+const DotKernels kAvx512 = {"avx512vnni", avx512_dot_row, avx512_dot_rows, avx512_dequantize_row,
+                            avx512_quantize_q8_0, avx512_dot_row_prefetch, avx512_axpy_row, avx512_axpy_rows};
+#else
 const DotKernels kAvx512 = {"avx512", avx512_dot_row, avx512_dot_rows, avx512_dequantize_row, avx512_quantize_q8_0,
                             avx512_dot_row_prefetch, avx512_axpy_row, avx512_axpy_rows};
+#endif
 
 }  // namespace
 
+#if defined(EMBER_AVX512_VNNI)
+const DotKernels* dot_kernels_avx512vnni() { return &kAvx512; }
+#else
 const DotKernels* dot_kernels_avx512() { return &kAvx512; }
+#endif
 
 }  // namespace ember
 #endif  // EMBER_X86

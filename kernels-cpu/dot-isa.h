@@ -9,7 +9,7 @@
 namespace ember {
 
 struct DotKernels {
-    const char* name;  // "avx512", "avx2" or "scalar"
+    const char* name;  // "avx512vnni", "avx512", "avx2" or "scalar"
     // As dot_row / dot_rows in dot.h.
     float (*dot_row)(DType wt, const void* w, const void* xq, int64_t n);
     void (*dot_rows)(DType wt, const void* w, size_t row_stride_bytes, const void* xq, float* y, int64_t n_rows,
@@ -37,9 +37,10 @@ const DotKernels* dot_kernels_portable();
 #if defined(EMBER_X86)
 const DotKernels* dot_kernels_avx2();
 const DotKernels* dot_kernels_avx512();
+const DotKernels* dot_kernels_avx512vnni();  // dot_kernels_avx512's, with VNNI byte products
 #endif
 
-// The table for a level ("avx512", "avx2", "scalar"), or nullptr if this CPU or build lacks it.
+// The table for a level ("avx512vnni", "avx512", "avx2", "scalar"), or nullptr if this CPU or build lacks it.
 const DotKernels* dot_kernels_for(const char* level);
 // The table dot_row/dot_rows/matvec use now: the best level unless dot_force_simd_level chose another.
 const DotKernels* dot_kernels();

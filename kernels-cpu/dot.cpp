@@ -177,7 +177,8 @@ const DotKernels* pick_best() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
-        return dot_kernels_avx512();  // F16C is implied by every AVX-512 CPU
+        // F16C is implied by every AVX-512 CPU
+        return __builtin_cpu_supports("avx512vnni") ? dot_kernels_avx512vnni() : dot_kernels_avx512();
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
         return dot_kernels_avx2();
@@ -205,11 +206,10 @@ const DotKernels* dot_kernels_for(const char* level) {
     const bool avx2 =
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     if (l == "avx2") return avx2 ? dot_kernels_avx2() : nullptr;
-    if (l == "avx512") {
-        const bool ok = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-        return ok ? dot_kernels_avx512() : nullptr;
-    }
+    if (l == "avx512") return avx512 ? dot_kernels_avx512() : nullptr;
+    if (l == "avx512vnni") return avx512 && __builtin_cpu_supports("avx512vnni") ? dot_kernels_avx512vnni() : nullptr;
 #endif
     return nullptr;
 }
@@ -227,7 +227,7 @@ void dot_force_simd_level(const char* level) {
     const DotKernels* k = dot_kernels_for(level);
     if (!k) {
         throw std::invalid_argument(std::string("dot_force_simd_level: level '") + level +
-                                    "' is not available on this CPU/build, expected avx512, avx2 or scalar");
+                                    "' is not available on this CPU/build, expected avx512vnni, avx512, avx2 or scalar");
     }
     g_forced.store(k);
 }

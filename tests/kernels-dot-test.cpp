@@ -171,7 +171,7 @@ std::string name(const ::testing::TestParamInfo<std::tuple<DotCase, std::string>
 INSTANTIATE_TEST_SUITE_P(QuantTypes, KernelsDotBits,
                          ::testing::Combine(::testing::Values(DType::DTYPE_Q8_0, DType::DTYPE_Q4_0),
                                             ::testing::Values(std::string("scalar"), std::string("avx2"),
-                                                              std::string("avx512"))),
+                                                              std::string("avx512"), std::string("avx512vnni"))),
                          [](const ::testing::TestParamInfo<std::tuple<DType, std::string>>& info) {
                              return std::string(dtype_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
                          });
@@ -179,7 +179,7 @@ INSTANTIATE_TEST_SUITE_P(QuantTypes, KernelsDotBits,
 INSTANTIATE_TEST_SUITE_P(AllTypes, KernelsDot,
                          ::testing::Combine(::testing::ValuesIn(kCases),
                                             ::testing::Values(std::string("scalar"), std::string("avx2"),
-                                                              std::string("avx512"))),
+                                                              std::string("avx512"), std::string("avx512vnni"))),
                          name);
 
 TEST(KernelsDotApi, VecTypesAndPrepare) {
@@ -202,7 +202,7 @@ TEST(KernelsDotApi, VecTypesAndPrepare) {
     EXPECT_EQ(f, x);
 
     const std::string level = dot_simd_level();
-    EXPECT_TRUE(level == "avx512" || level == "avx2" || level == "scalar") << level;
+    EXPECT_TRUE(level == "avx512vnni" || level == "avx512" || level == "avx2" || level == "scalar") << level;
     EXPECT_EQ(dot_kernels_for(level.c_str()), dot_kernels());
     EXPECT_THROW(dot_force_simd_level("sse9"), std::invalid_argument);
     dot_force_simd_level("scalar");

@@ -86,7 +86,7 @@ std::vector<block_q4_0> plain_q4_0(const std::vector<float>& x) {
 
 std::vector<const DotKernels*> levels() {
     std::vector<const DotKernels*> out;
-    for (const char* l : {"scalar", "avx2", "avx512"}) {
+    for (const char* l : {"scalar", "avx2", "avx512", "avx512vnni"}) {
         if (const DotKernels* k = dot_kernels_for(l)) out.push_back(k);
     }
     return out;

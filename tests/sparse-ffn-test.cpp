@@ -80,7 +80,7 @@ float max_abs(const std::vector<float>& v) {
 
 std::vector<const char*> simd_levels() {
     std::vector<const char*> out;
-    for (const char* l : {"scalar", "avx2", "avx512"})
+    for (const char* l : {"scalar", "avx2", "avx512", "avx512vnni"})
         if (dot_kernels_for(l)) out.push_back(l);
     return out;
 }

@@ -1,7 +1,7 @@
 // ember-kernel-bench: matvec GB/s per weight type at 7B shapes next to this machine's measured read bandwidth,
 // and matmul GFLOP/s for a token batch. Every result is first checked against matmul_ref (exit 1 if wrong).
 //   ember-kernel-bench [-t threads] [-s seconds per case] [--types f32,f16,bf16,q8_0,q4_0] [--shape ROWSxCOLS]...
-//                      [--tokens N] [--no-matmul] [--isa avx512|avx2|scalar] [--peak-mib N] [--cycle-mib N]
+//                      [--tokens N] [--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] [--cycle-mib N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,7 +43,7 @@ struct Args {
 [[noreturn]] void usage(const char* msg) {
     std::fprintf(stderr,
                  "ember-kernel-bench: %s\nusage: ember-kernel-bench [-t threads] [-s seconds] [--types f32,f16,...] "
-                 "[--shape ROWSxCOLS] [--tokens N] [--no-matmul] [--isa avx512|avx2|scalar] [--peak-mib N] "
+                 "[--shape ROWSxCOLS] [--tokens N] [--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] "
                  "[--cycle-mib N]\n",
                  msg);
     std::exit(2);

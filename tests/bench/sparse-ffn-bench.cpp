@@ -10,7 +10,7 @@
 // cache larger than the sample still holds part of the layer: --layers N gives the sparse calls N copies of the
 // layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a whole model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
-//                          [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense] [--layers N]
+//                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense] [--layers N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -55,7 +55,7 @@ struct Args {
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
                  "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
-                 "[--active-frac F]... [--iters N] [--isa avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] "
+                 "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] "
                  "[--no-dense] [--layers N]\n",
                  msg.c_str());
     std::exit(2);
