@@ -22,6 +22,7 @@ struct AttnParams {
     float* part;     // partials: (n_tokens, n_run, n_splits) x head_dim, then the maxima, then the sums
     float* out;      // (n_tokens, n_heads, head_dim)
     int n_kv0;       // positions token 0 attends; token i attends n_kv0 + i
+    const int* pos;  // when set, n_kv0 = *pos + 1, read on the device (one token)
     int n_tokens;
     int head_begin;
     int n_run;  // heads computed: head_begin .. head_begin + n_run - 1
@@ -55,7 +56,7 @@ template <int VEC>
 __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
     const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
     const int h = p.head_begin + hh;
-    const int n_kv = p.n_kv0 + tok;
+    const int n_kv = (p.pos ? *p.pos + 1 : p.n_kv0) + tok;
     const int t0 = split * kChunk;
     if (t0 >= n_kv) return;  // whole block: this token has fewer positions
     const int t1 = min(t0 + kChunk, n_kv), len = t1 - t0;
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
 // Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     const int hh = blockIdx.x, tok = blockIdx.y;
-    const int n_splits = (p.n_kv0 + tok + kChunk - 1) / kChunk;
+    const int n_splits = ((p.pos ? *p.pos + 1 : p.n_kv0) + tok + kChunk - 1) / kChunk;
     const int64_t idx0 = ((int64_t)tok * p.n_run + hh) * p.n_splits;
     const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
     const float* pm = p.part + n_part * p.head_dim + idx0;
@@ -181,8 +182,10 @@ void check_args(const char* fn, const AttentionArgs& a) {
                     std::to_string(a.n_kv_heads) + ", expected n_heads a multiple of n_kv_heads");
 }
 
-void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream) {
+void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
+            const int* pos = nullptr) {
     AttnParams p;
+    p.pos = pos;
     p.q = a.q;
     p.k = a.k_cache;
     p.v = a.v_cache;
@@ -222,6 +225,14 @@ void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaS
     check_args("gpu::attention_heads", a);
     launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream);
 }
+
+void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream) {
+    if (head_end <= head_begin || a.n_kv <= 0) return;
+    check_args("gpu::attention_heads_at", a);
+    launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream, pos);
+}
+
+int attention_splits(int n_kv) { return (n_kv + kChunk - 1) / kChunk; }
 
 void attention_prefill(const AttentionArgs& a, int n_tokens, int pos0, cudaStream_t stream) {
     if (n_tokens <= 0) return;

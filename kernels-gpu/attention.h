@@ -19,6 +19,13 @@ size_t attention_scratch_floats(int n_kv, int n_heads, int head_dim, int n_token
 // ember::Error otherwise or when n_heads is not a multiple of n_kv_heads.
 void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaStream_t stream);
 
+// Decode as attention_heads, over positions 0 .. *pos, read on the device (a captured CUDA graph then replays for any
+// position). The grid comes from a.n_kv: *pos + 1 must not exceed it and must split into as many chunks
+// (attention_splits(*pos + 1) == attention_splits(a.n_kv)); a.scores as for a.n_kv.
+void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream);
+// Chunks of positions the decode kernels spread n_kv positions over (each a block per head).
+int attention_splits(int n_kv);
+
 // Prefill: a batch of n_tokens tokens whose keys and values are already in the cache at positions
 // pos0 .. pos0+n_tokens-1; token i attends positions 0 .. pos0+i (causal mask). a.q and a.out are
 // (n_tokens, n_heads, head_dim); a.n_kv must be pos0 + n_tokens; a.scores holds

@@ -28,7 +28,64 @@ __global__ void rope_kernel(float* __restrict__ x, int n_heads, int pos0, RopePa
     xh[i1] = x0 * s + x1 * c;
 }
 
+// Element d of a head after the rotation of its pair (as rope_kernel writes it): h points at the head's unrotated
+// values, half = n_rot / 2; elements from n_rot on are unchanged.
+__device__ __forceinline__ float rotated(const float* __restrict__ h, int d, int pos, const RopeParams& p,
+                                         float theta_scale) {
+    const int half = p.n_rot / 2;
+    if (d >= 2 * half) return h[d];
+    const int i = p.neox ? (d < half ? d : d - half) : d / 2;
+    const bool first = p.neox ? d < half : d % 2 == 0;
+    const int i0 = p.neox ? i : 2 * i;
+    const int i1 = p.neox ? i + half : 2 * i + 1;
+    float theta = (float)pos;
+    for (int j = 0; j < i; j++) theta *= theta_scale;
+    const float angle = theta * p.freq_scale;
+    const float c = cosf(angle), s = sinf(angle);
+    const float x0 = h[i0], x1 = h[i1];
+    return first ? x0 * c - x1 * s : x0 * s + x1 * c;
+}
+
+// Threads [0, q pairs): a pair of q in place; then one thread per element of k and of v into the cache rows.
+__global__ void rope_store_kv_kernel(float* __restrict__ q, int n_heads, const float* __restrict__ k,
+                                     const float* __restrict__ v, int n_kv_heads, float* __restrict__ k_cache,
+                                     float* __restrict__ v_cache, int64_t kv_stride, const int* __restrict__ pos_dev,
+                                     RopeParams p, float theta_scale) {
+    const int half = p.n_rot / 2;
+    const int pos = *pos_dev;
+    const int q_pairs = n_heads * half, kv = n_kv_heads * p.head_dim;
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < q_pairs) {
+        const int h = idx / half, i = idx % half;
+        float* xh = q + (int64_t)h * p.head_dim;
+        const int i0 = p.neox ? i : 2 * i;
+        const int i1 = p.neox ? i + half : 2 * i + 1;
+        const float r0 = rotated(xh, i0, pos, p, theta_scale), r1 = rotated(xh, i1, pos, p, theta_scale);
+        xh[i0] = r0;
+        xh[i1] = r1;
+        return;
+    }
+    idx -= q_pairs;
+    if (idx < kv) {
+        const int h = idx / p.head_dim, d = idx % p.head_dim;
+        k_cache[(int64_t)pos * kv_stride + idx] = rotated(k + (int64_t)h * p.head_dim, d, pos, p, theta_scale);
+        return;
+    }
+    idx -= kv;
+    if (idx < kv) v_cache[(int64_t)pos * kv_stride + idx] = v[idx];
+}
+
 }  // namespace
+
+void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_kv_heads, float* k_cache,
+                   float* v_cache, int64_t kv_stride, const int* pos, const RopeParams& p, cudaStream_t stream) {
+    const int threads = n_heads * (p.n_rot / 2) + 2 * n_kv_heads * p.head_dim;
+    if (threads <= 0) return;
+    const float theta_scale = std::pow(p.freq_base, -2.0f / (float)p.n_rot);  // as rope_tokens
+    rope_store_kv_kernel<<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p, theta_scale);
+    CUDA_CHECK_LAUNCH();
+}
 
 void rope_tokens(float* x, int n_tokens, int n_heads, int pos0, const RopeParams& p, cudaStream_t stream) {
     const int pairs = n_heads * (p.n_rot / 2);

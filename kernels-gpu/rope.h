@@ -11,4 +11,10 @@ void rope(float* x, int n_heads, int pos, const RopeParams& p, cudaStream_t stre
 // x: (n_tokens, n_heads, head_dim), token i at position pos0 + i: the prompt's tokens in one launch.
 void rope_tokens(float* x, int n_tokens, int n_heads, int pos0, const RopeParams& p, cudaStream_t stream);
 
+// One decode token at the position *pos, read on the device (a captured CUDA graph then replays for any position):
+// q (n_heads, head_dim) rotated in place; k (n_kv_heads, head_dim) rotated into row *pos of k_cache and v copied
+// into row *pos of v_cache (rows of kv_stride floats). The same floats as rope on q and k and the two copies.
+void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_kv_heads, float* k_cache,
+                   float* v_cache, int64_t kv_stride, const int* pos, const RopeParams& p, cudaStream_t stream);
+
 }  // namespace ember::gpu

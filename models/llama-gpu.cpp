@@ -313,8 +313,8 @@ constexpr int64_t kSlabRows = 256;              // Q8_0/Q4_0 weight rows dequant
 constexpr size_t kCublasWorkspace = 4u << 20;   // cuBLAS's own workspace, given to it so that it allocates none
 
 struct ScratchLayout {
-    size_t x, xn, q, attn, tmp, gate, up, scores, h, y_hot, down_scratch, att_scratch, logits, xq,
-        pred_xq, pred_hidden, hot_active, counts, gemm = 0, cublas = 0;
+    size_t x, xn, q, k, v, attn, tmp, gate, up, scores, h, y_hot, down_scratch, att_scratch, logits, xq,
+        pred_xq, pred_hidden, hot_active, counts, pos, gemm = 0, cublas = 0;
     size_t gemm_bytes = 0;
     size_t total = 0;
 };
@@ -345,6 +345,8 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     s.x = a.reserve(rows * info.dim * f);
     s.xn = a.reserve(rows * info.dim * f);
     s.q = a.reserve(rows * q_dim * f);
+    s.k = a.reserve(info.kv_dim * f);  // a decode token's key and value before they go to the cache
+    s.v = a.reserve(info.kv_dim * f);
     s.attn = a.reserve(rows * q_dim * f);
     s.tmp = a.reserve(rows * info.dim * f);
     s.gate = a.reserve(rows * info.n_ff * f);
@@ -360,6 +362,7 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     s.pred_hidden = a.reserve(std::max(max_rank, 1) * f);
     s.hot_active = a.reserve(info.n_ff * sizeof(int32_t));
     s.counts = a.reserve((size_t)2 * info.n_layers * sizeof(int32_t));
+    s.pos = a.reserve(sizeof(int32_t));  // the decode token's position, copied up at the step's start
     if (batch) {
         s.gemm_bytes = std::max<size_t>(gemm, 256);
         s.gemm = a.reserve(s.gemm_bytes);
@@ -395,6 +398,11 @@ struct LlamaGpuState {
     float* h_logits = nullptr;  // (kOutRows, n_vocab)
     int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
     uint32_t* h_sync = nullptr;   // handoff counters: host to device at [0], device to host at [kSyncStride]
+    int32_t* h_pos = nullptr;     // the decode token's position
+    // Decode steps captured as CUDA graphs, without and with logits; each replays for positions whose attention
+    // splits into graph_splits chunks (gpu::attention_splits).
+    cudaGraphExec_t graphs[2] = {nullptr, nullptr};
+    int graph_splits[2] = {0, 0};
     // The CPU's cold work.
     std::vector<int32_t> cold_active;
     std::vector<float> cold_h;
@@ -416,9 +424,11 @@ struct LlamaGpuState {
         if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
         if (ev_ref) cudaEventDestroy(ev_ref);
+        for (cudaGraphExec_t g : graphs)
+            if (g) cudaGraphExecDestroy(g);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
         for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts,
-                        (void*)h_sync})
+                        (void*)h_sync, (void*)h_pos})
             if (p) cudaFreeHost(p);
     }
     template <typename T>
@@ -472,6 +482,8 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     CUDA_CHECK(cudaMallocHost(&gs->h_counts, (size_t)2 * info.n_layers * sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost(&gs->h_sync, 2 * LlamaGpuState::kSyncStride * sizeof(uint32_t)));
     std::memset(gs->h_sync, 0, 2 * LlamaGpuState::kSyncStride * sizeof(uint32_t));
+    CUDA_CHECK(cudaMallocHost(&gs->h_pos, sizeof(int32_t)));
+    *gs->h_pos = 0;
     gs->cold_active.assign(info.n_ff, 0);
     gs->cold_h.assign(info.n_ff, 0.0f);
     return gs;
@@ -572,13 +584,19 @@ public:
         host_bytes_ = dtype_row_bytes(m_.tok_embd.type, info_.dim);
         gpu_bytes_ = 0;
         cpu_sparse_layer0_ = false;
-        // Both counters are still: the stream is idle between steps, and only this thread stores the first.
-        const uint32_t h2d0 = *gs_.h2d_counter(), d2h0 = *gs_.d2h_counter();
-        GpuSide gpu{*this, pos, h2d0, d2h0};
-        HostSide host{*this, h2d0, d2h0};
+        // The stream is idle between steps: both counters restart from 0, so that a step's handoff targets are the
+        // same numbers in every step, and a captured graph replays them.
+        *gs_.h2d_counter() = 0;
+        *gs_.d2h_counter() = 0;
+        *gs_.h_pos = pos;
+        const bool graph = !gs_.trace;  // traced steps are queued launch by launch, around their events
+        GpuSide gpu{*this, pos, 0, 0, graph};
+        HostSide host{*this, 0, 0};
         host_layer_.store(-1, std::memory_order_relaxed);
         auto queue = [this, &gpu, want_logits] {
             try {
+                CUDA_CHECK(cudaMemcpyAsync(gs_.dev<int32_t>(gs_.lay.pos), gs_.h_pos, sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, s_));
                 walk(gpu, want_logits);
                 // Hot neurons predicted and fired per layer, written on the device.
                 CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts),
@@ -588,7 +606,15 @@ public:
                 throw;
             }
         };
-        if (!host_waits_) {
+        if (graph) {
+            launch_graph(queue, pos, want_logits);  // the GPU's whole step in one launch, then the host's part
+            try {
+                walk(host, want_logits);
+            } catch (...) {
+                host.publish(kAbandon);  // every wait of the graph passes, so that the stream drains
+                throw;
+            }
+        } else if (!host_waits_) {
             walk(host, want_logits);  // the CPU's layers, if any, then its stores for the stream
             queue();
         } else {
@@ -599,7 +625,7 @@ public:
                 // Let the queue thread finish and every wait the stream has or will have pass, so that it drains;
                 // then report the queue's own failure first, if it had one (the host's may only be its consequence).
                 host_layer_.store(INT_MAX, std::memory_order_release);
-                host.publish(h2d0 + kAbandon);
+                host.publish(kAbandon);
                 gs_.queue.wait();
                 throw;
             }
@@ -617,6 +643,41 @@ public:
 private:
     // A host-to-device target this far ahead releases every wait of an abandoned step.
     static constexpr uint32_t kAbandon = 1u << 30;
+
+    // Launches the step's GPU work as a CUDA graph: captured from `queue` (which queues it) the first time, and again
+    // when logits are wanted or not, or when the attention's split count changes (every 128 positions); otherwise
+    // the graph replays, reading the position from the device and the handoff targets, the same every step, from
+    // its own nodes. One launch instead of a dozen per layer: the GPU runs the kernels back to back.
+    template <typename Queue>
+    void launch_graph(Queue& queue, int pos, bool want_logits) {
+        const int key = want_logits ? 1 : 0;
+        const int splits = gpu::attention_splits(pos + 1);
+        cudaGraphExec_t& exec = gs_.graphs[key];
+        if (!exec || gs_.graph_splits[key] != splits) {
+            if (exec) {
+                CUDA_CHECK(cudaGraphExecDestroy(exec));
+                exec = nullptr;
+            }
+            CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
+            cudaGraph_t g = nullptr;
+            try {
+                queue();
+            } catch (...) {
+                cudaStreamEndCapture(s_, &g);  // leaves capture mode; the partial graph is dropped
+                if (g) cudaGraphDestroy(g);
+                cudaGetLastError();
+                throw;
+            }
+            CUDA_CHECK(cudaStreamEndCapture(s_, &g));
+            const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+            cudaGraphDestroy(g);
+            if (e != cudaSuccess) exec = nullptr;
+            CUDA_CHECK(e);
+            gs_.graph_splits[key] = splits;
+        }
+        CUDA_CHECK(cudaGraphLaunch(exec, s_));
+    }
+
     // The queue thread stays at most this many layers ahead of the host: enough to keep the stream fed, few enough
     // that the stream's queue never fills (a launch into a full queue blocks inside the driver, which then also
     // blocks the host's stream queries).
@@ -672,9 +733,10 @@ private:
         DecodeStep& d;
         int pos;
         uint32_t h2d, d2h;  // the last handoff targets queued
+        bool capture;       // queued into a graph: nothing runs before the whole step is launched
 
         void layer(int l) {
-            if (d.host_layer_.load(std::memory_order_acquire) >= l - kQueueLead) return;
+            if (capture || d.host_layer_.load(std::memory_order_acquire) >= l - kQueueLead) return;
             d.queue_parked_.store(true, std::memory_order_release);  // holds no driver lock while it waits here
             while (d.host_layer_.load(std::memory_order_acquire) < l - kQueueLead) std::this_thread::yield();
             d.queue_parked_.store(false, std::memory_order_release);
@@ -825,25 +887,25 @@ private:
         float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* q = dev(gs_.lay.q);
-        float* k_row = gs_.k_cache[l] + (size_t)pos * kv_dim;
-        float* v_row = gs_.v_cache[l] + (size_t)pos * kv_dim;
+        float* k = dev(gs_.lay.k);
+        float* v = dev(gs_.lay.v);
+        const int* d_pos = gs_.dev<int>(gs_.lay.pos);  // the position on the device: graphs replay for any
         gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, 1, s_);
-        // q, k, v; k and v straight into this position's cache rows.
         if (G.wq.type == G.wk.type && G.wk.type == G.wv.type) {
             const void* xq = prepare(G.wq.type, xn, info_.dim);
             gpu::matvec(G.wq.type, G.wq.data, xq, q, G.wq.n_rows, G.wq.n_cols, s_);
-            gpu::matvec(G.wk.type, G.wk.data, xq, k_row, G.wk.n_rows, G.wk.n_cols, s_);
-            gpu::matvec(G.wv.type, G.wv.data, xq, v_row, G.wv.n_rows, G.wv.n_cols, s_);
+            gpu::matvec(G.wk.type, G.wk.data, xq, k, G.wk.n_rows, G.wk.n_cols, s_);
+            gpu::matvec(G.wv.type, G.wv.data, xq, v, G.wv.n_rows, G.wv.n_cols, s_);
         } else {
             linear(G.wq, xn, q);
-            linear(G.wk, xn, k_row);
-            linear(G.wv, xn, v_row);
+            linear(G.wk, xn, k);
+            linear(G.wv, xn, v);
         }
-        const RopeParams rp = llama_rope_params(info_);
-        gpu::rope(q, info_.n_heads, pos, rp, s_);
-        gpu::rope(k_row, info_.n_kv_heads, pos, rp, s_);
+        // RoPE on q and k, k and v into the cache rows at the position.
+        gpu::rope_store_kv(q, info_.n_heads, k, v, info_.n_kv_heads, gs_.k_cache[l], gs_.v_cache[l], kv_dim, d_pos,
+                           llama_rope_params(info_), s_);
         const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos + 1);
-        gpu::attention_heads(a, 0, info_.n_heads, s_);
+        gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_);
         float* tmp = dev(gs_.lay.tmp);
         linear(G.wo, a.out, tmp);
         gpu::add_inplace(x, tmp, info_.dim, s_);

@@ -9,10 +9,13 @@
 //        in pinned memory; signal the stream
 //   GPU: wait for the host's signal; x += y_hot + y_cold, reading y_cold straight from pinned memory
 // Both sides run at once; only activations cross PCIe. The signals are counters in pinned memory
-// (kernels-gpu/host-sync.h), so the stream can be queued before the host work it waits for: a second host thread
-// queues the whole step's GPU work at the step's start, and the thread that runs the CPU's share never spends time
-// launching kernels. Steps in which the host never waits for the stream (everything on the GPU, or dense offload
-// with the output there) are run by the calling thread alone: its own part first, then the GPU's queue.
+// (kernels-gpu/host-sync.h), so the stream can be queued before the host work it waits for. The step's GPU work is
+// captured once as a CUDA graph and replayed: the position is read on the device and the counters restart from 0
+// every step, so only logits wanted or not, and the attention's split count (every 128 positions), capture again.
+// One launch per step; the GPU runs the kernels back to back, and the thread that runs the CPU's share never spends
+// time launching kernels. Traced steps (llama_gpu_trace) are queued launch by launch around their events, by a
+// second host thread at most 4 layers ahead of the host's part, or, when the host never waits for the stream, by
+// the calling thread after its own part.
 // Layers whose attention or FFN the placement leaves on the CPU run the CPU code (models/llama.h) on the session's
 // host state, the residual moving between host and device where the placement switches sides.
 // Built only with CUDA (EMBER_CUDA); nothing in this header needs CUDA's headers.

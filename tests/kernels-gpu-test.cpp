@@ -114,6 +114,45 @@ TEST_F(Gpu, RopeMatchesCpu) {
     }
 }
 
+// The decode step's fused kernel (position read on the device): q rotated as gpu::rope rotates it, k rotated into the
+// cache row at the position and v copied there, other rows untouched; grouped heads, partial rotations, both layouts.
+TEST_F(Gpu, RopeStoreKvMatchesRopeAndCopies) {
+    struct Case {
+        int n_heads, n_kv_heads, head_dim, n_rot, pos;
+        bool neox;
+    };
+    for (const Case c : {Case{4, 4, 64, 64, 0, false}, Case{32, 8, 128, 128, 4095, false}, Case{6, 2, 80, 32, 17, true},
+                         Case{3, 3, 96, 96, 1000, true}}) {
+        SCOPED_TRACE("heads=" + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +
+                     " n_rot=" + std::to_string(c.n_rot) + " pos=" + std::to_string(c.pos));
+        RopeParams p;
+        p.head_dim = c.head_dim;
+        p.n_rot = c.n_rot;
+        p.freq_base = 10000.0f;
+        p.freq_scale = 1.0f;
+        p.neox = c.neox;
+        const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim, n_ctx = c.pos + 3;
+        const std::vector<float> q = randn((size_t)c.n_heads * c.head_dim, 1.0f, 31);
+        const std::vector<float> k = randn((size_t)kv_stride, 1.0f, 32), v = randn((size_t)kv_stride, 1.0f, 33);
+        const std::vector<float> cache((size_t)(n_ctx * kv_stride), -7.0f);
+        DeviceMem dq(q), dk(k), dv(v), dkc(cache), dvc(cache), dpos(std::vector<int>{c.pos});
+        gpu::rope_store_kv(dq.as<float>(), c.n_heads, dk.as<float>(), dv.as<float>(), c.n_kv_heads, dkc.as<float>(),
+                           dvc.as<float>(), kv_stride, dpos.as<int>(), p, nullptr);
+        DeviceMem rq(q), rk(k);  // the separate kernels, for the same floats
+        gpu::rope(rq.as<float>(), c.n_heads, c.pos, p, nullptr);
+        gpu::rope(rk.as<float>(), c.n_kv_heads, c.pos, p, nullptr);
+        const auto got_q = dq.to_host<float>(), want_q = rq.to_host<float>(), want_k = rk.to_host<float>();
+        const auto kc = dkc.to_host<float>(), vc = dvc.to_host<float>();
+        for (size_t i = 0; i < q.size(); i++) ASSERT_EQ(got_q[i], want_q[i]) << "q " << i;
+        for (int64_t row = 0; row < n_ctx; row++)
+            for (int64_t i = 0; i < kv_stride; i++) {
+                const size_t at = (size_t)(row * kv_stride + i);
+                ASSERT_EQ(kc[at], row == c.pos ? want_k[i] : -7.0f) << "k row " << row << " element " << i;
+                ASSERT_EQ(vc[at], row == c.pos ? v[i] : -7.0f) << "v row " << row << " element " << i;
+            }
+    }
+}
+
 struct AttnCase {
     int n_heads, n_kv_heads, head_dim, n_kv;
 };
@@ -167,6 +206,18 @@ TEST_F(Gpu, AttentionDecodeMatchesCpu) {
         const auto got = dout.to_host<float>();
         for (size_t i = 0; i < want.size(); i++)
             ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "element " << i;
+
+        // The position read on the device, the grid sized for the last position of the same chunk count: the same
+        // floats as attention_heads over c.n_kv positions.
+        const int last = gpu::attention_splits(c.n_kv) * 128;
+        ASSERT_EQ(gpu::attention_splits(last), gpu::attention_splits(c.n_kv));
+        DeviceMem dpos(std::vector<int>{c.n_kv - 1}), dout2(sentinel);
+        AttentionArgs g2 = g;
+        g2.out = dout2.as<float>();
+        g2.n_kv = std::min<int>(last, c.n_kv + 50);
+        if (gpu::attention_splits(g2.n_kv) != gpu::attention_splits(c.n_kv)) g2.n_kv = c.n_kv;
+        gpu::attention_heads_at(g2, dpos.as<int>(), 0, c.n_heads, nullptr);
+        EXPECT_EQ(dout2.to_host<float>(), got);
     }
 }
 
