@@ -20,8 +20,8 @@ size_t attention_scratch_floats(int n_kv, int n_heads, int head_dim, int n_token
 void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaStream_t stream);
 
 // Decode as attention_heads, over positions 0 .. *pos, read on the device (a captured CUDA graph then replays for any
-// position). The grid comes from a.n_kv: *pos + 1 must not exceed it and must split into as many chunks
-// (attention_splits(*pos + 1) == attention_splits(a.n_kv)); a.scores as for a.n_kv.
+// position). The grid comes from a.n_kv, which only has to split into as many chunks as *pos + 1
+// (attention_splits(*pos + 1) == attention_splits(a.n_kv)), larger or smaller; a.scores as for a.n_kv.
 void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream);
 // Chunks of positions the decode kernels spread n_kv positions over (each a block per head).
 int attention_splits(int n_kv);

@@ -403,6 +403,8 @@ struct LlamaGpuState {
     // splits into graph_splits chunks (gpu::attention_splits).
     cudaGraphExec_t graphs[2] = {nullptr, nullptr};
     int graph_splits[2] = {0, 0};
+    bool graphs_warm = false;  // a step ran launch by launch first: every kernel's module is loaded before a capture
+    bool graphs_off = false;   // a capture failed: this session's steps run launch by launch
     // The CPU's cold work.
     std::vector<int32_t> cold_active;
     std::vector<float> cold_h;
@@ -589,7 +591,9 @@ public:
         *gs_.h2d_counter() = 0;
         *gs_.d2h_counter() = 0;
         *gs_.h_pos = pos;
-        const bool graph = !gs_.trace;  // traced steps are queued launch by launch, around their events
+        // Traced steps are queued launch by launch, around their events; so is a session's first step (older drivers
+        // cannot load a kernel's module while a stream captures).
+        const bool graph = !gs_.trace && gs_.graphs_warm && !gs_.graphs_off;
         GpuSide gpu{*this, pos, 0, 0, graph};
         HostSide host{*this, 0, 0};
         host_layer_.store(-1, std::memory_order_relaxed);
@@ -606,12 +610,17 @@ public:
                 throw;
             }
         };
-        if (graph) {
-            launch_graph(queue, pos, want_logits);  // the GPU's whole step in one launch, then the host's part
+        const bool launched = graph && launch_graph(queue, pos, want_logits);  // the GPU's whole step in one launch
+        if (!launched) {  // queued launch by launch; a failed capture queued nothing
+            gpu.h2d = gpu.d2h = 0;
+            gpu.capture = false;
+        }
+        if (launched) {
             try {
-                walk(host, want_logits);
+                walk(host, want_logits);  // then the host's part
             } catch (...) {
                 host.publish(kAbandon);  // every wait of the graph passes, so that the stream drains
+                cudaStreamSynchronize(s_);
                 throw;
             }
         } else if (!host_waits_) {
@@ -637,6 +646,7 @@ public:
         else if (want_logits && logits_out != st_.logits.data())
             std::memcpy(logits_out, st_.logits.data(), (size_t)info_.n_vocab * sizeof(float));
         account(before);
+        gs_.graphs_warm = true;
         if (gs_.trace) end_trace();
     }
 
@@ -648,8 +658,10 @@ private:
     // when logits are wanted or not, or when the attention's split count changes (every 128 positions); otherwise
     // the graph replays, reading the position from the device and the handoff targets, the same every step, from
     // its own nodes. One launch instead of a dozen per layer: the GPU runs the kernels back to back.
+    // Returns false, with nothing queued, when the capture fails: the session then runs launch by launch (a real
+    // error shows up again there).
     template <typename Queue>
-    void launch_graph(Queue& queue, int pos, bool want_logits) {
+    bool launch_graph(Queue& queue, int pos, bool want_logits) {
         const int key = want_logits ? 1 : 0;
         const int splits = gpu::attention_splits(pos + 1);
         cudaGraphExec_t& exec = gs_.graphs[key];
@@ -658,24 +670,32 @@ private:
                 CUDA_CHECK(cudaGraphExecDestroy(exec));
                 exec = nullptr;
             }
-            CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
-            cudaGraph_t g = nullptr;
             try {
-                queue();
-            } catch (...) {
-                cudaStreamEndCapture(s_, &g);  // leaves capture mode; the partial graph is dropped
-                if (g) cudaGraphDestroy(g);
+                CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
+                cudaGraph_t g = nullptr;
+                try {
+                    queue();
+                } catch (...) {
+                    cudaStreamEndCapture(s_, &g);  // leaves capture mode; the partial graph is dropped
+                    if (g) cudaGraphDestroy(g);
+                    throw;
+                }
+                CUDA_CHECK(cudaStreamEndCapture(s_, &g));
+                const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+                cudaGraphDestroy(g);
+                if (e != cudaSuccess) exec = nullptr;
+                CUDA_CHECK(e);
+            } catch (const std::exception& e) {
                 cudaGetLastError();
-                throw;
+                gs_.graphs_off = true;
+                std::fprintf(stderr, "warning: the GPU decode step could not be captured as a CUDA graph (%s); its "
+                             "kernels are launched one by one\n", e.what());
+                return false;
             }
-            CUDA_CHECK(cudaStreamEndCapture(s_, &g));
-            const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
-            cudaGraphDestroy(g);
-            if (e != cudaSuccess) exec = nullptr;
-            CUDA_CHECK(e);
             gs_.graph_splits[key] = splits;
         }
         CUDA_CHECK(cudaGraphLaunch(exec, s_));
+        return true;
     }
 
     // The queue thread stays at most this many layers ahead of the host: enough to keep the stream fed, few enough

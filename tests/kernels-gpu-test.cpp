@@ -207,17 +207,19 @@ TEST_F(Gpu, AttentionDecodeMatchesCpu) {
         for (size_t i = 0; i < want.size(); i++)
             ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "element " << i;
 
-        // The position read on the device, the grid sized for the last position of the same chunk count: the same
-        // floats as attention_heads over c.n_kv positions.
-        const int last = gpu::attention_splits(c.n_kv) * 128;
-        ASSERT_EQ(gpu::attention_splits(last), gpu::attention_splits(c.n_kv));
-        DeviceMem dpos(std::vector<int>{c.n_kv - 1}), dout2(sentinel);
-        AttentionArgs g2 = g;
-        g2.out = dout2.as<float>();
-        g2.n_kv = std::min<int>(last, c.n_kv + 50);
-        if (gpu::attention_splits(g2.n_kv) != gpu::attention_splits(c.n_kv)) g2.n_kv = c.n_kv;
-        gpu::attention_heads_at(g2, dpos.as<int>(), 0, c.n_heads, nullptr);
-        EXPECT_EQ(dout2.to_host<float>(), got);
+        // The position read on the device, the grid sized by another n_kv of the same chunk count, the chunk's last
+        // and its first (a graph captured earlier in the chunk): the same floats as attention_heads over c.n_kv.
+        const int splits = gpu::attention_splits(c.n_kv);
+        DeviceMem dpos(std::vector<int>{c.n_kv - 1});
+        for (const int grid_n_kv : {splits * 128, (splits - 1) * 128 + 1}) {
+            ASSERT_EQ(gpu::attention_splits(grid_n_kv), splits);
+            DeviceMem dout2(sentinel);
+            AttentionArgs g2 = g;
+            g2.out = dout2.as<float>();
+            g2.n_kv = grid_n_kv;
+            gpu::attention_heads_at(g2, dpos.as<int>(), 0, c.n_heads, nullptr);
+            EXPECT_EQ(dout2.to_host<float>(), got) << "grid of n_kv " << grid_n_kv;
+        }
     }
 }
 
