@@ -31,8 +31,10 @@ public:
         const cudaError_t err = cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T));
         if (err != cudaSuccess) {
             cudaGetLastError();
-            throw Error(std::string("predictor training on the GPU: cannot allocate ") + what + " (" +
-                        std::to_string(count * sizeof(T) >> 20) + " MiB): " + cudaGetErrorString(err));
+            const std::string msg = std::string("predictor training on the GPU: cannot allocate ") + what + " (" +
+                                    std::to_string(count * sizeof(T) >> 20) + " MiB): " + cudaGetErrorString(err);
+            if (err == cudaErrorMemoryAllocation) throw GpuTrainingOutOfMemory(msg);
+            throw Error(msg);
         }
         owned_.push_back(p);
         return static_cast<T*>(p);
@@ -53,9 +55,13 @@ struct CudaContext {
     cublasHandle_t cublas = nullptr;
     CudaContext() {
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        if (cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS) {
+        const cublasStatus_t st = cublasCreate(&cublas);
+        if (st != CUBLAS_STATUS_SUCCESS) {
             cudaStreamDestroy(stream);
-            throw Error("predictor training on the GPU: cublasCreate failed");
+            const std::string msg = std::string("predictor training on the GPU: cublasCreate failed: ") +
+                                    cublasGetStatusString(st);
+            if (st == CUBLAS_STATUS_ALLOC_FAILED) throw GpuTrainingOutOfMemory(msg);
+            throw Error(msg);
         }
         CUBLAS_CHECK(cublasSetStream(cublas, stream));
         CUBLAS_CHECK(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH));  // full float products, no TF32

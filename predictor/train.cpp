@@ -1,8 +1,10 @@
 #include "predictor/train.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -344,7 +346,18 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     fa.lr = predictor_step_size(a.lr, dim);
     if (a.gpu) {
 #if defined(EMBER_CUDA)
-        r.final_loss = predictor_fit_gpu(train, fa, [&](std::vector<int64_t>& ids) { rng.shuffle(ids); }, bias, p);
+        const Rng before = rng;  // the GPU run draws every epoch's order up front
+        try {
+            r.final_loss =
+                predictor_fit_gpu(train, fa, [&](std::vector<int64_t>& ids) { rng.shuffle(ids); }, bias, p);
+        } catch (const GpuTrainingOutOfMemory& e) {
+            // Too little VRAM left (a model that fills it, say): the same training on the CPU, from the same draws.
+            static std::atomic<bool> warned{false};
+            if (!warned.exchange(true))
+                std::fprintf(stderr, "warning: %s; predictors that do not fit train on the CPU\n", e.what());
+            rng = before;
+            r.final_loss = fit(train, fa, rng, bias, p, pool);
+        }
 #else
         throw Error("predictor_train: training on the GPU needs a build with CUDA");
 #endif

@@ -52,8 +52,9 @@ struct PredictorTrainArgs {
                                             // of 32); Q8_0 skips as many neurons as F16 on tiny-relu at half the bytes
     uint64_t seed = 1;              // split, initialisation and shuffling; same seed and data, same predictor
     bool gpu = false;               // run the optimisation on the CUDA device (predictor/train-gpu.h); the threshold
-                                    // and metrics still come from the CPU's packed predictor. ember::Error in a
-                                    // build without CUDA
+                                    // and metrics still come from the CPU's packed predictor. Where the device has
+                                    // too little free memory the same training runs on the CPU (one warning per
+                                    // process). ember::Error in a build without CUDA
 };
 
 struct PredictorTrainResult {

@@ -189,5 +189,39 @@ TEST_F(Gpu, TrainingIsDeterministicAndLearns) {
     EXPECT_GT(r1.holdout.predicted_sparsity, short_run.holdout.predicted_sparsity);
 }
 
+// A device without room for the run (here: all but 4 MiB of it taken first) trains on the CPU instead, from the same
+// draws: the CPU loop's result, bit for bit.
+TEST_F(Gpu, TrainingFallsBackToTheCpuWithoutVram) {
+    const PredictorSamples s = teacher_samples(1500, 1024, 2048, 41);  // 9 MB of samples, more than is left
+    ThreadPool pool(2);
+    PredictorTrainArgs a = small_args(false);
+    a.epochs = 3;
+    const PredictorTrainResult cpu = predictor_train(s, a, pool);
+    std::vector<void*> hogs;
+    size_t free_bytes = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    for (size_t chunk = (size_t)1 << 30; chunk >= ((size_t)1 << 20);) {  // take what there is, down to 1 MiB pieces
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+        if (free_bytes < ((size_t)4 << 20) + chunk) {
+            chunk /= 2;
+            continue;
+        }
+        void* p = nullptr;
+        if (cudaMalloc(&p, chunk) != cudaSuccess) {
+            cudaGetLastError();
+            chunk /= 2;
+            continue;
+        }
+        hogs.push_back(p);
+    }
+    a.gpu = true;
+    PredictorTrainResult fallback;
+    EXPECT_NO_THROW(fallback = predictor_train(s, a, pool));
+    for (void* p : hogs) cudaFree(p);
+    EXPECT_EQ(fallback.predictor.fc1, cpu.predictor.fc1);
+    EXPECT_EQ(fallback.predictor.fc2, cpu.predictor.fc2);
+    EXPECT_EQ(fallback.final_loss, cpu.final_loss);
+}
+
 }  // namespace
 }  // namespace ember::gpu_test
