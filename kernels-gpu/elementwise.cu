@@ -14,11 +14,6 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
     if (i < n) x[i] += y[i];
 }
 
-__global__ void add2_kernel(float* x, const float* y, const float* z, int64_t n) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = (x[i] + y[i]) + z[i];
-}
-
 __global__ void reglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
@@ -58,12 +53,6 @@ void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t 
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
     add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
-    CUDA_CHECK_LAUNCH();
-}
-
-void add2_inplace(float* x, const float* y, const float* z, int64_t n, cudaStream_t stream) {
-    if (n <= 0) return;
-    add2_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, z, n);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -9,8 +9,6 @@ namespace ember::gpu {
 
 // x[i] += y[i] for i in [0, n).
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
-// x[i] += y[i] + z[i]: the residual plus the GPU's and the CPU's parts of one split FFN, in that order.
-void add2_inplace(float* x, const float* y, const float* z, int64_t n, cudaStream_t stream);
 // out[i] = relu(gate[i]) * up[i] (ReGLU); out may alias gate.
 void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
 // out[i] = silu(gate[i]) * up[i] (SwiGLU); out may alias gate.

@@ -18,7 +18,7 @@ void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaSt
 // pinned host memory, written through), then *counter = value once every float has landed. n_b may be 0.
 void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
                              int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream);
-// x[i] += y[i] + z[i] ((x + y) + z, as gpu::add2_inplace), or x[i] += z[i] when y is null, for i in [0, n); x and y
+// x[i] += y[i] + z[i] (summed as (x + y) + z), or x[i] += z[i] when y is null, for i in [0, n); x and y
 // on the device, z in pinned host memory read over the bus at the time the kernel runs (after a wait_host_counter:
 // the host's latest values, with no copy queued in between).
 void add_from_host(float* x, const float* y, const float* z_host, int64_t n, cudaStream_t stream);

@@ -89,7 +89,7 @@ TEST_F(Gpu, CopyToHostAndSignalLandsBeforeTheCounter) {
 }
 
 // x += y + z with z read from pinned host memory when the kernel runs: the host's values stored after queueing
-// (behind a wait) are the ones added, on every round; bits as gpu::add2_inplace / add_inplace give them.
+// (behind a wait) are the ones added, on every round; bits as (x + y) + z, or x + z, give them.
 TEST_F(Gpu, AddFromHostReadsTheHostsLatestValues) {
     const int64_t n = 4099;
     const std::vector<float> x = randn(n, 1.0f, 63), y = randn(n, 1.0f, 64);
