@@ -34,6 +34,9 @@ struct AttnParams {
     float scale;
 };
 
+// Positions token 0 attends: read on the device when p.pos is set.
+__device__ __forceinline__ int first_n_kv(const AttnParams& p) { return p.pos ? *p.pos + 1 : p.n_kv0; }
+
 template <int VEC>
 __device__ __forceinline__ float dot_vec(const float* a, const float* b) {
     if constexpr (VEC == 4) {
@@ -56,7 +59,7 @@ template <int VEC>
 __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
     const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
     const int h = p.head_begin + hh;
-    const int n_kv = (p.pos ? *p.pos + 1 : p.n_kv0) + tok;
+    const int n_kv = first_n_kv(p) + tok;
     const int t0 = split * kChunk;
     if (t0 >= n_kv) return;  // whole block: this token has fewer positions
     const int t1 = min(t0 + kChunk, n_kv), len = t1 - t0;
@@ -153,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
 // Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     const int hh = blockIdx.x, tok = blockIdx.y;
-    const int n_splits = ((p.pos ? *p.pos + 1 : p.n_kv0) + tok + kChunk - 1) / kChunk;
+    const int n_splits = (first_n_kv(p) + tok + kChunk - 1) / kChunk;
     const int64_t idx0 = ((int64_t)tok * p.n_run + hh) * p.n_splits;
     const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
     const float* pm = p.part + n_part * p.head_dim + idx0;
