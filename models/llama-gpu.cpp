@@ -1019,7 +1019,7 @@ private:
             if (gs_.h_scores[c] > thr) active[k++] = G.cold[c];
         const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
         dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
-        llama_sparse_rows(L, S, w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);
+        llama_sparse_rows(S, w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);
         side.publish(++side.h2d);
         cpu_span(l, "ffn cold", t0, now_ms());
         int64_t fired = 0;

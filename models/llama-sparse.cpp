@@ -60,19 +60,18 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.ffn_scratch.assign(sparse_ffn_scratch_floats(info.n_ff, info.dim), 0.0f);
 }
 
-bool llama_sparse_rows(const LlamaLayer& L, const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq,
-                       const int32_t* active, int k, float* h, float* y, LlamaState& st, ThreadPool& pool) {
-    const DType t = L.w_gate.type;
+void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
+                       int k, float* h, float* y, LlamaState& st, ThreadPool& pool) {
+    const DType t = gw.wt;
     const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
     if (float_rows && pool.size() >= 8) {
         if (st.ffn_scratch.size() < sparse_ffn_scratch_floats(k, gw.dim))
             throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");
         sparse_ffn(gw, xq, S.w_down_t.type, S.w_down_t.data, active, k, h, y, st.ffn_scratch.data(), pool);
-        return true;
+        return;
     }
     sparse_gate_up(gw, xq, active, k, h, pool);
     sparse_down(S.w_down_t.type, S.w_down_t.data, h, active, k, y, gw.dim, pool);
-    return false;
 }
 
 SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L) {
@@ -100,7 +99,7 @@ void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, L
     // columns of the neurons that fired: x_out = sum_j h_active[j] * w_down[:, active[j]].
     const SparseGateUpWeights gw = llama_gate_up_weights(info, L);
     dot_prepare_vec(gw.wt, xn, st.vec_scratch.data(), dim);
-    llama_sparse_rows(L, S, gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), x_out, st, pool);
+    llama_sparse_rows(S, gw, st.vec_scratch.data(), st.active.data(), k, st.h_active.data(), x_out, st, pool);
 
     // Counters: a ReLU neuron predicted active but silent costs its gate row only (sparse_gate_up skips the rest).
     int64_t fired = 0;

@@ -38,9 +38,9 @@ SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLaye
 // (F32, F16, BF16) on a pool of 8 or more threads go through sparse_ffn, one pass over the pool that reads each down
 // row whole (16-core Xeon, 7B F16, rows from DRAM: 7 % faster CPU-only decode, 4-8 % hybrid); quantized weights and
 // smaller pools take sparse_gate_up then sparse_down, as fast or faster there (Q4_0 on 16 threads, every type on 2).
-// Uses st.ffn_scratch. Returns true when it took the one pass.
-bool llama_sparse_rows(const LlamaLayer& L, const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq,
-                       const int32_t* active, int k, float* h, float* y, LlamaState& st, ThreadPool& pool);
+// Uses st.ffn_scratch.
+void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
+                       int k, float* h, float* y, LlamaState& st, ThreadPool& pool);
 
 // One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
 // Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.
