@@ -265,6 +265,71 @@ float avx512_dot_row_prefetch(DType wt, const void* w, const void* next, const v
     return y;
 }
 
+// One float row against T vectors: rows_float<L, 1>'s arithmetic for each (the same accumulators, steps, tail and
+// reduction: the same bits as dot_row), with the row's vectors loaded and converted once per step for all T; the
+// step's two lines are prefetched pf bytes further on, as rows_float does.
+template <typename L, int T>
+void row_float_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys, int64_t n) {
+    constexpr int kVecs = 128 / (16 * L::kBytes);
+    constexpr int kStep = 16 * kVecs;
+    const float* x[T];
+    __m512 acc[T][2];
+    for (int t = 0; t < T; t++) {
+        x[t] = (const float*)xs[t];
+        acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + kStep <= n; i += kStep) {
+        prefetch(w + i * L::kBytes + pf);
+        prefetch(w + i * L::kBytes + pf + 64);
+        __m512 wv[kVecs];
+        for (int v = 0; v < kVecs; v++) wv[v] = L::load(w, i + 16 * v);
+        for (int t = 0; t < T; t++)
+            for (int v = 0; v < kVecs; v++)
+                acc[t][v & 1] = _mm512_fmadd_ps(wv[v], _mm512_loadu_ps(x[t] + i + 16 * v), acc[t][v & 1]);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 wv = L::load(w, i, k);
+        for (int t = 0; t < T; t++) acc[t][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k, x[t] + i), acc[t][0]);
+    }
+    for (int t = 0; t < T; t++) ys[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+}
+
+// Groups of up to 8 vectors; the first group prefetches `next`, later ones their own row (by then in cache).
+template <typename L>
+void row_float_xs_any(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t n) {
+    for (int b = 0; b < n_x; b += 8) {
+        const size_t p = b == 0 ? pf : kPrefetchBytes;
+        switch (std::min(8, n_x - b)) {
+            case 8: row_float_xs<L, 8>(w, p, xs + b, ys + b, n); break;
+            case 7: row_float_xs<L, 7>(w, p, xs + b, ys + b, n); break;
+            case 6: row_float_xs<L, 6>(w, p, xs + b, ys + b, n); break;
+            case 5: row_float_xs<L, 5>(w, p, xs + b, ys + b, n); break;
+            case 4: row_float_xs<L, 4>(w, p, xs + b, ys + b, n); break;
+            case 3: row_float_xs<L, 3>(w, p, xs + b, ys + b, n); break;
+            case 2: row_float_xs<L, 2>(w, p, xs + b, ys + b, n); break;
+            default: row_float_xs<L, 1>(w, p, xs + b, ys + b, n); break;
+        }
+    }
+}
+
+void avx512_dot_row_xs(DType wt, const void* w, const void* next, const void* const* xs, int n_x, float* ys,
+                       int64_t n) {
+    if (n_x <= 0) return;
+    const uint8_t* wr = (const uint8_t*)w;
+    const size_t pf = (size_t)((uintptr_t)next - (uintptr_t)w);  // as in dot_row_prefetch
+    switch (wt) {
+        case DType::DTYPE_F32: row_float_xs_any<F32W>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_F16: row_float_xs_any<F16W>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_BF16: row_float_xs_any<BF16W>(wr, pf, xs, n_x, ys, n); return;
+        default:
+            ys[0] = avx512_dot_row_prefetch(wt, w, next, xs[0], n);
+            for (int i = 1; i < n_x; i++) ys[i] = avx512_dot_row(wt, w, xs[i], n);
+            return;
+    }
+}
+
 void avx512_dequantize_row(DType t, const void* x, float* y, int64_t n) {
     switch (t) {
         case DType::DTYPE_F32: std::memcpy(y, x, (size_t)n * 4); return;
@@ -461,11 +526,13 @@ void avx512_axpy_rows(DType t, const void* const* rows_v, const float* a, int64_
 void avx512_axpy_row(DType t, const void* w, float a, float* y, int64_t n) { avx512_axpy_rows(t, &w, &a, 1, y, n); }
 
 #if defined(EMBER_AVX512_VNNI)
-const DotKernels kAvx512 = {"avx512vnni", avx512_dot_row, avx512_dot_rows, avx512_dequantize_row,
-                            avx512_quantize_q8_0, avx512_dot_row_prefetch, avx512_axpy_row, avx512_axpy_rows};
+const DotKernels kAvx512 = {"avx512vnni",          avx512_dot_row,          avx512_dot_rows,
+                            avx512_dequantize_row, avx512_quantize_q8_0,    avx512_dot_row_prefetch,
+                            avx512_axpy_row,       avx512_axpy_rows,        avx512_dot_row_xs};
 #else
-const DotKernels kAvx512 = {"avx512", avx512_dot_row, avx512_dot_rows, avx512_dequantize_row, avx512_quantize_q8_0,
-                            avx512_dot_row_prefetch, avx512_axpy_row, avx512_axpy_rows};
+const DotKernels kAvx512 = {"avx512",              avx512_dot_row,          avx512_dot_rows,
+                            avx512_dequantize_row, avx512_quantize_q8_0,    avx512_dot_row_prefetch,
+                            avx512_axpy_row,       avx512_axpy_rows,        avx512_dot_row_xs};
 #endif
 
 }  // namespace

@@ -30,6 +30,11 @@ struct DotKernels {
     // the same operations as n_rows axpy_row calls, so the same bits. The SIMD tables load and store y once per
     // group of 8 rows (not once per row), and while a group streams they prefetch the rows about 8 KiB further on.
     void (*axpy_rows)(DType t, const void* const* rows, const float* a, int64_t n_rows, float* y, int64_t n);
+    // ys[i] = dot_row(wt, w, xs[i], n) for i in [0, n_x), the same bits: one row against several activation vectors
+    // (a prompt's tokens that use it), the row loaded once for all of them, prefetching `next` as dot_row_prefetch
+    // does. Null in tables without it: the caller then calls dot_row_prefetch and dot_row per vector.
+    void (*dot_row_xs)(DType wt, const void* w, const void* next, const void* const* xs, int n_x, float* ys,
+                       int64_t n);
 };
 
 // Tables; only call the ISA ones where the CPU supports them (dot_kernels_for checks).

@@ -28,12 +28,6 @@ constexpr int64_t kSumTile = 256;     // fused: y elements per work item of the 
 constexpr int64_t kTrTile = 32;       // transpose: neurons per tile; a multiple of every block size
 constexpr int64_t kTrRows = 64;       // transpose: source rows per block when copying bits
 
-inline float act_apply(SparseAct act, float g) {
-    // Same formulas as activation.cpp's reglu / swiglu.
-    if (act == SparseAct::SPARSE_ACT_RELU) return g > 0.0f ? g : 0.0f;
-    return g / (1.0f + std::exp(-g));
-}
-
 // What every block of gate/up rows reads (sparse_gate_up and sparse_ffn share it).
 struct GateUpRows {
     const DotKernels* kern;
@@ -101,7 +95,7 @@ void gate_up_block(const GateUpRows& g, int64_t b0, int64_t b1, float* h, Tail t
         } else {
             u = kern->dot_row(g.wt, row, g.xq, g.dim);
         }
-        h[j] = act_apply(g.act, h[j]) * u;
+        h[j] = sparse_act(g.act, h[j]) * u;
     }
 }
 
@@ -302,7 +296,7 @@ void sparse_gate_up_ref(const SparseGateUpWeights& w, const void* xq, const int3
         const size_t off = (size_t)active[j] * row_bytes;
         const float g = dot_row_ref(w.wt, static_cast<const uint8_t*>(w.w_gate) + off, xq, w.dim);
         const float u = dot_row_ref(w.wt, static_cast<const uint8_t*>(w.w_up) + off, xq, w.dim);
-        h[j] = act_apply(w.act, g) * u;
+        h[j] = sparse_act(w.act, g) * u;
     }
 }
 

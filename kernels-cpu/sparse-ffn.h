@@ -9,6 +9,7 @@
 // range reads outside the weights (undefined behaviour). Duplicates are allowed (the neuron then counts twice in y),
 // and any order works, though ascending order reads memory more sequentially.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -21,6 +22,12 @@ enum class SparseAct {
     SPARSE_ACT_RELU,  // ReGLU: ReluLLaMA, ProSparse, ReluFalcon
     SPARSE_ACT_SILU,  // SwiGLU: for thresholded sparsity (CATS, TEAL) on SiLU models
 };
+
+// act(g) for one gate value: the formulas of activation.cpp's reglu / swiglu.
+inline float sparse_act(SparseAct act, float g) {
+    if (act == SparseAct::SPARSE_ACT_RELU) return g > 0.0f ? g : 0.0f;
+    return g / (1.0f + std::exp(-g));
+}
 
 // The gate and up projections, stored as ggml stores them.
 struct SparseGateUpWeights {

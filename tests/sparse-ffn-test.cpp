@@ -1,10 +1,12 @@
 // Sparse FFN operators: "sparse equals dense" (DESIGN.md) with an oracle active set, references vs SIMD paths,
-// thread-count invariance, empty lists, the fused sparse_ffn against the two calls it replaces, the transposition
-// helper and the active-list check; and the axpy kernels of the dispatch table (dot-isa.h) that sparse_down and
-// sparse_ffn run on, every SIMD level against the scalar table.
+// thread-count invariance, empty lists, the fused sparse_ffn against the two calls it replaces, the batch kernel
+// sparse_ffn_batch against per-token calls, the transposition helper and the active-list check; and the axpy and
+// dot_row_xs kernels of the dispatch table (dot-isa.h) that they run on, every SIMD level against the scalar table.
 #include "kernels-cpu/sparse-ffn.h"
 
 #include <gtest/gtest.h>
+
+#include "kernels-cpu/sparse-ffn-batch.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -374,6 +376,119 @@ INSTANTIATE_TEST_SUITE_P(Widths, SparseFfnFusedWidths,
                                     std::to_string(std::get<1>(info.param));
                          });
 
+// sparse_ffn_batch: n tokens, each with its own random set of neurons (some neurons used by no token), against
+// sparse_gate_up then sparse_down per token (the same bits, for every SIMD level and thread count) and against the
+// double reference.
+void check_batch(const Layer& l, SparseAct act, int n, uint32_t seed) {
+    const DType wt = l.wt;
+    const int64_t dim = l.dim, n_ff = l.n_ff;
+    const std::vector<float> xs = randn((size_t)n * dim, 1.0f, seed);
+    const size_t stride = dot_vec_bytes(wt, dim);
+    std::vector<uint8_t> xq(stride * n);
+    for (int t = 0; t < n; t++) dot_prepare_vec(wt, xs.data() + (size_t)t * dim, xq.data() + t * stride, dim);
+    std::mt19937 rng(seed);
+    std::vector<int32_t> rows;
+    std::vector<uint32_t> masks;
+    for (int64_t i = 0; i < n_ff; i++) {
+        if (rng() % 5 == 0) continue;  // in no token's set
+        uint32_t m = 0;
+        for (int t = 0; t < n; t++)
+            if (rng() % 3 == 0) m |= 1u << t;
+        rows.push_back((int32_t)i);
+        masks.push_back(m);  // may be 0: listed, used by none
+    }
+    const int64_t k = (int64_t)rows.size();
+    const SparseGateUpWeights w{wt, l.gate.data(), l.up.data(), dim, act};
+    std::vector<float> h_ref(k * n), y_ref((size_t)n * dim);
+    sparse_ffn_batch_ref(w, xq.data(), stride, n, wt, l.down_t.data(), rows.data(), masks.data(), k, h_ref.data(),
+                         y_ref.data());
+    for (const char* level : simd_levels()) {
+        SCOPED_TRACE(std::string("simd ") + level);
+        ForceLevel force(level);
+        // Per token: its own list through the two single-token calls.
+        std::vector<float> h_tok(k * n, 0.0f), y_tok((size_t)n * dim);
+        {
+            ThreadPool pool(2);
+            for (int t = 0; t < n; t++) {
+                std::vector<int32_t> active;
+                std::vector<int64_t> where;
+                for (int64_t j = 0; j < k; j++)
+                    if (masks[j] >> t & 1u) active.push_back(rows[j]), where.push_back(j);
+                std::vector<float> ht(active.size());
+                const uint8_t* xt = xq.data() + t * stride;
+                sparse_gate_up(w, xt, active.data(), (int64_t)active.size(), ht.data(), pool);
+                sparse_down(wt, l.down_t.data(), ht.data(), active.data(), (int64_t)active.size(),
+                            y_tok.data() + (size_t)t * dim, dim, pool);
+                for (size_t i = 0; i < where.size(); i++) h_tok[where[i] * n + t] = ht[i];
+            }
+        }
+        for (int threads : {1, 2, 3, 7}) {
+            SCOPED_TRACE("threads " + std::to_string(threads));
+            ThreadPool pool(threads);
+            std::vector<float> h(k * n + 1, NAN), y((size_t)n * dim + 1, NAN);
+            h[k * n] = y[(size_t)n * dim] = 12345.0f;
+            sparse_ffn_batch(w, xq.data(), stride, n, wt, l.down_t.data(), rows.data(), masks.data(), k, h.data(),
+                             y.data(), pool);
+            ASSERT_EQ(h[k * n], 12345.0f);
+            ASSERT_EQ(y[(size_t)n * dim], 12345.0f);
+            ASSERT_EQ(std::memcmp(h.data(), h_tok.data(), k * n * sizeof(float)), 0) << "h differs per token";
+            ASSERT_EQ(std::memcmp(y.data(), y_tok.data(), (size_t)n * dim * sizeof(float)), 0) << "y differs per token";
+            for (int64_t j = 0; j < k * n; j++)
+                ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j])));
+            for (int t = 0; t < n; t++) {
+                const float* yr = y_ref.data() + (size_t)t * dim;
+                const float tol = 2e-4f * std::max(1.0f, max_abs(std::vector<float>(yr, yr + dim)));
+                for (int64_t c = 0; c < dim; c++)
+                    ASSERT_NEAR(y[(size_t)t * dim + c], yr[c], tol) << "token " << t << " y[" << c << "]";
+            }
+        }
+    }
+}
+
+class SparseFfnBatch : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(SparseFfnBatch, EqualsPerTokenCalls) {
+    const auto [wt, dim] = GetParam();
+    const Layer l = make_layer(wt, dim, dim >= 4096 ? 301 : 333, 77 + (uint32_t)dim);
+    for (int n : {1, 5, 32}) {
+        for (SparseAct act : {SparseAct::SPARSE_ACT_RELU, SparseAct::SPARSE_ACT_SILU}) {
+            SCOPED_TRACE(std::to_string(n) + " tokens, " + (act == SparseAct::SPARSE_ACT_RELU ? "relu" : "silu"));
+            check_batch(l, act, n, 500 + (uint32_t)n);
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Widths, SparseFfnBatch,
+                         ::testing::Combine(::testing::ValuesIn(kTypes), ::testing::Values<int64_t>(96, 4096)),
+                         [](const ::testing::TestParamInfo<std::tuple<DType, int64_t>>& info) {
+                             return std::string(dtype_name(std::get<0>(info.param))) + "_dim" +
+                                    std::to_string(std::get<1>(info.param));
+                         });
+
+TEST(SparseFfnBatchEdges, EmptyListGivesZeroAndTokenCountIsChecked) {
+    const Layer l = make_layer(DType::DTYPE_F16, 64, 40, 3);
+    const SparseGateUpWeights w{l.wt, l.gate.data(), l.up.data(), l.dim, SparseAct::SPARSE_ACT_RELU};
+    const size_t stride = dot_vec_bytes(l.wt, l.dim);
+    std::vector<uint8_t> xq(stride * 33);
+    ThreadPool pool(2);
+    float h_guard = 42.0f;
+    std::vector<float> y(3 * 64, NAN);
+    sparse_ffn_batch(w, xq.data(), stride, 3, l.wt, l.down_t.data(), nullptr, nullptr, 0, &h_guard, y.data(), pool);
+    EXPECT_EQ(h_guard, 42.0f);
+    for (float v : y) ASSERT_EQ(v, 0.0f);
+    std::vector<float> big(33 * 64);
+    for (int n : {0, 33}) {
+        try {
+            sparse_ffn_batch(w, xq.data(), stride, n, l.wt, l.down_t.data(), nullptr, nullptr, 0, &h_guard,
+                             big.data(), pool);
+            FAIL() << n << " tokens accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(std::to_string(n) + " tokens, expected 1 to 32"), std::string::npos)
+                << e.what();
+        }
+    }
+}
+
 // The element-by-element transposition sparse_down_transpose used to do, kept as the reference for its output:
 // the whole matrix dequantized to floats, then each neuron's column gathered and quantized with quantize_row.
 Bytes transpose_ref(DType src_t, const Bytes& src, DType dst_t, int64_t dim, int64_t n_ff) {
@@ -570,6 +685,44 @@ TEST(SparseFfnGateUp, DotRowPrefetchEqualsDotRow) {
                     const float got =
                         kern->dot_row_prefetch(t, c.rows[1].data() + 3, c.rows[other].data() + 3, xq.data(), n);
                     ASSERT_EQ(std::memcmp(&got, &want, 4), 0) << got << " vs " << want;
+                }
+            }
+        }
+    }
+}
+
+// dot_row_xs (where a table has it): one row against 1..17 activation vectors (groups of 8 and a partial group),
+// each result the same bits as dot_row's, for every type and length (tails included).
+TEST(SparseFfnGateUp, DotRowXsEqualsDotRow) {
+    int tables = 0;
+    for (const char* level : simd_levels()) tables += dot_kernels_for(level)->dot_row_xs != nullptr;
+    if (tables == 0) GTEST_SKIP() << "no SIMD table with dot_row_xs on this CPU (AVX-512): nothing to test";
+    for (DType t : kTypes) {
+        for (int64_t n : axpy_sizes(t)) {
+            if (n % dtype_block_elems(t) != 0) continue;
+            const AxpyCase c = make_axpy(t, 3, n, 700 + (uint32_t)n);
+            const size_t stride = dot_vec_bytes(t, n);
+            std::vector<uint8_t> xq(stride * 17);
+            for (int i = 0; i < 17; i++) {
+                const std::vector<float> x = randn((size_t)n, 1.0f, 900 + (uint32_t)i);
+                dot_prepare_vec(t, x.data(), xq.data() + i * stride, n);
+            }
+            for (const char* level : simd_levels()) {
+                const DotKernels* kern = dot_kernels_for(level);
+                if (!kern->dot_row_xs) continue;
+                for (int n_x : {1, 3, 8, 9, 17}) {
+                    SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " simd " + level + ", " +
+                                 std::to_string(n_x) + " vectors");
+                    std::vector<const void*> xs(n_x);
+                    for (int i = 0; i < n_x; i++) xs[i] = xq.data() + ((i * 5) % 17) * stride;  // any order
+                    std::vector<float> ys(n_x + 1, NAN);
+                    ys[n_x] = 12345.0f;
+                    kern->dot_row_xs(t, c.rows[1].data() + 3, c.rows[2].data() + 3, xs.data(), n_x, ys.data(), n);
+                    ASSERT_EQ(ys[n_x], 12345.0f);
+                    for (int i = 0; i < n_x; i++) {
+                        const float want = kern->dot_row(t, c.rows[1].data() + 3, xs[i], n);
+                        ASSERT_EQ(std::memcmp(&ys[i], &want, 4), 0) << "vector " << i << ": " << ys[i] << " vs " << want;
+                    }
                 }
             }
         }

@@ -3,14 +3,17 @@
 // against their references (exit 1 if wrong), then prints time per call and GB/s of the weight rows actually read
 // (k gate + k up + k down rows) next to this machine's streaming read bandwidth, the dense FFN (three matvecs) for
 // comparison, and the load-time cost of sparse_down_transpose. Ops: gate+up, down, ffn (the two calls one after
-// the other) and fused (sparse_ffn: the same work in one pass over the pool).
+// the other), fused (sparse_ffn: the same work in one pass over the pool), and batch (sparse_ffn_batch: --batch-tokens
+// tokens, each with its own random list at the active fraction, as a prompt's batch; GB/s of the union's rows, and
+// the time per token).
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
 // the peak measured at the same moment. Each call also takes the next of 8 different active lists. A last-level
 // cache larger than the sample still holds part of the layer: --layers N gives the sparse calls N copies of the
 // layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a whole model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
-//                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] [--no-dense] [--layers N]
+//                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] [--no-dense]
+//                          [--layers N] [--batch-tokens N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,6 +30,7 @@
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
+#include "kernels-cpu/sparse-ffn-batch.h"
 #include "kernels-cpu/sparse-ffn.h"
 #include "tests/bench/bench-types.h"
 
@@ -47,16 +51,17 @@ struct Args {
                                 DType::DTYPE_Q4_0};
     std::vector<double> fracs;  // default {0.10, 1.00}
     std::string isa;
-    std::string ops = "gate+up,down,ffn,fused";  // which sparse timings to print
+    std::string ops = "gate+up,down,ffn,fused,batch";  // which sparse timings to print
     bool dense = true;
     int layers = 1;  // copies of the layer the sparse calls cycle through
+    int batch_tokens = 32;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
                  "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
-                 "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused] "
-                 "[--no-dense] [--layers N]\n",
+                 "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] "
+                 "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -79,6 +84,8 @@ Args parse(int argc, char** argv) {
             a.isa = val();
         } else if (k == "--ops") {
             a.ops = val();
+        } else if (k == "--batch-tokens") {
+            a.batch_tokens = std::atoi(val().c_str());
         } else if (k == "--layers") {
             a.layers = std::atoi(val().c_str());
         } else if (k == "--no-dense") {
@@ -91,6 +98,7 @@ Args parse(int argc, char** argv) {
         }
     }
     if (a.threads < 1 || a.iters < 1 || a.layers < 1) usage("--threads, --iters and --layers must be >= 1");
+    if (a.batch_tokens < 1 || a.batch_tokens > kSparseBatchMaxTokens) usage("--batch-tokens must be in [1, 32]");
     if (a.fracs.empty()) a.fracs = {0.10, 1.00};
     for (double f : a.fracs)
         if (!(f > 0.0 && f <= 1.0)) usage("--active-frac must be in (0, 1]");
@@ -200,11 +208,13 @@ int main(int argc, char** argv) {
                 return c == 0 ? w0.data() : wc[(size_t)c - 1].data();
             };
 
-            std::vector<float> x((size_t)kDim);
+            const int nt = args.batch_tokens;
+            std::vector<float> x((size_t)kDim * nt);
             std::normal_distribution<float> nd(0.0f, 1.0f);
             for (auto& f : x) f = nd(rng);
-            std::vector<uint8_t> xq(dot_vec_bytes(wt, kDim));
-            dot_prepare_vec(wt, x.data(), xq.data(), kDim);
+            const size_t xq_stride = dot_vec_bytes(wt, kDim);
+            std::vector<uint8_t> xq(xq_stride * nt);  // token t's prepared vector at t * xq_stride; token 0 for the rest
+            for (int t = 0; t < nt; t++) dot_prepare_vec(wt, x.data() + (size_t)t * kDim, xq.data() + t * xq_stride, kDim);
             // SiLU so every listed neuron reads both rows (ReLU skips the up and down rows of negative gates).
             const SparseGateUpWeights w{wt, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
 
@@ -278,6 +288,38 @@ int main(int argc, char** argv) {
                 time("fused", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_ffn(wc, xq.data(), wt, dc, a, k, h.data(), y.data(), partials.data(), pool);
                 });
+                // A batch: token t takes list (t mod 8) shuffled against the others by an offset, so the tokens'
+                // sets differ; merged into one ascending list with token masks, as a prompt's split layer does.
+                std::vector<uint32_t> mask_of(kNff, 0);
+                for (int t = 0; t < nt; t++)
+                    for (int32_t i : lists[(size_t)(t % kLists)]) mask_of[(size_t)((i + 97 * (t / kLists)) % kNff)] |= 1u << t;
+                std::vector<int32_t> rows;
+                std::vector<uint32_t> masks;
+                for (int64_t i = 0; i < kNff; i++)
+                    if (mask_of[i]) rows.push_back((int32_t)i), masks.push_back(mask_of[i]);
+                const int64_t kb = (int64_t)rows.size();
+                std::vector<float> hb((size_t)kb * nt), yb((size_t)kDim * nt);
+                const std::string batch_op = "batch" + std::to_string(nt);
+                if (("," + args.ops + ",").find(",batch,") != std::string::npos) {
+                    std::vector<double> ts;
+                    double pk = 0.0;
+                    for (int it = 0; it < args.iters; it++) {
+                        pk = std::max(pk, peak.sample());
+                        const int c = it % args.layers;
+                        const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), kDim,
+                                                     SparseAct::SPARSE_ACT_SILU};
+                        const auto t0 = Clock::now();
+                        sparse_ffn_batch(wc, xq.data(), xq_stride, nt, wt, layer_w(c, down_t, down_c), rows.data(),
+                                         masks.data(), kb, hb.data(), yb.data(), pool);
+                        ts.push_back(seconds_since(t0));
+                    }
+                    const double best = *std::min_element(ts.begin(), ts.end());
+                    const double bytes = 3.0 * (double)kb * (double)rb;
+                    std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f  union %.1f%%, %.3f ms per token\n",
+                                dtype_name(wt), 100.0 * k / kNff, batch_op.c_str(), best * 1e3, median(ts) * 1e3,
+                                bytes / 1e6, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk,
+                                100.0 * kb / kNff, best * 1e3 / nt);
+                }
             }
             if (args.dense) {  // three matvecs over all weights, down in ggml's layout
                 std::vector<float> g(kNff), u(kNff), hd(kNff), yd(kDim);
