@@ -33,6 +33,10 @@ struct ModelParams {
                                   // training context, at most 4096); a session may not ask for more
     int n_seq = 1;                // sessions the placement reserves KV cache and scratch for (ember-server's -np)
     double cpu_bandwidth_gbs = 0; // host memory bandwidth the planner assumes, GB/s (0 = measure at load)
+    int gpu_prompt_batch = -1;    // prompts on a GPU placement in batches of 32 tokens (the plan reserves their device
+                                  // scratch): 1 = always; 0 = never, one token at a time; -1 = always, except that a
+                                  // plan with a profile and no -ngl gives them up when their scratch would take more
+                                  // than 1/16 of the VRAM budget
 };
 
 // Hyper-parameters as read and validated from GGUF metadata.
@@ -62,8 +66,9 @@ struct ModelInfo {
 };
 
 // What the sparse FFN did (Session::sparse_stats). Decode steps (one token per eval) run the sparse operators and
-// are counted with the weight bytes they read; tokens evaluated in batches (prompts) are computed densely with the
-// predictor's mask applied, and count only in the neuron counters.
+// are counted with the weight bytes they read; tokens evaluated in batches (prompts) count only in the neuron
+// counters (the CPU computes a batch densely with the predictor's mask applied; a hybrid placement's split layers
+// read the rows the batch's tokens predicted).
 struct SparseFfnStats {
     uint64_t tokens = 0;             // tokens through the FFN (decode and batched), each over every layer
     uint64_t neurons = 0;            // tokens * n_layers * n_ff: what a dense FFN computes

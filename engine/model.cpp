@@ -86,9 +86,14 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
                             ? params.cpu_bandwidth_gbs * 1e9
                             : memory_bandwidth_probe(256u << 20, cpu_physical_cores(), 3) * 1e9;
     req.n_gpu_layers = params.n_gpu_layers;
-    // Placements without split layers (no profile, or -ngl N) run prompts in batches and reserve the scratch for it;
-    // an automatic plan with a profile splits its layers and runs every token through the decode step.
-    const bool batch = params.profile_path.empty() || params.n_gpu_layers >= 0;
+    // Prompts in batches need their scratch in the plan. Without a profile or with -ngl the plan always reserves it;
+    // a plan that may split FFN layers gives it up by default when it would take more than 1/16 of the budget (a
+    // budget of a few MiB, where the hot neurons it would displace matter more): prompts then run token by token.
+    const uint64_t batch_extra = llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, true) -
+                                 llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, false);
+    const bool batch = params.gpu_prompt_batch == 1 ||
+                       (params.gpu_prompt_batch < 0 &&
+                        (params.profile_path.empty() || params.n_gpu_layers >= 0 || batch_extra * 16 <= req.vram_budget));
     const PlacementModel pm =
         llama_placement_model(info, m, params.profile_path.empty() ? nullptr : &profile, model.planned_n_ctx_,
                               params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, batch));

@@ -13,6 +13,7 @@
 
 #include "engine/job-thread.h"
 #include "kernels-cpu/dot.h"
+#include "kernels-cpu/sparse-ffn-batch.h"
 #include "kernels-cpu/sparse-ffn.h"
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/cublas-check.h"
@@ -94,7 +95,8 @@ struct LlamaGpu {
     const float* output_norm = nullptr;
     DeviceWeight output_w;
     int max_rank = 0;
-    bool batch = false;  // sessions run prompts in batches (no split layer, and the plan reserved their scratch)
+    bool batch = false;  // sessions run prompts in batches (the plan reserved their scratch)
+    bool split = false;  // some layer splits its FFN between the GPU and the CPU
     DeviceArena arena;
 };
 
@@ -162,7 +164,7 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
     auto g = std::make_shared<LlamaGpu>();
     g->placement = p;
     g->batch = batch;
-    for (const LayerPlacement& lp : p.layers) g->batch &= !lp.predictor_gpu;
+    for (const LayerPlacement& lp : p.layers) g->split |= lp.predictor_gpu;
     g->layers.resize(info.n_layers);
     if ((int)p.layers.size() != info.n_layers)
         throw Error("GPU upload: the placement has " + std::to_string(p.layers.size()) + " layers, the model " +
@@ -305,16 +307,17 @@ GpuDeviceInfo gpu_device_info() {
 namespace {
 
 // The device scratch of one session, laid out in one arena (llama_gpu_scratch_bytes sums the same layout).
-// Prompts on a placement without split layers run in batches of kBatch tokens through cuBLAS; their logits come out
-// kOutRows rows at a time.
+// Prompts run in batches of kBatch tokens (dense layers through cuBLAS, split layers as BatchStep says); their logits
+// come out kOutRows rows at a time.
 constexpr int kBatch = 32;
+static_assert(kBatch <= kSparseBatchMaxTokens, "a split layer's batch masks hold one bit per token");
 constexpr int kOutRows = 8;
 constexpr int64_t kSlabRows = 256;              // Q8_0/Q4_0 weight rows dequantized per GEMM slab
 constexpr size_t kCublasWorkspace = 4u << 20;   // cuBLAS's own workspace, given to it so that it allocates none
 
 struct ScratchLayout {
     size_t x, xn, q, k, v, attn, tmp, gate, up, scores, h, y_hot, down_scratch, att_scratch, logits, xq,
-        pred_xq, pred_hidden, hot_active, counts, pos, gemm = 0, cublas = 0;
+        pred_xq, pred_hidden, hot_active, counts, pos, batch_counts = 0, gemm = 0, cublas = 0;
     size_t gemm_bytes = 0;
     size_t total = 0;
 };
@@ -364,6 +367,7 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     s.counts = a.reserve((size_t)2 * info.n_layers * sizeof(int32_t));
     s.pos = a.reserve(sizeof(int32_t));  // the decode token's position, copied up at the step's start
     if (batch) {
+        s.batch_counts = a.reserve((size_t)2 * kBatch * sizeof(int32_t));  // a split layer's hot counts per token
         s.gemm_bytes = std::max<size_t>(gemm, 256);
         s.gemm = a.reserve(s.gemm_bytes);
         s.cublas = a.reserve(kCublasWorkspace);
@@ -383,7 +387,8 @@ uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int
 struct LlamaGpuState {
     int n_ctx = 0;
     cudaStream_t stream = nullptr;
-    bool batch = false;                // prompts in batches (no split layers): the scratch has room for them
+    bool batch = false;                // prompts in batches: the scratch has room for them
+    bool split = false;                // some layer splits its FFN (no FFN observer)
     cublasHandle_t cublas = nullptr;   // with batch: gpu::matmul's handle
     JobThread queue;                   // queues decode steps' GPU work (DecodeStep)
     DeviceArena kv;                    // K and V caches of the layers whose attention runs on the GPU
@@ -391,12 +396,14 @@ struct LlamaGpuState {
     DeviceArena arena;
     ScratchLayout lay;
     // Pinned host buffers.
-    float* h_x = nullptr;       // (kBatch, dim)
-    float* h_xn = nullptr;      // (dim)
-    float* h_scores = nullptr;  // (n_ff) cold scores
-    float* h_y = nullptr;       // (dim) the CPU's part of a split FFN
+    // Rows: kBatch with batch, else 1.
+    float* h_x = nullptr;       // (rows, dim)
+    float* h_xn = nullptr;      // (rows, dim)
+    float* h_scores = nullptr;  // (rows, n_ff) cold scores
+    float* h_y = nullptr;       // (rows, dim) the CPU's part of a split FFN
     float* h_logits = nullptr;  // (kOutRows, n_vocab)
     int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
+    int32_t* h_batch_counts = nullptr;  // with batch and split: (n_layers, 2, kBatch) the same per batch token
     uint32_t* h_sync = nullptr;   // handoff counters: host to device at [0], device to host at [kSyncStride]
     int32_t* h_pos = nullptr;     // the decode token's position
     // Decode steps captured as CUDA graphs, without and with logits; each replays for positions whose attention
@@ -405,9 +412,13 @@ struct LlamaGpuState {
     int graph_splits[2] = {0, 0};
     bool graphs_warm = false;  // a step ran launch by launch first: every kernel's module is loaded before a capture
     bool graphs_off = false;   // a capture failed: this session's steps run launch by launch
-    // The CPU's cold work.
+    // The CPU's cold work: a decode token's list and h; a batch's list, token masks, h (k, rows) and prepared rows.
     std::vector<int32_t> cold_active;
     std::vector<float> cold_h;
+    std::vector<uint32_t> batch_masks;
+    std::vector<float> batch_h;
+    std::vector<uint8_t> batch_xq;
+    cudaEvent_t ev_batch = nullptr;  // a batch's FFN inputs and cold scores have reached the host
     // Tracing.
     bool trace = false;
     std::vector<cudaEvent_t> events;
@@ -426,11 +437,12 @@ struct LlamaGpuState {
         if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
         if (ev_ref) cudaEventDestroy(ev_ref);
+        if (ev_batch) cudaEventDestroy(ev_batch);
         for (cudaGraphExec_t g : graphs)
             if (g) cudaGraphExecDestroy(g);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
         for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts,
-                        (void*)h_sync, (void*)h_pos})
+                        (void*)h_batch_counts, (void*)h_sync, (void*)h_pos})
             if (p) cudaFreeHost(p);
     }
     template <typename T>
@@ -468,12 +480,14 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
         if (k_off[l] != SIZE_MAX) gs->k_cache[l] = gs->kv.at<float>(k_off[l]), gs->v_cache[l] = gs->kv.at<float>(v_off[l]);
     const bool batch = g.batch;
     gs->batch = batch;
+    gs->split = g.split;
     gs->lay = scratch_layout(info, m, n_ctx, batch, &gs->arena);
     gs->arena.allocate();
-    CUDA_CHECK(cudaMallocHost(&gs->h_x, (size_t)(batch ? kBatch : 1) * info.dim * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost(&gs->h_xn, info.dim * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost(&gs->h_scores, info.n_ff * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost(&gs->h_y, info.dim * sizeof(float)));
+    const size_t rows = batch ? kBatch : 1;
+    CUDA_CHECK(cudaMallocHost(&gs->h_x, rows * info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_xn, rows * info.dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_scores, rows * info.n_ff * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_y, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)(batch ? kOutRows : 1) * info.n_vocab * sizeof(float)));
     if (batch) {
         // The stream first: setting a stream resets the workspace to cuBLAS's own pool, which nothing counts.
@@ -488,10 +502,19 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     *gs->h_pos = 0;
     gs->cold_active.assign(info.n_ff, 0);
     gs->cold_h.assign(info.n_ff, 0.0f);
+    if (batch && g.split) {
+        CUDA_CHECK(cudaMallocHost(&gs->h_batch_counts, (size_t)info.n_layers * 2 * kBatch * sizeof(int32_t)));
+        CUDA_CHECK(cudaEventCreateWithFlags(&gs->ev_batch, cudaEventDisableTiming));
+        gs->batch_masks.assign(info.n_ff, 0);
+        gs->batch_h.assign((size_t)info.n_ff * kBatch, 0.0f);
+        size_t stride = 0;
+        for (const LlamaLayer& L : m.layers) stride = std::max(stride, dot_vec_bytes(L.w_gate.type, info.dim));
+        gs->batch_xq.assign(stride * kBatch, 0);
+    }
     return gs;
 }
 
-bool llama_gpu_runs_batches(const LlamaGpuState& gs) { return gs.batch; }
+bool llama_gpu_observes_ffn(const LlamaGpuState& gs) { return gs.batch && !gs.split; }
 
 void llama_gpu_trace(LlamaGpuState& gs, bool on) { gs.trace = on; }
 const DecodeTimeline& llama_gpu_timeline(const LlamaGpuState& gs) { return gs.timeline; }
@@ -527,6 +550,15 @@ void residual_down(const ModelInfo& info, LlamaGpuState& gs, LlamaState& st, int
     CUDA_CHECK(cudaMemcpyAsync(gs.h_x, gs.dev<float>(gs.lay.x), bytes, cudaMemcpyDeviceToHost, gs.stream));
     CUDA_CHECK(cudaStreamSynchronize(gs.stream));
     std::memcpy(st.x.data(), gs.h_x, bytes);
+}
+
+// x (n floats on the device) as the dot kernels of weight type t take it: x itself for F32 vectors, else converted
+// into the scratch's xq (queued on the stream; valid until the next conversion).
+const void* prepare_on_device(LlamaGpuState& gs, DType t, const float* x, int64_t n) {
+    if (dot_vec_type(t) == DType::DTYPE_F32) return x;
+    void* xq = gs.arena.at(gs.lay.xq);
+    gpu::dot_prepare_vec(t, x, xq, n, gs.stream);
+    return xq;
 }
 
 // Layer l's attention over its device cache for queries q, positions 0 .. n_kv-1; out and scores in the scratch.
@@ -892,12 +924,7 @@ private:
     }
 
     // x (n floats on the device) prepared for weights of type t: F32/F16/BF16 read it as it is.
-    const void* prepare(DType t, const float* x, int64_t n) {
-        if (dot_vec_type(t) == DType::DTYPE_F32) return x;
-        void* xq = gs_.arena.at(gs_.lay.xq);
-        gpu::dot_prepare_vec(t, x, xq, n, s_);
-        return xq;
-    }
+    const void* prepare(DType t, const float* x, int64_t n) { return prepare_on_device(gs_, t, x, n); }
     void linear(const DeviceWeight& w, const float* x, float* y) {
         gpu::matvec(w.type, w.data, prepare(w.type, x, w.n_cols), y, w.n_rows, w.n_cols, s_);
     }
@@ -1111,9 +1138,11 @@ private:
     }
 };
 
-// A prompt in batches of up to kBatch tokens, on a placement without split layers (all on the GPU, or layer
-// offload): projections through cuBLAS (gpu::matmul), RoPE and causal attention over the batch on the GPU, and the
-// CPU's layers through the CPU engine's own batch code. Weights are read once per batch, not once per token.
+// A prompt in batches of up to kBatch tokens: projections through cuBLAS (gpu::matmul), RoPE and causal attention over
+// the batch on the GPU, and the CPU's layers through the CPU engine's own batch code. Weights are read once per
+// batch, not once per token: dense layers as GEMMs; a split FFN layer (ffn_split) runs the decode step's predictor
+// and hot-neuron kernels per token on the GPU while the CPU reads each cold row the batch's tokens predicted once
+// for all of them (sparse_ffn_batch).
 class BatchStep {
 public:
     BatchStep(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs, LlamaState& st,
@@ -1144,6 +1173,9 @@ public:
             if (G.ffn_dense) {
                 to_gpu();
                 ffn_dense(l, G);
+            } else if (G.split) {
+                to_gpu();
+                ffn_split(l, G);
             } else {
                 to_host();
                 llama_ffn_block(info_, m_, l, st_, n, pool_);
@@ -1151,6 +1183,7 @@ public:
         }
         if (rows.empty()) {
             CUDA_CHECK(cudaStreamSynchronize(s_));
+            account_hot();
             return;
         }
         const size_t n_vocab = (size_t)info_.n_vocab;
@@ -1175,6 +1208,8 @@ public:
             llama_output(info_, m_, st_, pool_);
             if (out != st_.logits.data()) std::memcpy(out, st_.logits.data(), rows.size() * n_vocab * sizeof(float));
         }
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        account_hot();
     }
 
 private:
@@ -1188,6 +1223,7 @@ private:
     gpu::GemmWorkspace ws_;
     int n_ = 0;
     bool on_gpu_ = false;
+    std::vector<int> hot_layers_;  // split layers whose hot counts are on their way to h_batch_counts
 
     float* dev(size_t off) const { return gs_.dev<float>(off); }
 
@@ -1244,6 +1280,117 @@ private:
         float* tmp = dev(gs_.lay.tmp);
         linear(G.down, gate, tmp);
         gpu::add_inplace(x, tmp, (int64_t)n * info_.dim, s_);
+    }
+
+    // A split FFN over the batch. GPU, per token: the decode step's predictor, hot active list, sparse gate/up and
+    // down (y_hot); before the hot work, the FFN inputs and all tokens' cold scores go down to the host. CPU, at the
+    // same time: the union of the tokens' predicted cold neurons, each with its token mask, through sparse_ffn_batch
+    // (y_cold); then x += y_hot + y_cold per token, as the decode step adds them. The GPU's several hundred launches
+    // are made by the session's queue thread, so that they do not stand before the CPU's work.
+    void ffn_split(int l, const LlamaGpuLayer& G) {
+        if (st_.ffn_observer)
+            throw Error("GPU forward: layer " + std::to_string(l) + " splits its FFN, which has no FFN observer");
+        const int n = n_, dim = info_.dim, n_ff = info_.n_ff, n_cold = (int)G.cold.size();
+        const float thr = G.predictor.threshold;
+        float* x = dev(gs_.lay.x);
+        float* xn = dev(gs_.lay.xn);
+        float* scores = dev(gs_.lay.gate);  // (n, n_ff): the batch scratch's gate rows are free here
+        float* y_hot = dev(gs_.lay.tmp);    // (n, dim)
+        std::atomic<bool> scores_queued{false};
+        gs_.queue.post([&] {
+            gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, n, s_);
+            gpu::PredictorGpuScratch ps;
+            ps.xq = gs_.arena.at(gs_.lay.pred_xq);
+            ps.hidden = dev(gs_.lay.pred_hidden);
+            for (int t = 0; t < n; t++)
+                gpu::predictor_scores(G.predictor, xn + (size_t)t * dim, scores + (size_t)t * n_ff, ps, s_);
+            if (n_cold > 0) {
+                CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
+                CUDA_CHECK(cudaMemcpy2DAsync(gs_.h_scores, n_cold * sizeof(float), scores + G.n_hot,
+                                             n_ff * sizeof(float), n_cold * sizeof(float), n, cudaMemcpyDeviceToHost,
+                                             s_));
+                CUDA_CHECK(cudaEventRecord(gs_.ev_batch, s_));
+            }
+            scores_queued.store(true, std::memory_order_release);
+            if (G.n_hot > 0) hot_ffn(l, G, xn, scores, y_hot);
+        });
+        struct Drain {  // the job refers to this frame: it ends before the frame does, even on an exception
+            JobThread& q;
+            ~Drain() {
+                try {
+                    q.wait();
+                } catch (...) {
+                }
+            }
+        } drain{gs_.queue};
+        if (G.n_hot > 0) hot_layers_.push_back(l);
+        SparseFfnStats& stats = st_.sparse_stats;
+        if (l == 0) stats.tokens += n;
+        stats.neurons += (uint64_t)n * n_ff;
+        if (n_cold == 0) {
+            gs_.queue.wait();
+            if (G.n_hot > 0) gpu::add_inplace(x, y_hot, (int64_t)n * dim, s_);
+            return;
+        }
+        while (!scores_queued.load(std::memory_order_acquire) && gs_.queue.busy()) std::this_thread::yield();
+        if (!scores_queued.load(std::memory_order_acquire)) gs_.queue.wait();  // rethrows what stopped the job
+        CUDA_CHECK(cudaEventSynchronize(gs_.ev_batch));
+        const LlamaLayer& L = m_.layers[l];
+        const LlamaSparseFfn& S = m_.sparse[l];
+        int32_t* rows = gs_.cold_active.data();
+        uint32_t* masks = gs_.batch_masks.data();
+        int64_t k = 0;
+        for (int c = 0; c < n_cold; c++) {
+            uint32_t mask = 0;
+            for (int t = 0; t < n; t++) mask |= (uint32_t)(gs_.h_scores[(size_t)t * n_cold + c] > thr) << t;
+            if (mask != 0) rows[k] = G.cold[c], masks[k++] = mask;
+        }
+        const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
+        const size_t stride = dot_vec_bytes(w.wt, dim);
+        for (int t = 0; t < n; t++)
+            dot_prepare_vec(w.wt, gs_.h_xn + (size_t)t * dim, gs_.batch_xq.data() + t * stride, dim);
+        float* h = gs_.batch_h.data();
+        sparse_ffn_batch(w, gs_.batch_xq.data(), stride, n, S.w_down_t.type, S.w_down_t.data, rows, masks, k, h,
+                         gs_.h_y, pool_);
+        gs_.queue.wait();  // the hot kernels are queued: the sum goes after them
+        gpu::add_from_host(x, G.n_hot > 0 ? y_hot : nullptr, gs_.h_y, (int64_t)n * dim, s_);
+        for (int64_t j = 0; j < k; j++) stats.predicted += (uint64_t)__builtin_popcount(masks[j]);
+        for (int64_t j = 0; j < k * n; j++) stats.fired += h[j] != 0.0f;
+    }
+
+    // A split layer's hot neurons for each of the batch's tokens (the decode step's kernels): y_hot (n, dim); the
+    // counts of predicted and fired neurons per token go on to h_batch_counts.
+    void hot_ffn(int l, const LlamaGpuLayer& G, const float* xn, const float* scores, float* y_hot) {
+        const int dim = info_.dim, n_ff = info_.n_ff;
+        int32_t* counts = gs_.dev<int32_t>(gs_.lay.batch_counts);  // predicted [0, kBatch), fired [kBatch, 2 kBatch)
+        int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
+        float* h = dev(gs_.lay.h);
+        SparseGateUpWeights w;
+        w.wt = G.hot_gate.type;
+        w.w_gate = G.hot_gate.data;
+        w.w_up = G.hot_up.data;
+        w.dim = dim;
+        w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+        for (int t = 0; t < n_; t++) {
+            const float* xt = xn + (size_t)t * dim;
+            gpu::predictor_active(scores + (size_t)t * n_ff, G.n_hot, G.predictor.threshold, active, counts + t, s_);
+            gpu::sparse_gate_up(w, prepare_on_device(gs_, w.wt, xt, dim), active, counts + t, G.n_hot, h, s_);
+            gpu::count_nonzero(h, counts + t, counts + kBatch + t, s_);
+            gpu::sparse_down(G.hot_down_t.type, G.hot_down_t.data, h, active, counts + t, y_hot + (size_t)t * dim, dim,
+                             dev(gs_.lay.down_scratch), s_);
+        }
+        CUDA_CHECK(cudaMemcpyAsync(gs_.h_batch_counts + (size_t)l * 2 * kBatch, counts, 2 * kBatch * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, s_));
+    }
+
+    // The hot neurons' counts of the batch's split layers, once the stream is done.
+    void account_hot() {
+        SparseFfnStats& stats = st_.sparse_stats;
+        for (int l : hot_layers_) {
+            const int32_t* c = gs_.h_batch_counts + (size_t)l * 2 * kBatch;
+            for (int t = 0; t < n_; t++) stats.predicted += (uint64_t)c[t], stats.fired += (uint64_t)c[kBatch + t];
+        }
+        hot_layers_.clear();
     }
 
     // Hands the batch's FFN inputs and activations to the session's observer through its host rows, as the CPU

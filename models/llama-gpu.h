@@ -41,8 +41,7 @@ struct GpuDeviceInfo {
 GpuDeviceInfo gpu_device_info();
 
 // Device memory one session's activations and attention scratch take for contexts of n_ctx positions; batch: with
-// room for prompts in batches through cuBLAS, which sessions get on placements without split layers (a split layer
-// runs prompts token by token).
+// room for prompts in batches (cuBLAS workspaces, kBatch rows of activations).
 uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int n_ctx, bool batch);
 
 // The model's device copies, as the placement says (opaque). Made once per Model.
@@ -50,7 +49,7 @@ struct LlamaGpu;
 // Copies what p puts in VRAM: dense tensors as stored, predictors with fc2's rows reordered hot first, the hot
 // neurons' gate and up rows and down columns (the latter from the transposed copy m.sparse[l].w_down_t) gathered
 // into contiguous matrices. Needs m.sparse for any layer with predictor_gpu. batch: the plan reserved the scratch of
-// llama_gpu_scratch_bytes(..., true), so sessions run prompts in batches when no layer is split. Throws ember::Error
+// llama_gpu_scratch_bytes(..., true), so sessions run prompts in batches. Throws ember::Error
 // (CUDA's message, or the tensor that does not fit) on failure; nothing is left allocated then.
 std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p,
                                            bool batch);
@@ -65,18 +64,20 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 
 // Runs n tokens at positions pos0 .. pos0+n-1 like llama_forward, with the GPU's share of the work on the GPU.
 // st is the session's host state (its KV cache serves the layers whose attention stays on the CPU); logits land in
-// st.logits as llama_forward leaves them. Without split layers a prompt runs in batches of up to 32 tokens (cuBLAS
-// GEMMs, causal attention over the batch; the CPU's layers through their batch code); with them, and for single
-// tokens, one token at a time through the decode step.
+// st.logits as llama_forward leaves them. With batch scratch a prompt runs in batches of up to 32 tokens (cuBLAS
+// GEMMs, causal attention over the batch; the CPU's layers through their batch code; a split FFN layer runs the
+// decode step's hot-neuron kernels per token on the GPU while the CPU reads each cold row the batch predicted once,
+// for all its tokens); single tokens, and prompts without batch scratch, run one token at a time through the decode
+// step.
 // Counts in st.sparse_stats like the CPU path; decode_weight_bytes counts host reads and decode_gpu_weight_bytes
 // VRAM reads (hot neurons counted at their predicted rows: gate, up and down).
 void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,
                        LlamaState& st, const int32_t* tokens, int n, int pos0, LlamaLogits logits, ThreadPool& pool);
 
-// True when gs runs prompts in batches (no split layer): then every forward pass with an FFN observer in st runs in
-// batches too, and the observer sees each layer's FFN inputs and activations, those of the GPU's layers copied back.
-// Split layers run token by token through the decode step, which has no observer.
-bool llama_gpu_runs_batches(const LlamaGpuState& gs);
+// True when gs can show an FFN observer every layer (batches, and no split layer): then every forward pass with an
+// FFN observer in st runs in batches, and the observer sees each layer's FFN inputs and activations, those of the
+// GPU's layers copied back. A split layer's FFN is never assembled in one place, so it has no observer.
+bool llama_gpu_observes_ffn(const LlamaGpuState& gs);
 
 // Turns tracing on or off for the next decode steps of gs (costs a few event records per layer); the last traced
 // step's timeline is returned by llama_gpu_timeline.

@@ -1,7 +1,8 @@
 // GPU execution of whole models against the CPU engine (label "gpu"; each test skips with a message where no CUDA
 // device exists): hybrid placements on the shipped tiny ReLU model with its profile, every kind of layer split
 // through a placement file, dense stories260K all on the GPU and with -ngl layer offload, the VRAM budget measured
-// with cudaMemGetInfo, the decode timeline, and the FFN observer and offline profiler on the GPU.
+// with cudaMemGetInfo, prompts in batches on hybrid placements, the decode timeline, and the FFN observer and offline
+// profiler on the GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 
 #include "engine/ember.h"
 #include "engine/placement.h"
+#include "kernels-cpu/dtype.h"
 #include "kernels-gpu/cuda-check.h"
 #include "models/llama-placement.h"
 #include "models/synth.h"
@@ -40,7 +42,7 @@ protected:
 };
 
 std::unique_ptr<ember::Model> load(const std::string& path, const std::string& profile, int ngl,
-                                   double budget_gib = -1, const std::string& placement = "") {
+                                   double budget_gib = -1, const std::string& placement = "", int prompt_batch = -1) {
     ember::ModelParams mp;
     mp.path = path;
     mp.profile_path = profile;
@@ -48,6 +50,7 @@ std::unique_ptr<ember::Model> load(const std::string& path, const std::string& p
     mp.vram_budget_gib = budget_gib;
     mp.placement_path = placement;
     mp.n_ctx = 128;
+    mp.gpu_prompt_batch = prompt_batch;
     mp.cpu_bandwidth_gbs = 20;  // fixed, so that plans do not depend on a measurement
     return ember::Model::load(mp);
 }
@@ -135,25 +138,30 @@ TEST_F(LlamaGpu, TinyHybridTracksCpuSparse) {
     }
 }
 
-// An F16 model with F32 predictors (ember-synth, construction predictors): activations stay floats, so the GPU and
-// the CPU differ only by the order of float sums, and the hybrid engine's greedy text and logits equal CPU-only
-// sparse for every split the planner makes at three budgets.
-TEST_F(LlamaGpu, SynthF16HybridEqualsCpuSparse) {
+// A small model of type t with F32 construction predictors (ember-synth) at model, and its profile at profile.
+void make_synth(ember::DType t, const std::string& model, const std::string& profile) {
     ember::SynthParams p;
     p.dim = 256;
     p.n_layers = 4;
     p.n_ff = 1024;
     p.n_heads = 8;
     p.n_kv_heads = 4;
-    p.type = ember::DType::DTYPE_F16;
+    p.type = t;
     p.seed = 11;
     p.vocab_from = std::string(EMBER_SOURCE_DIR) + "/models/ggml-vocab-llama-spm.gguf";
     p.n_threads = 2;
     p.construction_predictors = true;
-    const std::string model = testing::TempDir() + "ember-gpu-synth-f16.gguf";
-    const std::string profile = testing::TempDir() + "ember-gpu-synth-f16.profile.gguf";
     const ember::SynthReport r = ember::synth_write(p, model);
     ember::profile_write(ember::synth_construction_profile(p, r), profile, ember::DType::DTYPE_F32);
+}
+
+// An F16 model with F32 predictors: activations stay floats, so the GPU and the CPU differ only by the order of
+// float sums, and the hybrid engine's greedy text and logits equal CPU-only sparse for every split the planner makes
+// at three budgets.
+TEST_F(LlamaGpu, SynthF16HybridEqualsCpuSparse) {
+    const std::string model = testing::TempDir() + "ember-gpu-synth-f16.gguf";
+    const std::string profile = testing::TempDir() + "ember-gpu-synth-f16.profile.gguf";
+    make_synth(ember::DType::DTYPE_F16, model, profile);
     auto cpu = load(model, profile, 0);
     const double weights_mib = cpu->info().weight_bytes / 1048576.0;
     for (double share : {0.3, 0.5, 0.7}) {
@@ -284,27 +292,65 @@ TEST_F(LlamaGpu, TinySplitExtremesEqualCpuSparse) {
     }
 }
 
-// A prompt in one call (all logits, perplexity's use) runs the same decode steps as the tokens one by one: the same
-// logits, bit for bit; and the CPU's decode steps pick the same top token at every row.
-TEST_F(LlamaGpu, OneCallEqualsTokenByToken) {
-    auto cpu = load(kTiny, kTinyProfile, 0);
-    auto gpu = load(kTiny, kTinyProfile, -1, 12.0 / 1024);
-    ember::SessionParams sp;
-    sp.n_ctx = 64;
-    sp.n_threads = 2;
-    ember::Session one(*gpu, sp), many(*gpu, sp), ref(*cpu, sp);
-    const std::vector<int32_t> toks = gpu->tokenizer().encode("One day a little girl named Lily found a needle", true, false);
-    const int n_vocab = gpu->info().n_vocab;
-    many.eval(toks, true);
-    for (size_t i = 0; i < toks.size(); i++) {
-        one.eval({toks[i]});
-        ref.eval({toks[i]});
-        const std::vector<float> a(one.logits(), one.logits() + n_vocab), b(many.logits((int)i), many.logits((int)i) + n_vocab);
-        const std::vector<float> c(ref.logits(), ref.logits() + n_vocab);
-        std::printf("row %zu: one-by-one vs one call %.6f, GPU vs CPU one-by-one %.6f\n", i, max_abs_diff(a, b),
-                    max_abs_diff(a, c));
-        EXPECT_EQ(a, b) << "row " << i;
-        EXPECT_EQ(argmax(a.data(), n_vocab), argmax(c.data(), n_vocab)) << "row " << i;
+const char* kLongPrompt =
+    "Once upon a time there was a little girl named Lily. She loved to play outside in the sun with her friends, and "
+    "one day she found a shiny red ball under a big tree.";
+
+// Prompts on hybrid placements run in batches too: each split layer's hot neurons per token on the GPU, the batch's
+// predicted cold rows read once for all its tokens on the CPU. All logits of a 41-token prompt (two batches) in one
+// call against the same placement's decode steps token by token, on small synthetic models with part of their
+// weights' size as the budget (room for the batch scratch, but not for the whole model): F16 (attention on the GPU through F16-rounded GEMMs) close to float rounding; Q8_0, whose
+// decode steps quantize activations to 8 bits and GEMMs round them to F16, to the top tokens. The neurons predicted
+// and fired are counted as the decode steps count them.
+TEST_F(LlamaGpu, SplitBatchedPromptMatchesTokenByToken) {
+    struct Case {
+        ember::DType type;
+        double share;
+        float tol;
+    };
+    for (const Case& c : {Case{ember::DType::DTYPE_F16, 0.5, 0.01f}, Case{ember::DType::DTYPE_Q8_0, 0.75, 0.5f}}) {
+        const std::string path = testing::TempDir() + "ember-gpu-batch.gguf";
+        const std::string profile = testing::TempDir() + "ember-gpu-batch.profile.gguf";
+        make_synth(c.type, path, profile);
+        const double budget_gib = c.share * load(path, profile, 0)->info().weight_bytes / (double)(1ull << 30);
+        auto gpu = load(path, profile, -1, budget_gib, "", 1);
+        ASSERT_EQ(gpu->placement().mode, ember::PlacementMode::PLACEMENT_HYBRID) << path;
+        ember::SessionParams sp;
+        sp.n_ctx = 128;
+        sp.n_threads = 2;
+        ember::Session one(*gpu, sp), many(*gpu, sp);
+        const std::vector<int32_t> toks = gpu->tokenizer().encode(kLongPrompt, true, false);
+        ASSERT_GT(toks.size(), 33u) << "two batches";
+        const int n_vocab = gpu->info().n_vocab;
+        many.eval(toks, true);
+        int same_top = 0;
+        float worst = 0;
+        for (size_t i = 0; i < toks.size(); i++) {
+            one.eval({toks[i]});
+            const std::vector<float> a(one.logits(), one.logits() + n_vocab);
+            const std::vector<float> b(many.logits((int)i), many.logits((int)i) + n_vocab);
+            worst = std::max(worst, max_abs_diff(a, b));
+            same_top += argmax(a.data(), n_vocab) == argmax(b.data(), n_vocab);
+        }
+        const ember::SparseFfnStats so = one.sparse_stats(), sm = many.sparse_stats();
+        auto fired = [](const ember::SparseFfnStats& s) { return s.neurons ? (double)s.fired / s.neurons : 0.0; };
+        const std::string what = std::string(ember::dtype_name(c.type)) + " hybrid";
+        std::printf("%s: %zu rows in one call vs token by token: max |logit diff| %.5f, same top token in %d; "
+                    "predicted %.4f vs %.4f, fired %.4f vs %.4f\n",
+                    what.c_str(), toks.size(), worst, same_top, sm.predicted_share(), so.predicted_share(),
+                    fired(sm), fired(so));
+        EXPECT_LT(worst, c.tol) << what;
+        EXPECT_GE(same_top, (int)(0.9 * toks.size())) << what;
+        EXPECT_EQ(sm.tokens, so.tokens) << what;
+        EXPECT_EQ(sm.neurons, so.neurons) << what;
+        EXPECT_NEAR(sm.predicted_share(), so.predicted_share(), 0.01) << what;
+        EXPECT_NEAR(fired(sm), fired(so), 0.01) << what;
+        // The session goes on from the batched prompt as from the one fed token by token.
+        one.eval({toks[0]});
+        many.eval({toks[0]});
+        EXPECT_EQ(argmax(one.logits(), n_vocab), argmax(many.logits(), n_vocab)) << what;
+        std::remove(path.c_str());  // unlinked while mapped: the next case writes new files under the same names
+        std::remove(profile.c_str());
     }
 }
 
