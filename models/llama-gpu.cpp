@@ -561,6 +561,17 @@ const void* prepare_on_device(LlamaGpuState& gs, DType t, const float* x, int64_
     return xq;
 }
 
+// A split layer's hot gate and up rows in VRAM as the sparse gate/up kernels take them.
+SparseGateUpWeights hot_gate_up(const ModelInfo& info, const LlamaGpuLayer& G) {
+    SparseGateUpWeights w;
+    w.wt = G.hot_gate.type;
+    w.w_gate = G.hot_gate.data;
+    w.w_up = G.hot_up.data;
+    w.dim = info.dim;
+    w.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+    return w;
+}
+
 // Layer l's attention over its device cache for queries q, positions 0 .. n_kv-1; out and scores in the scratch.
 AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& gs, int l, const float* q, int n_kv) {
     AttentionArgs a;
@@ -1004,12 +1015,7 @@ private:
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
             float* h = dev(gs_.lay.h);
             gpu::predictor_active(scores, G.n_hot, G.predictor.threshold, active, counts + l, s_);
-            SparseGateUpWeights w;
-            w.wt = G.hot_gate.type;
-            w.w_gate = G.hot_gate.data;
-            w.w_up = G.hot_up.data;
-            w.dim = dim;
-            w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+            const SparseGateUpWeights w = hot_gate_up(info_, G);
             gpu::sparse_gate_up(w, prepare(w.wt, xn, dim), active, counts + l, G.n_hot, h, s_);
             gpu::count_nonzero(h, counts + l, counts + info_.n_layers + l, s_);
             gpu::sparse_down(G.hot_down_t.type, G.hot_down_t.data, h, active, counts + l, y_hot, dim,
@@ -1365,12 +1371,7 @@ private:
         int32_t* counts = gs_.dev<int32_t>(gs_.lay.batch_counts);  // predicted [0, kBatch), fired [kBatch, 2 kBatch)
         int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
         float* h = dev(gs_.lay.h);
-        SparseGateUpWeights w;
-        w.wt = G.hot_gate.type;
-        w.w_gate = G.hot_gate.data;
-        w.w_up = G.hot_up.data;
-        w.dim = dim;
-        w.act = info_.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
+        const SparseGateUpWeights w = hot_gate_up(info_, G);
         for (int t = 0; t < n_; t++) {
             const float* xt = xn + (size_t)t * dim;
             gpu::predictor_active(scores + (size_t)t * n_ff, G.n_hot, G.predictor.threshold, active, counts + t, s_);

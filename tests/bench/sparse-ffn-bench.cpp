@@ -254,8 +254,10 @@ int main(int argc, char** argv) {
                         continue;
                     }
                 }
-                auto time = [&](const std::string& op, double rows_read, auto fn) {
-                    if (("," + args.ops + ",").find("," + op + ",") == std::string::npos) return;
+                // Times fn over the iterations: GB/s of `bytes` (the weights the call reads), `note` after the row.
+                auto time_bytes = [&](const std::string& op, const std::string& name, double bytes,
+                                      const std::string& note, auto fn) {
+                    if (("," + args.ops + ",").find("," + op + ",") == std::string::npos) return 0.0;
                     std::vector<double> ts;
                     double pk = 0.0;
                     for (int it = 0; it < args.iters; it++) {
@@ -269,10 +271,14 @@ int main(int argc, char** argv) {
                         ts.push_back(seconds_since(t0));
                     }
                     const double best = *std::min_element(ts.begin(), ts.end());
-                    const double bytes = rows_read * (double)rb;
-                    std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f\n", dtype_name(wt),
-                                100.0 * k / kNff, op.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
-                                bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk);
+                    std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f%s\n", dtype_name(wt),
+                                100.0 * k / kNff, name.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
+                                bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk,
+                                note.empty() ? "" : ("  " + note).c_str());
+                    return best;
+                };
+                auto time = [&](const std::string& op, double rows_read, auto fn) {
+                    time_bytes(op, op, rows_read * (double)rb, "", fn);
                 };
                 using W = const SparseGateUpWeights&;
                 time("gate+up", 2.0 * k, [&](const int32_t* a, W wc, const uint8_t*) {
@@ -300,26 +306,15 @@ int main(int argc, char** argv) {
                 const int64_t kb = (int64_t)rows.size();
                 std::vector<float> hb((size_t)kb * nt), yb((size_t)kDim * nt);
                 const std::string batch_op = "batch" + std::to_string(nt);
-                if (("," + args.ops + ",").find(",batch,") != std::string::npos) {
-                    std::vector<double> ts;
-                    double pk = 0.0;
-                    for (int it = 0; it < args.iters; it++) {
-                        pk = std::max(pk, peak.sample());
-                        const int c = it % args.layers;
-                        const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), kDim,
-                                                     SparseAct::SPARSE_ACT_SILU};
-                        const auto t0 = Clock::now();
-                        sparse_ffn_batch(wc, xq.data(), xq_stride, nt, wt, layer_w(c, down_t, down_c), rows.data(),
-                                         masks.data(), kb, hb.data(), yb.data(), pool);
-                        ts.push_back(seconds_since(t0));
-                    }
-                    const double best = *std::min_element(ts.begin(), ts.end());
-                    const double bytes = 3.0 * (double)kb * (double)rb;
-                    std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f  union %.1f%%, %.3f ms per token\n",
-                                dtype_name(wt), 100.0 * k / kNff, batch_op.c_str(), best * 1e3, median(ts) * 1e3,
-                                bytes / 1e6, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk,
-                                100.0 * kb / kNff, best * 1e3 / nt);
-                }
+                char note[96];
+                std::snprintf(note, sizeof note, "union %.1f%%", 100.0 * kb / kNff);
+                const double best = time_bytes("batch", batch_op, 3.0 * (double)kb * (double)rb, note,
+                                               [&](const int32_t*, W wc, const uint8_t* dc) {
+                                                   sparse_ffn_batch(wc, xq.data(), xq_stride, nt, wt, dc, rows.data(),
+                                                                    masks.data(), kb, hb.data(), yb.data(), pool);
+                                               });
+                if (best > 0) std::printf("%-5s %6.1f%% %-9s %.3f ms per token\n", dtype_name(wt), 100.0 * k / kNff,
+                                          batch_op.c_str(), best * 1e3 / nt);
             }
             if (args.dense) {  // three matvecs over all weights, down in ggml's layout
                 std::vector<float> g(kNff), u(kNff), hd(kNff), yd(kDim);
