@@ -296,6 +296,73 @@ void row_float_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys,
     for (int t = 0; t < T; t++) ys[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
 }
 
+// One quantized row against T Q8_0 vectors: rows_quant<Q, 1>'s arithmetic for each (the same integer sums, products
+// and scalar additions in block order: the same bits as dot_row), with the row's blocks unpacked and its scales
+// converted once per 8 blocks for all T. The T sums are independent chains, where dot_row waits on one.
+template <typename Q, int T>
+void row_quant_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys, int64_t nb) {
+    using Block = typename Q::Block;
+    const block_q8_0* x[T];
+    float sum[T];
+    for (int t = 0; t < T; t++) x[t] = (const block_q8_0*)xs[t], sum[t] = 0.0f;
+    alignas(32) float p[T][8];
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const Block* wb = (const Block*)w + b;
+        for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
+        __m512i wv[4];
+        for (int k = 0; k < 4; k++) wv[k] = Q::load2(wb + 2 * k);
+        const __m256 dw = wscales8(wb);
+        for (int t = 0; t < T; t++) {
+            const block_q8_0* xt = x[t] + b;
+            const __m256 dx = scales8(xt);
+            __m512i xv[4];
+            for (int k = 0; k < 4; k++) xv[k] = pair(Q8W::load1(xt[2 * k]), Q8W::load1(xt[2 * k + 1]));
+            __m256i corr = _mm256_setzero_si256();
+            if constexpr (Q::kNibbles) {
+                __m512i c[4];
+                for (int k = 0; k < 4; k++) c[k] = dot_u8(_mm512_set1_epi8(1), xv[k]);
+                corr = _mm256_slli_epi32(reduce8(c), 3);
+            }
+            __m512i m[4];
+            for (int k = 0; k < 4; k++) m[k] = Q::dot(wv[k], xv[k]);
+            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            __m256 prod = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
+            EMBER_NO_CONTRACT(prod);
+            _mm256_store_ps(p[t], prod);
+            for (int k = 0; k < 8; k++) sum[t] += p[t][k];
+        }
+    }
+    for (; b < nb; b++) {
+        const Block& wb = ((const Block*)w)[b];
+        for (int t = 0; t < T; t++) {
+            const __m256i xv = Q8W::load1(x[t][b]);
+            const float dx = _cvtsh_ss(x[t][b].d);
+            float pr = _cvtsh_ss(wb.d) * dx * (float)Q::isum1(Q::load1(wb), xv);
+            EMBER_NO_CONTRACT(pr);
+            sum[t] += pr;
+        }
+    }
+    for (int t = 0; t < T; t++) ys[t] = sum[t];
+}
+
+template <typename Q>
+void row_quant_xs_any(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t nb) {
+    for (int b = 0; b < n_x; b += 8) {
+        const size_t p = b == 0 ? pf : kPrefetchBytes;
+        switch (std::min(8, n_x - b)) {
+            case 8: row_quant_xs<Q, 8>(w, p, xs + b, ys + b, nb); break;
+            case 7: row_quant_xs<Q, 7>(w, p, xs + b, ys + b, nb); break;
+            case 6: row_quant_xs<Q, 6>(w, p, xs + b, ys + b, nb); break;
+            case 5: row_quant_xs<Q, 5>(w, p, xs + b, ys + b, nb); break;
+            case 4: row_quant_xs<Q, 4>(w, p, xs + b, ys + b, nb); break;
+            case 3: row_quant_xs<Q, 3>(w, p, xs + b, ys + b, nb); break;
+            case 2: row_quant_xs<Q, 2>(w, p, xs + b, ys + b, nb); break;
+            default: row_quant_xs<Q, 1>(w, p, xs + b, ys + b, nb); break;
+        }
+    }
+}
+
 // Groups of up to 8 vectors; the first group prefetches `next`, later ones their own row (by then in cache).
 template <typename L>
 void row_float_xs_any(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t n) {
@@ -323,11 +390,11 @@ void avx512_dot_row_xs(DType wt, const void* w, const void* next, const void* co
         case DType::DTYPE_F32: row_float_xs_any<F32W>(wr, pf, xs, n_x, ys, n); return;
         case DType::DTYPE_F16: row_float_xs_any<F16W>(wr, pf, xs, n_x, ys, n); return;
         case DType::DTYPE_BF16: row_float_xs_any<BF16W>(wr, pf, xs, n_x, ys, n); return;
-        default:
-            ys[0] = avx512_dot_row_prefetch(wt, w, next, xs[0], n);
-            for (int i = 1; i < n_x; i++) ys[i] = avx512_dot_row(wt, w, xs[i], n);
-            return;
+        case DType::DTYPE_Q8_0: row_quant_xs_any<Q8W>(wr, pf, xs, n_x, ys, n / QK8_0); return;
+        case DType::DTYPE_Q4_0: row_quant_xs_any<Q4W>(wr, pf, xs, n_x, ys, n / QK4_0); return;
     }
+    throw std::invalid_argument("dot_row_xs (avx512): weight type " + std::to_string((uint32_t)wt) +
+                                " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
 }
 
 void avx512_dequantize_row(DType t, const void* x, float* y, int64_t n) {
