@@ -43,7 +43,43 @@ __global__ void count_nonzero_kernel(const float* h, const int32_t* k, int32_t* 
     if (threadIdx.x == 0) *out = partial[0];
 }
 
+// One block per row.
+__global__ void mask_predicted_kernel(float* h, int64_t ld_h, const float* scores, int64_t ld_s, int n_cols,
+                                      float threshold, int32_t* predicted, int32_t* fired) {
+    __shared__ int32_t part_p[kThreads], part_f[kThreads];
+    float* hr = h + (int64_t)blockIdx.x * ld_h;
+    const float* sr = scores + (int64_t)blockIdx.x * ld_s;
+    int32_t p = 0, f = 0;
+    for (int c = threadIdx.x; c < n_cols; c += kThreads) {
+        if (sr[c] > threshold) {
+            p++;
+            f += hr[c] != 0.0f;
+        } else {
+            hr[c] = 0.0f;
+        }
+    }
+    part_p[threadIdx.x] = p;
+    part_f[threadIdx.x] = f;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s /= 2) {
+        if ((int)threadIdx.x < s) {
+            part_p[threadIdx.x] += part_p[threadIdx.x + s];
+            part_f[threadIdx.x] += part_f[threadIdx.x + s];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) predicted[blockIdx.x] = part_p[0], fired[blockIdx.x] = part_f[0];
+}
+
 }  // namespace
+
+void mask_predicted(float* h, int64_t ld_h, const float* scores, int64_t ld_scores, int n_rows, int n_cols,
+                    float threshold, int32_t* predicted, int32_t* fired, cudaStream_t stream) {
+    if (n_rows <= 0) return;
+    mask_predicted_kernel<<<n_rows, kThreads, 0, stream>>>(h, ld_h, scores, ld_scores, n_cols, threshold, predicted,
+                                                           fired);
+    CUDA_CHECK_LAUNCH();
+}
 
 void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream) {
     count_nonzero_kernel<<<1, kThreads, 0, stream>>>(h, k, out);

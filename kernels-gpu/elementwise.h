@@ -18,4 +18,10 @@ void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStrea
 // of a ReLU layer's predicted-active neurons fired. One block.
 void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream);
 
+// A batch's predictor mask on its hot neurons: for row r < n_rows and column c < n_cols, h[r * ld_h + c] = 0 unless
+// scores[r * ld_scores + c] > threshold (the decode step's predicted set). predicted[r] = how many of row r's
+// columns the predictor marked, fired[r] = how many of those are non-zero after the mask (written, not added).
+void mask_predicted(float* h, int64_t ld_h, const float* scores, int64_t ld_scores, int n_rows, int n_cols,
+                    float threshold, int32_t* predicted, int32_t* fired, cudaStream_t stream);
+
 }  // namespace ember::gpu

@@ -162,4 +162,69 @@ void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens,
                 "q8_0 or q4_0");
 }
 
+void matmul_by_rows(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_in, int64_t n_out,
+                    const GemmWorkspace& ws, cudaStream_t stream) {
+    if (n_tokens <= 0 || n_out <= 0) return;
+    const std::string what = std::string("gpu::matmul_by_rows (") + dtype_name(wt) + ", " + std::to_string(n_tokens) +
+                             " tokens, " + std::to_string(n_in) + "x" + std::to_string(n_out) + ")";
+    if (n_out % dtype_block_elems(wt) != 0)
+        throw Error(what + ": expected columns a multiple of " + std::to_string(dtype_block_elems(wt)));
+    const bool quant = wt == DType::DTYPE_Q8_0 || wt == DType::DTYPE_Q4_0;
+    const size_t x_bytes = matmul_workspace_bytes(wt, n_tokens, n_in, 0);
+    const size_t need = x_bytes + (quant ? (size_t)n_out * 2 : 0);
+    if (ws.bytes < need || (need > 0 && ws.ptr == nullptr))
+        throw Error(what + ": workspace of " + std::to_string(ws.bytes) + " bytes, expected at least " +
+                    std::to_string(need));
+    if (n_in <= 0) {
+        CUDA_CHECK(cudaMemsetAsync(y, 0, (size_t)n_tokens * n_out * sizeof(float), stream));
+        return;
+    }
+    cudaStream_t current = nullptr;
+    CUBLAS_CHECK(cublasGetStream(ws.handle, &current));
+    if (current != stream) CUBLAS_CHECK(cublasSetStream(ws.handle, stream));
+    // Column-major: W is (n_out x n_in) with leading dimension n_out, X^T (n_in x n_tokens), Y^T (n_out x n_tokens).
+    auto gemm = [&](const void* a, cudaDataType type, const void* b, int64_t k, float beta) {
+        const float alpha = 1.0f;
+        CUBLAS_CHECK(cublasGemmEx(ws.handle, CUBLAS_OP_N, CUBLAS_OP_N, (int)n_out, (int)n_tokens, (int)k, &alpha, a,
+                                  type, (int)n_out, b, type, (int)n_in, &beta, y, CUDA_R_32F, (int)n_out,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    };
+    switch (wt) {
+        case DType::DTYPE_F32: {
+            const float alpha = 1.0f, beta = 0.0f;
+            CUBLAS_CHECK(cublasSgemm(ws.handle, CUBLAS_OP_N, CUBLAS_OP_N, (int)n_out, (int)n_tokens, (int)n_in, &alpha,
+                                     static_cast<const float*>(w), (int)n_out, x, (int)n_in, &beta, y, (int)n_out));
+            return;
+        }
+        case DType::DTYPE_F16:
+            round_activations<__half>(x, ws.ptr, n_tokens * n_in, stream);
+            gemm(w, CUDA_R_16F, ws.ptr, n_in, 0.0f);
+            return;
+        case DType::DTYPE_BF16:
+            round_activations<__nv_bfloat16>(x, ws.ptr, n_tokens * n_in, stream);
+            gemm(w, CUDA_R_16BF, ws.ptr, n_in, 0.0f);
+            return;
+        case DType::DTYPE_Q8_0:
+        case DType::DTYPE_Q4_0: {
+            round_activations<__half>(x, ws.ptr, n_tokens * n_in, stream);
+            auto* slab = reinterpret_cast<__half*>(static_cast<uint8_t*>(ws.ptr) + x_bytes);
+            const int64_t slab_rows = std::min<int64_t>(n_in, (int64_t)((ws.bytes - x_bytes) / (n_out * 2)));
+            const size_t row_bytes = dtype_row_bytes(wt, n_out);
+            const auto* xh = static_cast<const __half*>(ws.ptr);
+            for (int64_t r0 = 0; r0 < n_in; r0 += slab_rows) {
+                // Inputs [r0, r0 + rows): their rows become F16, and Y^T += slab * X^T's rows [r0, r0 + rows).
+                const int64_t rows = std::min(slab_rows, n_in - r0);
+                const uint8_t* wr = static_cast<const uint8_t*>(w) + r0 * row_bytes;
+                if (wt == DType::DTYPE_Q8_0)
+                    dequant_rows_f16<DType::DTYPE_Q8_0>(wr, slab, rows, n_out, stream);
+                else
+                    dequant_rows_f16<DType::DTYPE_Q4_0>(wr, slab, rows, n_out, stream);
+                gemm(slab, CUDA_R_16F, xh + r0, rows, r0 == 0 ? 0.0f : 1.0f);
+            }
+            return;
+        }
+    }
+    throw Error(what + ": weight type not supported, expected f32, f16, bf16, q8_0 or q4_0");
+}
+
 }  // namespace ember::gpu

@@ -34,5 +34,12 @@ size_t matmul_workspace_bytes(DType wt, int64_t n_tokens, int64_t n_cols, int64_
 // cannot hold the activations and one weight row.
 void matmul(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_rows, int64_t n_cols,
             const GemmWorkspace& ws, cudaStream_t stream);
+// Y (n_tokens, n_out) = X (n_tokens, n_in) * W for W (n_in, n_out) row-major: row i of W is input i's contribution
+// to every output (a transposed weight, such as the sparse FFN's down rows). Same types, rounding and workspace as
+// matmul, with n_in in place of n_cols for the activations and n_out for the slab rows' length: the workspace must
+// hold matmul_workspace_bytes(wt, n_tokens, n_in, 0) plus one row of n_out F16 values. Q8_0/Q4_0 rows go in slabs
+// of inputs, each slab's product added to Y. n_out must be a multiple of the type's block size.
+void matmul_by_rows(DType wt, const void* w, const float* x, float* y, int64_t n_tokens, int64_t n_in, int64_t n_out,
+                    const GemmWorkspace& ws, cudaStream_t stream);
 
 }  // namespace ember::gpu

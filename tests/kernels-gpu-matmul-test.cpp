@@ -139,6 +139,47 @@ TEST_F(Cublas, MatmulMatchesReferenceEveryType) {
     }
 }
 
+// Y = X W for W (n_in, n_out) row-major (a transposed weight) against a double reference over the dequantized rows,
+// same tolerances as above. The workspace holds 7 rows of n_out, so quantized weights go through several slabs of
+// inputs (each added to Y), the last one partial.
+TEST_F(Cublas, MatmulByRowsMatchesReferenceEveryType) {
+    for (DType t : kAllTypes) {
+        for (const Shape s : {Shape{50, 64}, Shape{333, 4096}, Shape{1100, 96}}) {  // (n_in, n_out)
+            for (int64_t n_tokens : {1, 17, 32}) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                             " tokens=" + std::to_string(n_tokens));
+                const auto w = quantize_matrix(t, randn((size_t)s.rows * s.cols, 0.5f, 71), s.rows, s.cols);
+                const auto wf = dequantize_matrix(t, w, s.rows, s.cols);
+                const std::vector<float> x = randn((size_t)n_tokens * s.rows, 1.0f, 72);
+                gpu::GemmWorkspace ws;
+                ws.handle = handle_;
+                ws.bytes = gpu::matmul_workspace_bytes(t, n_tokens, s.rows, 0) + (size_t)7 * s.cols * 2;
+                DeviceMem dws(ws.bytes), dw(w), dx(x), dy((size_t)n_tokens * s.cols * sizeof(float));
+                ws.ptr = dws.as();
+                gpu::matmul_by_rows(t, dw.as(), dx.as<float>(), dy.as<float>(), n_tokens, s.rows, s.cols, ws, nullptr);
+                const auto got = dy.to_host<float>();
+                const double tol = t == DType::DTYPE_F32 ? 1e-5 : t == DType::DTYPE_BF16 ? 1.6e-2 : 2e-3;
+                for (int64_t i = 0; i < n_tokens; i++) {
+                    for (int64_t o = 0; o < s.cols; o++) {
+                        double want = 0.0, mag = 0.0;
+                        for (int64_t r = 0; r < s.rows; r++) {
+                            want += (double)x[i * s.rows + r] * wf[r * s.cols + o];
+                            mag += std::fabs((double)x[i * s.rows + r] * wf[r * s.cols + o]);
+                        }
+                        ASSERT_NEAR(got[i * s.cols + o], want, tol * mag + 1e-6) << "token " << i << " output " << o;
+                    }
+                }
+            }
+        }
+    }
+    gpu::GemmWorkspace small;
+    small.handle = handle_;
+    small.bytes = gpu::matmul_workspace_bytes(DType::DTYPE_Q4_0, 4, 64, 0) + 64 * 2 - 1;
+    DeviceMem dsmall(small.bytes);
+    small.ptr = dsmall.as();
+    EXPECT_THROW(gpu::matmul_by_rows(DType::DTYPE_Q4_0, nullptr, nullptr, nullptr, 4, 64, 64, small, nullptr), Error);
+}
+
 TEST_F(Cublas, MatmulRejectsSmallWorkspace) {
     gpu::GemmWorkspace ws;
     ws.handle = handle_;

@@ -78,6 +78,46 @@ TEST_F(Gpu, ElementwiseMatchesCpu) {
     }
 }
 
+// mask_predicted on a strided batch: entries whose score is not above the threshold become 0, the others keep their
+// value; per row, the marked count and how many of them are non-zero. Columns past n_cols and rows past n_rows are
+// not touched.
+TEST_F(Gpu, MaskPredictedMatchesCpu) {
+    for (const auto& [n_rows, n_cols] : {std::pair<int, int>{1, 7}, {5, 300}, {32, 1031}}) {
+        SCOPED_TRACE(std::to_string(n_rows) + "x" + std::to_string(n_cols));
+        const int64_t ld_h = n_cols + 3, ld_s = n_cols + 17;
+        std::vector<float> h = randn((size_t)(n_rows + 1) * ld_h, 1.0f, 21), s = randn((size_t)n_rows * ld_s, 1.0f, 22);
+        for (size_t i = 0; i < h.size(); i += 5) h[i] = 0.0f;  // zeros among the marked (a ReLU's misses)
+        const float thr = 0.3f;
+        DeviceMem dh(h), ds(s), dp(std::vector<int32_t>(n_rows + 1, -1)), df(std::vector<int32_t>(n_rows + 1, -1));
+        gpu::mask_predicted(dh.as<float>(), ld_h, ds.as<float>(), ld_s, n_rows, n_cols, thr, dp.as<int32_t>(),
+                            df.as<int32_t>(), nullptr);
+        const auto got = dh.to_host<float>();
+        const auto p = dp.to_host<int32_t>(), f = df.to_host<int32_t>();
+        for (int r = 0; r < n_rows; r++) {
+            int32_t want_p = 0, want_f = 0;
+            for (int64_t c = 0; c < ld_h; c++) {
+                const float v = h[r * ld_h + c];
+                if (c >= n_cols) {
+                    ASSERT_EQ(got[r * ld_h + c], v) << "row " << r << " column " << c << " past n_cols";
+                } else if (s[r * ld_s + c] > thr) {
+                    ASSERT_EQ(got[r * ld_h + c], v) << "row " << r << " column " << c;
+                    want_p++;
+                    want_f += v != 0.0f;
+                } else {
+                    ASSERT_EQ(got[r * ld_h + c], 0.0f) << "row " << r << " column " << c;
+                }
+            }
+            EXPECT_EQ(p[r], want_p) << "row " << r;
+            EXPECT_EQ(f[r], want_f) << "row " << r;
+            EXPECT_GT(want_p, 0);
+            EXPECT_GT(want_p, want_f);
+        }
+        EXPECT_EQ(p[n_rows], -1);
+        EXPECT_EQ(f[n_rows], -1);
+        for (int64_t c = 0; c < ld_h; c++) ASSERT_EQ(got[n_rows * ld_h + c], h[n_rows * ld_h + c]) << "row past n_rows";
+    }
+}
+
 // The angles are the same floats as the CPU's (same product chain); cos/sin differ by a few ulp between CUDA and
 // libm, and the GPU may fuse the rotation's multiply-add: 1e-5 relative.
 TEST_F(Gpu, RopeMatchesCpu) {
