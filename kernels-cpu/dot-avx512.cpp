@@ -346,37 +346,36 @@ void row_quant_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys,
     for (int t = 0; t < T; t++) ys[t] = sum[t];
 }
 
-template <typename Q>
-void row_quant_xs_any(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t nb) {
-    for (int b = 0; b < n_x; b += 8) {
-        const size_t p = b == 0 ? pf : kPrefetchBytes;
-        switch (std::min(8, n_x - b)) {
-            case 8: row_quant_xs<Q, 8>(w, p, xs + b, ys + b, nb); break;
-            case 7: row_quant_xs<Q, 7>(w, p, xs + b, ys + b, nb); break;
-            case 6: row_quant_xs<Q, 6>(w, p, xs + b, ys + b, nb); break;
-            case 5: row_quant_xs<Q, 5>(w, p, xs + b, ys + b, nb); break;
-            case 4: row_quant_xs<Q, 4>(w, p, xs + b, ys + b, nb); break;
-            case 3: row_quant_xs<Q, 3>(w, p, xs + b, ys + b, nb); break;
-            case 2: row_quant_xs<Q, 2>(w, p, xs + b, ys + b, nb); break;
-            default: row_quant_xs<Q, 1>(w, p, xs + b, ys + b, nb); break;
-        }
+// Kernel::run<T> for one row against T vectors, by type: floats (n elements) and quantized rows (n / 32 blocks).
+template <typename L>
+struct FloatRowXs {
+    template <int T>
+    static void run(const uint8_t* w, size_t pf, const void* const* xs, float* ys, int64_t n) {
+        row_float_xs<L, T>(w, pf, xs, ys, n);
     }
-}
+};
+template <typename Q>
+struct QuantRowXs {
+    template <int T>
+    static void run(const uint8_t* w, size_t pf, const void* const* xs, float* ys, int64_t n) {
+        row_quant_xs<Q, T>(w, pf, xs, ys, n / QK8_0);
+    }
+};
 
 // Groups of up to 8 vectors; the first group prefetches `next`, later ones their own row (by then in cache).
-template <typename L>
-void row_float_xs_any(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t n) {
+template <typename Kernel>
+void row_xs_groups(const uint8_t* w, size_t pf, const void* const* xs, int n_x, float* ys, int64_t n) {
     for (int b = 0; b < n_x; b += 8) {
         const size_t p = b == 0 ? pf : kPrefetchBytes;
         switch (std::min(8, n_x - b)) {
-            case 8: row_float_xs<L, 8>(w, p, xs + b, ys + b, n); break;
-            case 7: row_float_xs<L, 7>(w, p, xs + b, ys + b, n); break;
-            case 6: row_float_xs<L, 6>(w, p, xs + b, ys + b, n); break;
-            case 5: row_float_xs<L, 5>(w, p, xs + b, ys + b, n); break;
-            case 4: row_float_xs<L, 4>(w, p, xs + b, ys + b, n); break;
-            case 3: row_float_xs<L, 3>(w, p, xs + b, ys + b, n); break;
-            case 2: row_float_xs<L, 2>(w, p, xs + b, ys + b, n); break;
-            default: row_float_xs<L, 1>(w, p, xs + b, ys + b, n); break;
+            case 8: Kernel::template run<8>(w, p, xs + b, ys + b, n); break;
+            case 7: Kernel::template run<7>(w, p, xs + b, ys + b, n); break;
+            case 6: Kernel::template run<6>(w, p, xs + b, ys + b, n); break;
+            case 5: Kernel::template run<5>(w, p, xs + b, ys + b, n); break;
+            case 4: Kernel::template run<4>(w, p, xs + b, ys + b, n); break;
+            case 3: Kernel::template run<3>(w, p, xs + b, ys + b, n); break;
+            case 2: Kernel::template run<2>(w, p, xs + b, ys + b, n); break;
+            default: Kernel::template run<1>(w, p, xs + b, ys + b, n); break;
         }
     }
 }
@@ -387,11 +386,11 @@ void avx512_dot_row_xs(DType wt, const void* w, const void* next, const void* co
     const uint8_t* wr = (const uint8_t*)w;
     const size_t pf = (size_t)((uintptr_t)next - (uintptr_t)w);  // as in dot_row_prefetch
     switch (wt) {
-        case DType::DTYPE_F32: row_float_xs_any<F32W>(wr, pf, xs, n_x, ys, n); return;
-        case DType::DTYPE_F16: row_float_xs_any<F16W>(wr, pf, xs, n_x, ys, n); return;
-        case DType::DTYPE_BF16: row_float_xs_any<BF16W>(wr, pf, xs, n_x, ys, n); return;
-        case DType::DTYPE_Q8_0: row_quant_xs_any<Q8W>(wr, pf, xs, n_x, ys, n / QK8_0); return;
-        case DType::DTYPE_Q4_0: row_quant_xs_any<Q4W>(wr, pf, xs, n_x, ys, n / QK4_0); return;
+        case DType::DTYPE_F32: row_xs_groups<FloatRowXs<F32W>>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_F16: row_xs_groups<FloatRowXs<F16W>>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_BF16: row_xs_groups<FloatRowXs<BF16W>>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_Q8_0: row_xs_groups<QuantRowXs<Q8W>>(wr, pf, xs, n_x, ys, n); return;
+        case DType::DTYPE_Q4_0: row_xs_groups<QuantRowXs<Q4W>>(wr, pf, xs, n_x, ys, n); return;
     }
     throw std::invalid_argument("dot_row_xs (avx512): weight type " + std::to_string((uint32_t)wt) +
                                 " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
