@@ -1345,12 +1345,7 @@ private:
         const LlamaSparseFfn& S = m_.sparse[l];
         int32_t* rows = gs_.cold_active.data();
         uint32_t* masks = gs_.batch_masks.data();
-        int64_t k = 0;
-        for (int c = 0; c < n_cold; c++) {
-            uint32_t mask = 0;
-            for (int t = 0; t < n; t++) mask |= (uint32_t)(gs_.h_scores[(size_t)t * n_cold + c] > thr) << t;
-            if (mask != 0) rows[k] = G.cold[c], masks[k++] = mask;
-        }
+        const int64_t k = llama_batch_rows(gs_.h_scores, n_cold, n, G.cold.data(), n_cold, thr, rows, masks, pool_);
         const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
         const size_t stride = dot_vec_bytes(w.wt, dim);
         for (int t = 0; t < n; t++)

@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "kernels-cpu/dot.h"
+#include "kernels-cpu/sparse-ffn-batch.h"
 #include "kernels-cpu/sparse-ffn.h"
 
 namespace ember {
@@ -58,6 +59,61 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.h_active.assign(info.n_ff, 0.0f);
     st.mask_counts.assign((size_t)2 * n_batch, 0);
     st.ffn_scratch.assign(sparse_ffn_scratch_floats(info.n_ff, info.dim), 0.0f);
+    if (n_batch > 1) {
+        st.batch_rows.assign(info.n_ff, 0);
+        st.batch_masks.assign(info.n_ff, 0);
+        st.batch_h.assign((size_t)info.n_ff * kSparseBatchMaxTokens, 0.0f);
+        size_t stride = 0;
+        for (const LlamaLayer& L : m.layers) stride = std::max(stride, dot_vec_bytes(L.w_gate.type, info.dim));
+        st.batch_xq.assign(stride * kSparseBatchMaxTokens, 0);
+    }
+}
+
+int64_t llama_batch_rows(const float* scores, int64_t ld, int n, const int32_t* ids, int64_t n_ids, float threshold,
+                         int32_t* rows, uint32_t* masks, ThreadPool& pool) {
+    pool.parallel_for(n_ids, 256, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; c++) {
+            uint32_t mask = 0;
+            for (int t = 0; t < n; t++) mask |= (uint32_t)(scores[t * ld + c] > threshold) << t;
+            masks[c] = mask;
+        }
+    });
+    int64_t k = 0;
+    for (int64_t c = 0; c < n_ids; c++)  // in place: k <= c
+        if (masks[c] != 0) rows[k] = ids ? ids[c] : (int32_t)c, masks[k++] = masks[c];
+    return k;
+}
+
+bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n, float* y,
+                            ThreadPool& pool) {
+    const LlamaSparseFfn& S = m.sparse[l];
+    const int dim = info.dim, n_ff = info.n_ff;
+    if (st.batch_rows.size() < (size_t)n_ff) throw Error("sparse FFN batch: scratch not sized");
+    const float* xn = st.xn.data();
+    const float* scores = st.pred_scores.data();
+    predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
+    const float thr = S.predictor.threshold;
+    int64_t predicted = 0;
+    for (int64_t i = 0; i < (int64_t)n * n_ff; i++) predicted += scores[i] > thr;
+    if (2 * predicted >= (int64_t)n * n_ff) return false;
+    const SparseGateUpWeights gw = llama_gate_up_weights(info, m.layers[l]);
+    const size_t stride = dot_vec_bytes(gw.wt, dim);
+    int64_t fired = 0;
+    for (int c0 = 0; c0 < n; c0 += kSparseBatchMaxTokens) {
+        const int nt = std::min(kSparseBatchMaxTokens, n - c0);
+        const int64_t k = llama_batch_rows(scores + (size_t)c0 * n_ff, n_ff, nt, nullptr, n_ff, thr,
+                                           st.batch_rows.data(), st.batch_masks.data(), pool);
+        for (int t = 0; t < nt; t++) dot_prepare_vec(gw.wt, xn + (size_t)(c0 + t) * dim, st.batch_xq.data() + t * stride, dim);
+        sparse_ffn_batch(gw, st.batch_xq.data(), stride, nt, S.w_down_t.type, S.w_down_t.data, st.batch_rows.data(),
+                         st.batch_masks.data(), k, st.batch_h.data(), y + (size_t)c0 * dim, pool);
+        for (int64_t j = 0; j < k * nt; j++) fired += st.batch_h[j] != 0.0f;
+    }
+    SparseFfnStats& s = st.sparse_stats;
+    if (l == 0) s.tokens += n;
+    s.neurons += (uint64_t)n * n_ff;
+    s.predicted += (uint64_t)predicted;
+    s.fired += (uint64_t)fired;
+    return true;
 }
 
 void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,

@@ -1,8 +1,11 @@
 // The neuron-aware sparse FFN of the llama family (PowerInfer, SOSP'24, section 5; Deja Vu, ICML'23): per layer, the
 // activation predictor marks the neurons likely to fire, and only their gate/up rows and down columns are read.
 //   decode (one token):  active = predictor(xn); h = gate/up rows of active; y = their down columns (llama_sparse_rows)
-//   batch  (a prompt):   h = act(W_gate xn) * (W_up xn) for all neurons (GEMMs), then masked to the predicted set,
-//                        so a prompt gets the same neurons a decode step would, at GEMM speed.
+//   batch  (a prompt):   the predictor over the batch (GEMMs); when it marks fewer than half the batch's neurons,
+//                        chunks of 32 tokens through sparse_ffn_batch (each predicted row read once per chunk, the
+//                        decode step's dot products per token: llama_sparse_ffn_batch); otherwise
+//                        h = act(W_gate xn) * (W_up xn) for all neurons (GEMMs), then masked to the predicted set.
+//                        Either way a prompt gets the same neurons a decode step would.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -45,6 +48,20 @@ void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, c
 // One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
 // Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.
 void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,
+                            ThreadPool& pool);
+
+// The union of a batch's predicted neurons: for n (<= 32) tokens whose scores for n_ids neurons are rows of
+// scores (token t's at scores + t * ld), rows[k] = ids[c] (or c when ids is null) and masks[k] its tokens (bit t:
+// scores[t * ld + c] > threshold), for the k columns some token marks, ascending; returns k. rows and masks hold
+// n_ids entries.
+int64_t llama_batch_rows(const float* scores, int64_t ld, int n, const int32_t* ids, int64_t n_ids, float threshold,
+                         int32_t* rows, uint32_t* masks, ThreadPool& pool);
+
+// A batch of n tokens of layer l through the sparse operators, given the FFN input in st.xn: y (n, dim) = the
+// sparse FFN of every token, its predicted set through sparse_ffn_batch in chunks of 32 tokens. Returns false, and
+// does nothing else, when the predictor marks half the batch's neurons or more (the dense GEMMs with
+// llama_sparse_mask_batch are faster then). Counts neurons in st.sparse_stats.
+bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n, float* y,
                             ThreadPool& pool);
 
 // A batch of n tokens: zeroes h (n, n_ff) where layer l's predictor marks a neuron inactive for that token, given the

@@ -337,6 +337,15 @@ void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaSta
         add_inplace(x, out, dim, pool);
         return;
     }
+    if (!m.sparse.empty() && !st.ffn_observer) {
+        // A batch with a profile: the predicted rows through the sparse operators when the predictor marks few
+        // enough neurons; st.up is free for the sum then.
+        float* out = st.up.data();
+        if (llama_sparse_ffn_batch(info, m, l, st, n, out, pool)) {
+            add_inplace(x, out, (int64_t)n * dim, pool);
+            return;
+        }
+    }
     linear(L.w_gate, xn, st.gate.data(), n, st, pool);
     linear(L.w_up, xn, st.up.data(), n, st, pool);
     const bool relu = info.ffn_act == "relu";
