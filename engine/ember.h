@@ -67,8 +67,8 @@ struct ModelInfo {
 
 // What the sparse FFN did (Session::sparse_stats). Decode steps (one token per eval) run the sparse operators and
 // are counted with the weight bytes they read; tokens evaluated in batches (prompts) count only in the neuron
-// counters (the CPU computes a batch densely with the predictor's mask applied; a hybrid placement's split layers
-// read the rows the batch's tokens predicted).
+// counters (a batch reads the rows its tokens predicted, 32 tokens at a time; where the predictor marks half the
+// neurons or more, the CPU computes it densely and applies the mask).
 struct SparseFfnStats {
     uint64_t tokens = 0;             // tokens through the FFN (decode and batched), each over every layer
     uint64_t neurons = 0;            // tokens * n_layers * n_ff: what a dense FFN computes

@@ -127,7 +127,7 @@ int run(int argc, char** argv) {
     if (model->sparse()) {
         const SparseFfnStats& s = session.sparse_stats();
         std::fprintf(stderr, "perplexity: sparse FFN: predictors marked %.2f %% of neurons active, %.2f %% fired; "
-                     "%llu tokens one at a time through the sparse operators, %llu in batches (masked)\n",
+                     "%llu tokens one at a time through the sparse operators, %llu in batches\n",
                      100.0 * s.predicted_share(), s.neurons ? 100.0 * s.fired / s.neurons : 0.0,
                      (unsigned long long)s.decode_tokens, (unsigned long long)(s.tokens - s.decode_tokens));
     }
