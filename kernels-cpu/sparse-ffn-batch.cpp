@@ -57,6 +57,7 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
     // Gate/up: each listed neuron's gate row against the tokens that use it, then its up row against those whose
     // gate fired (ReLU) or all of them (SiLU): one dot_row_xs call each, the row read from memory once (the rows
     // `ahead` neurons further on are prefetched meanwhile) and its vectors shared by the tokens' products.
+    std::vector<uint32_t> fired((size_t)k);  // per listed neuron: the tokens whose h is not 0
     pool.parallel_for(k, kRowGrain, [&](int64_t j0, int64_t j1) {
         const void* xs[kSparseBatchMaxTokens];
         int tok[kSparseBatchMaxTokens];
@@ -64,6 +65,7 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
         for (int64_t j = j0; j < j1; j++) {
             float* hj = h + j * n;
             std::fill(hj, hj + n, 0.0f);
+            fired[j] = 0;
             const uint32_t mask = masks[j];
             if (mask == 0) continue;
             const int64_t q = std::min(j + ahead, k - 1);
@@ -85,21 +87,24 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
             }
             row_dots(kern, w.wt, up + (size_t)rows[j] * row_bytes, up + (size_t)rows[q] * row_bytes, xs, m_up, dots,
                      dim);
-            for (int i = 0; i < m_up; i++) hj[tok[i]] *= dots[i];
+            for (int i = 0; i < m_up; i++) {
+                hj[tok[i]] *= dots[i];
+                if (hj[tok[i]] != 0.0f) fired[j] |= 1u << tok[i];
+            }
         }
     });
 
-    // Each token's fired neurons as positions in the list, ascending (token t's at use[start[t] .. start[t + 1])).
+    // Each token's fired neurons as positions in the list, ascending (token t's at use[start[t] .. start[t + 1])),
+    // from the rows' fired masks: work in proportion to the (neuron, token) pairs, not to k * n.
     std::vector<int64_t> start(n + 1, 0);
     for (int64_t j = 0; j < k; j++)
-        for (int t = 0; t < n; t++) start[t + 1] += h[j * n + t] != 0.0f;
+        for (uint32_t b = fired[j]; b != 0; b &= b - 1) start[__builtin_ctz(b) + 1]++;
     for (int t = 0; t < n; t++) start[t + 1] += start[t];
     std::vector<int32_t> use((size_t)start[n]);
     {
         std::vector<int64_t> fill(start.begin(), start.end() - 1);
         for (int64_t j = 0; j < k; j++)
-            for (int t = 0; t < n; t++)
-                if (h[j * n + t] != 0.0f) use[(size_t)fill[t]++] = (int32_t)j;
+            for (uint32_t b = fired[j]; b != 0; b &= b - 1) use[(size_t)fill[__builtin_ctz(b)]++] = (int32_t)j;
     }
 
     // Down: slices of y. Per slice, each token adds the segments of the neurons it fired in one axpy_rows call (list
