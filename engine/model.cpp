@@ -86,11 +86,13 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
                             ? params.cpu_bandwidth_gbs * 1e9
                             : memory_bandwidth_probe(256u << 20, cpu_physical_cores(), 3) * 1e9;
     req.n_gpu_layers = params.n_gpu_layers;
-    // Prompts in batches need their scratch in the plan. Without a profile or with -ngl the plan always reserves it;
-    // a plan that may split FFN layers gives it up by default when it would take more than 1/16 of the budget (a
-    // budget of a few MiB, where the hot neurons it would displace matter more): prompts then run token by token.
-    const uint64_t batch_extra = llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, true) -
-                                 llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, false);
+    // Prompts in batches need their scratch in the plan, once per session. Without a profile or with -ngl the plan
+    // always reserves it; a plan that may split FFN layers gives it up by default when it would take more than 1/16
+    // of the budget (budgets under 16 times the batch scratch, tens of MiB for small models, where the hot neurons
+    // it would displace matter more): prompts then run token by token.
+    const uint64_t batch_extra = (llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, true) -
+                                  llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, false)) *
+                                 (uint64_t)std::max(1, params.n_seq);
     const bool batch = params.gpu_prompt_batch == 1 ||
                        (params.gpu_prompt_batch < 0 &&
                         (params.profile_path.empty() || params.n_gpu_layers >= 0 || batch_extra * 16 <= req.vram_budget));

@@ -98,8 +98,9 @@ const float* Session::logits(int i) const {
 void Session::set_ffn_observer(FfnObserver observer) {
 #if defined(EMBER_CUDA)
     if (observer && state_->gpu && !llama_gpu_observes_ffn(*state_->gpu))
-        throw Error("set_ffn_observer: this session's placement splits FFN layers between GPU and CPU, whose split "
-                    "layers have no FFN observer (load the model without a profile, or with n_gpu_layers = 0 / -ngl 0)");
+        throw Error("set_ffn_observer: this session's GPU placement cannot show an FFN observer every layer: it splits "
+                    "FFN layers between GPU and CPU, or runs prompts token by token (gpu_prompt_batch = 0); load the "
+                    "model without a profile, or with n_gpu_layers = 0 / -ngl 0, and without gpu_prompt_batch = 0");
 #endif
     state_->llama.ffn_observer = std::move(observer);
 }

@@ -1167,6 +1167,8 @@ public:
         llama_embed(info_, m_, st_, tokens, n);
         n_ = n;
         on_gpu_ = false;
+        // The batch's tokens count once, whichever layer kinds (CPU FFN layers count their own) ran.
+        const uint64_t tokens0 = st_.sparse_stats.tokens;
         for (int l = 0; l < info_.n_layers; l++) {
             const LlamaGpuLayer& G = g_.layers[l];
             if (G.attn) {
@@ -1187,6 +1189,7 @@ public:
                 llama_ffn_block(info_, m_, l, st_, n, pool_);
             }
         }
+        if (!m_.sparse.empty()) st_.sparse_stats.tokens = tokens0 + (uint64_t)n;
         if (rows.empty()) {
             CUDA_CHECK(cudaStreamSynchronize(s_));
             account_hot();
@@ -1304,21 +1307,27 @@ private:
         float* y_hot = dev(gs_.lay.tmp);            // (n, dim)
         std::atomic<bool> scores_queued{false};
         gs_.queue.post([&] {
-            gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, n, s_);
-            gpu::PredictorGpuScratch ps;
-            ps.xq = gs_.arena.at(gs_.lay.pred_xq);
-            ps.hidden = dev(gs_.lay.pred_hidden);
-            for (int t = 0; t < n; t++)
-                gpu::predictor_scores(G.predictor, xn + (size_t)t * dim, scores + (size_t)t * n_ff, ps, s_);
-            if (n_cold > 0) {
-                CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, s_));
-                CUDA_CHECK(cudaMemcpy2DAsync(gs_.h_scores, n_cold * sizeof(float), scores + G.n_hot,
-                                             n_ff * sizeof(float), n_cold * sizeof(float), n, cudaMemcpyDeviceToHost,
-                                             s_));
-                CUDA_CHECK(cudaEventRecord(gs_.ev_batch, s_));
+            try {
+                gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, n, s_);
+                gpu::PredictorGpuScratch ps;
+                ps.xq = gs_.arena.at(gs_.lay.pred_xq);
+                ps.hidden = dev(gs_.lay.pred_hidden);
+                for (int t = 0; t < n; t++)
+                    gpu::predictor_scores(G.predictor, xn + (size_t)t * dim, scores + (size_t)t * n_ff, ps, s_);
+                if (n_cold > 0) {
+                    CUDA_CHECK(cudaMemcpyAsync(gs_.h_xn, xn, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost,
+                                               s_));
+                    CUDA_CHECK(cudaMemcpy2DAsync(gs_.h_scores, n_cold * sizeof(float), scores + G.n_hot,
+                                                 n_ff * sizeof(float), n_cold * sizeof(float), n,
+                                                 cudaMemcpyDeviceToHost, s_));
+                    CUDA_CHECK(cudaEventRecord(gs_.ev_batch, s_));
+                }
+                scores_queued.store(true, std::memory_order_release);
+                if (G.n_hot > 0) hot_ffn(l, G, xn, scores, y_hot);
+            } catch (...) {
+                cudaGetLastError();  // this thread's error state, which the next job's launch checks would see
+                throw;
             }
-            scores_queued.store(true, std::memory_order_release);
-            if (G.n_hot > 0) hot_ffn(l, G, xn, scores, y_hot);
         });
         struct Drain {  // the job refers to this frame: it ends before the frame does, even on an exception
             JobThread& q;
@@ -1331,7 +1340,6 @@ private:
         } drain{gs_.queue};
         if (G.n_hot > 0) hot_layers_.push_back(l);
         SparseFfnStats& stats = st_.sparse_stats;
-        if (l == 0) stats.tokens += n;
         stats.neurons += (uint64_t)n * n_ff;
         if (n_cold == 0) {
             gs_.queue.wait();

@@ -65,10 +65,10 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 // Runs n tokens at positions pos0 .. pos0+n-1 like llama_forward, with the GPU's share of the work on the GPU.
 // st is the session's host state (its KV cache serves the layers whose attention stays on the CPU); logits land in
 // st.logits as llama_forward leaves them. With batch scratch a prompt runs in batches of up to 32 tokens (cuBLAS
-// GEMMs, causal attention over the batch; the CPU's layers through their batch code; a split FFN layer runs the
-// decode step's hot-neuron kernels per token on the GPU while the CPU reads each cold row the batch predicted once,
-// for all its tokens); single tokens, and prompts without batch scratch, run one token at a time through the decode
-// step.
+// GEMMs, causal attention over the batch; the CPU's layers through their batch code; a split FFN layer computes its
+// hot neurons on the GPU, float rows through GEMMs masked to each token's predicted set and quantized ones through
+// the decode step's kernels per token, while the CPU reads each cold row the batch predicted once, for all its
+// tokens); single tokens, and prompts without batch scratch, run one token at a time through the decode step.
 // Counts in st.sparse_stats like the CPU path; decode_weight_bytes counts host reads and decode_gpu_weight_bytes
 // VRAM reads (hot neurons counted at their predicted rows: gate, up and down).
 void llama_gpu_forward(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g, LlamaGpuState& gs,

@@ -181,10 +181,10 @@ void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, L
 }
 
 void llama_sparse_mask_batch(const ModelInfo& info, const LlamaModel& m, int l, const float* xn, float* h, int n,
-                             LlamaState& st, ThreadPool& pool) {
+                             LlamaState& st, ThreadPool& pool, bool scores_ready) {
     const LlamaSparseFfn& S = m.sparse[l];
     const int n_ff = info.n_ff;
-    predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
+    if (!scores_ready) predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
     const float thr = S.predictor.threshold;
     int64_t* predicted = st.mask_counts.data();  // (n) per token, then fired (n)
     int64_t* fired = predicted + n;

@@ -58,15 +58,17 @@ int64_t llama_batch_rows(const float* scores, int64_t ld, int n, const int32_t* 
                          int32_t* rows, uint32_t* masks, ThreadPool& pool);
 
 // A batch of n tokens of layer l through the sparse operators, given the FFN input in st.xn: y (n, dim) = the
-// sparse FFN of every token, its predicted set through sparse_ffn_batch in chunks of 32 tokens. Returns false, and
-// does nothing else, when the predictor marks half the batch's neurons or more (the dense GEMMs with
-// llama_sparse_mask_batch are faster then). Counts neurons in st.sparse_stats.
+// sparse FFN of every token, its predicted set through sparse_ffn_batch in chunks of 32 tokens (y may be st.xn:
+// each chunk's rows are converted before they are overwritten). The predictor's scores land in st.pred_scores
+// first; when it marks half the batch's neurons or more, returns false having done nothing else (the dense GEMMs with
+// llama_sparse_mask_batch, given scores_ready, are faster then). Counts neurons in st.sparse_stats.
 bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, int n, float* y,
                             ThreadPool& pool);
 
 // A batch of n tokens: zeroes h (n, n_ff) where layer l's predictor marks a neuron inactive for that token, given the
-// FFN input xn (n, dim). Counts neurons in st.sparse_stats.
+// FFN input xn (n, dim); scores_ready: st.pred_scores already holds the predictor's scores for xn. Counts neurons in
+// st.sparse_stats.
 void llama_sparse_mask_batch(const ModelInfo& info, const LlamaModel& m, int l, const float* xn, float* h, int n,
-                             LlamaState& st, ThreadPool& pool);
+                             LlamaState& st, ThreadPool& pool, bool scores_ready = false);
 
 }  // namespace ember

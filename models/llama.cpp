@@ -337,14 +337,15 @@ void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaSta
         add_inplace(x, out, dim, pool);
         return;
     }
+    bool scores_ready = false;
     if (!m.sparse.empty() && !st.ffn_observer) {
         // A batch with a profile: the predicted rows through the sparse operators when the predictor marks few
-        // enough neurons; st.up is free for the sum then.
-        float* out = st.up.data();
-        if (llama_sparse_ffn_batch(info, m, l, st, n, out, pool)) {
-            add_inplace(x, out, (int64_t)n * dim, pool);
+        // enough neurons, the sum written over xn (each chunk's rows are converted before they are overwritten).
+        if (llama_sparse_ffn_batch(info, m, l, st, n, xn, pool)) {
+            add_inplace(x, xn, (int64_t)n * dim, pool);
             return;
         }
+        scores_ready = true;  // the predictor's scores for the mask below
     }
     linear(L.w_gate, xn, st.gate.data(), n, st, pool);
     linear(L.w_up, xn, st.up.data(), n, st, pool);
@@ -358,7 +359,7 @@ void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaSta
             swiglu(g, g, u, e - b);
     });
     // A batch with a profile: every neuron computed by the GEMMs, then the predictor's mask per token.
-    if (!m.sparse.empty()) llama_sparse_mask_batch(info, m, l, xn, st.gate.data(), n, st, pool);
+    if (!m.sparse.empty()) llama_sparse_mask_batch(info, m, l, xn, st.gate.data(), n, st, pool, scores_ready);
     if (st.ffn_observer) st.ffn_observer(l, xn, dim, st.gate.data(), n, n_ff);  // xn: the FFN input still
     linear(L.w_down, st.gate.data(), xn, n, st, pool);
     add_inplace(x, xn, (int64_t)n * dim, pool);
