@@ -562,17 +562,6 @@ const void* prepare_on_device(LlamaGpuState& gs, DType t, const float* x, int64_
     return xq;
 }
 
-// A split layer's hot gate and up rows in VRAM as the sparse gate/up kernels take them.
-SparseGateUpWeights hot_gate_up(const ModelInfo& info, const LlamaGpuLayer& G) {
-    SparseGateUpWeights w;
-    w.wt = G.hot_gate.type;
-    w.w_gate = G.hot_gate.data;
-    w.w_up = G.hot_up.data;
-    w.dim = info.dim;
-    w.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
-    return w;
-}
-
 // Layer l's attention over its device cache for queries q, positions 0 .. n_kv-1; out and scores in the scratch.
 AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& gs, int l, const float* q, int n_kv) {
     AttentionArgs a;
@@ -1016,7 +1005,7 @@ private:
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
             float* h = dev(gs_.lay.h);
             gpu::predictor_active(scores, G.n_hot, G.predictor.threshold, active, counts + l, s_);
-            const SparseGateUpWeights w = hot_gate_up(info_, G);
+            const SparseGateUpWeights w = llama_gate_up_weights(info_, G.hot_gate.type, G.hot_gate.data, G.hot_up.data);
             gpu::sparse_gate_up(w, prepare(w.wt, xn, dim), active, counts + l, G.n_hot, h, s_);
             gpu::count_nonzero(h, counts + l, counts + info_.n_layers + l, s_);
             gpu::sparse_down(G.hot_down_t.type, G.hot_down_t.data, h, active, counts + l, y_hot, dim,
@@ -1378,7 +1367,7 @@ private:
         if (dtype_block_elems(G.hot_gate.type) > 1) {
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
             float* h = dev(gs_.lay.h);
-            const SparseGateUpWeights w = hot_gate_up(info_, G);
+            const SparseGateUpWeights w = llama_gate_up_weights(info_, G.hot_gate.type, G.hot_gate.data, G.hot_up.data);
             const int dim = info_.dim;
             for (int t = 0; t < n; t++) {
                 const float* xt = xn + (size_t)t * dim;

@@ -1,6 +1,7 @@
 #include "models/llama-sparse.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -69,6 +70,22 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     }
 }
 
+namespace {
+
+// How many i in [0, n) satisfy pred(i), counted over the pool.
+template <typename Pred>
+int64_t count_where(int64_t n, ThreadPool& pool, const Pred& pred) {
+    std::atomic<int64_t> total{0};
+    pool.parallel_for(n, 1 << 15, [&](int64_t i0, int64_t i1) {
+        int64_t c = 0;
+        for (int64_t i = i0; i < i1; i++) c += pred(i);
+        total.fetch_add(c, std::memory_order_relaxed);
+    });
+    return total.load();
+}
+
+}  // namespace
+
 int64_t llama_batch_rows(const float* scores, int64_t ld, int n, const int32_t* ids, int64_t n_ids, float threshold,
                          int32_t* rows, uint32_t* masks, ThreadPool& pool) {
     pool.parallel_for(n_ids, 256, [&](int64_t c0, int64_t c1) {
@@ -93,8 +110,7 @@ bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, L
     const float* scores = st.pred_scores.data();
     predictor_scores(S.predictor, xn, n, st.pred_scores.data(), st.predictor, pool);
     const float thr = S.predictor.threshold;
-    int64_t predicted = 0;
-    for (int64_t i = 0; i < (int64_t)n * n_ff; i++) predicted += scores[i] > thr;
+    const int64_t predicted = count_where((int64_t)n * n_ff, pool, [&](int64_t i) { return scores[i] > thr; });
     if (2 * predicted >= (int64_t)n * n_ff) return false;
     const SparseGateUpWeights gw = llama_gate_up_weights(info, m.layers[l]);
     const size_t stride = dot_vec_bytes(gw.wt, dim);
@@ -106,7 +122,8 @@ bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, L
         for (int t = 0; t < nt; t++) dot_prepare_vec(gw.wt, xn + (size_t)(c0 + t) * dim, st.batch_xq.data() + t * stride, dim);
         sparse_ffn_batch(gw, st.batch_xq.data(), stride, nt, S.w_down_t.type, S.w_down_t.data, st.batch_rows.data(),
                          st.batch_masks.data(), k, st.batch_h.data(), y + (size_t)c0 * dim, pool);
-        for (int64_t j = 0; j < k * nt; j++) fired += st.batch_h[j] != 0.0f;
+        const float* h = st.batch_h.data();
+        fired += count_where(k * nt, pool, [&](int64_t j) { return h[j] != 0.0f; });
     }
     SparseFfnStats& s = st.sparse_stats;
     if (l == 0) s.tokens += n;
@@ -130,14 +147,18 @@ void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, c
     sparse_down(S.w_down_t.type, S.w_down_t.data, h, active, k, y, gw.dim, pool);
 }
 
-SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L) {
+SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, DType type, const void* gate, const void* up) {
     SparseGateUpWeights w;
-    w.wt = L.w_gate.type;
-    w.w_gate = L.w_gate.data;
-    w.w_up = L.w_up.data;
+    w.wt = type;
+    w.w_gate = gate;
+    w.w_up = up;
     w.dim = info.dim;
     w.act = info.ffn_act == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
     return w;
+}
+
+SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L) {
+    return llama_gate_up_weights(info, L.w_gate.type, L.w_gate.data, L.w_up.data);
 }
 
 void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, LlamaState& st, float* x_out,

@@ -33,7 +33,10 @@ void llama_sparse_init(const ModelInfo& info, LlamaModel& m, const ModelProfile&
 // Sizes the sparse FFN's scratch in st for n_batch tokens (no-op for a dense model).
 void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_batch, LlamaState& st);
 
-// Layer L's gate and up matrices (in host memory) as the sparse gate/up kernels take them.
+// Gate and up matrices of one type (host or device pointers, as the kernel that takes them runs) as the sparse
+// gate/up kernels take them; the activation is the model's.
+SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, DType type, const void* gate, const void* up);
+// Layer L's gate and up matrices (in host memory).
 SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLayer& L);
 
 // One token's active rows: h (k) = act(gate . xn) * (up . xn) of the listed neurons (xq: xn prepared by
