@@ -168,6 +168,22 @@ void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, i
     });
 }
 
+void matvecs(DType wt, const MatvecOut* outs, int n_outs, const void* xq, int64_t n_cols, ThreadPool& pool) {
+    const DotKernels* k = dot_kernels();
+    const size_t rb = dtype_row_bytes(wt, n_cols);
+    int64_t total = 0;
+    for (int j = 0; j < n_outs; j++) total += outs[j].n_rows;
+    pool.parallel_for(total, matvec_grain(rb), [&](int64_t b, int64_t e) {
+        int64_t first = 0;  // the global index of output j's row 0
+        for (int j = 0; j < n_outs && b < e; first += outs[j].n_rows, j++) {
+            const int64_t lo = std::max(b, first), hi = std::min(e, first + outs[j].n_rows);
+            if (lo >= hi) continue;
+            k->dot_rows(wt, (const uint8_t*)outs[j].w + (lo - first) * rb, rb, xq, outs[j].y + (lo - first), hi - lo,
+                        n_cols);
+        }
+    });
+}
+
 int64_t matmul_scratch_floats(int64_t n_rows, int64_t n_cols) {
     (void)n_rows;  // the dot path's Q8_0 activations for kDotGroupTokens tokens; the BLAS path uses its own
     return ceil_div(kDotGroupTokens * (int64_t)dtype_row_bytes(DType::DTYPE_Q8_0, round_up(n_cols, QK8_0)), 4);

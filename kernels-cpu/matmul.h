@@ -12,6 +12,17 @@ namespace ember {
 // Rows are split across the pool.
 void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, ThreadPool& pool);
 
+// One output of matvecs: y[r] = dot(w row r, x) for r in [0, n_rows).
+struct MatvecOut {
+    const void* w = nullptr;
+    float* y = nullptr;
+    int64_t n_rows = 0;
+};
+// Several products of one vector (the q, k and v projections; gate and up) in one pass over the pool: the outputs'
+// rows are split across the workers as one list, so the pool starts and drains once, not once per matrix. Every
+// matrix has type wt and n_cols columns; each y equals matvec's bit for bit.
+void matvecs(DType wt, const MatvecOut* outs, int n_outs, const void* xq, int64_t n_cols, ThreadPool& pool);
+
 // Y (n_tokens, n_rows) = X (n_tokens, n_cols) * W^T. X and Y are row-major float.
 // Uses BLAS sgemm where built with it: blocks of weight rows, each dequantized by one worker into its own
 // (thread_local) scratch and multiplied by a single-threaded sgemm; the result is the same for any thread count.

@@ -132,6 +132,32 @@ TEST_P(KernelsMatmul, MatvecLargeRowCount) {  // many chunks per thread, rows no
     check(p, y, dot_vec_type(c.type) == DType::DTYPE_Q8_0, c.tol, "large");
 }
 
+TEST_P(KernelsMatmul, MatvecsEqualsOneMatvecPerOutput) {  // outputs of uneven sizes, chunks spanning two of them
+    const MatCase c = std::get<0>(GetParam());
+    ThreadPool pool(std::get<1>(GetParam()));
+    const int64_t cols = 96;
+    const std::vector<int64_t> sizes = {1031, 7, 0, 33, 257};
+    std::vector<Problem> ps;
+    for (size_t j = 0; j < sizes.size(); j++) ps.push_back(make_problem(c.type, sizes[j], cols, 1, 11 + (uint32_t)j));
+    std::vector<uint8_t> xq(dot_vec_bytes(c.type, cols));
+    dot_prepare_vec(c.type, ps[0].x.data(), xq.data(), cols);  // one input vector for all
+    std::vector<std::vector<float>> ys, ys1;
+    std::vector<MatvecOut> outs;
+    for (size_t j = 0; j < sizes.size(); j++) {
+        ys.emplace_back((size_t)sizes[j] + 1, 77.0f);
+        ys1.emplace_back((size_t)sizes[j] + 1, 77.0f);
+    }
+    for (size_t j = 0; j < sizes.size(); j++) outs.push_back({ps[j].w.data(), ys[j].data(), sizes[j]});
+    matvecs(c.type, outs.data(), (int)outs.size(), xq.data(), cols, pool);
+    for (size_t j = 0; j < sizes.size(); j++) {
+        matvec(c.type, ps[j].w.data(), xq.data(), ys1[j].data(), sizes[j], cols, pool);
+        ASSERT_EQ(ys[j].back(), 77.0f) << "output " << j << ": wrote past y";
+        EXPECT_EQ(ys[j], ys1[j]) << dtype_name(c.type) << " output " << j << " (" << sizes[j] << " rows)";
+        for (int64_t r = 0; r < sizes[j]; r++)
+            ASSERT_NE(ys[j][(size_t)r], 77.0f) << "output " << j << " row " << r << " not written";
+    }
+}
+
 TEST_P(KernelsMatmul, MatmulMatchesReference) {
     const MatCase c = std::get<0>(GetParam());
     ThreadPool pool(std::get<1>(GetParam()));
