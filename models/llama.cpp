@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <map>
+#include <utility>
 
 #include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
@@ -224,6 +226,24 @@ void linear(const Weight& w, const float* x, float* y, int n, LlamaState& st, Th
     }
 }
 
+// linear() of one input through several weights: for one token with weights of one type and width, a single
+// conversion of x and one matvecs pass (bit for bit the separate products), else one linear() each.
+void linear_many(std::initializer_list<std::pair<const Weight*, float*>> outs, const float* x, int n, LlamaState& st,
+                 ThreadPool& pool) {
+    const Weight& w0 = *outs.begin()->first;
+    bool one_pass = n == 1 && outs.size() <= 4;
+    for (const auto& o : outs) one_pass = one_pass && o.first->type == w0.type && o.first->n_cols == w0.n_cols;
+    if (!one_pass) {
+        for (const auto& o : outs) linear(*o.first, x, o.second, n, st, pool);
+        return;
+    }
+    MatvecOut mo[4];
+    int k = 0;
+    for (const auto& o : outs) mo[k++] = {o.first->data, o.second, o.first->n_rows};
+    dot_prepare_vec(w0.type, x, st.vec_scratch.data(), w0.n_cols);
+    matvecs(w0.type, mo, k, st.vec_scratch.data(), w0.n_cols, pool);
+}
+
 // f(i) for every token i in [0, n), tokens spread over the pool (for a batch; one token runs on the caller).
 template <typename F>
 void for_each_token(int n, ThreadPool& pool, F&& f) {
@@ -282,9 +302,7 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
     for_each_token(n, pool, [&](int i) {
         rmsnorm(xn + (int64_t)i * dim, x + (int64_t)i * dim, L.attn_norm.data(), dim, info.norm_eps);
     });
-    linear(L.wq, xn, st.q.data(), n, st, pool);
-    linear(L.wk, xn, st.k.data(), n, st, pool);
-    linear(L.wv, xn, st.v.data(), n, st, pool);
+    linear_many({{&L.wq, st.q.data()}, {&L.wk, st.k.data()}, {&L.wv, st.v.data()}}, xn, n, st, pool);
     for_each_token(n, pool, [&](int i) {
         float* k = st.k.data() + (int64_t)i * kv_dim;
         const int pos = st.batch_pos[i];
@@ -347,8 +365,7 @@ void llama_ffn_block(const ModelInfo& info, const LlamaModel& m, int l, LlamaSta
         }
         scores_ready = true;  // the predictor's scores for the mask below
     }
-    linear(L.w_gate, xn, st.gate.data(), n, st, pool);
-    linear(L.w_up, xn, st.up.data(), n, st, pool);
+    linear_many({{&L.w_gate, st.gate.data()}, {&L.w_up, st.up.data()}}, xn, n, st, pool);
     const bool relu = info.ffn_act == "relu";
     for_each_chunk((int64_t)n * n_ff, pool, [&](int64_t b, int64_t e) {
         float* g = st.gate.data() + b;
