@@ -9,8 +9,8 @@
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
 // the peak measured at the same moment. Each call also takes the next of 8 different active lists. A last-level
-// cache larger than the sample still holds part of the layer: --layers N gives the sparse calls N copies of the
-// layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a whole model.
+// cache larger than the sample still holds part of the layer: --layers N gives the sparse and dense calls N copies
+// of the layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
 //                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] [--no-dense]
 //                          [--layers N] [--batch-tokens N]
@@ -316,19 +316,21 @@ int main(int argc, char** argv) {
                 if (best > 0) std::printf("%-5s %6.1f%% %-9s %.3f ms per token\n", dtype_name(wt), 100.0 * k / kNff,
                                           batch_op.c_str(), best * 1e3 / nt);
             }
-            if (args.dense) {  // three matvecs over all weights, down in ggml's layout
+            if (args.dense) {  // three matvecs over all weights, down in ggml's layout, layer copies in turn
+                std::vector<std::vector<uint8_t>> down_dense_c(args.layers - 1, down);
                 std::vector<float> g(kNff), u(kNff), hd(kNff), yd(kDim);
                 std::vector<uint8_t> hq(dot_vec_bytes(wt, kNff));
                 std::vector<double> ts;
                 double pk = 0.0;
                 for (int it = 0; it < args.iters; it++) {
                     pk = std::max(pk, peak.sample());
+                    const int c = it % args.layers;
                     const auto t0 = Clock::now();
-                    matvec(wt, gate.data(), xq.data(), g.data(), kNff, kDim, pool);
-                    matvec(wt, up.data(), xq.data(), u.data(), kNff, kDim, pool);
+                    matvec(wt, layer_w(c, gate, gate_c), xq.data(), g.data(), kNff, kDim, pool);
+                    matvec(wt, layer_w(c, up, up_c), xq.data(), u.data(), kNff, kDim, pool);
                     for (int64_t i = 0; i < kNff; i++) hd[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
                     dot_prepare_vec(wt, hd.data(), hq.data(), kNff);
-                    matvec(wt, down.data(), hq.data(), yd.data(), kDim, kNff, pool);
+                    matvec(wt, layer_w(c, down, down_dense_c), hq.data(), yd.data(), kDim, kNff, pool);
                     ts.push_back(seconds_since(t0));
                 }
                 const double best = *std::min_element(ts.begin(), ts.end());
