@@ -135,9 +135,7 @@ bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, L
 
 void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
                        int k, float* h, float* y, LlamaState& st, ThreadPool& pool) {
-    const DType t = gw.wt;
-    const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
-    if (float_rows && pool.size() >= 8) {
+    if (pool.size() >= 8) {
         if (st.ffn_scratch.size() < sparse_ffn_scratch_floats(k, gw.dim))
             throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");
         sparse_ffn(gw, xq, S.w_down_t.type, S.w_down_t.data, active, k, h, y, st.ffn_scratch.data(), pool);
