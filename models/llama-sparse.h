@@ -41,9 +41,10 @@ SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLaye
 
 // One token's active rows: h (k) = act(gate . xn) * (up . xn) of the listed neurons (xq: xn prepared by
 // dot_prepare_vec for the gate's type) and y (dim) = the sum of their down columns, w_down_t's rows. On a pool of 8
-// or more threads they go through sparse_ffn, one pass over the pool that reads each down row whole (16-core Xeon,
-// rows from DRAM: 7B F16 CPU-only decode 7 % faster, hybrid 4-8 %; 7B Q4_0 CPU-only 14 %); smaller pools take
-// sparse_gate_up then sparse_down, as fast or faster there (every type on 2 cores).
+// or more threads float rows, and quantized rows whose predicted gate rows reach 3 MiB, go through sparse_ffn, one
+// pass over the pool that reads each down row whole (16-core Xeon, rows from DRAM: 7B F16 CPU-only decode 7 %
+// faster, hybrid 4-8 %; 7B Q4_0 CPU-only 14 %); the rest take sparse_gate_up then sparse_down, as fast or faster
+// there (every type on 2 cores; a 70B Q4_0 hybrid's small cold share).
 // Uses st.ffn_scratch.
 void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
                        int k, float* h, float* y, LlamaState& st, ThreadPool& pool);
