@@ -5,6 +5,7 @@
 // every neuron, none, or a random part.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "engine/ember.h"
+#include "kernels-cpu/dtype.h"
+#include "models/synth.h"
 #include "predictor/profile.h"
 #include "tests/model-edit.h"
 
@@ -227,6 +230,44 @@ TEST(SparseModel, DecodeIndependentOfThreadCount) {
     const auto eight = run(*sparse, true, 8);
     EXPECT_LT(max_abs_diff(one, eight), 1e-5f);
     EXPECT_LT(max_abs_diff(run(*dense, true, 8), eight), 1e-4f);
+}
+
+// Quantized rows take the one-pass sparse_ffn on 8+ threads once a layer's predicted gate rows reach 3 MiB
+// (llama_sparse_rows): a Q8_0 layer of 8192 neurons of width 512, all predicted (4.25 MiB of gate rows), decodes to
+// logits within rounding of the two-call path on 2 threads and of the dense model.
+TEST(SparseModel, QuantizedOnePassMatchesTwoCallsAndDense) {
+    ember::SynthParams p;
+    p.dim = 512;
+    p.n_layers = 2;
+    p.n_ff = 8192;
+    p.n_heads = 8;
+    p.n_kv_heads = 8;
+    p.type = ember::DType::DTYPE_Q8_0;
+    p.gate_rank = 16;
+    p.calib_tokens = 32;
+    p.vocab_from = std::string(EMBER_SOURCE_DIR) + "/models/ggml-vocab-llama-spm.gguf";
+    p.n_threads = 2;
+    const std::string path = ember_test::temp_path("q8-wide.gguf");
+    ember::synth_write(p, path);
+    ember::ModelParams mp;
+    mp.path = path;
+    auto dense = ember::Model::load(mp);
+    mp.profile_path = write_constant_profile(dense->info(), -1.0f, ember::DType::DTYPE_F32, "q8-wide-all.gguf");
+    auto sparse = ember::Model::load(mp);
+    ember::SparseFfnStats s;
+    const auto two = run(*sparse, true, 2), eight = run(*sparse, true, 8, &s), ref = run(*dense, true, 8);
+    // Every neuron predicted: the gate rows read per layer and token are past the one-pass threshold.
+    const uint64_t per_layer = s.predicted / s.tokens / (uint64_t)p.n_layers;
+    EXPECT_GE(per_layer * ember::dtype_row_bytes(p.type, p.dim), 3u << 20);
+    float scale = 0.0f;
+    for (const auto& row : ref)
+        for (float v : row) scale = std::max(scale, std::fabs(v));
+    // The two paths add the down rows in different orders (slices of y against per-chunk partial sums): the
+    // logits differ by rounding only, and differ at all only if the one pass ran.
+    EXPECT_GT(max_abs_diff(two, eight), 0.0f);
+    EXPECT_LT(max_abs_diff(two, eight), 3e-3f * scale);
+    EXPECT_LT(max_abs_diff(ref, eight), 2e-2f * scale);  // dense: down rows requantized by the transposed copy
+    std::remove(path.c_str());
 }
 
 // A profile of another model is refused at load, naming the profile file and what differs.
