@@ -104,4 +104,13 @@ int predictor_active(const float* scores, int n_ff, float threshold, int32_t* ac
     return n;
 }
 
+int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {  // branch-free, as above
+        active[k] = ids[i];
+        k += scores[i] > threshold;
+    }
+    return k;
+}
+
 }  // namespace ember

@@ -130,6 +130,21 @@ TEST(Predictor, ActiveListsScoresAboveThreshold) {
     for (int i = 0; i < 7; i++) EXPECT_EQ(active[i], i);
 }
 
+TEST(Predictor, ActiveOfASubsetListsItsIdsAboveThreshold) {
+    const float scores[] = {0.5f, -1.0f, 0.25f, 0.2500001f, 3.0f, NAN};
+    const int32_t ids[] = {40, 7, 99, 3, 12, 8};
+    int32_t active[6];
+    const int n = predictor_active(scores, ids, 6, 0.25f, active);
+    ASSERT_EQ(n, 3);  // strictly greater, NaN never
+    EXPECT_EQ(active[0], 40);
+    EXPECT_EQ(active[1], 3);
+    EXPECT_EQ(active[2], 12);
+    EXPECT_EQ(predictor_active(scores, ids, 6, 10.0f, active), 0);
+    EXPECT_EQ(predictor_active(scores, ids, 0, -INFINITY, active), 0);
+    EXPECT_EQ(predictor_active(scores, ids, 5, -INFINITY, active), 5);
+    for (int i = 0; i < 5; i++) EXPECT_EQ(active[i], ids[i]);
+}
+
 TEST(Predictor, ChooseThresholdIsLargestReachingRecall) {
     std::vector<float> pos;
     for (int i = 0; i < 100; i++) pos.push_back((float)i);  // scores 0..99
