@@ -258,6 +258,27 @@ TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
     EXPECT_GT(j[1]["bw_bound_ts"].get<double>(), 0.0);
 }
 
+// -d N: each test runs after N tokens of context (llama-bench's "@ dN" tests), in markdown and JSON.
+TEST(AppsBench, DepthRunsEachTestAfterAContext) {
+    const RunResult md = run_process(EMBER_BENCH_BIN,
+                                     {"-m", kModel, "-p", "8", "-n", "4", "-d", "64", "-r", "2", "--mem-bw", "10"});
+    ASSERT_EQ(md.rc, 0) << md.err;
+    EXPECT_TRUE(std::regex_search(md.out, std::regex(R"(\|\s+pp8 @ d64 \|\s+[0-9.]+ ± [0-9.]+ \|)"))) << md.out;
+    EXPECT_TRUE(std::regex_search(md.out, std::regex(R"(\|\s+tg4 @ d64 \|\s+[0-9.]+ ± [0-9.]+ \|)"))) << md.out;
+    const RunResult r = run_process(EMBER_BENCH_BIN,
+                                    {"-m", kModel, "-p", "0", "-n", "4", "-d", "300", "-r", "2", "-o", "json", "--mem-bw", "10"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0]["test"], "tg4 @ d300");
+    EXPECT_EQ(j[0]["n_depth"], 300);
+    EXPECT_EQ(j[0]["n_gen"], 4);
+    EXPECT_GT(j[0]["avg_ts"].get<double>(), 0.0);
+    const RunResult bad = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-n", "4", "-d", "-3"});
+    EXPECT_EQ(bad.rc, 1);
+    EXPECT_TRUE(contains(bad.err, "-d: invalid value '-3'")) << bad.err;
+}
+
 TEST(AppsBench, BadFlag) {
     const RunResult r = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-o", "xml"});
     EXPECT_EQ(r.rc, 1);

@@ -39,6 +39,7 @@ struct BenchParams {
     std::string timeline_path;              // --timeline: one traced decode step per GPU run, as JSON
     int n_prompt = 512;     // pp test size; 0: no pp test
     int n_gen = 128;        // tg test size; 0: no tg test
+    int n_depth = 0;        // tokens already in the context when each test starts (llama-bench's -d)
     int reps = 5;
     int n_threads = 0;      // 0: physical cores
     int cpu_strict = 0;     // 1: workers pinned to physical cores
@@ -49,8 +50,8 @@ struct BenchParams {
 };
 
 struct TestResult {
-    std::string name;          // "pp512", "tg128"
-    int n_prompt = 0, n_gen = 0;
+    std::string name;          // "pp512", "tg128", "tg128 @ d1024"
+    int n_prompt = 0, n_gen = 0, n_depth = 0;
     int n_threads = 0;
     std::vector<double> ns;    // per repetition
     std::vector<double> ts;    // tokens per second per repetition
@@ -82,37 +83,46 @@ std::string iso_time_now() {
     return buf;
 }
 
-// Runs one test: pp (n_prompt > 0) or tg (n_gen > 0).
+// Runs one test: pp (n_prompt > 0) or tg (n_gen > 0), after p.n_depth tokens of context (evaluated as a prompt,
+// untimed, in each repetition's fresh session).
 TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int n_gen) {
     const Tokenizer& tok = model.tokenizer();
     const int n_vocab = model.info().n_vocab;
-    const int n = n_prompt + n_gen;
+    const int n = n_prompt + n_gen, depth = p.n_depth;
     std::mt19937 rng(1234);  // the same tokens every run
     std::uniform_int_distribution<int32_t> any(0, n_vocab - 1);
-    std::vector<int32_t> tokens(n);
+    std::vector<int32_t> tokens(depth + n);  // the context, then the test's tokens
     for (int32_t& t : tokens) t = any(rng);
     if (tok.add_bos_default() && tok.bos() >= 0) tokens[0] = tok.bos();
+    const int32_t* test_tokens = tokens.data() + depth;
 
     SessionParams sp;
-    sp.n_ctx = n;
-    sp.n_batch = std::max(1, std::min(p.n_batch, n));
+    sp.n_ctx = depth + n;
+    sp.n_batch = std::max(1, std::min(p.n_batch, std::max(n, depth)));
     sp.n_threads = p.n_threads;
     sp.cpu_strict = p.cpu_strict != 0;
 
     TestResult r;
-    r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n);
+    r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
     r.n_prompt = n_prompt;
     r.n_gen = n_gen;
+    r.n_depth = depth;
+    auto fill = [&](Session& session) {  // the context before the test, its counters dropped
+        if (depth == 0) return;
+        session.eval(std::vector<int32_t>(tokens.begin(), tokens.begin() + depth), false);
+        session.reset_sparse_stats();
+    };
     r.time = iso_time_now();
     r.sparse = model.sparse();
     auto once = [&](int count) {  // evaluates the first `count` tokens; returns nanoseconds
         Session session(model, sp);  // a fresh context per run, outside the timing
         r.n_threads = session.n_threads();
+        fill(session);
         const auto t0 = std::chrono::steady_clock::now();
         if (n_prompt > 0) {
-            session.eval(std::vector<int32_t>(tokens.begin(), tokens.begin() + count), false);
+            session.eval(std::vector<int32_t>(test_tokens, test_tokens + count), false);
         } else {
-            for (int i = 0; i < count; i++) session.eval({tokens[i]}, false);
+            for (int i = 0; i < count; i++) session.eval({test_tokens[i]}, false);
         }
         const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
         r.sparse_stats += session.sparse_stats();
@@ -120,10 +130,11 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
     };
     auto traced = [&] {  // one more decode step after 16 tokens, traced
         Session session(model, sp);
+        fill(session);
         const int warm = std::min(16, n - 1);
-        for (int i = 0; i < warm; i++) session.eval({tokens[i]}, false);
+        for (int i = 0; i < warm; i++) session.eval({test_tokens[i]}, false);
         session.set_trace(true);
-        session.eval({tokens[warm]}, false);
+        session.eval({test_tokens[warm]}, false);
         if (session.timeline()) r.timeline = *session.timeline();
     };
     if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
@@ -176,6 +187,8 @@ int run(int argc, char** argv) {
     args.add_string({"-m", "--model"}, &p.model.path, "FNAME", "model path");
     args.add_int({"-p", "--n-prompt"}, &p.n_prompt, "prompt tokens of the pp test (0 = no pp test)");
     args.add_int({"-n", "--n-gen"}, &p.n_gen, "generated tokens of the tg test (0 = no tg test)");
+    args.add_int({"-d", "--n-depth"}, &p.n_depth,
+                 "tokens in the context before each test, evaluated as a prompt and not timed (0 = an empty context)");
     args.add_int({"-r", "--repetitions"}, &p.reps, "repetitions of each test");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"--cpu-strict"}, &p.cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");
@@ -202,6 +215,7 @@ int run(int argc, char** argv) {
     if (p.n_prompt < 0) throw Error("-p: invalid value '" + std::to_string(p.n_prompt) + "' (expected >= 0)");
     if (p.n_gen < 0) throw Error("-n: invalid value '" + std::to_string(p.n_gen) + "' (expected >= 0)");
     if (p.n_prompt == 0 && p.n_gen == 0) throw Error("-p and -n are both 0: nothing to measure");
+    if (p.n_depth < 0) throw Error("-d: invalid value '" + std::to_string(p.n_depth) + "' (expected >= 0)");
     if (p.reps < 1) throw Error("-r: invalid value '" + std::to_string(p.reps) + "' (expected >= 1)");
     if (p.n_threads < 0) p.n_threads = 0;
     if (p.cpu_strict != 0 && p.cpu_strict != 1)
@@ -277,7 +291,7 @@ int run(int argc, char** argv) {
                 mp.profile_path = profile;
                 mp.n_gpu_layers = ngl;
                 mp.vram_budget_gib = budget;
-                mp.n_ctx = std::max(p.n_prompt, p.n_gen);
+                mp.n_ctx = std::max(p.n_prompt, p.n_gen) + p.n_depth;
                 double load_ms = 0;
                 std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
                 if (runs.empty()) app_log_model_info(*model, "model");
@@ -359,6 +373,7 @@ int run(int argc, char** argv) {
                 j["vram_bytes"] = run.placement.vram_total;
                 j["n_prompt"] = r.n_prompt;
                 j["n_gen"] = r.n_gen;
+                j["n_depth"] = r.n_depth;
                 j["test"] = r.name;
                 j["test_time"] = r.time;
                 j["avg_ns"] = (uint64_t)stats_mean(r.ns);
