@@ -127,12 +127,21 @@ private:
     int planned_n_ctx_ = 0;
 };
 
+// Element type of a session's KV cache (llama.cpp's --cache-type-k / --cache-type-v). F16 halves the cache and the
+// bytes attention reads per token at long contexts; CPU sessions only (a GPU placement keeps its caches in F32).
+enum class KvType { KV_TYPE_F32, KV_TYPE_F16 };
+// "f32" or "f16" (any case); anything else is an error naming `what` (a flag or field) and the value.
+KvType kv_type_from_name(const std::string& name, const std::string& what);
+const char* kv_type_name(KvType t);
+
 struct SessionParams {
     int n_ctx = 0;        // context length in tokens; 0 = the model's training context, at most 4096
     int n_threads = 0;    // 0 = number of physical cores (hardware threads / 2 where SMT), at least 1
     int n_batch = 512;    // tokens per prompt-processing step
     bool cpu_strict = false;  // pin each worker thread to its own physical core (Linux; the calling thread stays
                               // free); off: the OS places them
+    KvType cache_type_k = KvType::KV_TYPE_F32;
+    KvType cache_type_v = KvType::KV_TYPE_F32;
 };
 
 struct SessionState;   // engine/session-state.h

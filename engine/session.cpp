@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 
 #include "engine/cpu-info.h"
 #include "engine/ember.h"
@@ -23,6 +24,22 @@ void session_check_tokens(const SessionState& s, const int32_t* tokens, size_t n
                         ", outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
 }
 
+KvType kv_type_from_name(const std::string& name, const std::string& what) {
+    std::string n = name;
+    for (char& c : n) c = (char)std::tolower((unsigned char)c);
+    if (n == "f32") return KvType::KV_TYPE_F32;
+    if (n == "f16") return KvType::KV_TYPE_F16;
+    throw Error(what + ": invalid value '" + name + "' (expected f32 or f16)");
+}
+
+const char* kv_type_name(KvType t) { return t == KvType::KV_TYPE_F16 ? "f16" : "f32"; }
+
+namespace {
+
+DType kv_dtype(KvType t) { return t == KvType::KV_TYPE_F16 ? DType::DTYPE_F16 : DType::DTYPE_F32; }
+
+}  // namespace
+
 Session::Session(const Model& model, const SessionParams& params) : model_(model), state_(new SessionState()) {
     const ModelInfo& info = model.info();
     SessionParams p = params;
@@ -34,9 +51,14 @@ Session::Session(const Model& model, const SessionParams& params) : model_(model
     p.n_batch = std::min(p.n_batch, p.n_ctx);
     state_->params = p;
     state_->pool = std::make_unique<ThreadPool>(p.n_threads, p.cpu_strict ? cpu_core_leaders() : std::vector<int>{});
-    llama_state_init(info, model.llama(), p.n_ctx, p.n_batch, p.n_threads, state_->llama);
+    llama_state_init(info, model.llama(), p.n_ctx, p.n_batch, p.n_threads, state_->llama, kv_dtype(p.cache_type_k),
+                     kv_dtype(p.cache_type_v));
 #if defined(EMBER_CUDA)
     if (model.gpu()) {
+        if (p.cache_type_k != KvType::KV_TYPE_F32 || p.cache_type_v != KvType::KV_TYPE_F32)
+            throw Error(std::string("KV cache type ") + kv_type_name(p.cache_type_k) + " / " +
+                        kv_type_name(p.cache_type_v) + ": the GPU placement (" + model.backend() +
+                        ") keeps its KV cache in f32; an f16 cache needs a CPU-only model (-ngl 0)");
         if (p.n_ctx > model.planned_n_ctx())
             throw Error("n_ctx: " + std::to_string(p.n_ctx) + " positions asked, the GPU placement reserved KV cache "
                         "for " + std::to_string(model.planned_n_ctx()) + " (load the model with a larger n_ctx / -c)");

@@ -183,6 +183,9 @@ void check_args(const char* fn, const AttentionArgs& a) {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
         throw Error(std::string(fn) + ": n_heads " + std::to_string(a.n_heads) + " and n_kv_heads " +
                     std::to_string(a.n_kv_heads) + ", expected n_heads a multiple of n_kv_heads");
+    if (a.k_type != DType::DTYPE_F32 || a.v_type != DType::DTYPE_F32)
+        throw Error(std::string(fn) + ": KV cache of " + dtype_name(a.k_type) + " keys and " + dtype_name(a.v_type) +
+                    " values, expected f32 (the GPU's caches are F32)");
 }
 
 void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
@@ -190,8 +193,8 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     AttnParams p;
     p.pos = pos;
     p.q = a.q;
-    p.k = a.k_cache;
-    p.v = a.v_cache;
+    p.k = static_cast<const float*>(a.k_cache);
+    p.v = static_cast<const float*>(a.v_cache);
     p.part = a.scores;
     p.out = a.out;
     p.n_kv0 = n_kv0;

@@ -183,13 +183,18 @@ void llama_write_hparams(GGUFWriter& w, const ModelInfo& info) {
 }
 
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int /*n_threads*/,
-                      LlamaState& st) {
+                      LlamaState& st, DType k_type, DType v_type) {
+    for (DType t : {k_type, v_type})
+        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
+            throw Error(std::string("KV cache type ") + dtype_name(t) + ": expected f32 or f16");
     st.n_ctx = n_ctx;
     st.n_batch = n_batch;
     const size_t kv = (size_t)info.n_layers * n_ctx * info.kv_dim;
     const int64_t q_dim = (int64_t)info.n_heads * info.head_dim;
-    st.k_cache.assign(kv, 0.0f);
-    st.v_cache.assign(kv, 0.0f);
+    st.k_type = k_type;
+    st.v_type = v_type;
+    st.k_cache.assign(kv * dtype_row_bytes(k_type, 1), 0);
+    st.v_cache.assign(kv * dtype_row_bytes(v_type, 1), 0);
     st.x.assign((size_t)n_batch * info.dim, 0.0f);
     st.xn.assign((size_t)n_batch * info.dim, 0.0f);
     st.q.assign((size_t)n_batch * q_dim, 0.0f);
@@ -294,9 +299,15 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
     const LlamaLayer& L = m.layers[l];
     float* x = st.x.data();
     float* xn = st.xn.data();
-    // Layer l's K and V caches of token i's sequence: (n_ctx, kv_dim) each.
-    auto k_cache_of = [&](int i) { return st.batch_kv[i]->k_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
-    auto v_cache_of = [&](int i) { return st.batch_kv[i]->v_cache.data() + (size_t)l * st.batch_kv[i]->n_ctx * kv_dim; };
+    // Layer l's K and V caches of token i's sequence, (n_ctx, kv_dim) each, and position pos's row in them.
+    auto k_cache_of = [&](int i, int pos = 0) {
+        LlamaState& s = *st.batch_kv[i];
+        return s.k_cache.data() + ((size_t)l * s.n_ctx + pos) * dtype_row_bytes(s.k_type, kv_dim);
+    };
+    auto v_cache_of = [&](int i, int pos = 0) {
+        LlamaState& s = *st.batch_kv[i];
+        return s.v_cache.data() + ((size_t)l * s.n_ctx + pos) * dtype_row_bytes(s.v_type, kv_dim);
+    };
 
     // xn = RMSNorm(x); q, k, v projections; RoPE on q and k; append k, v to the cache.
     for_each_token(n, pool, [&](int i) {
@@ -308,8 +319,9 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
         const int pos = st.batch_pos[i];
         rope(st.q.data() + i * q_dim, info.n_heads, pos, rp);
         rope(k, info.n_kv_heads, pos, rp);
-        std::memcpy(k_cache_of(i) + (size_t)pos * kv_dim, k, sizeof(float) * kv_dim);
-        std::memcpy(v_cache_of(i) + (size_t)pos * kv_dim, st.v.data() + (int64_t)i * kv_dim, sizeof(float) * kv_dim);
+        quantize_row(st.batch_kv[i]->k_type, k, k_cache_of(i, pos), kv_dim);
+        quantize_row(st.batch_kv[i]->v_type, st.v.data() + (int64_t)i * kv_dim, v_cache_of(i, pos),
+                     kv_dim);
     });
 
     // Causal attention: token i sees positions 0 .. pos_i of its own sequence. Work items are (token, head) pairs.
@@ -323,6 +335,8 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
             a.q = st.q.data() + i * q_dim;
             a.k_cache = k_cache_of(i);
             a.v_cache = v_cache_of(i);
+            a.k_type = st.batch_kv[i]->k_type;
+            a.v_type = st.batch_kv[i]->v_type;
             a.out = st.attn.data() + i * q_dim;
             a.scores = scores.data();
             a.n_kv = st.batch_pos[i] + 1;

@@ -61,8 +61,10 @@ void llama_write_hparams(GGUFWriter& w, const ModelInfo& info);
 struct LlamaState {
     int n_ctx = 0;
     int n_batch = 0;
-    std::vector<float> k_cache;  // (n_layers, n_ctx, kv_dim)
-    std::vector<float> v_cache;  // (n_layers, n_ctx, kv_dim)
+    DType k_type = DType::DTYPE_F32;  // the KV cache's element types: F32 or F16
+    DType v_type = DType::DTYPE_F32;
+    std::vector<uint8_t> k_cache;  // (n_layers, n_ctx, kv_dim) of k_type
+    std::vector<uint8_t> v_cache;  // (n_layers, n_ctx, kv_dim) of v_type
     std::vector<float> x;        // (n_batch, dim) residual stream
     std::vector<float> xn;       // (n_batch, dim) normed input of the current block
     std::vector<float> q;        // (n_batch, n_heads * head_dim)
@@ -96,7 +98,7 @@ struct LlamaState {
 };
 
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int n_threads,
-                      LlamaState& st);
+                      LlamaState& st, DType k_type = DType::DTYPE_F32, DType v_type = DType::DTYPE_F32);
 
 // Which tokens of a forward pass get logits (the output projection is the largest single matrix).
 enum class LlamaLogits { LLAMA_LOGITS_NONE, LLAMA_LOGITS_LAST, LLAMA_LOGITS_ALL };

@@ -2,7 +2,9 @@
 // gets alone, prompts and decode steps mixed, and bad batches must be refused before anything is evaluated.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -145,6 +147,60 @@ TEST(BatchEval, SmallBatchesOfAQuantizedModelEqualSoloBitForBit) {
             EXPECT_EQ(max_diff(batched[s]->logits(), alone[s]->logits(), n_vocab), 0.0f)
                 << "step " << step << " of sequence " << s;
         }
+    }
+}
+
+// An F16 KV cache (SessionParams::cache_type_k/v, -ctk/-ctv f16): a prompt over several batches and greedy decode
+// steps follow the F32 cache's logits to F16 rounding, and the greedy tokens agree; batched with an F32 session, each
+// keeps its own cache type and its solo results.
+TEST(KvCacheF16, FollowsTheF32CacheAloneAndInBatches) {
+    auto model = load();
+    const int n_vocab = model->info().n_vocab;
+    ember::SessionParams p16 = params(16), p32 = params(16);
+    p16.cache_type_k = p16.cache_type_v = ember::KvType::KV_TYPE_F16;
+    ember::Session s16(*model, p16), s32(*model, p32);
+    std::vector<int32_t> prompt = {1};
+    for (int i = 1; i < 40; i++) prompt.push_back((int32_t)((i * 37 + 11) % (n_vocab - 3)) + 3);
+    s16.eval(prompt);
+    s32.eval(prompt);
+    auto argmax = [&](const float* l) { return (int32_t)(std::max_element(l, l + n_vocab) - l); };
+    float scale = 0.0f, worst = 0.0f;
+    int same = 0;
+    for (int step = 0; step < 48; step++) {
+        for (int i = 0; i < n_vocab; i++) scale = std::max(scale, std::fabs(s32.logits()[i]));
+        worst = std::max(worst, max_diff(s16.logits(), s32.logits(), n_vocab));
+        const int32_t t32 = argmax(s32.logits()), t16 = argmax(s16.logits());
+        same += t16 == t32;
+        s16.eval({t32});  // both follow the F32 cache's tokens
+        s32.eval({t32});
+    }
+    std::printf("f16 KV cache: max |logit diff| %.4g (logits up to %.3g), %d of 48 greedy tokens as with f32\n", worst,
+                scale, same);
+    EXPECT_GT(worst, 0.0f) << "the F16 cache rounds: some logit must differ";
+    EXPECT_LT(worst, 5e-3f * scale);
+    EXPECT_GE(same, 46) << "greedy tokens of the F16 cache against the F32 cache's, of 48";
+
+    // Batched: an F16 and an F32 session together, each against itself alone.
+    ember::Session b16(*model, p16), b32(*model, p32), a16(*model, p16), a32(*model, p32);
+    const std::vector<int32_t> q = {1, 400, 31, 90, 7, 211};
+    std::vector<ember::BatchEvalItem> items = {{&b16, q.data(), (int)q.size()}, {&b32, q.data(), (int)q.size()}};
+    ember::sessions_eval(items);
+    a16.eval(q);
+    a32.eval(q);
+    EXPECT_LT(max_diff(b16.logits(), a16.logits(), n_vocab), 1e-4f);
+    EXPECT_LT(max_diff(b32.logits(), a32.logits(), n_vocab), 1e-4f);
+    EXPECT_GT(max_diff(b16.logits(), b32.logits(), n_vocab), 0.0f) << "each session its own cache type";
+}
+
+TEST(KvCacheF16, CacheTypeNamesParseAndOthersAreRefused) {
+    EXPECT_EQ(ember::kv_type_from_name("f16", "-ctk"), ember::KvType::KV_TYPE_F16);
+    EXPECT_EQ(ember::kv_type_from_name("F32", "-ctk"), ember::KvType::KV_TYPE_F32);
+    EXPECT_STREQ(ember::kv_type_name(ember::KvType::KV_TYPE_F16), "f16");
+    try {
+        ember::kv_type_from_name("q8_0", "-ctv");
+        FAIL() << "q8_0 accepted";
+    } catch (const ember::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("-ctv: invalid value 'q8_0'"), std::string::npos) << e.what();
     }
 }
 

@@ -4,10 +4,14 @@
 
 #include <cmath>
 #include <random>
+#include <stdexcept>
+#include <string>
 
 #include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
+#include "kernels-cpu/dtype.h"
 #include "kernels-cpu/norm.h"
+#include "kernels-cpu/quant.h"
 #include "kernels-cpu/rope.h"
 
 namespace {
@@ -87,16 +91,26 @@ TEST(Rope, PositionZeroIsIdentityAndTailUntouched) {
         for (int d = 8; d < 16; d++) EXPECT_EQ(x[h * 16 + d], orig[h * 16 + d]);
 }
 
-TEST(Attention, GroupedQueryMatchesReference) {
+// Runs attention_heads over caches of k_type / v_type holding k, v (rounded to that type) and checks every head
+// against a double reference over the rounded values.
+void check_attention(ember::DType k_type, ember::DType v_type) {
     const int n_heads = 6, n_kv_heads = 2, head_dim = 12, n_kv = 37;
     const int kv_stride = n_kv_heads * head_dim;
-    const auto q = random_vec(n_heads * head_dim, 11), k = random_vec(n_kv * kv_stride, 12),
-               v = random_vec(n_kv * kv_stride, 13);
+    const auto q = random_vec(n_heads * head_dim, 11);
+    auto k = random_vec(n_kv * kv_stride, 12), v = random_vec(n_kv * kv_stride, 13);
+    // The caches in their types, and k, v replaced by what the caches hold.
+    std::vector<uint8_t> kc(k.size() * ember::dtype_row_bytes(k_type, 1)), vc(v.size() * ember::dtype_row_bytes(v_type, 1));
+    ember::quantize_row(k_type, k.data(), kc.data(), (int64_t)k.size());
+    ember::quantize_row(v_type, v.data(), vc.data(), (int64_t)v.size());
+    ember::dequantize_row(k_type, kc.data(), k.data(), (int64_t)k.size());
+    ember::dequantize_row(v_type, vc.data(), v.data(), (int64_t)v.size());
     std::vector<float> out(n_heads * head_dim), scores(n_kv);
     ember::AttentionArgs a;
     a.q = q.data();
-    a.k_cache = k.data();
-    a.v_cache = v.data();
+    a.k_cache = kc.data();
+    a.v_cache = vc.data();
+    a.k_type = k_type;
+    a.v_type = v_type;
     a.out = out.data();
     a.scores = scores.data();
     a.n_kv = n_kv;
@@ -121,8 +135,39 @@ TEST(Attention, GroupedQueryMatchesReference) {
         for (int d = 0; d < head_dim; d++) {
             double o = 0;
             for (int t = 0; t < n_kv; t++) o += s[t] / sum * v[t * kv_stride + g * head_dim + d];
-            EXPECT_NEAR(out[h * head_dim + d], o, 1e-5) << "head " << h << " dim " << d;
+            ASSERT_NEAR(out[h * head_dim + d], o, 1e-5)
+                << ember::dtype_name(k_type) << "/" << ember::dtype_name(v_type) << " head " << h << " dim " << d;
         }
+    }
+}
+
+TEST(Attention, GroupedQueryMatchesReference) { check_attention(ember::DType::DTYPE_F32, ember::DType::DTYPE_F32); }
+
+// An F16 KV cache (-ctk/-ctv f16): keys through the F16 dot, values through the F16 axpy, each type on its own.
+TEST(Attention, F16CachesMatchReference) {
+    check_attention(ember::DType::DTYPE_F16, ember::DType::DTYPE_F16);
+    check_attention(ember::DType::DTYPE_F16, ember::DType::DTYPE_F32);
+    check_attention(ember::DType::DTYPE_F32, ember::DType::DTYPE_F16);
+}
+
+TEST(Attention, OtherCacheTypesAreRefused) {
+    const float x[4] = {0, 0, 0, 0};
+    float out[2], scores[1];
+    ember::AttentionArgs a;
+    a.q = x;
+    a.k_cache = x;
+    a.v_cache = x;
+    a.out = out;
+    a.scores = scores;
+    a.n_kv = 1;
+    a.n_heads = a.n_kv_heads = 1;
+    a.head_dim = a.kv_stride = 2;
+    a.k_type = ember::DType::DTYPE_Q8_0;
+    try {
+        ember::attention_heads(a, 0, 1);
+        FAIL() << "a Q8_0 cache was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("q8_0"), std::string::npos) << e.what();
     }
 }
 

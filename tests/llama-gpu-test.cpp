@@ -243,6 +243,25 @@ TEST_F(LlamaGpu, DenseStoriesAllGpuAndLayerOffloadEqualCpu) {
     }
 }
 
+// An F16 KV cache is for CPU sessions: on a GPU placement the session is refused with what to do; -ngl 0 takes it.
+TEST_F(LlamaGpu, F16KvCacheRefusedOnGpuPlacements) {
+    auto gpu = load(kStories, "", -1), cpu = load(kStories, "", 0);
+    ember::SessionParams sp;
+    sp.n_ctx = 64;
+    sp.n_threads = 2;
+    sp.cache_type_k = ember::KvType::KV_TYPE_F16;
+    try {
+        ember::Session s(*gpu, sp);
+        FAIL() << "an f16 cache was accepted on " << gpu->backend();
+    } catch (const ember::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("f16"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("-ngl 0"), std::string::npos) << e.what();
+    }
+    ember::Session s(*cpu, sp);
+    s.eval({1, 400, 31});
+    EXPECT_EQ(s.n_past(), 3);
+}
+
 // The tiny Q8_0 model dense, all on the GPU, against the CPU: the same greedy text, logits within float rounding.
 TEST_F(LlamaGpu, TinyDenseAllGpuEqualsCpu) {
     auto cpu = load(kTiny, "", 0);
