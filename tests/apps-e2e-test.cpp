@@ -64,6 +64,24 @@ TEST(AppsCli, GreedyMatchesLlamaCppReference) {
     }
 }
 
+// -ctk / -ctv f16: the greedy text of the F32 cache (llama.cpp's reference) with the keys and values in F16; other
+// types are refused naming the flag.
+TEST(AppsCli, F16KvCacheKeepsTheGreedyText) {
+    const nlohmann::json ref = nlohmann::json::parse(slurp(kReference));
+    const auto& c = ref["cases"][0];
+    const std::string prompt = c["prompt"];
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0", "-ctk",
+                                                    "f16", "-ctv", "f16"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const RunResult r32 = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0"});
+    ASSERT_EQ(r32.rc, 0) << r32.err;
+    EXPECT_EQ(r.out, r32.out);
+    EXPECT_EQ(r.out.rfind(prompt, 0), 0u) << r.out;
+    const RunResult bad = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Hi", "-ctv", "q4_0"});
+    EXPECT_EQ(bad.rc, 1);
+    EXPECT_TRUE(contains(bad.err, "-ctv: invalid value 'q4_0'")) << bad.err;
+}
+
 TEST(AppsCli, LogsModelInfoAndTimingsToStderr) {
     const RunResult r =
         run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-n", "8", "--temp", "0"});
@@ -274,6 +292,10 @@ TEST(AppsBench, DepthRunsEachTestAfterAContext) {
     EXPECT_EQ(j[0]["n_depth"], 300);
     EXPECT_EQ(j[0]["n_gen"], 4);
     EXPECT_GT(j[0]["avg_ts"].get<double>(), 0.0);
+    const RunResult f16 = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-p", "0", "-n", "4", "-d", "64", "-r", "1",
+                                                        "-ctk", "f16", "-ctv", "f16", "--mem-bw", "10"});
+    ASSERT_EQ(f16.rc, 0) << f16.err;
+    EXPECT_TRUE(contains(f16.out, "tg4 @ d64")) << f16.out;
     const RunResult bad = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-n", "4", "-d", "-3"});
     EXPECT_EQ(bad.rc, 1);
     EXPECT_TRUE(contains(bad.err, "-d: invalid value '-3'")) << bad.err;

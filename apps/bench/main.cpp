@@ -40,6 +40,7 @@ struct BenchParams {
     int n_prompt = 512;     // pp test size; 0: no pp test
     int n_gen = 128;        // tg test size; 0: no tg test
     int n_depth = 0;        // tokens already in the context when each test starts (llama-bench's -d)
+    CacheTypeArgs cache_types;  // -ctk / -ctv
     int reps = 5;
     int n_threads = 0;      // 0: physical cores
     int cpu_strict = 0;     // 1: workers pinned to physical cores
@@ -101,6 +102,7 @@ TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int 
     sp.n_batch = std::max(1, std::min(p.n_batch, std::max(n, depth)));
     sp.n_threads = p.n_threads;
     sp.cpu_strict = p.cpu_strict != 0;
+    app_apply_cache_types(p.cache_types, sp);
 
     TestResult r;
     r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
@@ -190,6 +192,7 @@ int run(int argc, char** argv) {
     args.add_int({"-d", "--n-depth"}, &p.n_depth,
                  "tokens in the context before each test, evaluated as a prompt and not timed (0 = an empty context)");
     args.add_int({"-r", "--repetitions"}, &p.reps, "repetitions of each test");
+    app_add_cache_type_args(args, p.cache_types);
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"--cpu-strict"}, &p.cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "prompt tokens per evaluation step");

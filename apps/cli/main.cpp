@@ -28,6 +28,8 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     args.add_int({"-t", "--threads"}, &p.session.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--cpu-strict"}, &cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");
     args.add_int({"-b", "--batch-size"}, &p.session.n_batch, "tokens per prompt-processing step");
+    CacheTypeArgs cache_types;
+    app_add_cache_type_args(args, cache_types);
     args.add_i64({"-s", "--seed"}, &seed, "RNG seed (-1 = random)");
     args.add_float({"--temp"}, &p.sampler.temp, "temperature (<= 0: greedy)");
     args.add_int({"--top-k"}, &p.sampler.top_k, "top-k sampling (0 = off)");
@@ -63,6 +65,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     if (cpu_strict != 0 && cpu_strict != 1)
         throw Error("--cpu-strict: invalid value '" + std::to_string(cpu_strict) + "' (expected 0 or 1)");
     p.session.cpu_strict = cpu_strict == 1;
+    app_apply_cache_types(cache_types, p.session);
     app_check_placement(args, p.model);
     p.model.n_ctx = p.session.n_ctx;
     if (p.sampler.repeat_last_n < -1)

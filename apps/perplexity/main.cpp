@@ -32,6 +32,8 @@ int run(int argc, char** argv) {
     args.add_int({"-b", "--batch-size"}, &p.n_batch, "tokens per evaluation step (at most -c)");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--chunks"}, &p.n_chunks, "evaluate at most this many chunks (-1 = all)");
+    CacheTypeArgs cache_types;
+    app_add_cache_type_args(args, cache_types);
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &p.model.n_gpu_layers,
                  "layers to offload to the GPU, dense (-1 = automatic placement, 0 = CPU only)");
     app_add_placement_args(args, p.model);
@@ -73,6 +75,7 @@ int run(int argc, char** argv) {
     sp.n_ctx = n_ctx;
     sp.n_batch = std::min(p.n_batch, n_ctx);
     sp.n_threads = p.n_threads;
+    app_apply_cache_types(cache_types, sp);
     Session session(*model, sp);
     std::fprintf(stderr, "perplexity: calculating perplexity over %d chunks, n_ctx = %d, batch_size = %d, n_threads = %d\n",
                  n_chunks, n_ctx, sp.n_batch, session.n_threads());

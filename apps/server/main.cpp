@@ -43,6 +43,8 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
                  "requests that may wait for a slot; more get 503");
     args.add_int({"-t", "--threads"}, &p.slots.session.n_threads, "threads per slot (0 = physical cores)");
     args.add_int({"-b", "--batch-size"}, &p.slots.n_prompt_chunk, "prompt tokens a slot evaluates per step");
+    CacheTypeArgs cache_types;
+    app_add_cache_type_args(args, cache_types);
     args.add_string({"--api-key"}, &p.api_key, "KEY",
                     "require 'Authorization: Bearer KEY' on every endpoint but /health");
     args.add_flag({"--metrics"}, &p.metrics, "serve Prometheus metrics at GET /metrics");
@@ -61,6 +63,7 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
     if (p.slots.n_prompt_chunk < 1)
         throw Error("-b: invalid value '" + std::to_string(p.slots.n_prompt_chunk) + "' (expected >= 1)");
     if (p.slots.session.n_threads < 0) p.slots.session.n_threads = 0;
+    app_apply_cache_types(cache_types, p.slots.session);
     if (p.n_threads_http < 0)
         throw Error("--threads-http: invalid value '" + std::to_string(p.n_threads_http) + "' (expected >= 0)");
     if (p.timeout_s < 1) throw Error("-to: invalid value '" + std::to_string(p.timeout_s) + "' (expected >= 1)");
