@@ -69,7 +69,6 @@ inline void app_check_placement(const ArgParser& args, const ModelParams& mp) {
         throw Error("--cpu-bw: invalid value '" + text(mp.cpu_bandwidth_gbs) + "' (expected >= 0 GB/s)");
 }
 
-// Loads the model, first checking that the file can be opened so the message names the path plainly.
 // -ctk / -ctv (llama.cpp's --cache-type-k / --cache-type-v): the KV cache's element types, read into names and
 // applied to a session's parameters by app_apply_cache_types.
 struct CacheTypeArgs {
@@ -85,6 +84,7 @@ inline void app_apply_cache_types(const CacheTypeArgs& c, SessionParams& sp) {
     sp.cache_type_v = kv_type_from_name(c.v, "-ctv");
 }
 
+// Loads the model, first checking that the file can be opened so the message names the path plainly.
 inline std::unique_ptr<Model> app_load_model(const ModelParams& params, double* load_ms) {
     if (params.path.empty()) throw Error("no model file given (use -m FILE)");
     std::FILE* f = std::fopen(params.path.c_str(), "rb");

@@ -41,7 +41,7 @@ void attention_heads(const AttentionArgs& a, int head_begin, int head_end) {
         throw std::invalid_argument(std::string("attention_heads: KV cache of ") + dtype_name(a.k_type) + " keys and " +
                                     dtype_name(a.v_type) + " values, expected f32 or f16");
     const int group = a.n_heads / a.n_kv_heads;
-    const size_t k_elem = a.k_type == DType::DTYPE_F16 ? 2 : 4, v_elem = a.v_type == DType::DTYPE_F16 ? 2 : 4;
+    const size_t k_elem = dtype_row_bytes(a.k_type, 1), v_elem = dtype_row_bytes(a.v_type, 1);
     thread_local std::vector<const void*> v_rows;  // F16 values: the positions' rows of this head
     for (int h = head_begin; h < head_end; h++) {
         const float* q = a.q + (int64_t)h * a.head_dim;
