@@ -1,8 +1,10 @@
-// ember-gpu-bench: every GPU kernel at 7B shapes (dim 4096, n_ff 11008, 32 heads of 128, 4096 KV positions), each
+// ember-gpu-bench: every GPU kernel at a model's shapes (--shape 7b: dim 4096, n_ff 11008, 32 heads of 128; 13b;
+// 70b: dim 8192, n_ff 28672, 64 heads and 8 KV heads), 4096 KV positions, each
 // first checked against its CPU reference (exit 1 if wrong), then timed with CUDA events. Bandwidth-bound kernels
 // print GB/s next to the card's theoretical peak (memory clock x bus width) and a measured device-to-device copy;
 // GEMM prints TFLOP/s next to the FP16 tensor peak where the architecture's rate is known.
-//   ember-gpu-bench [-i iterations] [--tokens N] [--rank R] [--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0]
+//   ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] [--active FRACTION]
+//                   [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -41,10 +43,13 @@ using ember::gpu_test::randn;
 
 namespace {
 
-constexpr int64_t kDim = 4096, kFF = 11008, kHeads = 32, kHeadDim = 128, kKV = 4096;
+constexpr int64_t kHeadDim = 128, kKV = 4096;
 
 struct Args {
+    // Model shape (--shape): the FFN's dim and n_ff, attention heads of kHeadDim, and the KV heads of GQA.
+    int64_t dim = 4096, ff = 11008, heads = 32, kv_heads = 32;
     int iters = 50;
+    std::vector<std::string> only;  // --only: the groups to run (matvec, matmul, attention, predictor, sparse); all if empty
     int64_t tokens = 512;  // GEMM and prefill batch
     int rank = 1024;       // predictor hidden width
     double active = 0.10;  // sparse FFN: fraction of neurons active
@@ -54,8 +59,8 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
-                 "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--tokens N] [--rank R] "
-                 "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0]\n",
+                 "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] "
+                 "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -76,6 +81,29 @@ Args parse(int argc, char** argv) {
             a.rank = std::atoi(val().c_str());
         } else if (k == "--active") {
             a.active = std::atof(val().c_str());
+        } else if (k == "--only") {
+            std::string v = val(), item;
+            for (size_t p = 0; p <= v.size(); p++) {
+                if (p == v.size() || v[p] == ',') {
+                    if (item != "matvec" && item != "matmul" && item != "attention" && item != "predictor" &&
+                        item != "sparse")
+                        usage("unknown group '" + item + "' in --only, expected matvec, matmul, attention, predictor or sparse");
+                    a.only.push_back(item);
+                    item.clear();
+                } else {
+                    item += v[p];
+                }
+            }
+        } else if (k == "--shape") {
+            const std::string v = val();
+            if (v == "7b")
+                a.dim = 4096, a.ff = 11008, a.heads = 32, a.kv_heads = 32;
+            else if (v == "13b")
+                a.dim = 5120, a.ff = 13824, a.heads = 40, a.kv_heads = 40;
+            else if (v == "70b")
+                a.dim = 8192, a.ff = 28672, a.heads = 64, a.kv_heads = 8;
+            else
+                usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
         } else if (k == "--types") {
             std::string unknown;
             if (!ember_bench::bench_parse_types(val(), &a.types, &unknown)) usage("unknown type '" + unknown + "'");
@@ -183,9 +211,12 @@ int copies_for(const Device& d, double touched, double bytes_each) {
 // ---- GEMV ----
 void bench_matvec(const Device& d, const Args& a) {
     std::printf("\n== matvec (one token): y = W x ==\n");
-    const std::vector<float> wf = randn((size_t)kFF * kDim, 0.02f, 1);  // both shapes hold kFF * kDim weights
+    const std::vector<float> wf = randn((size_t)a.ff * a.dim, 0.02f, 1);  // no shape holds more than a.ff * a.dim weights
     for (DType t : a.types) {
-        for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{kFF, kDim}, {kDim, kFF}}) {
+        // The FFN's gate/up and down, attention's q/o, and its k/v where GQA makes them smaller.
+        std::vector<std::pair<int64_t, int64_t>> shapes = {{a.ff, a.dim}, {a.dim, a.ff}, {a.dim, a.dim}};
+        if (a.kv_heads < a.heads) shapes.push_back({a.kv_heads * kHeadDim, a.dim});
+        for (const auto& [rows, cols] : shapes) {
             const std::string name =
                 std::string("matvec ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
             const auto w = quantize_matrix(t, wf, rows, cols);
@@ -222,7 +253,7 @@ void bench_matmul(const Device& d, const Args& a) {
     std::printf("\n== matmul (%lld tokens) through cuBLAS: Y = X W^T ==\n", (long long)a.tokens);
     cublasHandle_t handle;
     CUBLAS_CHECK(cublasCreate(&handle));
-    const int64_t rows = kFF, cols = kDim, n = a.tokens;
+    const int64_t rows = a.ff, cols = a.dim, n = a.tokens;
     const std::vector<float> x = randn((size_t)n * cols, 1.0f, 3);
     DeviceMem dx(x), dy((size_t)n * rows * sizeof(float));
     for (DType t : a.types) {
@@ -269,35 +300,35 @@ void bench_matmul(const Device& d, const Args& a) {
 
 // ---- RoPE and attention ----
 void bench_attention(const Device& d, const Args& a) {
-    std::printf("\n== RoPE and attention (%lld heads of %lld, KV %lld positions, F32 cache) ==\n", (long long)kHeads,
+    std::printf("\n== RoPE and attention (%lld heads of %lld, KV %lld positions, F32 cache) ==\n", (long long)a.heads,
                 (long long)kHeadDim, (long long)kKV);
     RopeParams rp;
     rp.head_dim = (int)kHeadDim;
     rp.n_rot = (int)kHeadDim;
     {
-        std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 5);
+        std::vector<float> q = randn(a.heads * kHeadDim, 1.0f, 5);
         DeviceMem dq(q);
-        gpu::rope(dq.as<float>(), (int)kHeads, (int)kKV - 1, rp, nullptr);
+        gpu::rope(dq.as<float>(), (int)a.heads, (int)kKV - 1, rp, nullptr);
         const auto got = dq.to_host<float>();
-        ember::rope(q.data(), (int)kHeads, (int)kKV - 1, rp);
+        ember::rope(q.data(), (int)a.heads, (int)kKV - 1, rp);
         double worst = 0;
         for (size_t i = 0; i < q.size(); i++)
             worst = std::max(worst, std::fabs(got[i] - q[i]) / (1e-5 * (1 + std::fabs(q[i]))));
         check(worst <= 1, "rope", worst);
         const double ms =
-            time_ms(a.iters, [&](int) { gpu::rope(dq.as<float>(), (int)kHeads, (int)kKV - 1, rp, nullptr); });
+            time_ms(a.iters, [&](int) { gpu::rope(dq.as<float>(), (int)a.heads, (int)kKV - 1, rp, nullptr); });
         print_bw(d, "rope q (one token)", 2.0 * q.size() * 4, ms);
     }
-    for (int64_t kv_heads : {kHeads, kHeads / 4}) {
+    for (int64_t kv_heads : {a.heads, a.heads / 4}) {
         const int64_t kv_stride = kv_heads * kHeadDim;
-        const std::vector<float> q = randn(kHeads * kHeadDim, 1.0f, 6);
+        const std::vector<float> q = randn(a.heads * kHeadDim, 1.0f, 6);
         const std::vector<float> k = randn((size_t)kKV * kv_stride, 1.0f, 7),
                                  v = randn((size_t)kKV * kv_stride, 1.0f, 8);
         DeviceMem dq(q), dk(k), dv(v), dout(q.size() * sizeof(float));
-        DeviceMem dscratch(gpu::attention_scratch_floats((int)kKV, (int)kHeads, (int)kHeadDim, (int)a.tokens) *
+        DeviceMem dscratch(gpu::attention_scratch_floats((int)kKV, (int)a.heads, (int)kHeadDim, (int)a.tokens) *
                         sizeof(float));
         AttentionArgs at;
-        at.n_heads = (int)kHeads;
+        at.n_heads = (int)a.heads;
         at.n_kv_heads = (int)kv_heads;
         at.head_dim = (int)kHeadDim;
         at.kv_stride = kv_stride;
@@ -307,24 +338,24 @@ void bench_attention(const Device& d, const Args& a) {
         AttentionArgs c = at;
         c.q = q.data(), c.k_cache = k.data(), c.v_cache = v.data(), c.out = want.data(), c.scores = scores.data();
         c.n_kv = (int)kKV;
-        attention_heads(c, 0, (int)kHeads);
+        attention_heads(c, 0, (int)a.heads);
         AttentionArgs g = at;
         g.q = dq.as<float>(), g.k_cache = dk.as<float>(), g.v_cache = dv.as<float>(), g.out = dout.as<float>();
         g.scores = dscratch.as<float>();
         g.n_kv = (int)kKV;
-        gpu::attention_heads(g, 0, (int)kHeads, nullptr);
+        gpu::attention_heads(g, 0, (int)a.heads, nullptr);
         auto got = dout.to_host<float>();
         double worst = 0;
         for (size_t i = 0; i < want.size(); i++)
             worst = std::max(worst, std::fabs(got[i] - want[i]) / (1e-4 * (1 + std::fabs(want[i]))));
-        const std::string gqa = kv_heads == kHeads ? "" : " (GQA " + std::to_string(kHeads / kv_heads) + ")";
+        const std::string gqa = kv_heads == a.heads ? "" : " (GQA " + std::to_string(a.heads / kv_heads) + ")";
         check(worst <= 1, "attention decode" + gqa, worst);
-        double ms = time_ms(a.iters, [&](int) { gpu::attention_heads(g, 0, (int)kHeads, nullptr); });
+        double ms = time_ms(a.iters, [&](int) { gpu::attention_heads(g, 0, (int)a.heads, nullptr); });
         print_bw(d, "attention decode" + gqa, 2.0 * kKV * kv_stride * 4, ms);
 
         // Prefill: a.tokens tokens ending at position kKV - 1.
         const int n = (int)std::min<int64_t>(a.tokens, kKV), pos0 = (int)kKV - n;
-        const std::vector<float> qb = randn((size_t)n * kHeads * kHeadDim, 1.0f, 9);
+        const std::vector<float> qb = randn((size_t)n * a.heads * kHeadDim, 1.0f, 9);
         DeviceMem dqb(qb), doutb(qb.size() * sizeof(float));
         AttentionArgs gb = g;
         gb.q = dqb.as<float>(), gb.out = doutb.as<float>();
@@ -333,18 +364,18 @@ void bench_attention(const Device& d, const Args& a) {
         got = doutb.to_host<float>();
         worst = 0;
         for (int i : {0, 1, n / 2, n - 1}) {
-            c.q = qb.data() + (size_t)i * kHeads * kHeadDim;
+            c.q = qb.data() + (size_t)i * a.heads * kHeadDim;
             c.n_kv = pos0 + i + 1;
-            attention_heads(c, 0, (int)kHeads);
-            for (int64_t e = 0; e < kHeads * kHeadDim; e++) {
-                const float w = want[e], gv = got[(size_t)i * kHeads * kHeadDim + e];
+            attention_heads(c, 0, (int)a.heads);
+            for (int64_t e = 0; e < a.heads * kHeadDim; e++) {
+                const float w = want[e], gv = got[(size_t)i * a.heads * kHeadDim + e];
                 worst = std::max(worst, std::fabs(gv - w) / (1e-4 * (1 + std::fabs(w))));
             }
         }
         check(worst <= 1, "attention prefill" + gqa, worst);
         ms = time_ms(std::max(3, a.iters / 5), [&](int) { gpu::attention_prefill(gb, n, pos0, nullptr); });
         double flops = 0;
-        for (int i = 0; i < n; i++) flops += 4.0 * kHeads * kHeadDim * (pos0 + i + 1);
+        for (int i = 0; i < n; i++) flops += 4.0 * a.heads * kHeadDim * (pos0 + i + 1);
         std::printf("%-34s %9.1f us %7.2f TFLOP/s (QK^T and PV, FP32 CUDA cores)\n",
                     ("attention prefill " + std::to_string(n) + gqa).c_str(), ms * 1e3, flops / (ms * 1e-3) / 1e12);
     }
@@ -352,23 +383,23 @@ void bench_attention(const Device& d, const Args& a) {
 
 // ---- predictor ----
 void bench_predictor(const Device& d, const Args& a) {
-    std::printf("\n== predictor (dim %lld, rank %d, n_ff %lld) and threshold-and-compact ==\n", (long long)kDim, a.rank,
-                (long long)kFF);
+    std::printf("\n== predictor (dim %lld, rank %d, n_ff %lld) and threshold-and-compact ==\n", (long long)a.dim, a.rank,
+                (long long)a.ff);
     const int rank = a.rank;
-    const std::vector<float> fc1f = randn((size_t)rank * kDim, 1.0f / std::sqrt((float)kDim), 10);
-    const std::vector<float> fc2f = randn((size_t)kFF * rank, 1.0f / std::sqrt((float)rank), 11);
-    const std::vector<float> x = randn(kDim, 1.0f, 12);
-    DeviceMem dx(x), dscores(kFF * sizeof(float)), dactive(kFF * sizeof(int32_t)), dcount(sizeof(int32_t));
+    const std::vector<float> fc1f = randn((size_t)rank * a.dim, 1.0f / std::sqrt((float)a.dim), 10);
+    const std::vector<float> fc2f = randn((size_t)a.ff * rank, 1.0f / std::sqrt((float)rank), 11);
+    const std::vector<float> x = randn(a.dim, 1.0f, 12);
+    DeviceMem dx(x), dscores(a.ff * sizeof(float)), dactive(a.ff * sizeof(int32_t)), dcount(sizeof(int32_t));
     for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_Q8_0}) {
-        const auto fc1 = quantize_matrix(t, fc1f, rank, kDim), fc2 = quantize_matrix(t, fc2f, kFF, rank);
+        const auto fc1 = quantize_matrix(t, fc1f, rank, a.dim), fc2 = quantize_matrix(t, fc2f, a.ff, rank);
         // CPU: the steps of predictor_scores for one token, with the scalar row reference.
-        std::vector<uint8_t> xq(dot_vec_bytes(t, std::max<int64_t>(kDim, rank)));
-        dot_prepare_vec(t, x.data(), xq.data(), kDim);
-        std::vector<float> hidden(rank), want(kFF);
+        std::vector<uint8_t> xq(dot_vec_bytes(t, std::max<int64_t>(a.dim, rank)));
+        dot_prepare_vec(t, x.data(), xq.data(), a.dim);
+        std::vector<float> hidden(rank), want(a.ff);
         for (int k = 0; k < rank; k++)
-            hidden[k] = std::max(0.0f, dot_row_ref(t, fc1.data() + k * dtype_row_bytes(t, kDim), xq.data(), kDim));
+            hidden[k] = std::max(0.0f, dot_row_ref(t, fc1.data() + k * dtype_row_bytes(t, a.dim), xq.data(), a.dim));
         dot_prepare_vec(t, hidden.data(), xq.data(), rank);
-        for (int64_t i = 0; i < kFF; i++)
+        for (int64_t i = 0; i < a.ff; i++)
             want[i] = dot_row_ref(t, fc2.data() + i * dtype_row_bytes(t, rank), xq.data(), rank);
 
         const int n_copies = copies_for(d, (double)(fc1.size() + fc2.size()), (double)(fc1.size() + fc2.size()));
@@ -376,7 +407,7 @@ void bench_predictor(const Device& d, const Args& a) {
         for (int i = 0; i < n_copies; i++)
             d1.push_back(std::make_unique<DeviceMem>(fc1)), d2.push_back(std::make_unique<DeviceMem>(fc2));
         gpu::PredictorGpuWeights p;
-        p.type = t, p.dim = (int)kDim, p.rank = rank, p.n_ff = (int)kFF;
+        p.type = t, p.dim = (int)a.dim, p.rank = rank, p.n_ff = (int)a.ff;
         p.fc1 = d1[0]->as(), p.fc2 = d2[0]->as();
         DeviceMem dxq(gpu::predictor_xq_bytes(p)), dhidden(rank * sizeof(float));
         const gpu::PredictorGpuScratch s{dxq.as(), dhidden.as<float>()};
@@ -384,7 +415,7 @@ void bench_predictor(const Device& d, const Args& a) {
         const auto got = dscores.to_host<float>();
         double worst = 0;
         const float hmax = *std::max_element(hidden.begin(), hidden.end());
-        for (int64_t i = 0; i < kFF; i++) {
+        for (int64_t i = 0; i < a.ff; i++) {
             std::vector<float> row(rank);
             dequantize_row(t, fc2.data() + i * dtype_row_bytes(t, rank), row.data(), rank);
             double mag = 0, wmax = 0;
@@ -405,46 +436,46 @@ void bench_predictor(const Device& d, const Args& a) {
     auto sc = dscores.to_host<float>();
     std::vector<float> sorted = sc;
     std::sort(sorted.begin(), sorted.end());
-    const float threshold = sorted[(size_t)((1.0 - a.active) * (kFF - 1))];
-    gpu::predictor_active(dscores.as<float>(), (int)kFF, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
+    const float threshold = sorted[(size_t)((1.0 - a.active) * (a.ff - 1))];
+    gpu::predictor_active(dscores.as<float>(), (int)a.ff, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
                           nullptr);
     const int32_t k = dcount.to_host<int32_t>()[0];
     auto act = dactive.to_host<int32_t>();
     std::vector<int32_t> want;
-    for (int i = 0; i < kFF; i++)
+    for (int i = 0; i < a.ff; i++)
         if (sc[i] > threshold) want.push_back(i);
     act.resize(std::max(0, k));
     check(act == want, "predictor_active list", act == want ? 0 : 1e9);
     const double ms = time_ms(a.iters, [&](int) {
-        gpu::predictor_active(dscores.as<float>(), (int)kFF, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
+        gpu::predictor_active(dscores.as<float>(), (int)a.ff, threshold, dactive.as<int32_t>(), dcount.as<int32_t>(),
                               nullptr);
     });
-    std::printf("%-34s %9.1f us (%d of %lld active, one block)\n", "predictor_active", ms * 1e3, k, (long long)kFF);
+    std::printf("%-34s %9.1f us (%d of %lld active, one block)\n", "predictor_active", ms * 1e3, k, (long long)a.ff);
 }
 
 // ---- sparse FFN ----
 void bench_sparse(const Device& d, const Args& a) {
-    const int64_t k = std::max<int64_t>(1, (int64_t)std::llround(a.active * kFF));
-    std::printf("\n== sparse FFN (dim %lld, n_ff %lld, %lld active, SiLU so both rows are read) ==\n", (long long)kDim,
-                (long long)kFF, (long long)k);
+    const int64_t k = std::max<int64_t>(1, (int64_t)std::llround(a.active * a.ff));
+    std::printf("\n== sparse FFN (dim %lld, n_ff %lld, %lld active, SiLU so both rows are read) ==\n", (long long)a.dim,
+                (long long)a.ff, (long long)k);
     std::mt19937 rng(13);
-    std::vector<int32_t> all(kFF);
-    for (int64_t i = 0; i < kFF; i++) all[i] = (int32_t)i;
+    std::vector<int32_t> all(a.ff);
+    for (int64_t i = 0; i < a.ff; i++) all[i] = (int32_t)i;
     std::shuffle(all.begin(), all.end(), rng);
     std::vector<int32_t> active(all.begin(), all.begin() + k);
     std::sort(active.begin(), active.end());
-    const std::vector<float> x = randn(kDim, 1.0f, 14);
+    const std::vector<float> x = randn(a.dim, 1.0f, 14);
     const std::vector<float> h = randn(k, 1.0f, 15);
     DeviceMem dactive(active), dcount(std::vector<int32_t>{(int32_t)k}), dx(x), dh(h), dhout(k * sizeof(float));
-    DeviceMem dy(kDim * sizeof(float)), dscratch(gpu::sparse_down_scratch_floats(kDim) * sizeof(float));
-    const float s = 1.0f / std::sqrt((float)kDim);
-    const std::vector<float> gatef = randn((size_t)kFF * kDim, s, 16), upf = randn((size_t)kFF * kDim, s, 17);
-    const std::vector<float> downf = randn((size_t)kFF * kDim, 0.02f, 18);  // transposed: (n_ff, dim)
+    DeviceMem dy(a.dim * sizeof(float)), dscratch(gpu::sparse_down_scratch_floats(a.dim) * sizeof(float));
+    const float s = 1.0f / std::sqrt((float)a.dim);
+    const std::vector<float> gatef = randn((size_t)a.ff * a.dim, s, 16), upf = randn((size_t)a.ff * a.dim, s, 17);
+    const std::vector<float> downf = randn((size_t)a.ff * a.dim, 0.02f, 18);  // transposed: (n_ff, dim)
     for (DType t : a.types) {
-        const auto gate = quantize_matrix(t, gatef, kFF, kDim);
-        const auto up = quantize_matrix(t, upf, kFF, kDim);
-        const auto down_t = quantize_matrix(t, downf, kFF, kDim);
-        const size_t rb = dtype_row_bytes(t, kDim);
+        const auto gate = quantize_matrix(t, gatef, a.ff, a.dim);
+        const auto up = quantize_matrix(t, upf, a.ff, a.dim);
+        const auto down_t = quantize_matrix(t, downf, a.ff, a.dim);
+        const size_t rb = dtype_row_bytes(t, a.dim);
         const double touched_gu = 2.0 * k * rb, touched_down = (double)k * rb;
         const int n_copies = copies_for(d, touched_down, 3.0 * gate.size());
         std::vector<std::unique_ptr<DeviceMem>> dg, du, dd;
@@ -454,54 +485,54 @@ void bench_sparse(const Device& d, const Args& a) {
             dd.push_back(std::make_unique<DeviceMem>(down_t));
         }
         // gate/up against sparse_gate_up_ref.
-        std::vector<uint8_t> xq(dot_vec_bytes(t, kDim));
-        dot_prepare_vec(t, x.data(), xq.data(), kDim);
-        std::vector<float> xv(kDim);
-        dequantize_row(dot_vec_type(t), xq.data(), xv.data(), kDim);
-        SparseGateUpWeights w{t, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
+        std::vector<uint8_t> xq(dot_vec_bytes(t, a.dim));
+        dot_prepare_vec(t, x.data(), xq.data(), a.dim);
+        std::vector<float> xv(a.dim);
+        dequantize_row(dot_vec_type(t), xq.data(), xv.data(), a.dim);
+        SparseGateUpWeights w{t, gate.data(), up.data(), a.dim, SparseAct::SPARSE_ACT_SILU};
         std::vector<float> want(k);
         sparse_gate_up_ref(w, xq.data(), active.data(), k, want.data());
-        DeviceMem dxq(gpu::dot_vec_bytes(t, kDim));
-        gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), kDim, nullptr);
-        SparseGateUpWeights gw{t, dg[0]->as(), du[0]->as(), kDim, SparseAct::SPARSE_ACT_SILU};
-        gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), kFF, dhout.as<float>(), nullptr);
+        DeviceMem dxq(gpu::dot_vec_bytes(t, a.dim));
+        gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), a.dim, nullptr);
+        SparseGateUpWeights gw{t, dg[0]->as(), du[0]->as(), a.dim, SparseAct::SPARSE_ACT_SILU};
+        gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), a.ff, dhout.as<float>(), nullptr);
         auto got = dhout.to_host<float>();
         double worst = 0;
         for (int64_t j = 0; j < k; j++) {
             const uint8_t* gr = gate.data() + active[j] * rb;
             const uint8_t* ur = up.data() + active[j] * rb;
-            const double g = dot_row_ref(t, gr, xq.data(), kDim), u = dot_row_ref(t, ur, xq.data(), kDim);
+            const double g = dot_row_ref(t, gr, xq.data(), a.dim), u = dot_row_ref(t, ur, xq.data(), a.dim);
             const double sg = row_magnitude(t, gr, xv), su = row_magnitude(t, ur, xv);
             const double tol = 1e-5 * (1.1 * std::fabs(u) * sg + std::fabs(g) * su) + 1e-10 * sg * su + 1e-7;
             worst = std::max(worst, std::fabs(got[j] - want[j]) / tol);
         }
         check(worst <= 1, std::string("sparse_gate_up ") + dtype_name(t), worst);
         double ms = time_ms(a.iters, [&](int i) {
-            SparseGateUpWeights wi{t, dg[i % n_copies]->as(), du[i % n_copies]->as(), kDim, SparseAct::SPARSE_ACT_SILU};
-            gpu::sparse_gate_up(wi, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), kFF, dhout.as<float>(),
+            SparseGateUpWeights wi{t, dg[i % n_copies]->as(), du[i % n_copies]->as(), a.dim, SparseAct::SPARSE_ACT_SILU};
+            gpu::sparse_gate_up(wi, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), a.ff, dhout.as<float>(),
                                 nullptr);
         });
         print_bw(d, std::string("sparse_gate_up ") + dtype_name(t), touched_gu, ms);
 
         // down against sparse_down_ref.
-        std::vector<float> ywant(kDim);
-        sparse_down_ref(t, down_t.data(), h.data(), active.data(), k, ywant.data(), kDim);
+        std::vector<float> ywant(a.dim);
+        sparse_down_ref(t, down_t.data(), h.data(), active.data(), k, ywant.data(), a.dim);
         gpu::sparse_down(t, dd[0]->as(), dh.as<float>(), dactive.as<int32_t>(), dcount.as<int32_t>(), dy.as<float>(),
-                         kDim, dscratch.as<float>(), nullptr);
+                         a.dim, dscratch.as<float>(), nullptr);
         got = dy.to_host<float>();
-        std::vector<double> mag(kDim, 0.0);
-        std::vector<float> row(kDim);
+        std::vector<double> mag(a.dim, 0.0);
+        std::vector<float> row(a.dim);
         for (int64_t j = 0; j < k; j++) {
-            dequantize_row(t, down_t.data() + active[j] * rb, row.data(), kDim);
-            for (int64_t c = 0; c < kDim; c++) mag[c] += std::fabs((double)h[j] * row[c]);
+            dequantize_row(t, down_t.data() + active[j] * rb, row.data(), a.dim);
+            for (int64_t c = 0; c < a.dim; c++) mag[c] += std::fabs((double)h[j] * row[c]);
         }
         worst = 0;
-        for (int64_t c = 0; c < kDim; c++)
+        for (int64_t c = 0; c < a.dim; c++)
             worst = std::max(worst, std::fabs(got[c] - ywant[c]) / (1e-5 * mag[c] + 1e-7));
         check(worst <= 1, std::string("sparse_down ") + dtype_name(t), worst);
         ms = time_ms(a.iters, [&](int i) {
             gpu::sparse_down(t, dd[i % n_copies]->as(), dh.as<float>(), dactive.as<int32_t>(), dcount.as<int32_t>(),
-                             dy.as<float>(), kDim, dscratch.as<float>(), nullptr);
+                             dy.as<float>(), a.dim, dscratch.as<float>(), nullptr);
         });
         print_bw(d, std::string("sparse_down ") + dtype_name(t), touched_down, ms);
     }
@@ -517,11 +548,14 @@ int main(int argc, char** argv) {
             return 2;
         }
         const Device d = probe_device();
-        bench_matvec(d, a);
-        bench_matmul(d, a);
-        bench_attention(d, a);
-        bench_predictor(d, a);
-        bench_sparse(d, a);
+        auto wanted = [&](const char* group) {
+            return a.only.empty() || std::find(a.only.begin(), a.only.end(), group) != a.only.end();
+        };
+        if (wanted("matvec")) bench_matvec(d, a);
+        if (wanted("matmul")) bench_matmul(d, a);
+        if (wanted("attention")) bench_attention(d, a);
+        if (wanted("predictor")) bench_predictor(d, a);
+        if (wanted("sparse")) bench_sparse(d, a);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ember-gpu-bench: %s\n", e.what());
         return 1;
