@@ -147,4 +147,83 @@ __device__ __forceinline__ float warp_row_dot_quant(const uint8_t* __restrict__ 
     return acc;
 }
 
+// ---- Quantized rows through a two-stage cp.async pipeline ----
+// A warp streams its rows' blocks a tile of TB blocks at a time from global into its own shared memory with
+// cp.async (no registers on the way, so more warps fit an SM) while it computes the tile before from there: the
+// next tile's loads are in flight during each tile's arithmetic. Needs 16-byte aligned rows whose length in bytes is
+// a multiple of 16 (quant_rows_tileable), which makes every 8th block 16-byte aligned.
+template <DType T, int TB>
+struct QuantStages {
+    static constexpr int kBlockBytes = QuantTile<T>::kBlockBytes;
+    static_assert(TB % 32 == 0, "a tile gives each lane the same number of blocks");
+    static constexpr int kVecs = TB * kBlockBytes / 16 + 1;  // one spare vector: a block's last word may read past
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Per byte: a nibble n (0..15, in the low 4 bits of each byte of v) as the signed byte n - 8, with no borrow between
+// bytes ((n | 0x80) - 8 stays within 0x78..0x87; the xor restores the sign bit).
+__device__ __forceinline__ int nibbles_minus_8(unsigned v) {
+    return (int)(((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u);
+}
+
+// The integer dot product of one Q8_0/Q4_0 block's quants with 32 int8 activations (16-byte aligned), the quants
+// read as 32-bit words from shared memory: they start at byte 4 * p + sh / 8 of the words at p (sh 0 or 16), so each
+// quant word is a funnel shift of two loaded words.
+template <DType T>
+__device__ __forceinline__ int block_isum_words(const uint32_t* p, int sh, const int8_t* __restrict__ x) {
+    const int4 xa = *reinterpret_cast<const int4*>(x), xb = *reinterpret_cast<const int4*>(x + 16);
+    const int xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+    int s = 0;
+    if constexpr (T == DType::DTYPE_Q8_0) {
+        uint32_t w[9];
+#pragma unroll
+        for (int i = 0; i < 9; i++) w[i] = p[i];
+#pragma unroll
+        for (int i = 0; i < 8; i++) s = __dp4a((int)__funnelshift_r(w[i], w[i + 1], sh), xs[i], s);
+    } else {
+        uint32_t w[5];
+#pragma unroll
+        for (int i = 0; i < 5; i++) w[i] = p[i];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const unsigned q = __funnelshift_r(w[i], w[i + 1], sh);
+            s = __dp4a(nibbles_minus_8(q & 0x0f0f0f0fu), xs[i], s);
+            s = __dp4a(nibbles_minus_8((q >> 4) & 0x0f0f0f0fu), xs[4 + i], s);
+        }
+    }
+    return s;
+}
+
+// This lane's part of the dot product of the nb (<= TB) blocks in a shared-memory tile, blocks b0 .. b0 + nb - 1 of
+// a row, with prepared activations (xqs: int8 quants, xd: their block scales).
+template <DType T, int TB>
+__device__ __forceinline__ float tile_dot_quant(const uint4* tile, int nb, int64_t b0, const int8_t* __restrict__ xqs,
+                                                const float* __restrict__ xd, int lane) {
+    constexpr int BB = QuantStages<T, TB>::kBlockBytes;
+    const uint8_t* t8 = reinterpret_cast<const uint8_t*>(tile);
+    const uint32_t* t32 = reinterpret_cast<const uint32_t*>(tile);
+    float acc = 0.0f;
+#pragma unroll
+    for (int m = 0; m < TB / 32; m++) {
+        const int j = lane + 32 * m;
+        if (j < nb) {
+            const float dw = fp16_bits_to_f32(*reinterpret_cast<const uint16_t*>(t8 + j * BB));
+            const int off = j * BB + 2;
+            const int isum = block_isum_words<T>(t32 + (off >> 2), (off & 3) * 8, xqs + (b0 + j) * QK8_0);
+            acc += dw * xd[b0 + j] * (float)isum;
+        }
+    }
+    return acc;
+}
+
 }  // namespace ember::gpu

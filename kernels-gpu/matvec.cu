@@ -1,6 +1,7 @@
 // GEMV (one token): y = W x. Decode reads every weight byte once, so the kernel is bandwidth-bound: each thread of a
 // row's group streams 16-byte units, and the group's partial sums meet in warp shuffles (and shared memory).
-// Q8_0/Q4_0 rows go through shared memory a tile at a time (warp_row_dot_quant) where their alignment allows.
+// Q8_0/Q4_0 rows stream through a two-stage cp.async pipeline in shared memory (QuantStages) where their alignment
+// allows.
 #include <algorithm>
 #include <string>
 
@@ -13,8 +14,10 @@ namespace ember::gpu {
 
 namespace {
 
-constexpr int kThreads = 128;       // 4 warps per block
-constexpr int64_t kFewRows = 1024;  // below this, a whole block per row keeps the GPU busy
+constexpr int kThreads = 128;             // 4 warps per block
+constexpr int64_t kFewRows = 1024;        // below this, a whole block per row keeps the GPU busy
+constexpr int kQuantTile = 64;            // Q8_0/Q4_0 blocks per pipeline stage (ember-gpu-bench: 64 beat 128)
+constexpr int64_t kSplitRowsBelow = 4096;  // quantized rows: fewer than this share each row among 4 warps
 
 // W warps per row (1 or 4), kThreads / (32 W) rows per block.
 template <DType T, int U, int W>
@@ -37,33 +40,93 @@ __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restr
     if (g == 0 && r < n_rows) y[r] = sum;
 }
 
-// Q8_0/Q4_0 rows that can be tiled (see warp_row_dot_quant): a warp per row, the warps striding over the rows, so
-// that the grid is one wave of resident blocks (a last, partly filled wave idled a third of the GPU).
-template <DType T>
+// Q8_0/Q4_0 rows through the cp.async pipeline (QuantStages): W warps per row (each a contiguous share of its
+// blocks, split at multiples of 8 blocks), kThreads / (32 W) rows per block, the blocks striding over the rows. Each
+// warp's sequence of tiles runs through two shared-memory stages, the next tile's copy in flight while the current
+// one is summed, across row boundaries too.
+template <DType T, int TB, int W>
 __global__ void __launch_bounds__(kThreads)
-    matvec_quant_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
-                        int64_t n_rows, int64_t n_cols, size_t row_bytes) {
-    __shared__ uint4 tiles[kThreads / 32][QuantTile<T>::kVecs];
+    matvec_quant_async_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
+                              int64_t n_rows, int64_t n_cols, size_t row_bytes) {
+    using S = QuantStages<T, TB>;
+    constexpr int kWarps = kThreads / 32, kRows = kWarps / W;
+    __shared__ uint4 stages[kWarps][2][S::kVecs];
+    __shared__ float part[kWarps];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t stride = (int64_t)gridDim.x * (kThreads / 32);
-    // r is the same in every lane: the warp goes through the loop, and its warp-wide steps, together.
-    for (int64_t r = (int64_t)blockIdx.x * (kThreads / 32) + warp; r < n_rows; r += stride) {
-        const float sum = warp_sum(warp_row_dot_quant<T>(w + r * row_bytes, xq, n_cols, lane, tiles[warp]));
-        if (lane == 0) y[r] = sum;
+    const int slot = warp / W, sub = warp % W;
+    const int8_t* xqs = static_cast<const int8_t*>(xq);
+    const float* xd = reinterpret_cast<const float*>(xqs + n_cols);
+    const int64_t n_blocks = n_cols / QK8_0;
+    const int64_t share = ((n_blocks + W - 1) / W + 7) / 8 * 8;
+    const int64_t b_begin = min(n_blocks, sub * share), b_end = min(n_blocks, b_begin + share);
+    const int n_tiles = (int)((b_end - b_begin + TB - 1) / TB);
+    const int64_t step = (int64_t)gridDim.x * kRows;
+    // Tile t of row r into stage s; commits a (possibly empty) group either way, so that waits count alike.
+    auto issue = [&](int64_t r, int t, int s) {
+        if (r < n_rows && t < n_tiles) {
+            const int64_t b0 = b_begin + (int64_t)t * TB;
+            const int n_vecs = (int)(min((int64_t)TB, b_end - b0) * S::kBlockBytes / 16);
+            const uint8_t* src = w + r * row_bytes + b0 * S::kBlockBytes;
+            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], src + 16 * i);
+        }
+        cp_async_commit();
+    };
+    int s = 0;
+    int64_t group = (int64_t)blockIdx.x * kRows;
+    issue(group + slot, 0, 0);
+    for (; group < n_rows; group += step) {  // uniform in the block
+        const int64_t r = group + slot;
+        float acc = 0.0f;
+        for (int t = 0; t < n_tiles; t++) {
+            if (t + 1 < n_tiles)
+                issue(r, t + 1, s ^ 1);
+            else
+                issue(r + step, 0, s ^ 1);
+            cp_async_wait<1>();  // this tile's group has landed
+            __syncwarp();
+            if (r < n_rows) {
+                const int64_t b0 = b_begin + (int64_t)t * TB;
+                acc += tile_dot_quant<T, TB>(stages[warp][s], (int)min((int64_t)TB, b_end - b0), b0, xqs, xd, lane);
+            }
+            __syncwarp();  // every lane is done with stage s before it is refilled
+            s ^= 1;
+        }
+        const float sum = warp_sum(acc);
+        if constexpr (W == 1) {
+            if (lane == 0 && r < n_rows) y[r] = sum;
+        } else {
+            if (lane == 0) part[warp] = sum;
+            __syncthreads();
+            if (sub == 0 && lane == 0 && r < n_rows) {
+                float tot = 0.0f;
+#pragma unroll
+                for (int i = 0; i < W; i++) tot += part[warp + i];
+                y[r] = tot;
+            }
+            __syncthreads();
+        }
     }
+    cp_async_wait<0>();
 }
 
-// Blocks of matvec_quant_kernel<T> the device holds at once (its SMs times blocks per SM), found once.
-template <DType T>
-int64_t resident_quant_blocks() {
-    static const int64_t n = [] {
-        int dev = 0, sms = 0, per_sm = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_quant_kernel<T>, kThreads, 0));
-        return (int64_t)std::max(1, sms) * std::max(1, per_sm);
-    }();
-    return n;
+// Blocks of kernel the device holds at once (its SMs times blocks per SM).
+template <typename K>
+int64_t resident_blocks(K kernel) {
+    int dev = 0, sms = 0, per_sm = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+    return (int64_t)std::max(1, sms) * std::max(1, per_sm);
+}
+
+template <DType T, int TB, int W>
+void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
+                        cudaStream_t stream) {
+    static const int64_t resident = resident_blocks(matvec_quant_async_kernel<T, TB, W>);
+    constexpr int64_t kRows = kThreads / 32 / W;
+    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    matvec_quant_async_kernel<T, TB, W><<<(unsigned)grid, kThreads, 0, stream>>>(w, xq, y, n_rows, n_cols, row_bytes);
+    CUDA_CHECK_LAUNCH();
 }
 
 template <DType T, int U>
@@ -71,11 +134,15 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
     const size_t row_bytes = dtype_row_bytes(T, n_cols);
     const auto* wb = static_cast<const uint8_t*>(w);
     if constexpr (dtype_is_quant(T)) {
-        if (n_rows >= kFewRows && quant_rows_tileable(w, row_bytes)) {
-            const int64_t rows_per_block = kThreads / 32;
-            const int64_t grid = std::min((n_rows + rows_per_block - 1) / rows_per_block, resident_quant_blocks<T>());
-            matvec_quant_kernel<T><<<(unsigned)grid, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
-            CUDA_CHECK_LAUNCH();
+        if (quant_rows_tileable(w, row_bytes)) {
+            // ember-gpu-bench --shape 70b, H200: a row per warp for many rows; 4 warps a row below 4096 rows (k
+            // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count.
+            if (n_rows < kSplitRowsBelow)
+                launch_quant_async<T, kQuantTile, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+            else if (n_cols >= 3 * n_rows)
+                launch_quant_async<T, kQuantTile, 2>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+            else
+                launch_quant_async<T, kQuantTile, 1>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             return;
         }
     }

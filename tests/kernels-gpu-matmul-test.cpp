@@ -47,9 +47,13 @@ struct Shape {
 TEST_F(Gpu, MatvecMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
-        // Q8_0/Q4_0: 1500x4096 and 1100x16640 (two whole tiles and a short one) go through shared memory; 1030x96
-        // (rows of 54 or 102 bytes, not multiples of 16) and the shapes of few rows do not.
-        std::vector<Shape> shapes = {{1, 32}, {37, 96}, {1500, 4096}, {3, 11008}, {700, 2080}, {1100, 16640}, {1030, 96}};
+        // Q8_0/Q4_0 rows whose bytes are a multiple of 16 stream through shared memory with 4 warps a row (1500x4096,
+        // 3x11008, 1100x16640: whole and short tiles, uneven shares), one (9000x512: more rows than the GPU holds
+        // warps, so the warps stride and prefetch across rows) or two (4096x12544: the two shares have 4 and 3
+        // tiles); 1030x96, 700x2080 and the first two (rows of 54 or 102 bytes, ...) take the per-unit path.
+        std::vector<Shape> shapes = {{1, 32},     {37, 96},      {1500, 4096}, {3, 11008},
+                                     {700, 2080}, {1100, 16640}, {1030, 96},   {9000, 512}};
+        if (quant) shapes.push_back({4096, 12544});
         if (!quant) shapes.insert(shapes.end(), {{5, 1}, {129, 100}, {2000, 33}, {9, 4100}});
         for (const Shape s : shapes) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
