@@ -1037,7 +1037,7 @@ private:
         const double t0 = now_ms();
         const float thr = G.predictor.threshold;
         int32_t* active = gs_.cold_active.data();
-        const int k = predictor_active(gs_.h_scores, G.cold.data(), n_cold, thr, active);
+        const int k = predictor_active(gs_.h_scores, G.cold.data(), n_cold, thr, active, pool_);
         const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
         dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
         llama_sparse_rows(S, w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);

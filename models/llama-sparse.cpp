@@ -176,7 +176,7 @@ void llama_sparse_ffn_token(const ModelInfo& info, const LlamaModel& m, int l, L
 
     // 1. Predict: scores = fc2 · relu(fc1 · xn); active = neurons scoring above the threshold.
     predictor_scores(S.predictor, xn, 1, st.pred_scores.data(), st.predictor, pool);
-    const int k = predictor_active(st.pred_scores.data(), n_ff, S.predictor.threshold, st.active.data());
+    const int k = predictor_active(st.pred_scores.data(), n_ff, S.predictor.threshold, st.active.data(), pool);
 
     // 2. Gate and up rows of the active neurons only: h_active[j] = act(gate . xn) * (up . xn); then the down
     // columns of the neurons that fired: x_out = sum_j h_active[j] * w_down[:, active[j]].

@@ -1,6 +1,7 @@
 #include "predictor/predictor.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "engine/error.h"
@@ -111,6 +112,51 @@ int predictor_active(const float* scores, const int32_t* ids, int n, float thres
         k += scores[i] > threshold;
     }
     return k;
+}
+
+namespace {
+
+constexpr int kActiveMinChunk = 1024;  // scores per work item, at least
+constexpr int kActiveMaxChunks = 64;
+
+// Chunk c of the scores writes its list where the whole list could start at worst (at c * chunk, which active has
+// room for); then the chunks' lists move down, in order, to follow one another.
+template <typename Id>
+int active_over_pool(const float* scores, int n, float threshold, int32_t* active, ThreadPool& pool, Id id) {
+    const int chunk = std::max(kActiveMinChunk, (n + kActiveMaxChunks - 1) / kActiveMaxChunks);
+    const int n_chunks = (n + chunk - 1) / chunk;
+    int counts[kActiveMaxChunks];
+    pool.parallel_for(n_chunks, 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; c++) {
+            const int i0 = (int)c * chunk, i1 = std::min(n, i0 + chunk);
+            int32_t* out = active + i0;
+            int k = 0;
+            for (int i = i0; i < i1; i++) {  // branch-free, as above
+                out[k] = id(i);
+                k += scores[i] > threshold;
+            }
+            counts[c] = k;
+        }
+    });
+    int k = counts[0];
+    for (int c = 1; c < n_chunks; c++) {
+        std::memmove(active + k, active + (size_t)c * chunk, (size_t)counts[c] * sizeof(int32_t));
+        k += counts[c];
+    }
+    return k;
+}
+
+}  // namespace
+
+int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool) {
+    if (pool.size() == 1 || n_ff < 2 * kActiveMinChunk) return predictor_active(scores, n_ff, threshold, active);
+    return active_over_pool(scores, n_ff, threshold, active, pool, [](int i) { return (int32_t)i; });
+}
+
+int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
+                     ThreadPool& pool) {
+    if (pool.size() == 1 || n < 2 * kActiveMinChunk) return predictor_active(scores, ids, n, threshold, active);
+    return active_over_pool(scores, n, threshold, active, pool, [ids](int i) { return ids[i]; });
 }
 
 }  // namespace ember

@@ -2,6 +2,7 @@
 // the packed weights, and the rank chosen by expected bytes on seeded synthetic rules (real training, no mocks).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -143,6 +144,34 @@ TEST(Predictor, ActiveOfASubsetListsItsIdsAboveThreshold) {
     EXPECT_EQ(predictor_active(scores, ids, 0, -INFINITY, active), 0);
     EXPECT_EQ(predictor_active(scores, ids, 5, -INFINITY, active), 5);
     for (int i = 0; i < 5; i++) EXPECT_EQ(active[i], ids[i]);
+}
+
+// Over the pool, chunk by chunk: the serial list exactly (same ids, same order), for sizes around the chunk bounds
+// (1024 scores; 1/64 of the scores past 65536), densities from none to all, and 1 to 4 threads.
+TEST(Predictor, ActiveOverThePoolEqualsTheSerialList) {
+    std::mt19937 rng(17);
+    for (int threads : {1, 2, 3, 4}) {
+        ThreadPool pool(threads);
+        for (int n : {0, 1, 2047, 2048, 3073, 5000, 65537, 200003}) {
+            const std::vector<float> scores = randn(rng, (size_t)n, 1.0f);
+            std::vector<int32_t> ids(n);
+            for (int i = 0; i < n; i++) ids[i] = i;
+            std::shuffle(ids.begin(), ids.end(), rng);
+            for (float thr : {-INFINITY, -0.5f, 1.5f, INFINITY}) {
+                SCOPED_TRACE("threads " + std::to_string(threads) + ", n " + std::to_string(n) + ", threshold " +
+                             std::to_string(thr));
+                std::vector<int32_t> want(n + 1), got(n + 1, -1);
+                want.resize(predictor_active(scores.data(), n, thr, want.data()));
+                got.resize(predictor_active(scores.data(), n, thr, got.data(), pool));
+                EXPECT_EQ(got, want);
+                want.assign(n + 1, 0);
+                got.assign(n + 1, -1);
+                want.resize(predictor_active(scores.data(), ids.data(), n, thr, want.data()));
+                got.resize(predictor_active(scores.data(), ids.data(), n, thr, got.data(), pool));
+                EXPECT_EQ(got, want);
+            }
+        }
+    }
 }
 
 TEST(Predictor, ChooseThresholdIsLargestReachingRecall) {
