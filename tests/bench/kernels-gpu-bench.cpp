@@ -33,8 +33,8 @@
 #include "kernels-gpu/predictor.h"
 #include "kernels-gpu/rope.h"
 #include "kernels-gpu/sparse-ffn.h"
-#include "tests/kernels-gpu-device.h"
 #include "tests/bench/bench-types.h"
+#include "tests/kernels-gpu-device.h"
 
 using namespace ember;
 using ember::gpu_test::DeviceMem;
@@ -49,7 +49,8 @@ struct Args {
     // Model shape (--shape): the FFN's dim and n_ff, attention heads of kHeadDim, and the KV heads of GQA.
     int64_t dim = 4096, ff = 11008, heads = 32, kv_heads = 32;
     int iters = 50;
-    std::vector<std::string> only;  // --only: the groups to run (matvec, matmul, attention, predictor, sparse); all if empty
+    // --only: the groups to run (matvec, matmul, attention, predictor, sparse); all if empty
+    std::vector<std::string> only;
     int64_t tokens = 512;  // GEMM and prefill batch
     int rank = 1024;       // predictor hidden width
     double active = 0.10;  // sparse FFN: fraction of neurons active
@@ -58,10 +59,11 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr,
-                 "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] "
-                 "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]\n",
-                 msg.c_str());
+    std::fprintf(
+        stderr,
+        "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] "
+        "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]\n",
+        msg.c_str());
     std::exit(2);
 }
 
@@ -87,7 +89,8 @@ Args parse(int argc, char** argv) {
                 if (p == v.size() || v[p] == ',') {
                     if (item != "matvec" && item != "matmul" && item != "attention" && item != "predictor" &&
                         item != "sparse")
-                        usage("unknown group '" + item + "' in --only, expected matvec, matmul, attention, predictor or sparse");
+                        usage("unknown group '" + item +
+                              "' in --only, expected matvec, matmul, attention, predictor or sparse");
                     a.only.push_back(item);
                     item.clear();
                 } else {
@@ -211,7 +214,8 @@ int copies_for(const Device& d, double touched, double bytes_each) {
 // ---- GEMV ----
 void bench_matvec(const Device& d, const Args& a) {
     std::printf("\n== matvec (one token): y = W x ==\n");
-    const std::vector<float> wf = randn((size_t)a.ff * a.dim, 0.02f, 1);  // no shape holds more than a.ff * a.dim weights
+    // No shape below holds more than a.ff * a.dim weights.
+    const std::vector<float> wf = randn((size_t)a.ff * a.dim, 0.02f, 1);
     for (DType t : a.types) {
         // The FFN's gate/up and down, attention's q/o, and its k/v where GQA makes them smaller.
         std::vector<std::pair<int64_t, int64_t>> shapes = {{a.ff, a.dim}, {a.dim, a.ff}, {a.dim, a.dim}};
@@ -326,7 +330,7 @@ void bench_attention(const Device& d, const Args& a) {
                                  v = randn((size_t)kKV * kv_stride, 1.0f, 8);
         DeviceMem dq(q), dk(k), dv(v), dout(q.size() * sizeof(float));
         DeviceMem dscratch(gpu::attention_scratch_floats((int)kKV, (int)a.heads, (int)kHeadDim, (int)a.tokens) *
-                        sizeof(float));
+                           sizeof(float));
         AttentionArgs at;
         at.n_heads = (int)a.heads;
         at.n_kv_heads = (int)kv_heads;
@@ -383,8 +387,8 @@ void bench_attention(const Device& d, const Args& a) {
 
 // ---- predictor ----
 void bench_predictor(const Device& d, const Args& a) {
-    std::printf("\n== predictor (dim %lld, rank %d, n_ff %lld) and threshold-and-compact ==\n", (long long)a.dim, a.rank,
-                (long long)a.ff);
+    std::printf("\n== predictor (dim %lld, rank %d, n_ff %lld) and threshold-and-compact ==\n", (long long)a.dim,
+                a.rank, (long long)a.ff);
     const int rank = a.rank;
     const std::vector<float> fc1f = randn((size_t)rank * a.dim, 1.0f / std::sqrt((float)a.dim), 10);
     const std::vector<float> fc2f = randn((size_t)a.ff * rank, 1.0f / std::sqrt((float)rank), 11);
@@ -495,7 +499,8 @@ void bench_sparse(const Device& d, const Args& a) {
         DeviceMem dxq(gpu::dot_vec_bytes(t, a.dim));
         gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), a.dim, nullptr);
         SparseGateUpWeights gw{t, dg[0]->as(), du[0]->as(), a.dim, SparseAct::SPARSE_ACT_SILU};
-        gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), a.ff, dhout.as<float>(), nullptr);
+        gpu::sparse_gate_up(gw, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), a.ff, dhout.as<float>(),
+                            nullptr);
         auto got = dhout.to_host<float>();
         double worst = 0;
         for (int64_t j = 0; j < k; j++) {
@@ -508,7 +513,8 @@ void bench_sparse(const Device& d, const Args& a) {
         }
         check(worst <= 1, std::string("sparse_gate_up ") + dtype_name(t), worst);
         double ms = time_ms(a.iters, [&](int i) {
-            SparseGateUpWeights wi{t, dg[i % n_copies]->as(), du[i % n_copies]->as(), a.dim, SparseAct::SPARSE_ACT_SILU};
+            SparseGateUpWeights wi{t, dg[i % n_copies]->as(), du[i % n_copies]->as(), a.dim,
+                                   SparseAct::SPARSE_ACT_SILU};
             gpu::sparse_gate_up(wi, dxq.as(), dactive.as<int32_t>(), dcount.as<int32_t>(), a.ff, dhout.as<float>(),
                                 nullptr);
         });

@@ -1,11 +1,11 @@
-// ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008) per weight type, with random active
-// sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down and the fused sparse_ffn
-// against their references (exit 1 if wrong), then prints time per call and GB/s of the weight rows actually read
-// (k gate + k up + k down rows) next to this machine's streaming read bandwidth, the dense FFN (three matvecs) for
-// comparison, and the load-time cost of sparse_down_transpose. Ops: gate+up, down, ffn (the two calls one after
-// the other), fused (sparse_ffn: the same work in one pass over the pool), and batch (sparse_ffn_batch: --batch-tokens
-// tokens, each with its own random list at the active fraction, as a prompt's batch; GB/s of the union's rows, and
-// the time per token).
+// ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008; or --shape 13b, 70b) per weight type,
+// with random active sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down and the
+// fused sparse_ffn against their references (exit 1 if wrong), then prints time per call and GB/s of the weight rows
+// actually read (k gate + k up + k down rows) next to this machine's streaming read bandwidth, the dense FFN (three
+// matvecs) for comparison, and the load-time cost of sparse_down_transpose. Ops: gate+up, down, ffn (the two calls
+// one after the other), fused (sparse_ffn: the same work in one pass over the pool), and batch (sparse_ffn_batch:
+// --batch-tokens tokens, each with its own random list at the active fraction, as a prompt's batch; GB/s of the
+// union's rows, and the time per token).
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
 // the peak measured at the same moment. Each call also takes the next of 8 different active lists. A last-level
@@ -13,7 +13,7 @@
 // of the layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
 //                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] [--no-dense]
-//                          [--layers N] [--batch-tokens N]
+//                          [--layers N] [--batch-tokens N] [--shape 7b|13b|70b]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -41,10 +41,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-constexpr int64_t kDim = 4096, kNff = 11008;
 constexpr int kLists = 8;  // active lists cycled through by the timed calls
 
 struct Args {
+    int64_t dim = 4096, n_ff = 11008;  // --shape 7b (default), 13b or 70b
     int threads = 2;
     int iters = 30;
     std::vector<DType> types = {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,
@@ -58,11 +58,12 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr,
-                 "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
-                 "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] "
-                 "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N]\n",
-                 msg.c_str());
+    std::fprintf(
+        stderr,
+        "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
+        "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] "
+        "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b]\n",
+        msg.c_str());
     std::exit(2);
 }
 
@@ -88,6 +89,16 @@ Args parse(int argc, char** argv) {
             a.batch_tokens = std::atoi(val().c_str());
         } else if (k == "--layers") {
             a.layers = std::atoi(val().c_str());
+        } else if (k == "--shape") {
+            const std::string v = val();
+            if (v == "7b")
+                a.dim = 4096, a.n_ff = 11008;
+            else if (v == "13b")
+                a.dim = 5120, a.n_ff = 13824;
+            else if (v == "70b")
+                a.dim = 8192, a.n_ff = 28672;
+            else
+                usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
         } else if (k == "--no-dense") {
             a.dense = false;
         } else if (k == "--types") {
@@ -181,23 +192,23 @@ int main(int argc, char** argv) {
         ThreadPool pool(args.threads);
         PeakMeter peak(pool);
         for (int i = 0; i < 2 * PeakMeter::kSegs; i++) peak.sample();
-        std::printf("ember-sparse-ffn-bench: dim %lld n_ff %lld, %d threads, simd %s\n", (long long)kDim,
-                    (long long)kNff, args.threads, dot_simd_level());
+        std::printf("ember-sparse-ffn-bench: dim %lld n_ff %lld, %d threads, simd %s\n", (long long)args.dim,
+                    (long long)args.n_ff, args.threads, dot_simd_level());
         std::printf("%-5s %7s %-9s %9s %9s %8s %8s %7s %9s\n", "type", "active", "op", "best ms", "median ms",
                     "MB read", "GB/s", "of peak", "peak GB/s");
         bool ok = true;
         std::mt19937 rng(42);
         for (DType wt : args.types) {
-            const size_t rb = dtype_row_bytes(wt, kDim);
-            const float s_in = 1.0f / std::sqrt((float)kDim), s_out = 1.0f / std::sqrt((float)kNff);
-            const auto gate = random_matrix(wt, kNff, kDim, s_in, 1, pool);
-            const auto up = random_matrix(wt, kNff, kDim, s_in, 2, pool);
-            const auto down = random_matrix(wt, kDim, kNff, s_out, 3, pool);  // ggml layout (dim, n_ff)
-            std::vector<uint8_t> down_t(rb * kNff);
+            const size_t rb = dtype_row_bytes(wt, args.dim);
+            const float s_in = 1.0f / std::sqrt((float)args.dim), s_out = 1.0f / std::sqrt((float)args.n_ff);
+            const auto gate = random_matrix(wt, args.n_ff, args.dim, s_in, 1, pool);
+            const auto up = random_matrix(wt, args.n_ff, args.dim, s_in, 2, pool);
+            const auto down = random_matrix(wt, args.dim, args.n_ff, s_out, 3, pool);  // ggml layout (dim, n_ff)
+            std::vector<uint8_t> down_t(rb * args.n_ff);
             double tr_s = 1e30;  // best of 3
             for (int it = 0; it < 3; it++) {
                 const auto t_tr = Clock::now();
-                sparse_down_transpose(wt, down.data(), wt, down_t.data(), kDim, kNff, pool);
+                sparse_down_transpose(wt, down.data(), wt, down_t.data(), args.dim, args.n_ff, pool);
                 tr_s = std::min(tr_s, seconds_since(t_tr));
             }
 
@@ -209,40 +220,43 @@ int main(int argc, char** argv) {
             };
 
             const int nt = args.batch_tokens;
-            std::vector<float> x((size_t)kDim * nt);
+            std::vector<float> x((size_t)args.dim * nt);
             std::normal_distribution<float> nd(0.0f, 1.0f);
             for (auto& f : x) f = nd(rng);
-            const size_t xq_stride = dot_vec_bytes(wt, kDim);
-            std::vector<uint8_t> xq(xq_stride * nt);  // token t's prepared vector at t * xq_stride; token 0 for the rest
-            for (int t = 0; t < nt; t++) dot_prepare_vec(wt, x.data() + (size_t)t * kDim, xq.data() + t * xq_stride, kDim);
+            const size_t xq_stride = dot_vec_bytes(wt, args.dim);
+            std::vector<uint8_t> xq(xq_stride *
+                                    nt);  // token t's prepared vector at t * xq_stride; token 0 for the rest
+            for (int t = 0; t < nt; t++)
+                dot_prepare_vec(wt, x.data() + (size_t)t * args.dim, xq.data() + t * xq_stride, args.dim);
             // SiLU so every listed neuron reads both rows (ReLU skips the up and down rows of negative gates).
-            const SparseGateUpWeights w{wt, gate.data(), up.data(), kDim, SparseAct::SPARSE_ACT_SILU};
+            const SparseGateUpWeights w{wt, gate.data(), up.data(), args.dim, SparseAct::SPARSE_ACT_SILU};
 
             for (double frac : args.fracs) {
-                const int64_t k = std::max<int64_t>(1, std::llround(frac * kNff));
+                const int64_t k = std::max<int64_t>(1, std::llround(frac * args.n_ff));
                 std::vector<std::vector<int32_t>> lists(kLists);
-                std::vector<int32_t> all(kNff);
+                std::vector<int32_t> all(args.n_ff);
                 std::iota(all.begin(), all.end(), 0);
                 for (auto& l : lists) {  // k distinct neurons, ascending, as the predictor gives them
                     std::shuffle(all.begin(), all.end(), rng);
                     l.assign(all.begin(), all.begin() + k);
                     std::sort(l.begin(), l.end());
                 }
-                std::vector<float> h((size_t)k), h_ref((size_t)k), y((size_t)kDim), y_ref((size_t)kDim);
-                std::vector<float> hf((size_t)k), yf((size_t)kDim), partials(sparse_ffn_scratch_floats(k, kDim));
+                std::vector<float> h((size_t)k), h_ref((size_t)k), y((size_t)args.dim), y_ref((size_t)args.dim);
+                std::vector<float> hf((size_t)k), yf((size_t)args.dim),
+                    partials(sparse_ffn_scratch_floats(k, args.dim));
                 {  // correctness first, on list 0
                     const int32_t* a = lists[0].data();
                     sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
-                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), kDim, pool);
+                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), args.dim, pool);
                     sparse_gate_up_ref(w, xq.data(), a, k, h_ref.data());
-                    sparse_down_ref(wt, down_t.data(), h.data(), a, k, y_ref.data(), kDim);
+                    sparse_down_ref(wt, down_t.data(), h.data(), a, k, y_ref.data(), args.dim);
                     sparse_ffn(w, xq.data(), wt, down_t.data(), a, k, hf.data(), yf.data(), partials.data(), pool);
                     double eh = 0.0, ey = 0.0, sh = 0.0, sy = 0.0;
                     for (int64_t j = 0; j < k; j++) {
                         eh = std::max({eh, (double)std::fabs(h[j] - h_ref[j]), (double)std::fabs(hf[j] - h_ref[j])});
                         sh = std::max(sh, (double)std::fabs(h_ref[j]));
                     }
-                    for (int64_t c = 0; c < kDim; c++) {
+                    for (int64_t c = 0; c < args.dim; c++) {
                         ey = std::max({ey, (double)std::fabs(y[c] - y_ref[c]), (double)std::fabs(yf[c] - y_ref[c])});
                         sy = std::max(sy, (double)std::fabs(y_ref[c]));
                     }
@@ -263,7 +277,7 @@ int main(int argc, char** argv) {
                     for (int it = 0; it < args.iters; it++) {
                         pk = std::max(pk, peak.sample());
                         const int c = it % args.layers;
-                        const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), kDim,
+                        const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), args.dim,
                                                      SparseAct::SPARSE_ACT_SILU};
                         const uint8_t* dc = layer_w(c, down_t, down_c);
                         const auto t0 = Clock::now();
@@ -272,7 +286,7 @@ int main(int argc, char** argv) {
                     }
                     const double best = *std::min_element(ts.begin(), ts.end());
                     std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f%s\n", dtype_name(wt),
-                                100.0 * k / kNff, name.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
+                                100.0 * k / args.n_ff, name.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
                                 bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk,
                                 note.empty() ? "" : ("  " + note).c_str());
                     return best;
@@ -285,62 +299,64 @@ int main(int argc, char** argv) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
                 });
                 time("down", 1.0 * k, [&](const int32_t* a, W, const uint8_t* dc) {
-                    sparse_down(wt, dc, h.data(), a, k, y.data(), kDim, pool);
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, pool);
                 });
                 time("ffn", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
-                    sparse_down(wt, dc, h.data(), a, k, y.data(), kDim, pool);
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, pool);
                 });
                 time("fused", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_ffn(wc, xq.data(), wt, dc, a, k, h.data(), y.data(), partials.data(), pool);
                 });
                 // A batch: token t takes list (t mod 8) shuffled against the others by an offset, so the tokens'
                 // sets differ; merged into one ascending list with token masks, as a prompt's split layer does.
-                std::vector<uint32_t> mask_of(kNff, 0);
+                std::vector<uint32_t> mask_of(args.n_ff, 0);
                 for (int t = 0; t < nt; t++)
-                    for (int32_t i : lists[(size_t)(t % kLists)]) mask_of[(size_t)((i + 97 * (t / kLists)) % kNff)] |= 1u << t;
+                    for (int32_t i : lists[(size_t)(t % kLists)])
+                        mask_of[(size_t)((i + 97 * (t / kLists)) % args.n_ff)] |= 1u << t;
                 std::vector<int32_t> rows;
                 std::vector<uint32_t> masks;
-                for (int64_t i = 0; i < kNff; i++)
+                for (int64_t i = 0; i < args.n_ff; i++)
                     if (mask_of[i]) rows.push_back((int32_t)i), masks.push_back(mask_of[i]);
                 const int64_t kb = (int64_t)rows.size();
-                std::vector<float> hb((size_t)kb * nt), yb((size_t)kDim * nt);
+                std::vector<float> hb((size_t)kb * nt), yb((size_t)args.dim * nt);
                 const std::string batch_op = "batch" + std::to_string(nt);
                 char note[96];
-                std::snprintf(note, sizeof note, "union %.1f%%", 100.0 * kb / kNff);
+                std::snprintf(note, sizeof note, "union %.1f%%", 100.0 * kb / args.n_ff);
                 const double best = time_bytes("batch", batch_op, 3.0 * (double)kb * (double)rb, note,
                                                [&](const int32_t*, W wc, const uint8_t* dc) {
                                                    sparse_ffn_batch(wc, xq.data(), xq_stride, nt, wt, dc, rows.data(),
                                                                     masks.data(), kb, hb.data(), yb.data(), pool);
                                                });
-                if (best > 0) std::printf("%-5s %6.1f%% %-9s %.3f ms per token\n", dtype_name(wt), 100.0 * k / kNff,
-                                          batch_op.c_str(), best * 1e3 / nt);
+                if (best > 0)
+                    std::printf("%-5s %6.1f%% %-9s %.3f ms per token\n", dtype_name(wt), 100.0 * k / args.n_ff,
+                                batch_op.c_str(), best * 1e3 / nt);
             }
             if (args.dense) {  // three matvecs over all weights, down in ggml's layout, layer copies in turn
                 std::vector<std::vector<uint8_t>> down_dense_c(args.layers - 1, down);
-                std::vector<float> g(kNff), u(kNff), hd(kNff), yd(kDim);
-                std::vector<uint8_t> hq(dot_vec_bytes(wt, kNff));
+                std::vector<float> g(args.n_ff), u(args.n_ff), hd(args.n_ff), yd(args.dim);
+                std::vector<uint8_t> hq(dot_vec_bytes(wt, args.n_ff));
                 std::vector<double> ts;
                 double pk = 0.0;
                 for (int it = 0; it < args.iters; it++) {
                     pk = std::max(pk, peak.sample());
                     const int c = it % args.layers;
                     const auto t0 = Clock::now();
-                    matvec(wt, layer_w(c, gate, gate_c), xq.data(), g.data(), kNff, kDim, pool);
-                    matvec(wt, layer_w(c, up, up_c), xq.data(), u.data(), kNff, kDim, pool);
-                    for (int64_t i = 0; i < kNff; i++) hd[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-                    dot_prepare_vec(wt, hd.data(), hq.data(), kNff);
-                    matvec(wt, layer_w(c, down, down_dense_c), hq.data(), yd.data(), kDim, kNff, pool);
+                    matvec(wt, layer_w(c, gate, gate_c), xq.data(), g.data(), args.n_ff, args.dim, pool);
+                    matvec(wt, layer_w(c, up, up_c), xq.data(), u.data(), args.n_ff, args.dim, pool);
+                    for (int64_t i = 0; i < args.n_ff; i++) hd[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+                    dot_prepare_vec(wt, hd.data(), hq.data(), args.n_ff);
+                    matvec(wt, layer_w(c, down, down_dense_c), hq.data(), yd.data(), args.dim, args.n_ff, pool);
                     ts.push_back(seconds_since(t0));
                 }
                 const double best = *std::min_element(ts.begin(), ts.end());
-                const double bytes = 3.0 * kNff * rb;
+                const double bytes = 3.0 * args.n_ff * rb;
                 std::printf("%-5s %7s %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f\n", dtype_name(wt), "dense", "ffn",
                             best * 1e3, median(ts) * 1e3, bytes / 1e6, bytes / best / 1e9,
                             100.0 * bytes / best / 1e9 / pk, pk);
             }
             std::printf("%-5s transpose (%lld, %lld) -> (%lld, %lld) at load: %.3f s (best of 3)\n", dtype_name(wt),
-                        (long long)kDim, (long long)kNff, (long long)kNff, (long long)kDim, tr_s);
+                        (long long)args.dim, (long long)args.n_ff, (long long)args.n_ff, (long long)args.dim, tr_s);
         }
         std::printf("peak read bandwidth (streaming sum, best 64 MiB segment, %d threads): %.1f GB/s\n", args.threads,
                     peak.best);
