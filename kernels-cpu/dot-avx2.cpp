@@ -439,7 +439,7 @@ void avx2_axpy_rows(DType t, const void* const* rows_v, const float* a, int64_t 
 void avx2_axpy_row(DType t, const void* w, float a, float* y, int64_t n) { avx2_axpy_rows(t, &w, &a, 1, y, n); }
 
 const DotKernels kAvx2 = {"avx2", avx2_dot_row, avx2_dot_rows, avx2_dequantize_row, avx2_quantize_q8_0,
-                          avx2_dot_row_prefetch, avx2_axpy_row, avx2_axpy_rows, nullptr};
+                          avx2_dot_row_prefetch, avx2_axpy_row, avx2_axpy_rows, nullptr, nullptr};
 
 }  // namespace
 

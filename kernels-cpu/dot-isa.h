@@ -35,6 +35,11 @@ struct DotKernels {
     // does. Null in tables without it: the caller then calls dot_row_prefetch and dot_row per vector.
     void (*dot_row_xs)(DType wt, const void* w, const void* next, const void* const* xs, int n_x, float* ys,
                        int64_t n);
+    // ys[i] = dot_row_prefetch(wt, rows[i], nexts[i], xq, n) for i in [0, n_rows), the same bits: rows gathered from
+    // scattered places (a sparse FFN's active neurons), several at a time so that they share the activations' loads
+    // and per-block work. Null in tables without it: the caller then calls dot_row_prefetch per row.
+    void (*dot_rows_gather)(DType wt, const void* const* rows, const void* const* nexts, const void* xq, float* ys,
+                            int64_t n_rows, int64_t n);
 };
 
 // Tables; only call the ISA ones where the CPU supports them (dot_kernels_for checks).

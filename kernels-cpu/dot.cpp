@@ -170,7 +170,7 @@ void portable_axpy_rows(DType t, const void* const* rows, const float* a, int64_
 
 const DotKernels kPortable = {"scalar", portable_dot_row, portable_dot_rows, portable_dequantize_row,
                               portable_quantize_q8_0, portable_dot_row_prefetch, portable_axpy_row,
-                              portable_axpy_rows, nullptr};
+                              portable_axpy_rows, nullptr, nullptr};
 
 const DotKernels* pick_best() {
 #if defined(EMBER_X86)

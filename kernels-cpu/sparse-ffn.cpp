@@ -28,6 +28,19 @@ constexpr int64_t kSumTile = 256;     // fused: y elements per work item of the 
 constexpr int64_t kTrTile = 32;       // transpose: neurons per tile; a multiple of every block size
 constexpr int64_t kTrRows = 64;       // transpose: source rows per block when copying bits
 
+constexpr int64_t kOwnRowLead = 1024;  // gate/up: with no next row to prefetch, a row's own bytes this far ahead
+
+// ys[i] = dot_row_prefetch(rows[i], nexts[i]) for i < n: several rows at a time where the table can.
+void dot_rows_gathered(const DotKernels* kern, DType wt, const uint8_t* const* rows, const uint8_t* const* nexts,
+                       const void* xq, float* ys, int64_t n, int64_t dim) {
+    if (n <= 0) return;
+    if (kern->dot_rows_gather) {
+        kern->dot_rows_gather(wt, (const void* const*)rows, (const void* const*)nexts, xq, ys, n, dim);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) ys[i] = kern->dot_row_prefetch(wt, rows[i], nexts[i], xq, dim);
+}
+
 // What every block of gate/up rows reads (sparse_gate_up and sparse_ffn share it).
 struct GateUpRows {
     const DotKernels* kern;
@@ -70,13 +83,19 @@ void gate_up_block(const GateUpRows& g, int64_t b0, int64_t b1, float* h, Tail t
     const DotKernels* kern = g.kern;
     const int32_t* active = g.active;
     const size_t rb = g.row_bytes;
+    const uint8_t* rows[kGateBlock];
+    const uint8_t* nexts[kGateBlock];
     int32_t need[kGateBlock];  // block positions whose up row is read
     int64_t n_need = 0;
+    const int64_t n = b1 - b0;
     for (int64_t j = b0; j < b1; j++) {
         const int64_t q = j + g.ahead;
-        const uint8_t* next = q < b1 ? g.gate + (size_t)active[q] * rb
-                                     : g.up + (size_t)active[std::min(b0 + (q - b1), b1 - 1)] * rb;
-        h[j] = kern->dot_row_prefetch(g.wt, g.gate + (size_t)active[j] * rb, next, g.xq, g.dim);
+        rows[j - b0] = g.gate + (size_t)active[j] * rb;
+        nexts[j - b0] = q < b1 ? g.gate + (size_t)active[q] * rb
+                               : g.up + (size_t)active[std::min(b0 + (q - b1), b1 - 1)] * rb;
+    }
+    dot_rows_gathered(kern, g.wt, rows, nexts, g.xq, h + b0, n, g.dim);
+    for (int64_t j = b0; j < b1; j++) {
         // ReLU: a neuron the predictor wrongly marked active contributes exactly 0; skip its up row.
         if (g.relu && !(h[j] > 0.0f)) {
             h[j] = 0.0f;
@@ -85,17 +104,16 @@ void gate_up_block(const GateUpRows& g, int64_t b0, int64_t b1, float* h, Tail t
         }
     }
     for (int64_t i = 0; i < n_need; i++) {
-        const int64_t j = b0 + need[i], q = i + g.ahead;
-        const uint8_t* row = g.up + (size_t)active[j] * rb;
-        float u;
-        if (q < n_need) {
-            u = kern->dot_row_prefetch(g.wt, row, g.up + (size_t)active[b0 + need[q]] * rb, g.xq, g.dim);
-        } else if (const uint8_t* next = tail(q - n_need, need, n_need)) {
-            u = kern->dot_row_prefetch(g.wt, row, next, g.xq, g.dim);
-        } else {
-            u = kern->dot_row(g.wt, row, g.xq, g.dim);
-        }
-        h[j] = sparse_act(g.act, h[j]) * u;
+        const int64_t q = i + g.ahead;
+        rows[i] = g.up + (size_t)active[b0 + need[i]] * rb;
+        const uint8_t* next = q < n_need ? g.up + (size_t)active[b0 + need[q]] * rb : tail(q - n_need, need, n_need);
+        nexts[i] = next ? next : rows[i] + kOwnRowLead;
+    }
+    float u[kGateBlock];
+    dot_rows_gathered(kern, g.wt, rows, nexts, g.xq, u, n_need, g.dim);
+    for (int64_t i = 0; i < n_need; i++) {
+        const int64_t j = b0 + need[i];
+        h[j] = sparse_act(g.act, h[j]) * u[i];
     }
 }
 

@@ -1,7 +1,8 @@
 // Sparse FFN operators: "sparse equals dense" (DESIGN.md) with an oracle active set, references vs SIMD paths,
 // thread-count invariance, empty lists, the fused sparse_ffn against the two calls it replaces, the batch kernel
 // sparse_ffn_batch against per-token calls, the transposition helper and the active-list check; and the axpy and
-// dot_row_xs kernels of the dispatch table (dot-isa.h) that they run on, every SIMD level against the scalar table.
+// dot_row_xs and dot_rows_gather kernels of the dispatch table (dot-isa.h) that they run on, every SIMD level against
+// the scalar table.
 #include "kernels-cpu/sparse-ffn.h"
 
 #include <gtest/gtest.h>
@@ -722,6 +723,44 @@ TEST(SparseFfnGateUp, DotRowXsEqualsDotRow) {
                     for (int i = 0; i < n_x; i++) {
                         const float want = kern->dot_row(t, c.rows[1].data() + 3, xs[i], n);
                         ASSERT_EQ(std::memcmp(&ys[i], &want, 4), 0) << "vector " << i << ": " << ys[i] << " vs " << want;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// dot_rows_gather (where a table has it): 0..11 scattered rows (groups of 4 and partial groups, rows repeated, each
+// prefetching another), each result the same bits as dot_row's, for every type and length (tails included).
+TEST(SparseFfnGateUp, DotRowsGatherEqualsDotRow) {
+    int tables = 0;
+    for (const char* level : simd_levels()) tables += dot_kernels_for(level)->dot_rows_gather != nullptr;
+    if (tables == 0) GTEST_SKIP() << "no SIMD table with dot_rows_gather on this CPU (AVX-512): nothing to test";
+    for (DType t : kTypes) {
+        for (int64_t n : axpy_sizes(t)) {
+            if (n % dtype_block_elems(t) != 0) continue;
+            const AxpyCase c = make_axpy(t, 7, n, 1300 + (uint32_t)n);
+            std::vector<uint8_t> xq(dot_vec_bytes(t, n));
+            const std::vector<float> x = randn((size_t)n, 1.0f, 1400 + (uint32_t)n);
+            dot_prepare_vec(t, x.data(), xq.data(), n);
+            for (const char* level : simd_levels()) {
+                const DotKernels* kern = dot_kernels_for(level);
+                if (!kern->dot_rows_gather) continue;
+                for (int n_rows : {0, 1, 3, 4, 5, 8, 11}) {
+                    SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " simd " + level + ", " +
+                                 std::to_string(n_rows) + " rows");
+                    std::vector<const void*> rows(n_rows), nexts(n_rows);
+                    for (int i = 0; i < n_rows; i++) {
+                        rows[i] = c.rows[(i * 3) % 7].data() + 3;  // any order, some rows twice
+                        nexts[i] = c.rows[(i * 3 + 1) % 7].data() + 3;
+                    }
+                    std::vector<float> ys(n_rows + 1, NAN);
+                    ys[n_rows] = 12345.0f;
+                    kern->dot_rows_gather(t, rows.data(), nexts.data(), xq.data(), ys.data(), n_rows, n);
+                    ASSERT_EQ(ys[n_rows], 12345.0f);
+                    for (int i = 0; i < n_rows; i++) {
+                        const float want = kern->dot_row(t, rows[i], xq.data(), n);
+                        ASSERT_EQ(std::memcmp(&ys[i], &want, 4), 0) << "row " << i << ": " << ys[i] << " vs " << want;
                     }
                 }
             }
