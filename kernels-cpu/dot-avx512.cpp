@@ -54,8 +54,23 @@ struct BF16W {
 };
 
 // R rows at w, w + stride, ...: each step reads two 64-byte lines per row (32 F32 or 64 F16/BF16 elements).
-template <typename L, int R>
-void rows_float(const uint8_t* const* w, const size_t* pf, const float* x, float* y, int64_t n) {
+// Where the R rows of one pass are: `stride` bytes apart from w, each prefetching pf bytes ahead (dot_rows), or
+// anywhere, each with its own prefetch distance (dot_rows_gather).
+struct StridedRows {
+    const uint8_t* w;
+    size_t stride, pf;
+    const uint8_t* row(int r) const { return w + r * stride; }
+    size_t ahead(int) const { return pf; }
+};
+struct GatheredRows {
+    const uint8_t* const* w;
+    const size_t* pf;
+    const uint8_t* row(int r) const { return w[r]; }
+    size_t ahead(int r) const { return pf[r]; }
+};
+
+template <typename L, int R, typename Rows>
+void rows_float(const Rows& w, const float* x, float* y, int64_t n) {
     constexpr int kVecs = 128 / (16 * L::kBytes);  // vectors of 16 per step: 2 (F32) or 4 (F16/BF16)
     constexpr int kStep = 16 * kVecs;
     __m512 acc[R][2];
@@ -65,9 +80,9 @@ void rows_float(const uint8_t* const* w, const size_t* pf, const float* x, float
         __m512 xv[kVecs];
         for (int v = 0; v < kVecs; v++) xv[v] = _mm512_loadu_ps(x + i + 16 * v);
         for (int r = 0; r < R; r++) {
-            const uint8_t* wr = w[r];
-            prefetch(wr + i * L::kBytes + pf[r]);
-            prefetch(wr + i * L::kBytes + pf[r] + 64);
+            const uint8_t* wr = w.row(r);
+            prefetch(wr + i * L::kBytes + w.ahead(r));
+            prefetch(wr + i * L::kBytes + w.ahead(r) + 64);
             for (int v = 0; v < kVecs; v++)
                 acc[r][v & 1] = _mm512_fmadd_ps(L::load(wr, i + 16 * v), xv[v], acc[r][v & 1]);
         }
@@ -75,7 +90,7 @@ void rows_float(const uint8_t* const* w, const size_t* pf, const float* x, float
     for (; i < n; i += 16) {
         const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
-        for (int r = 0; r < R; r++) acc[r][0] = _mm512_fmadd_ps(L::load(w[r], i, k), xv, acc[r][0]);
+        for (int r = 0; r < R; r++) acc[r][0] = _mm512_fmadd_ps(L::load(w.row(r), i, k), xv, acc[r][0]);
     }
     for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
 }
@@ -182,8 +197,8 @@ inline __m256 scales8(const Block* b) {
                                          (short)b[2].d, (short)b[1].d, (short)b[0].d));
 }
 
-template <typename Q, int R>
-void rows_quant(const uint8_t* const* w, const size_t* pf, const block_q8_0* x, float* y, int64_t nb) {
+template <typename Q, int R, typename Rows>
+void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
     using Block = typename Q::Block;
     float sum[R];
     for (int r = 0; r < R; r++) sum[r] = 0.0f;
@@ -200,8 +215,8 @@ void rows_quant(const uint8_t* const* w, const size_t* pf, const block_q8_0* x, 
             corr = _mm256_slli_epi32(reduce8(s), 3);
         }
         for (int r = 0; r < R; r++) {
-            const Block* wb = (const Block*)w[r] + b;
-            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf[r]);
+            const Block* wb = (const Block*)w.row(r) + b;
+            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + w.ahead(r));
             __m512i m[4];
             for (int k = 0; k < 4; k++) m[k] = Q::dot(Q::load2(wb + 2 * k), xv[k]);
             const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
@@ -215,7 +230,7 @@ void rows_quant(const uint8_t* const* w, const size_t* pf, const block_q8_0* x, 
         const __m256i xv = Q8W::load1(x[b]);
         const float dx = _cvtsh_ss(x[b].d);
         for (int r = 0; r < R; r++) {
-            const Block& wb = ((const Block*)w[r])[b];
+            const Block& wb = ((const Block*)w.row(r))[b];
             float pr = _cvtsh_ss(wb.d) * dx * (float)Q::isum1(Q::load1(wb), xv);
             EMBER_NO_CONTRACT(pr);
             sum[r] += pr;
@@ -224,27 +239,23 @@ void rows_quant(const uint8_t* const* w, const size_t* pf, const block_q8_0* x, 
     for (int r = 0; r < R; r++) y[r] = sum[r];
 }
 
-// R rows at w[0..R) (anywhere), each prefetching pf[r] bytes past the offsets it reads.
-template <int R>
-void rows_gathered(DType wt, const uint8_t* const* w, const size_t* pf, const void* xq, float* y, int64_t n) {
+// R rows, as `w` places them.
+template <int R, typename Rows>
+void rows_any(DType wt, const Rows& w, const void* xq, float* y, int64_t n) {
     switch (wt) {
-        case DType::DTYPE_F32: rows_float<F32W, R>(w, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_F16: rows_float<F16W, R>(w, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, pf, (const block_q8_0*)xq, y, n / QK8_0); return;
-        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, pf, (const block_q8_0*)xq, y, n / QK4_0); return;
+        case DType::DTYPE_F32: rows_float<F32W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_F16: rows_float<F16W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, (const block_q8_0*)xq, y, n / QK8_0); return;
+        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, (const block_q8_0*)xq, y, n / QK4_0); return;
     }
     throw std::invalid_argument("dot_rows (avx512): weight type " + std::to_string((uint32_t)wt) +
                                 " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
 }
 
-// R rows `stride` bytes apart from w, all prefetching pf bytes ahead.
 template <int R>
 void rows_any(DType wt, const uint8_t* w, size_t stride, size_t pf, const void* xq, float* y, int64_t n) {
-    const uint8_t* rows[R];
-    size_t pfs[R];
-    for (int r = 0; r < R; r++) rows[r] = w + r * stride, pfs[r] = pf;
-    rows_gathered<R>(wt, rows, pfs, xq, y, n);
+    rows_any<R>(wt, StridedRows{w, stride, pf}, xq, y, n);
 }
 
 void avx512_dot_rows(DType wt, const void* w, size_t stride, const void* xq, float* y, int64_t n_rows, int64_t n) {
@@ -286,10 +297,10 @@ void avx512_dot_rows_gather(DType wt, const void* const* rows, const void* const
         for (int q = 0; q < g; q++)  // as dot_row_prefetch: the distance to the row's `next`, modulo 2^64
             pf[q] = (size_t)((uintptr_t)nexts[r + q] - (uintptr_t)w[r + q]);
         switch (g) {
-            case 4: rows_gathered<4>(wt, w + r, pf, xq, ys + r, n); break;
-            case 3: rows_gathered<3>(wt, w + r, pf, xq, ys + r, n); break;
-            case 2: rows_gathered<2>(wt, w + r, pf, xq, ys + r, n); break;
-            default: rows_gathered<1>(wt, w + r, pf, xq, ys + r, n); break;
+            case 4: rows_any<4>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            case 3: rows_any<3>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            case 2: rows_any<2>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            default: rows_any<1>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
         }
     }
 }
