@@ -74,87 +74,21 @@ __device__ __forceinline__ float row_dot_partial(const uint8_t* __restrict__ row
     return acc;
 }
 
-// ---- Quantized rows through shared memory ----
-// A Q8_0/Q4_0 block is 34/18 bytes, so a lane reading its own blocks can only use 2-byte loads, and a warp's loads
-// cover few bytes each. Instead a warp streams a tile of kBlocks blocks of one row with coalesced 16-byte loads
-// (kLoads per lane) into its own shared memory, then each lane takes whole blocks of the tile from there.
-// Needs the row 16-byte aligned and its length in bytes a multiple of 16 (quant_rows_tileable).
-template <DType T>
-struct QuantTile {
-    static constexpr int kBlockBytes = T == DType::DTYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);
-    static constexpr int kBlocks = 256;
-    static constexpr int kLoads = kBlockBytes / 2;  // 32 lanes x kLoads x 16 bytes = kBlocks x kBlockBytes
-    static constexpr int kVecs = kBlocks * kBlockBytes / 16;  // uint4 of shared memory per warp
-    static_assert(32 * kLoads * 16 == kBlocks * kBlockBytes, "a tile is a whole number of 16-byte loads per lane");
-};
-
+// Rows that can go through shared memory 16 bytes at a time (QuantStages below): 16-byte aligned, their length in
+// bytes a multiple of 16.
 __host__ __device__ inline bool quant_rows_tileable(const void* w, size_t row_bytes) {
     return reinterpret_cast<uintptr_t>(w) % 16 == 0 && row_bytes % 16 == 0;
 }
 
-// The integer dot product of one block's 32 quants (at q, 2-byte aligned) with 32 int8 activations (16-aligned).
-template <DType T>
-__device__ __forceinline__ int block_isum(const uint8_t* q, const int8_t* __restrict__ x) {
-    const int4 xa = *reinterpret_cast<const int4*>(x), xb = *reinterpret_cast<const int4*>(x + 16);
-    const int xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
-    int s = 0;
-    if constexpr (T == DType::DTYPE_Q8_0) {
-#pragma unroll
-        for (int i = 0; i < 8; i++) s = __dp4a(load_int_a2(q + 4 * i), xs[i], s);
-    } else {
-        // Byte i holds element i (low nibble) and element i + 16 (high nibble); value = nibble - 8.
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const unsigned w = (unsigned)load_int_a2(q + 4 * i);
-            s = __dp4a((int)__vsub4(w & 0x0f0f0f0fu, 0x08080808u), xs[i], s);
-            s = __dp4a((int)__vsub4((w >> 4) & 0x0f0f0f0fu, 0x08080808u), xs[4 + i], s);
-        }
-    }
-    return s;
-}
-
-// This lane's part of the dot product of a Q8_0/Q4_0 row of n elements with prepared activations xq; the warp's 32
-// parts add up to the row's dot. Every lane of the warp must call it (it synchronizes the warp); tile: the warp's
-// QuantTile<T>::kVecs uint4 of shared memory.
-template <DType T>
-__device__ __forceinline__ float warp_row_dot_quant(const uint8_t* __restrict__ row, const void* __restrict__ xq,
-                                                    int64_t n, int lane, uint4* tile) {
-    using Q = QuantTile<T>;
-    const int8_t* xqs = static_cast<const int8_t*>(xq);
-    const float* xd = reinterpret_cast<const float*>(xqs + n);
-    const uint8_t* t8 = reinterpret_cast<const uint8_t*>(tile);
-    const int64_t n_blocks = n / QK8_0;  // QK8_0 == QK4_0
-    float acc = 0.0f;
-    for (int64_t b0 = 0; b0 < n_blocks; b0 += Q::kBlocks) {
-        const int nb = (int)(n_blocks - b0 < Q::kBlocks ? n_blocks - b0 : Q::kBlocks);
-        const int n_loads = nb * Q::kBlockBytes / 16;  // whole: the row's bytes and a full tile's are multiples of 16
-        const uint4* src = reinterpret_cast<const uint4*>(row + b0 * Q::kBlockBytes);
-        uint4 v[Q::kLoads];
-#pragma unroll
-        for (int i = 0; i < Q::kLoads; i++)
-            if (i * 32 + lane < n_loads) v[i] = __ldcs(src + i * 32 + lane);  // weights are read once: streaming
-        __syncwarp();  // every lane is done with the previous tile
-#pragma unroll
-        for (int i = 0; i < Q::kLoads; i++)
-            if (i * 32 + lane < n_loads) tile[i * 32 + lane] = v[i];
-        __syncwarp();
-        for (int j = lane; j < nb; j += 32) {
-            const uint8_t* blk = t8 + j * Q::kBlockBytes;
-            const float dw = fp16_bits_to_f32(*reinterpret_cast<const uint16_t*>(blk));
-            acc += dw * xd[b0 + j] * (float)block_isum<T>(blk + 2, xqs + (b0 + j) * QK8_0);
-        }
-    }
-    return acc;
-}
-
 // ---- Quantized rows through a two-stage cp.async pipeline ----
-// A warp streams its rows' blocks a tile of TB blocks at a time from global into its own shared memory with
-// cp.async (no registers on the way, so more warps fit an SM) while it computes the tile before from there: the
-// next tile's loads are in flight during each tile's arithmetic. Needs 16-byte aligned rows whose length in bytes is
+// A Q8_0/Q4_0 block is 34/18 bytes, so a lane reading its own blocks from global memory can only use 2-byte loads.
+// Instead a warp streams its rows' blocks a tile of TB blocks at a time from global into its own shared memory with
+// cp.async (coalesced 16-byte copies, no registers on the way, so more warps fit an SM) while it computes the tile
+// before from there: the next tile's loads are in flight during each tile's arithmetic. Needs 16-byte aligned rows whose length in bytes is
 // a multiple of 16 (quant_rows_tileable), which makes every 8th block 16-byte aligned.
 template <DType T, int TB>
 struct QuantStages {
-    static constexpr int kBlockBytes = QuantTile<T>::kBlockBytes;
+    static constexpr int kBlockBytes = T == DType::DTYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);
     static_assert(TB % 32 == 0, "a tile gives each lane the same number of blocks");
     static constexpr int kVecs = TB * kBlockBytes / 16 + 1;  // one spare vector: a block's last word may read past
 };

@@ -13,37 +13,21 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int64_t kMaxGateUpBlocks = 1024;  // 4096 warps: one neuron each up to k = 4096
+constexpr int kQuantTile = 64;               // gate/up: Q8_0/Q4_0 blocks per pipeline stage, as in matvec
 constexpr int kSplits = 128;                // down: interleaved subsets of the active list, one partial y each
                                             // (ember-gpu-bench, H200: 128 beat 64, 256 and 512)
 constexpr int kNeuronsInFlight = 4;         // down: rows whose loads one thread issues before using them
 
-// Shared-memory vectors one warp's row tile takes: a quantized row tile (warp_row_dot_quant), else none needed.
-template <DType T, bool Tiled>
-__host__ __device__ constexpr int gate_up_tile_vecs() {
-    if constexpr (Tiled)
-        return QuantTile<T>::kVecs;
-    else
-        return 1;
-}
-
 // One warp per active neuron: h[j] = act(gate row . x) * (up row . x), the up row skipped where a ReLU gate is not
-// positive. Tiled: Q8_0/Q4_0 rows through shared-memory tiles (warp_row_dot_quant), else row_dot_partial.
-template <DType T, int U, bool Tiled>
+// positive. Rows of any type through row_dot_partial (Q8_0/Q4_0 rows that can be tiled take gate_up_quant_kernel).
+template <DType T, int U>
 __global__ void __launch_bounds__(kThreads)
     gate_up_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
                    const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
                    int64_t dim, size_t row_bytes, SparseAct act) {
-    __shared__ uint4 tiles[kWarps][gate_up_tile_vecs<T, Tiled>()];
-    uint4* tile = tiles[threadIdx.x / 32];
     const int k = *k_dev;
     const int lane = threadIdx.x % 32;
-    auto dot = [&](const uint8_t* row) {
-        if constexpr (Tiled)
-            return warp_sum(warp_row_dot_quant<T>(row, xq, dim, lane, tile));
-        else
-            return warp_sum(row_dot_partial<T, U, 32>(row, xq, dim, lane));
-    };
-    (void)tile;
+    auto dot = [&](const uint8_t* row) { return warp_sum(row_dot_partial<T, U, 32>(row, xq, dim, lane)); };
     const int64_t n_warps = (int64_t)gridDim.x * kWarps;
     for (int64_t j = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32; j < k; j += n_warps) {  // uniform per warp
         const size_t off = (size_t)active[j] * row_bytes;
@@ -56,6 +40,80 @@ __global__ void __launch_bounds__(kThreads)
         }
         if (lane == 0) h[j] = out;
     }
+}
+
+// The same for Q8_0/Q4_0 rows that can be tiled, through the cp.async pipeline (QuantStages): each warp streams its
+// neurons' gate rows, then up rows, a tile at a time through two shared-memory stages, the next tile's copy in flight
+// while one is summed. After a gate row the first tile of its up row is already on its way; where a ReLU gate turns
+// out not positive, that copy is dropped and the next neuron's gate row is fetched instead.
+template <DType T, int TB>
+__global__ void __launch_bounds__(kThreads)
+    gate_up_quant_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
+                         const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
+                         int64_t dim, size_t row_bytes, SparseAct act) {
+    using S = QuantStages<T, TB>;
+    __shared__ uint4 stages[kWarps][2][S::kVecs];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int k = *k_dev;
+    const int8_t* xqs = static_cast<const int8_t*>(xq);
+    const float* xd = reinterpret_cast<const float*>(xqs + dim);
+    const int64_t n_blocks = dim / QK8_0;
+    const int n_tiles = (int)((n_blocks + TB - 1) / TB);
+    const int64_t stride = (int64_t)gridDim.x * kWarps;
+    auto tile_blocks = [&](int t) { return (int)min((int64_t)TB, n_blocks - (int64_t)t * TB); };
+    // Tile t of neuron j's gate (part 0) or up (part 1) row into stage s; commits a group either way.
+    auto issue = [&](int64_t j, int part, int t, int s) {
+        if (j < k) {
+            const uint8_t* src = (part == 0 ? gate : up) + (size_t)active[j] * row_bytes + (size_t)t * TB * S::kBlockBytes;
+            const int n_vecs = tile_blocks(t) * S::kBlockBytes / 16;
+            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], src + 16 * i);
+        }
+        cp_async_commit();
+    };
+    int64_t j = (int64_t)blockIdx.x * kWarps + warp;
+    int part = 0, t = 0, s = 0;
+    float acc = 0.0f, g = 0.0f;
+    issue(j, 0, 0, 0);
+    while (j < k) {  // uniform per warp
+        // The next tile, taking the up row as needed.
+        int64_t jn = j;
+        int pn = part, tn = t + 1;
+        if (tn == n_tiles) {
+            tn = 0;
+            if (part == 0)
+                pn = 1;
+            else
+                pn = 0, jn = j + stride;
+        }
+        issue(jn, pn, tn, s ^ 1);
+        cp_async_wait<1>();  // this tile's group has landed
+        __syncwarp();
+        acc += tile_dot_quant<T, TB>(stages[warp][s], tile_blocks(t), (int64_t)t * TB, xqs, xd, lane);
+        __syncwarp();  // every lane is done with stage s before it is refilled
+        s ^= 1;
+        if (++t < n_tiles) continue;
+        const float sum = warp_sum(acc);  // the same in every lane: the warp takes the branches together
+        acc = 0.0f;
+        t = 0;
+        if (part == 0) {
+            g = sum;
+            if (act != SparseAct::SPARSE_ACT_RELU || g > 0.0f) {
+                part = 1;  // its first tile is in stage s
+                continue;
+            }
+            if (lane == 0) h[j] = 0.0f;
+            j += stride;
+            cp_async_wait<0>();  // the up tile no one needs has landed in stage s: refill it with the next gate
+            __syncwarp();
+            issue(j, 0, 0, s);
+        } else {
+            const float out = act == SparseAct::SPARSE_ACT_RELU ? g * sum : g / (1.0f + expf(-g)) * sum;
+            if (lane == 0) h[j] = out;
+            part = 0;
+            j += stride;  // its first gate tile is in stage s
+        }
+    }
+    cp_async_wait<0>();
 }
 
 // Block (slice x, subset y): part[y][c .. c+U) = sum over j = y, y + kSplits, ... < *k of h[j] * row active[j].
@@ -136,19 +194,18 @@ template <DType T, int U>
 void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t* active, const int32_t* k,
                     int64_t k_max, float* h, cudaStream_t stream) {
     const int64_t blocks = std::clamp<int64_t>((k_max + kWarps - 1) / kWarps, 1, kMaxGateUpBlocks);
+    const size_t rb = dtype_row_bytes(T, w.dim);
+    const auto* gate = static_cast<const uint8_t*>(w.w_gate);
+    const auto* up = static_cast<const uint8_t*>(w.w_up);
     if constexpr (dtype_is_quant(T)) {
-        const size_t rb = dtype_row_bytes(T, w.dim);
-        if (quant_rows_tileable(w.w_gate, rb) && quant_rows_tileable(w.w_up, rb)) {
-            gate_up_kernel<T, U, true><<<(unsigned)blocks, kThreads, 0, stream>>>(
-                static_cast<const uint8_t*>(w.w_gate), static_cast<const uint8_t*>(w.w_up), xq, active, k, h, w.dim,
-                rb, w.act);
+        if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb)) {
+            gate_up_quant_kernel<T, kQuantTile>
+                <<<(unsigned)blocks, kThreads, 0, stream>>>(gate, up, xq, active, k, h, w.dim, rb, w.act);
             CUDA_CHECK_LAUNCH();
             return;
         }
     }
-    gate_up_kernel<T, U, false><<<(unsigned)blocks, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w.w_gate),
-                                                                    static_cast<const uint8_t*>(w.w_up), xq, active, k,
-                                                                    h, w.dim, dtype_row_bytes(T, w.dim), w.act);
+    gate_up_kernel<T, U><<<(unsigned)blocks, kThreads, 0, stream>>>(gate, up, xq, active, k, h, w.dim, rb, w.act);
     CUDA_CHECK_LAUNCH();
 }
 
