@@ -22,9 +22,9 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
 size_t sparse_down_scratch_floats(int64_t dim);
 
 // y (dim) = sum_j h[j] * row active[j] of w_down_t (n_ff, dim) of type wt, for j < *k; y is overwritten (zeros for
-// *k == 0). Rows with h[j] == 0 are not read. Blocks cover (a slice of y, one of a fixed number of interleaved
-// subsets of the list); each writes its partial slice into `scratch`, and a second kernel adds the partials in a
-// fixed order: no atomics, so the result is the same on every run.
+// *k == 0). Rows with h[j] == 0 are not read. Blocks cover (a slice of y, a fixed group of interleaved subsets of
+// the list); each adds its subsets' sums and writes the partial slice into `scratch`, and a second kernel adds the
+// partials in a fixed order: no atomics, so the result is the same on every run.
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, const int32_t* k, float* y,
                  int64_t dim, float* scratch, cudaStream_t stream);
 
