@@ -119,8 +119,8 @@ namespace {
 constexpr int kActiveMinChunk = 1024;  // scores per work item, at least
 constexpr int kActiveMaxChunks = 64;
 
-// Chunk c of the scores writes its list where the whole list could start at worst (at c * chunk, which active has
-// room for); then the chunks' lists move down, in order, to follow one another.
+// Chunk c of the scores writes its list into its own stretch of active, from c * chunk (active has room for n); then
+// the chunks' lists move down, in order, to follow one another.
 template <typename Id>
 int active_over_pool(const float* scores, int n, float threshold, int32_t* active, ThreadPool& pool, Id id) {
     const int chunk = std::max(kActiveMinChunk, (n + kActiveMaxChunks - 1) / kActiveMaxChunks);
