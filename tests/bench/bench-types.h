@@ -1,6 +1,8 @@
-// "--types f16,q4_0": the weight types a benchmark runs, from its command line.
+// What the benchmarks read from their command lines alike: comma-separated lists ("--types f16,q4_0") and the model
+// shapes they run at ("--shape 70b").
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,14 +10,23 @@
 
 namespace ember_bench {
 
+// The items of a comma-separated list, empty ones included ("a,,b" has three).
+inline std::vector<std::string> bench_split_list(const std::string& list) {
+    std::vector<std::string> items;
+    for (size_t p = 0; p <= list.size();) {
+        const size_t q = std::min(list.find(',', p), list.size());
+        items.push_back(list.substr(p, q - p));
+        p = q + 1;
+    }
+    return items;
+}
+
 // Types named in a comma-separated list, spelled as dtype_name spells them. Returns false, with *unknown set to the
 // first name that is none of F32, F16, BF16, Q8_0 and Q4_0.
 inline bool bench_parse_types(const std::string& list, std::vector<ember::DType>* out, std::string* unknown) {
     using ember::DType;
     out->clear();
-    for (size_t p = 0; p <= list.size();) {
-        const size_t q = std::min(list.find(',', p), list.size());
-        const std::string name = list.substr(p, q - p);
+    for (const std::string& name : bench_split_list(list)) {
         bool found = false;
         for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0, DType::DTYPE_Q4_0})
             if (name == ember::dtype_name(t)) out->push_back(t), found = true;
@@ -23,8 +34,26 @@ inline bool bench_parse_types(const std::string& list, std::vector<ember::DType>
             *unknown = name;
             return false;
         }
-        p = q + 1;
     }
+    return true;
+}
+
+// A Llama-2 shape: the FFN's dim and n_ff, attention heads (of 128) and KV heads; the sizes of ember-synth's presets
+// (synth_apply_preset in models/synth.h, which the kernel benchmarks do not link: they see the kernel libraries only).
+struct BenchShape {
+    int64_t dim = 4096, n_ff = 11008, heads = 32, kv_heads = 32;
+};
+
+// The shape named "7b", "13b" or "70b" into *out; false for any other name.
+inline bool bench_parse_shape(const std::string& name, BenchShape* out) {
+    if (name == "7b")
+        *out = {4096, 11008, 32, 32};
+    else if (name == "13b")
+        *out = {5120, 13824, 40, 40};
+    else if (name == "70b")
+        *out = {8192, 28672, 64, 8};
+    else
+        return false;
     return true;
 }
 

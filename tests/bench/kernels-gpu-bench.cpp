@@ -84,29 +84,18 @@ Args parse(int argc, char** argv) {
         } else if (k == "--active") {
             a.active = std::atof(val().c_str());
         } else if (k == "--only") {
-            std::string v = val(), item;
-            for (size_t p = 0; p <= v.size(); p++) {
-                if (p == v.size() || v[p] == ',') {
-                    if (item != "matvec" && item != "matmul" && item != "attention" && item != "predictor" &&
-                        item != "sparse")
-                        usage("unknown group '" + item +
-                              "' in --only, expected matvec, matmul, attention, predictor or sparse");
-                    a.only.push_back(item);
-                    item.clear();
-                } else {
-                    item += v[p];
-                }
+            for (const std::string& item : ember_bench::bench_split_list(val())) {
+                if (item != "matvec" && item != "matmul" && item != "attention" && item != "predictor" &&
+                    item != "sparse")
+                    usage("unknown group '" + item +
+                          "' in --only, expected matvec, matmul, attention, predictor or sparse");
+                a.only.push_back(item);
             }
         } else if (k == "--shape") {
             const std::string v = val();
-            if (v == "7b")
-                a.dim = 4096, a.ff = 11008, a.heads = 32, a.kv_heads = 32;
-            else if (v == "13b")
-                a.dim = 5120, a.ff = 13824, a.heads = 40, a.kv_heads = 40;
-            else if (v == "70b")
-                a.dim = 8192, a.ff = 28672, a.heads = 64, a.kv_heads = 8;
-            else
-                usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
+            ember_bench::BenchShape shape;
+            if (!ember_bench::bench_parse_shape(v, &shape)) usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
+            a.dim = shape.dim, a.ff = shape.n_ff, a.heads = shape.heads, a.kv_heads = shape.kv_heads;
         } else if (k == "--types") {
             std::string unknown;
             if (!ember_bench::bench_parse_types(val(), &a.types, &unknown)) usage("unknown type '" + unknown + "'");

@@ -91,14 +91,9 @@ Args parse(int argc, char** argv) {
             a.layers = std::atoi(val().c_str());
         } else if (k == "--shape") {
             const std::string v = val();
-            if (v == "7b")
-                a.dim = 4096, a.n_ff = 11008;
-            else if (v == "13b")
-                a.dim = 5120, a.n_ff = 13824;
-            else if (v == "70b")
-                a.dim = 8192, a.n_ff = 28672;
-            else
-                usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
+            ember_bench::BenchShape shape;
+            if (!ember_bench::bench_parse_shape(v, &shape)) usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
+            a.dim = shape.dim, a.n_ff = shape.n_ff;
         } else if (k == "--no-dense") {
             a.dense = false;
         } else if (k == "--types") {
