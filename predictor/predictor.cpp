@@ -94,48 +94,44 @@ void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, f
     }
 }
 
-int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active) {
-    // Branch-free: every index is written at the end of the list and kept only when it scores above the threshold
-    // (a branch per neuron mispredicts on about one neuron in five). active has room for n_ff entries.
-    int n = 0;
-    for (int i = 0; i < n_ff; i++) {
-        active[n] = i;
-        n += scores[i] > threshold;
-    }
-    return n;
-}
+namespace {
 
-int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active) {
+// Appends id(i) for every i in [i0, i1) with scores[i] > threshold to out; returns how many. Branch-free: every id
+// is written at the end of the list and kept only when it scores above the threshold (a branch per neuron
+// mispredicts on about one neuron in five), so out needs room for i1 - i0 entries.
+template <typename Id>
+int append_above(const float* scores, int i0, int i1, float threshold, int32_t* out, Id id) {
     int k = 0;
-    for (int i = 0; i < n; i++) {  // branch-free, as above
-        active[k] = ids[i];
+    for (int i = i0; i < i1; i++) {
+        out[k] = id(i);
         k += scores[i] > threshold;
     }
     return k;
 }
 
-namespace {
+auto identity_id() {
+    return [](int i) { return (int32_t)i; };
+}
+auto listed_id(const int32_t* ids) {
+    return [ids](int i) { return ids[i]; };
+}
 
 constexpr int kActiveMinChunk = 1024;  // scores per work item, at least
 constexpr int kActiveMaxChunks = 64;
 
-// Chunk c of the scores writes its list into its own stretch of active, from c * chunk (active has room for n); then
-// the chunks' lists move down, in order, to follow one another.
+// append_above over [0, n) on the pool: chunk c writes its list into its own stretch of active, from c * chunk
+// (active has room for n); then the chunks' lists move down, in order, to follow one another. Small lists (or one
+// thread) run on the caller.
 template <typename Id>
 int active_over_pool(const float* scores, int n, float threshold, int32_t* active, ThreadPool& pool, Id id) {
+    if (pool.size() == 1 || n < 2 * kActiveMinChunk) return append_above(scores, 0, n, threshold, active, id);
     const int chunk = std::max(kActiveMinChunk, (n + kActiveMaxChunks - 1) / kActiveMaxChunks);
     const int n_chunks = (n + chunk - 1) / chunk;
     int counts[kActiveMaxChunks];
     pool.parallel_for(n_chunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; c++) {
-            const int i0 = (int)c * chunk, i1 = std::min(n, i0 + chunk);
-            int32_t* out = active + i0;
-            int k = 0;
-            for (int i = i0; i < i1; i++) {  // branch-free, as above
-                out[k] = id(i);
-                k += scores[i] > threshold;
-            }
-            counts[c] = k;
+            const int i0 = (int)c * chunk;
+            counts[c] = append_above(scores, i0, std::min(n, i0 + chunk), threshold, active + i0, id);
         }
     });
     int k = counts[0];
@@ -148,15 +144,21 @@ int active_over_pool(const float* scores, int n, float threshold, int32_t* activ
 
 }  // namespace
 
+int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active) {
+    return append_above(scores, 0, n_ff, threshold, active, identity_id());
+}
+
+int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active) {
+    return append_above(scores, 0, n, threshold, active, listed_id(ids));
+}
+
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool) {
-    if (pool.size() == 1 || n_ff < 2 * kActiveMinChunk) return predictor_active(scores, n_ff, threshold, active);
-    return active_over_pool(scores, n_ff, threshold, active, pool, [](int i) { return (int32_t)i; });
+    return active_over_pool(scores, n_ff, threshold, active, pool, identity_id());
 }
 
 int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
                      ThreadPool& pool) {
-    if (pool.size() == 1 || n < 2 * kActiveMinChunk) return predictor_active(scores, ids, n, threshold, active);
-    return active_over_pool(scores, n, threshold, active, pool, [ids](int i) { return ids[i]; });
+    return active_over_pool(scores, n, threshold, active, pool, listed_id(ids));
 }
 
 }  // namespace ember
