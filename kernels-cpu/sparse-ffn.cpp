@@ -1,6 +1,7 @@
 #include "kernels-cpu/sparse-ffn.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -18,8 +19,10 @@ namespace {
 constexpr int64_t kNeuronGrain = 16;  // gate/up: neurons per smallest work item (2 rows of dim each)
 constexpr int64_t kGateBlock = 64;    // gate/up: neurons whose gate rows are read before their up rows
 constexpr int64_t kGateLead = 16384;  // gate/up: prefetch distance in bytes of rows (at least one row)
-constexpr int64_t kTile = 64;         // down: y elements per work item; a multiple of every block size (32)
-constexpr int64_t kTileGrain = 4;     // down: at least 256 y elements per chunk
+constexpr int64_t kTile = 64;         // down: y slices are whole tiles; a multiple of every block size (32)
+constexpr int64_t kDownGroupNeurons = 256;  // down: listed neurons per group, at least
+constexpr int64_t kDownMaxGroups = 4;       // down: groups of the list at most (partials of dim floats each)
+constexpr int64_t kDownMaxSlices = 256;     // down: slices of y at most
 constexpr int64_t kSub = 4096;        // down: y elements (16 KiB) kept in L1 while the neurons' segments stream
 constexpr int64_t kBatch = 512;       // down: neurons per axpy_rows call (row pointers and scales on the stack)
 constexpr int64_t kChunk = 32;        // fused: neurons per chunk, each with its own partial y; FIXED (not a
@@ -156,36 +159,62 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     });
 }
 
+int64_t sparse_down_groups(int64_t k) { return std::clamp<int64_t>(k / kDownGroupNeurons, 1, kDownMaxGroups); }
+
+size_t sparse_down_scratch_floats(int64_t k, int64_t dim) {
+    const int64_t g = sparse_down_groups(k);
+    return g > 1 ? (size_t)g * (size_t)dim : 0;
+}
+
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
-                 int64_t dim, ThreadPool& pool) {
+                 int64_t dim, float* scratch, ThreadPool& pool) {
     const DotKernels* kern = dot_kernels();
     const size_t row_bytes = dtype_row_bytes(wt, dim);
     const auto* base = static_cast<const uint8_t*>(w_down_t);
+    // Work items: (slice of y, group of the list). About one item per thread, so that each reads segments of rows
+    // as long as the groups allow; the groups depend on k alone, the slices on the thread count.
+    const int64_t n_groups = sparse_down_groups(k);
     const int64_t n_tiles = (dim + kTile - 1) / kTile;
-    // Chunks as long as the thread count allows: each chunk walks the whole list, reading one segment per neuron,
-    // and longer segments stream better. Two chunks per thread leave some room for dynamic balancing.
-    const int64_t grain = std::max<int64_t>(kTileGrain, n_tiles / (2 * (int64_t)pool.size()));
-    pool.parallel_for(n_tiles, grain, [&](int64_t t0, int64_t t1) {
-        const int64_t c1 = std::min(t1 * kTile, dim);
+    const int64_t want_slices = ((int64_t)pool.size() + n_groups - 1) / n_groups;
+    const int64_t tiles_per_slice = (n_tiles + std::min(want_slices, kDownMaxSlices) - 1) /
+                                    std::min(want_slices, kDownMaxSlices);
+    const int64_t n_slices = (n_tiles + tiles_per_slice - 1) / tiles_per_slice;
+    std::atomic<int> arrived[kDownMaxSlices];  // per slice: groups done
+    for (int64_t s = 0; s < n_slices; s++) arrived[s].store(0, std::memory_order_relaxed);
+    pool.parallel_for(n_slices * n_groups, 1, [&](int64_t i0, int64_t i1) {
         const void* rows[kBatch];
         float a[kBatch];
-        for (int64_t s0 = t0 * kTile; s0 < c1; s0 += kSub) {
-            // Sub-slice [s0, s0 + len) of y stays in L1 while every active neuron's segment streams through it.
-            const int64_t len = std::min(kSub, c1 - s0);
-            float* ys = y + s0;
-            std::fill(ys, ys + len, 0.0f);
-            const size_t off = dtype_row_bytes(wt, s0);  // s0 is a multiple of kTile, hence of the block size
-            int64_t n = 0;
-            for (int64_t j = 0; j < k; j++) {
-                if (h[j] == 0.0f) continue;  // ReLU zeros: their rows are never read
-                rows[n] = base + (size_t)active[j] * row_bytes + off;
-                a[n++] = h[j];
-                if (n == kBatch) {
-                    kern->axpy_rows(wt, rows, a, n, ys, len);
-                    n = 0;
+        for (int64_t item = i0; item < i1; item++) {
+            const int64_t sl = item / n_groups, g = item % n_groups;
+            const int64_t e0 = sl * tiles_per_slice * kTile, e1 = std::min(dim, e0 + tiles_per_slice * kTile);
+            const int64_t j0 = k * g / n_groups, j1 = k * (g + 1) / n_groups;
+            float* out = n_groups == 1 ? y : scratch + g * dim;
+            for (int64_t s0 = e0; s0 < e1; s0 += kSub) {
+                // Sub-slice [s0, s0 + len) stays in L1 while the group's segments stream through it.
+                const int64_t len = std::min(kSub, e1 - s0);
+                float* ys = out + s0;
+                std::fill(ys, ys + len, 0.0f);
+                const size_t off = dtype_row_bytes(wt, s0);  // s0 is a multiple of kTile, hence of the block size
+                int64_t n = 0;
+                for (int64_t j = j0; j < j1; j++) {
+                    if (h[j] == 0.0f) continue;  // ReLU zeros: their rows are never read
+                    rows[n] = base + (size_t)active[j] * row_bytes + off;
+                    a[n++] = h[j];
+                    if (n == kBatch) {
+                        kern->axpy_rows(wt, rows, a, n, ys, len);
+                        n = 0;
+                    }
+                }
+                if (n > 0) kern->axpy_rows(wt, rows, a, n, ys, len);
+            }
+            // The slice's last group to finish adds the groups' partials in group order (acq_rel: it sees theirs).
+            if (n_groups > 1 && arrived[sl].fetch_add(1, std::memory_order_acq_rel) == n_groups - 1) {
+                std::copy(scratch + e0, scratch + e1, y + e0);
+                for (int64_t q = 1; q < n_groups; q++) {
+                    const float* part = scratch + q * dim;
+                    for (int64_t e = e0; e < e1; e++) y[e] += part[e];
                 }
             }
-            if (n > 0) kern->axpy_rows(wt, rows, a, n, ys, len);
         }
     });
 }

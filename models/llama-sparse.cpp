@@ -59,7 +59,8 @@ void llama_sparse_state_init(const ModelInfo& info, const LlamaModel& m, int n_b
     st.active.assign(info.n_ff, 0);
     st.h_active.assign(info.n_ff, 0.0f);
     st.mask_counts.assign((size_t)2 * n_batch, 0);
-    st.ffn_scratch.assign(sparse_ffn_scratch_floats(info.n_ff, info.dim), 0.0f);
+    const size_t ffn_scratch = sparse_ffn_scratch_floats(info.n_ff, info.dim);
+    st.ffn_scratch.assign(std::max(ffn_scratch, sparse_down_scratch_floats(info.n_ff, info.dim)), 0.0f);
     if (n_batch > 1) {
         st.batch_rows.assign(info.n_ff, 0);
         st.batch_masks.assign(info.n_ff, 0);
@@ -143,14 +144,16 @@ void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, c
     const DType t = gw.wt;
     const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
     const bool enough_rows = (int64_t)k * (int64_t)dtype_row_bytes(t, gw.dim) >= kOnePassMinQuantGateBytes;
-    if (pool.size() >= 8 && (float_rows || enough_rows)) {
-        if (st.ffn_scratch.size() < sparse_ffn_scratch_floats(k, gw.dim))
-            throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");
+    const bool one_pass = pool.size() >= 8 && (float_rows || enough_rows);
+    const size_t scratch = one_pass ? sparse_ffn_scratch_floats(k, gw.dim) : sparse_down_scratch_floats(k, gw.dim);
+    if (st.ffn_scratch.size() < scratch)
+        throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");
+    if (one_pass) {
         sparse_ffn(gw, xq, S.w_down_t.type, S.w_down_t.data, active, k, h, y, st.ffn_scratch.data(), pool);
         return;
     }
     sparse_gate_up(gw, xq, active, k, h, pool);
-    sparse_down(S.w_down_t.type, S.w_down_t.data, h, active, k, y, gw.dim, pool);
+    sparse_down(S.w_down_t.type, S.w_down_t.data, h, active, k, y, gw.dim, st.ffn_scratch.data(), pool);
 }
 
 SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, DType type, const void* gate, const void* up) {

@@ -89,7 +89,7 @@ struct LlamaState {
     std::vector<int32_t> active;        // (n_ff) one token's predicted-active neurons, ascending
     std::vector<float> h_active;        // (n_ff) their activations, compact: h_active[j] belongs to active[j]
     std::vector<int64_t> mask_counts;   // (2, n_batch) a batch's predicted and fired neurons per token
-    std::vector<float> ffn_scratch;     // sparse_ffn's partial sums (llama_sparse_rows)
+    std::vector<float> ffn_scratch;     // sparse_ffn's or sparse_down's partial sums (llama_sparse_rows)
     std::vector<int32_t> batch_rows;    // (n_ff) a batch's union of predicted neurons (llama_sparse_ffn_batch)
     std::vector<uint32_t> batch_masks;  // (n_ff) their token masks
     std::vector<float> batch_h;         // (n_ff, 32) their activations per token

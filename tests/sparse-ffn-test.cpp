@@ -93,6 +93,16 @@ struct ForceLevel {
     ~ForceLevel() { dot_force_simd_level(nullptr); }
 };
 
+// sparse_down with its scratch sized exactly (sparse_down_scratch_floats) and a guard after it that must survive.
+void sparse_down_guarded(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
+                         int64_t dim, ThreadPool& pool) {
+    const size_t n = sparse_down_scratch_floats(k, dim);
+    std::vector<float> scratch(n + 1, NAN);
+    scratch[n] = 12345.0f;
+    sparse_down(wt, w_down_t, h, active, k, y, dim, n > 0 ? scratch.data() : nullptr, pool);
+    EXPECT_EQ(scratch[n], 12345.0f) << "sparse_down wrote past its scratch (" << n << " floats)";
+}
+
 const DType kTypes[] = {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0, DType::DTYPE_Q4_0};
 
 using Param = std::tuple<DType, int64_t, int64_t>;  // wt, dim, n_ff
@@ -136,7 +146,7 @@ TEST_P(SparseFfn, SparseEqualsDenseWithOracle) {
             ThreadPool pool(threads);
             std::vector<float> h(k, NAN), y(dim, NAN);
             sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
-            sparse_down(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+            sparse_down_guarded(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
             for (int64_t j = 0; j < k; j++) {
                 ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j]))) << "neuron " << active[j];
                 ASSERT_NEAR(h[j], hd[active[j]], 1e-5f * std::max(1.0f, std::fabs(hd[active[j]])));
@@ -174,7 +184,7 @@ TEST_P(SparseFfn, RandomListSiluMatchesReference) {
         sparse_down_ref(wt, l.down_t.data(), h_ref.data(), active.data(), k, y_ref.data(), dim);
         ThreadPool pool(3);
         sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
-        sparse_down(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+        sparse_down_guarded(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
         for (int64_t j = 0; j < k; j++) ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j])));
         const float tol = 2e-4f * std::max(1.0f, max_abs(y_ref));
         for (int64_t c = 0; c < dim; c++) ASSERT_NEAR(y[c], y_ref[c], tol) << "y[" << c << "]";
@@ -204,7 +214,7 @@ TEST_P(SparseFfn, RandomListReluMatchesReference) {
         ThreadPool pool(threads);
         std::vector<float> h(k, NAN), y(dim, NAN);
         sparse_gate_up(w, xq.data(), active.data(), k, h.data(), pool);
-        sparse_down(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+        sparse_down_guarded(wt, l.down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
         for (int64_t j = 0; j < k; j++) ASSERT_NEAR(h[j], h_ref[j], 1e-5f * std::max(1.0f, std::fabs(h_ref[j])));
         const float tol = 2e-4f * std::max(1.0f, max_abs(y_ref));
         for (int64_t c = 0; c < dim; c++) ASSERT_NEAR(y[c], y_ref[c], tol) << "y[" << c << "]";
@@ -222,7 +232,7 @@ TEST_P(SparseFfn, EmptyListGivesZero) {
         float h_guard = 42.0f;
         std::vector<float> y(dim, NAN);
         sparse_gate_up(w, xq.data(), nullptr, 0, &h_guard, pool);
-        sparse_down(wt, l.down_t.data(), nullptr, nullptr, 0, y.data(), dim, pool);
+        sparse_down_guarded(wt, l.down_t.data(), nullptr, nullptr, 0, y.data(), dim, pool);
         EXPECT_EQ(h_guard, 42.0f);
         for (float v : y) ASSERT_EQ(v, 0.0f);
     }
@@ -250,7 +260,7 @@ void check_fused(const Layer& l, SparseAct act, const std::vector<int32_t>& acti
         {
             ThreadPool pool(2);
             sparse_gate_up(w, xq.data(), active.data(), k, h2.data(), pool);
-            sparse_down(wt, l.down_t.data(), h2.data(), active.data(), k, y2.data(), dim, pool);
+            sparse_down_guarded(wt, l.down_t.data(), h2.data(), active.data(), k, y2.data(), dim, pool);
         }
         std::vector<float> y_first;
         for (int threads : {1, 2, 3, 7}) {
@@ -418,8 +428,8 @@ void check_batch(const Layer& l, SparseAct act, int n, uint32_t seed) {
                 std::vector<float> ht(active.size());
                 const uint8_t* xt = xq.data() + t * stride;
                 sparse_gate_up(w, xt, active.data(), (int64_t)active.size(), ht.data(), pool);
-                sparse_down(wt, l.down_t.data(), ht.data(), active.data(), (int64_t)active.size(),
-                            y_tok.data() + (size_t)t * dim, dim, pool);
+                sparse_down_guarded(wt, l.down_t.data(), ht.data(), active.data(), (int64_t)active.size(),
+                                    y_tok.data() + (size_t)t * dim, dim, pool);
                 for (size_t i = 0; i < where.size(); i++) h_tok[where[i] * n + t] = ht[i];
             }
         }
@@ -776,11 +786,11 @@ TEST(SparseFfnAxpy, ZeroRowsLeaveYAlone) {
     }
 }
 
-// sparse_down at a 7B-like width split many ways: more than one y sub-slice per chunk (dim > 4096), more than one
-// batch of rows (k > 256), zeros in h (rows skipped), duplicates. Bit-identical for 1..5 threads at each level;
-// close to the double reference, with the bound of the test above (k roundings per element).
-TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) {
-    const int64_t dim = 4256, n_ff = 700;
+// sparse_down split many ways, bit-identical for 1..5 threads at each level and close to the double reference (with
+// the bound of the test above: k roundings per element). Zeros in h (rows skipped) and a duplicate in every case.
+//   - a 7B-like width: more than one y sub-slice per item (dim > 4096), the list in two groups;
+//   - a narrow row and a long list: four groups, each longer than one batch of rows (512).
+void check_down_thread_invariant(int64_t dim, int64_t n_ff, int64_t want_groups) {
     for (DType wt : kTypes) {
         const Bytes down_t =
             quantize_matrix(wt, randn((size_t)n_ff * dim, 1.0f / std::sqrt((float)n_ff), 41), n_ff, dim);
@@ -790,6 +800,7 @@ TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) {
             if (rng() % 5 != 0) active.push_back((int32_t)i);
         active.push_back(active[3]);
         const int64_t k = (int64_t)active.size();
+        ASSERT_EQ(sparse_down_groups(k), want_groups) << k << " neurons";
         std::vector<float> h = randn((size_t)k, 1.0f, 44);
         for (int64_t j = 0; j < k; j += 7) h[j] = 0.0f;
         std::vector<float> y_ref(dim);
@@ -808,7 +819,7 @@ TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) {
             for (int threads = 1; threads <= 5; threads++) {
                 ThreadPool pool(threads);
                 std::vector<float> y(dim, NAN);
-                sparse_down(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
+                sparse_down_guarded(wt, down_t.data(), h.data(), active.data(), k, y.data(), dim, pool);
                 if (first.empty()) {
                     first = y;
                     for (int64_t c = 0; c < dim; c++)
@@ -819,6 +830,21 @@ TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) {
             }
         }
     }
+}
+
+TEST(SparseFfnDown, ThreadCountInvariantAtWideRows) { check_down_thread_invariant(4256, 700, 2); }
+
+TEST(SparseFfnDown, ThreadCountInvariantWithFourGroups) { check_down_thread_invariant(96, 5000, 4); }
+
+TEST(SparseFfnDown, GroupsFollowTheListLength) {
+    EXPECT_EQ(sparse_down_groups(0), 1);
+    EXPECT_EQ(sparse_down_groups(511), 1);
+    EXPECT_EQ(sparse_down_scratch_floats(511, 4096), 0u);  // one group adds straight into y
+    EXPECT_EQ(sparse_down_groups(512), 2);
+    EXPECT_EQ(sparse_down_scratch_floats(512, 4096), 2u * 4096);
+    EXPECT_EQ(sparse_down_groups(1100), 4);
+    EXPECT_EQ(sparse_down_groups(1 << 20), 4);
+    EXPECT_EQ(sparse_down_scratch_floats(1 << 20, 8192), 4u * 8192);
 }
 
 TEST(SparseFfnCheck, OutOfRangeIndexThrowsNamingIt) {

@@ -238,11 +238,12 @@ int main(int argc, char** argv) {
                 }
                 std::vector<float> h((size_t)k), h_ref((size_t)k), y((size_t)args.dim), y_ref((size_t)args.dim);
                 std::vector<float> hf((size_t)k), yf((size_t)args.dim),
-                    partials(sparse_ffn_scratch_floats(k, args.dim));
+                    partials(sparse_ffn_scratch_floats(k, args.dim)),
+                    down_partials(sparse_down_scratch_floats(k, args.dim));
                 {  // correctness first, on list 0
                     const int32_t* a = lists[0].data();
                     sparse_gate_up(w, xq.data(), a, k, h.data(), pool);
-                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), args.dim, pool);
+                    sparse_down(wt, down_t.data(), h.data(), a, k, y.data(), args.dim, down_partials.data(), pool);
                     sparse_gate_up_ref(w, xq.data(), a, k, h_ref.data());
                     sparse_down_ref(wt, down_t.data(), h.data(), a, k, y_ref.data(), args.dim);
                     sparse_ffn(w, xq.data(), wt, down_t.data(), a, k, hf.data(), yf.data(), partials.data(), pool);
@@ -294,11 +295,11 @@ int main(int argc, char** argv) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
                 });
                 time("down", 1.0 * k, [&](const int32_t* a, W, const uint8_t* dc) {
-                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, pool);
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, down_partials.data(), pool);
                 });
                 time("ffn", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
-                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, pool);
+                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, down_partials.data(), pool);
                 });
                 time("fused", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_ffn(wc, xq.data(), wt, dc, a, k, h.data(), y.data(), partials.data(), pool);
