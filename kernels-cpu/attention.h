@@ -19,7 +19,7 @@ struct AttentionArgs {
     int head_dim = 0;
     int64_t kv_stride = 0;  // elements between positions in the caches (n_kv_heads * head_dim)
     float scale = 1.0f;     // 1 / sqrt(head_dim)
-    DType k_type = DType::DTYPE_F32;  // the caches' element types: F32 or F16 on the CPU (the GPU kernels: F32)
+    DType k_type = DType::DTYPE_F32;  // the caches' element types: F32 or F16 (CPU and GPU kernels)
     DType v_type = DType::DTYPE_F32;
 };
 

@@ -1,5 +1,8 @@
+#include <cuda_fp16.h>
+
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "engine/error.h"
 #include "kernels-gpu/attention.h"
@@ -17,8 +20,8 @@ constexpr int kPosPerWarp = 4;  // scores: keys loaded together by one warp befo
 
 struct AttnParams {
     const float* q;  // (n_tokens, n_heads, head_dim)
-    const float* k;  // (n_kv, kv_stride)
-    const float* v;  // (n_kv, kv_stride)
+    const void* k;   // (n_kv, kv_stride) of the key type (float or __half)
+    const void* v;   // (n_kv, kv_stride) of the value type
     float* part;     // partials: (n_tokens, n_run, n_splits) x head_dim, then the maxima, then the sums
     float* out;      // (n_tokens, n_heads, head_dim)
     int n_kv0;       // positions token 0 attends; token i attends n_kv0 + i
@@ -37,13 +40,26 @@ struct AttnParams {
 // Positions token 0 attends: read on the device when p.pos is set.
 __device__ __forceinline__ int first_n_kv(const AttnParams& p) { return p.pos ? *p.pos + 1 : p.n_kv0; }
 
-template <int VEC>
-__device__ __forceinline__ float dot_vec(const float* a, const float* b) {
-    if constexpr (VEC == 4) {
-        const float4 x = *reinterpret_cast<const float4*>(a), y = *reinterpret_cast<const float4*>(b);
-        return x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+// VEC (4 or 1) cache elements of type T (float or __half) from p, as floats. VEC 4 reads 16 bytes of floats or 8 of
+// halves in one load: the launch checked the alignment.
+template <typename T, int VEC>
+__device__ __forceinline__ void load_cache(const T* p, float out[VEC]) {
+    if constexpr (std::is_same_v<T, float>) {
+        if constexpr (VEC == 4) {
+            const float4 a = *reinterpret_cast<const float4*>(p);
+            out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+        } else {
+            out[0] = p[0];
+        }
     } else {
-        return a[0] * b[0];
+        if constexpr (VEC == 4) {
+            const uint2 w = *reinterpret_cast<const uint2*>(p);
+            const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&w.x));
+            const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&w.y));
+            out[0] = a.x, out[1] = a.y, out[2] = b.x, out[3] = b.y;
+        } else {
+            out[0] = __half2float(p[0]);
+        }
     }
 }
 
@@ -54,8 +70,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // Block (split s, head, token): the softmax of positions [s * kChunk, ...) of this token, unnormalised:
-// m = max score, l = sum_t exp(score_t - m), o = sum_t exp(score_t - m) v_t. VEC: floats per load (4 or 1).
-template <int VEC>
+// m = max score, l = sum_t exp(score_t - m), o = sum_t exp(score_t - m) v_t. KT, VT: the caches' element types
+// (float or __half); VEC: elements per load (4 or 1).
+template <typename KT, typename VT, int VEC>
 __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
     const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
     const int h = p.head_begin + hh;
@@ -81,11 +98,18 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
         for (int j = 0; j < kPosPerWarp; j++) {
             acc[j] = 0.0f;
             if (tb + j < t1) {
-                const float* kr = p.k + (int64_t)(tb + j) * p.kv_stride + kv_off;
+                const KT* kr = static_cast<const KT*>(p.k) + (int64_t)(tb + j) * p.kv_stride + kv_off;
 #pragma unroll
                 for (int i = 0; i < kPer; i++) {
                     const int d = (lane + 32 * i) * VEC;
-                    if (d < p.head_dim) acc[j] += dot_vec<VEC>(kr + d, sq + d);
+                    if (d < p.head_dim) {
+                        float kv[VEC];
+                        load_cache<KT, VEC>(kr + d, kv);
+                        float dot = kv[0] * sq[d];
+#pragma unroll
+                        for (int e = 1; e < VEC; e++) dot += kv[e] * sq[d + e];
+                        acc[j] += dot;
+                    }
                 }
             }
         }
@@ -113,17 +137,15 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
 #pragma unroll 2
     for (int t = warp; t < len; t += kWarps) {
         const float pt = sp[t];
-        const float* vr = p.v + (int64_t)(t0 + t) * p.kv_stride + kv_off;
+        const VT* vr = static_cast<const VT*>(p.v) + (int64_t)(t0 + t) * p.kv_stride + kv_off;
 #pragma unroll
         for (int i = 0; i < kPer; i++) {
             const int d = (lane + 32 * i) * VEC;
             if (d < p.head_dim) {
-                if constexpr (VEC == 4) {
-                    const float4 vv = *reinterpret_cast<const float4*>(vr + d);
-                    o[i][0] += pt * vv.x, o[i][1] += pt * vv.y, o[i][2] += pt * vv.z, o[i][3] += pt * vv.w;
-                } else {
-                    o[i][0] += pt * vr[d];
-                }
+                float vv[VEC];
+                load_cache<VT, VEC>(vr + d, vv);
+#pragma unroll
+                for (int e = 0; e < VEC; e++) o[i][e] += pt * vv[e];
             }
         }
     }
@@ -183,9 +205,19 @@ void check_args(const char* fn, const AttentionArgs& a) {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
         throw Error(std::string(fn) + ": n_heads " + std::to_string(a.n_heads) + " and n_kv_heads " +
                     std::to_string(a.n_kv_heads) + ", expected n_heads a multiple of n_kv_heads");
-    if (a.k_type != DType::DTYPE_F32 || a.v_type != DType::DTYPE_F32)
-        throw Error(std::string(fn) + ": KV cache of " + dtype_name(a.k_type) + " keys and " + dtype_name(a.v_type) +
-                    " values, expected f32 (the GPU's caches are F32)");
+    for (const DType t : {a.k_type, a.v_type})
+        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
+            throw Error(std::string(fn) + ": KV cache of " + dtype_name(a.k_type) + " keys and " +
+                        dtype_name(a.v_type) + " values, expected f32 or f16 for each");
+}
+
+template <typename KT, typename VT>
+void launch_partial(const AttnParams& p, bool vec4, dim3 grid, cudaStream_t stream) {
+    if (vec4)
+        attn_partial_kernel<KT, VT, 4><<<grid, kThreads, 0, stream>>>(p);
+    else
+        attn_partial_kernel<KT, VT, 1><<<grid, kThreads, 0, stream>>>(p);
+    CUDA_CHECK_LAUNCH();
 }
 
 void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
@@ -193,8 +225,8 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     AttnParams p;
     p.pos = pos;
     p.q = a.q;
-    p.k = static_cast<const float*>(a.k_cache);
-    p.v = static_cast<const float*>(a.v_cache);
+    p.k = a.k_cache;
+    p.v = a.v_cache;
     p.part = a.scores;
     p.out = a.out;
     p.n_kv0 = n_kv0;
@@ -207,14 +239,19 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     p.n_splits = (n_kv0 + n_tokens - 1 + kChunk - 1) / kChunk;
     p.kv_stride = a.kv_stride;
     p.scale = a.scale;
+    // Loads of 4 elements: 16 bytes of floats, 8 of halves, from rows and heads that start at multiples of 4.
     const bool vec4 =
         a.head_dim % 4 == 0 && a.kv_stride % 4 == 0 && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
     const dim3 grid(p.n_splits, n_run, n_tokens);
-    if (vec4)
-        attn_partial_kernel<4><<<grid, kThreads, 0, stream>>>(p);
+    const bool k16 = a.k_type == DType::DTYPE_F16, v16 = a.v_type == DType::DTYPE_F16;
+    if (k16 && v16)
+        launch_partial<__half, __half>(p, vec4, grid, stream);
+    else if (k16)
+        launch_partial<__half, float>(p, vec4, grid, stream);
+    else if (v16)
+        launch_partial<float, __half>(p, vec4, grid, stream);
     else
-        attn_partial_kernel<1><<<grid, kThreads, 0, stream>>>(p);
-    CUDA_CHECK_LAUNCH();
+        launch_partial<float, float>(p, vec4, grid, stream);
     attn_combine_kernel<<<dim3(n_run, n_tokens), kThreads, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
 }

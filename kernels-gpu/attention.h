@@ -1,6 +1,7 @@
-// Scaled dot-product attention over a float KV cache on the GPU, with grouped-query heads; mirrors
-// kernels-cpu/attention.h and takes its AttentionArgs with device pointers. One difference: `scores` is scratch of
-// attention_scratch_floats(...) floats, not n_kv: positions are split into chunks computed by separate blocks
+// Scaled dot-product attention over a KV cache of F32 or F16 keys and values (AttentionArgs' k_type, v_type; halves
+// read as floats) on the GPU, with grouped-query heads; mirrors kernels-cpu/attention.h and takes its AttentionArgs
+// with device pointers. One difference: `scores` is scratch of attention_scratch_floats(...) floats, not n_kv:
+// positions are split into chunks computed by separate blocks
 // (flash-decoding, Dao et al. 2023), each leaving a partial softmax (max, sum, weighted values) that a second kernel
 // combines, so that one token's few heads still spread the cache reads over the whole GPU.
 #pragma once
@@ -16,7 +17,7 @@ namespace ember::gpu {
 size_t attention_scratch_floats(int n_kv, int n_heads, int head_dim, int n_tokens = 1);
 
 // Decode: heads [head_begin, head_end) of one token over positions 0 .. a.n_kv-1. head_dim <= 256; throws
-// ember::Error otherwise or when n_heads is not a multiple of n_kv_heads.
+// ember::Error otherwise, when n_heads is not a multiple of n_kv_heads, or for a cache type other than F32 and F16.
 void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaStream_t stream);
 
 // Decode as attention_heads, over positions 0 .. *pos, read on the device (a captured CUDA graph then replays for any

@@ -1,3 +1,5 @@
+#include <cuda_fp16.h>
+
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/elementwise.h"
 
@@ -8,6 +10,11 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
+
+__global__ void f32_to_f16_kernel(uint16_t* dst, const float* x, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __half_as_ushort(__float2half_rn(x[i]));
+}
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -83,6 +90,12 @@ void mask_predicted(float* h, int64_t ld_h, const float* scores, int64_t ld_scor
 
 void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream) {
     count_nonzero_kernel<<<1, kThreads, 0, stream>>>(h, k, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+void f32_to_f16(uint16_t* dst, const float* x, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    f32_to_f16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, x, n);
     CUDA_CHECK_LAUNCH();
 }
 

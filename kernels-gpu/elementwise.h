@@ -7,6 +7,9 @@
 
 namespace ember::gpu {
 
+// dst[i] = x[i] as IEEE half bits, rounded to nearest even (as kernels-cpu's f32_to_fp16), for i in [0, n).
+void f32_to_f16(uint16_t* dst, const float* x, int64_t n, cudaStream_t stream);
+
 // x[i] += y[i] for i in [0, n).
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
 // out[i] = relu(gate[i]) * up[i] (ReGLU); out may alias gate.

@@ -1,5 +1,10 @@
-#include <cmath>
+#include <cuda_fp16.h>
 
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/rope.h"
 
@@ -46,10 +51,21 @@ __device__ __forceinline__ float rotated(const float* __restrict__ h, int d, int
     return first ? x0 * c - x1 * s : x0 * s + x1 * c;
 }
 
-// Threads [0, q pairs): a pair of q in place; then one thread per element of k and of v into the cache rows.
+// A float as a cache element of type T (float, or __half rounded to nearest even as the CPU's F16 cache stores it).
+template <typename T>
+__device__ __forceinline__ T to_cache(float v) {
+    if constexpr (std::is_same_v<T, float>)
+        return v;
+    else
+        return __float2half_rn(v);
+}
+
+// Threads [0, q pairs): a pair of q in place; then one thread per element of k and of v into the cache rows, as
+// elements of KT and VT.
+template <typename KT, typename VT>
 __global__ void rope_store_kv_kernel(float* __restrict__ q, int n_heads, const float* __restrict__ k,
-                                     const float* __restrict__ v, int n_kv_heads, float* __restrict__ k_cache,
-                                     float* __restrict__ v_cache, int64_t kv_stride, const int* __restrict__ pos_dev,
+                                     const float* __restrict__ v, int n_kv_heads, KT* __restrict__ k_cache,
+                                     VT* __restrict__ v_cache, int64_t kv_stride, const int* __restrict__ pos_dev,
                                      RopeParams p, float theta_scale) {
     const int half = p.n_rot / 2;
     const int pos = *pos_dev;
@@ -68,23 +84,49 @@ __global__ void rope_store_kv_kernel(float* __restrict__ q, int n_heads, const f
     idx -= q_pairs;
     if (idx < kv) {
         const int h = idx / p.head_dim, d = idx % p.head_dim;
-        k_cache[(int64_t)pos * kv_stride + idx] = rotated(k + (int64_t)h * p.head_dim, d, pos, p, theta_scale);
+        const float rk = rotated(k + (int64_t)h * p.head_dim, d, pos, p, theta_scale);
+        k_cache[(int64_t)pos * kv_stride + idx] = to_cache<KT>(rk);
         return;
     }
     idx -= kv;
-    if (idx < kv) v_cache[(int64_t)pos * kv_stride + idx] = v[idx];
+    if (idx < kv) v_cache[(int64_t)pos * kv_stride + idx] = to_cache<VT>(v[idx]);
+}
+
+template <typename KT, typename VT>
+void launch_store(int threads, float* q, int n_heads, const float* k, const float* v, int n_kv_heads, void* k_cache,
+                  void* v_cache, int64_t kv_stride, const int* pos, const RopeParams& p, float theta_scale,
+                  cudaStream_t stream) {
+    rope_store_kv_kernel<KT, VT><<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        q, n_heads, k, v, n_kv_heads, static_cast<KT*>(k_cache), static_cast<VT*>(v_cache), kv_stride, pos, p,
+        theta_scale);
+    CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_kv_heads, float* k_cache,
-                   float* v_cache, int64_t kv_stride, const int* pos, const RopeParams& p, cudaStream_t stream) {
+void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_kv_heads, void* k_cache, DType k_type,
+                   void* v_cache, DType v_type, int64_t kv_stride, const int* pos, const RopeParams& p,
+                   cudaStream_t stream) {
+    for (const DType t : {k_type, v_type})
+        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
+            throw Error(std::string("gpu::rope_store_kv: KV cache of ") + dtype_name(k_type) + " keys and " +
+                        dtype_name(v_type) + " values, expected f32 or f16 for each");
     const int threads = n_heads * (p.n_rot / 2) + 2 * n_kv_heads * p.head_dim;
     if (threads <= 0) return;
     const float theta_scale = std::pow(p.freq_base, -2.0f / (float)p.n_rot);  // as rope_tokens
-    rope_store_kv_kernel<<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p, theta_scale);
-    CUDA_CHECK_LAUNCH();
+    const bool k16 = k_type == DType::DTYPE_F16, v16 = v_type == DType::DTYPE_F16;
+    if (k16 && v16)
+        launch_store<__half, __half>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
+                                     theta_scale, stream);
+    else if (k16)
+        launch_store<__half, float>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
+                                    theta_scale, stream);
+    else if (v16)
+        launch_store<float, __half>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
+                                    theta_scale, stream);
+    else
+        launch_store<float, float>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
+                                   theta_scale, stream);
 }
 
 void rope_tokens(float* x, int n_tokens, int n_heads, int pos0, const RopeParams& p, cudaStream_t stream) {

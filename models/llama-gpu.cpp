@@ -393,7 +393,8 @@ struct LlamaGpuState {
     cublasHandle_t cublas = nullptr;   // with batch: gpu::matmul's handle
     JobThread queue;                   // queues decode steps' GPU work (DecodeStep)
     DeviceArena kv;                    // K and V caches of the layers whose attention runs on the GPU
-    std::vector<float*> k_cache, v_cache;  // (n_layers) (n_ctx, kv_dim) each, null for CPU-attention layers
+    std::vector<void*> k_cache, v_cache;  // (n_layers) (n_ctx, kv_dim) each, null for CPU-attention layers
+    DType k_type = DType::DTYPE_F32, v_type = DType::DTYPE_F32;  // their elements: F32 or F16
     DeviceArena arena;
     ScratchLayout lay;
     // Pinned host buffers.
@@ -465,20 +466,30 @@ struct LlamaGpuState {
 };
 
 std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g,
-                                                      int n_ctx) {
+                                                      int n_ctx, DType k_type, DType v_type) {
+    for (const DType t : {k_type, v_type})
+        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
+            throw Error(std::string("GPU KV cache: ") + dtype_name(k_type) + " keys and " + dtype_name(v_type) +
+                        " values, expected f32 or f16 for each");
+    // A prompt batch's F16 keys and values are computed in the gate and up scratch first (see BatchStep::attention).
+    if (info.kv_dim > info.n_ff)
+        throw Error("GPU KV cache: kv_dim " + std::to_string(info.kv_dim) + " above n_ff " + std::to_string(info.n_ff));
     auto gs = std::make_shared<LlamaGpuState>();
     gs->n_ctx = n_ctx;
+    gs->k_type = k_type;
+    gs->v_type = v_type;
     CUDA_CHECK(cudaStreamCreateWithFlags(&gs->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreate(&gs->ev_ref));
-    const size_t cache_bytes = (size_t)n_ctx * info.kv_dim * sizeof(float);
+    const size_t k_bytes = dtype_row_bytes(k_type, (int64_t)n_ctx * info.kv_dim);
+    const size_t v_bytes = dtype_row_bytes(v_type, (int64_t)n_ctx * info.kv_dim);
     std::vector<size_t> k_off(info.n_layers, SIZE_MAX), v_off(info.n_layers, SIZE_MAX);
     for (int l = 0; l < info.n_layers; l++)
-        if (g.layers[l].attn) k_off[l] = gs->kv.reserve(cache_bytes), v_off[l] = gs->kv.reserve(cache_bytes);
+        if (g.layers[l].attn) k_off[l] = gs->kv.reserve(k_bytes), v_off[l] = gs->kv.reserve(v_bytes);
     gs->kv.allocate();
     gs->k_cache.assign(info.n_layers, nullptr);
     gs->v_cache.assign(info.n_layers, nullptr);
     for (int l = 0; l < info.n_layers; l++)
-        if (k_off[l] != SIZE_MAX) gs->k_cache[l] = gs->kv.at<float>(k_off[l]), gs->v_cache[l] = gs->kv.at<float>(v_off[l]);
+        if (k_off[l] != SIZE_MAX) gs->k_cache[l] = gs->kv.at(k_off[l]), gs->v_cache[l] = gs->kv.at(v_off[l]);
     const bool batch = g.batch;
     gs->batch = batch;
     gs->split = g.split;
@@ -568,6 +579,8 @@ AttentionArgs device_attention_args(const ModelInfo& info, const LlamaGpuState& 
     a.q = q;
     a.k_cache = gs.k_cache[l];
     a.v_cache = gs.v_cache[l];
+    a.k_type = gs.k_type;
+    a.v_type = gs.v_type;
     a.out = gs.dev<float>(gs.lay.attn);
     a.scores = gs.dev<float>(gs.lay.att_scratch);
     a.n_kv = n_kv;
@@ -950,8 +963,8 @@ private:
             linear(G.wv, xn, v);
         }
         // RoPE on q and k, k and v into the cache rows at the position.
-        gpu::rope_store_kv(q, info_.n_heads, k, v, info_.n_kv_heads, gs_.k_cache[l], gs_.v_cache[l], kv_dim, d_pos,
-                           llama_rope_params(info_), s_);
+        gpu::rope_store_kv(q, info_.n_heads, k, v, info_.n_kv_heads, gs_.k_cache[l], gs_.k_type, gs_.v_cache[l],
+                           gs_.v_type, kv_dim, d_pos, llama_rope_params(info_), s_);
         const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos + 1);
         gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_);
         float* tmp = dev(gs_.lay.tmp);
@@ -1242,8 +1255,15 @@ private:
         float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* q = dev(gs_.lay.q);
-        float* k_rows = gs_.k_cache[l] + (size_t)pos0 * kv_dim;  // the batch's positions are adjacent cache rows
-        float* v_rows = gs_.v_cache[l] + (size_t)pos0 * kv_dim;
+        // The batch's positions are adjacent cache rows. F32 caches take the keys and values in place; for F16 ones
+        // they are computed in the FFN's gate and up scratch (free during attention; n_ff >= kv_dim) and rounded
+        // into the cache after RoPE.
+        const bool k_f32 = gs_.k_type == DType::DTYPE_F32, v_f32 = gs_.v_type == DType::DTYPE_F32;
+        const int64_t before = (int64_t)pos0 * kv_dim;
+        uint8_t* k_cache_rows = static_cast<uint8_t*>(gs_.k_cache[l]) + dtype_row_bytes(gs_.k_type, before);
+        uint8_t* v_cache_rows = static_cast<uint8_t*>(gs_.v_cache[l]) + dtype_row_bytes(gs_.v_type, before);
+        float* k_rows = k_f32 ? reinterpret_cast<float*>(k_cache_rows) : dev(gs_.lay.gate);
+        float* v_rows = v_f32 ? reinterpret_cast<float*>(v_cache_rows) : dev(gs_.lay.up);
         gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, n, s_);
         linear(G.wq, xn, q);
         linear(G.wk, xn, k_rows);
@@ -1251,6 +1271,8 @@ private:
         const RopeParams rp = llama_rope_params(info_);
         gpu::rope_tokens(q, n, info_.n_heads, pos0, rp, s_);
         gpu::rope_tokens(k_rows, n, info_.n_kv_heads, pos0, rp, s_);
+        if (!k_f32) gpu::f32_to_f16(reinterpret_cast<uint16_t*>(k_cache_rows), k_rows, (int64_t)n * kv_dim, s_);
+        if (!v_f32) gpu::f32_to_f16(reinterpret_cast<uint16_t*>(v_cache_rows), v_rows, (int64_t)n * kv_dim, s_);
         const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos0 + n);
         gpu::attention_prefill(a, n, pos0, s_);
         float* tmp = dev(gs_.lay.tmp);

@@ -56,11 +56,12 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
 // Device bytes the upload holds (weights).
 uint64_t llama_gpu_weight_bytes(const LlamaGpu& g);
 
-// One session's device state: KV caches of the layers whose attention is in VRAM, activations, pinned host
-// buffers, the stream and events.
+// One session's device state: KV caches of the layers whose attention is in VRAM (n_ctx rows of k_type keys and
+// v_type values, F32 or F16), activations, pinned host buffers, the stream and events.
 struct LlamaGpuState;
 std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g,
-                                                      int n_ctx);
+                                                      int n_ctx, DType k_type = DType::DTYPE_F32,
+                                                      DType v_type = DType::DTYPE_F32);
 
 // Runs n tokens at positions pos0 .. pos0+n-1 like llama_forward, with the GPU's share of the work on the GPU.
 // st is the session's host state (its KV cache serves the layers whose attention stays on the CPU); logits land in

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
+#include "kernels-cpu/dtype.h"
 #include "kernels-cpu/norm.h"
 #include "kernels-cpu/rope.h"
 #include "kernels-gpu/attention.h"
@@ -151,8 +154,28 @@ TEST_F(Gpu, RopeMatchesCpu) {
     }
 }
 
+// Cache rows as stored: F32 floats, or F16 bits rounded as kernels-cpu's f32_to_fp16 rounds.
+std::vector<uint8_t> cache_bytes(DType t, const std::vector<float>& x) {
+    std::vector<uint8_t> out(x.size() * dtype_row_bytes(t, 1));
+    if (t == DType::DTYPE_F32) {
+        std::memcpy(out.data(), x.data(), out.size());
+    } else {
+        for (size_t i = 0; i < x.size(); i++) {
+            const uint16_t h = f32_to_fp16(x[i]);
+            std::memcpy(out.data() + 2 * i, &h, 2);
+        }
+    }
+    return out;
+}
+
+const std::pair<DType, DType> kCacheTypes[] = {{DType::DTYPE_F32, DType::DTYPE_F32},
+                                               {DType::DTYPE_F16, DType::DTYPE_F16},
+                                               {DType::DTYPE_F16, DType::DTYPE_F32},
+                                               {DType::DTYPE_F32, DType::DTYPE_F16}};
+
 // The decode step's fused kernel (position read on the device): q rotated as gpu::rope rotates it, k rotated into the
-// cache row at the position and v copied there, other rows untouched; grouped heads, partial rotations, both layouts.
+// cache row at the position and v copied there, other rows untouched; grouped heads, partial rotations, both layouts;
+// F32 and F16 caches (a half is the rotated float rounded to nearest even, bit for bit as the CPU's F16 cache).
 TEST_F(Gpu, RopeStoreKvMatchesRopeAndCopies) {
     struct Case {
         int n_heads, n_kv_heads, head_dim, n_rot, pos;
@@ -160,34 +183,59 @@ TEST_F(Gpu, RopeStoreKvMatchesRopeAndCopies) {
     };
     for (const Case c : {Case{4, 4, 64, 64, 0, false}, Case{32, 8, 128, 128, 4095, false}, Case{6, 2, 80, 32, 17, true},
                          Case{3, 3, 96, 96, 1000, true}}) {
-        SCOPED_TRACE("heads=" + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +
-                     " n_rot=" + std::to_string(c.n_rot) + " pos=" + std::to_string(c.pos));
-        RopeParams p;
-        p.head_dim = c.head_dim;
-        p.n_rot = c.n_rot;
-        p.freq_base = 10000.0f;
-        p.freq_scale = 1.0f;
-        p.neox = c.neox;
-        const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim, n_ctx = c.pos + 3;
-        const std::vector<float> q = randn((size_t)c.n_heads * c.head_dim, 1.0f, 31);
-        const std::vector<float> k = randn((size_t)kv_stride, 1.0f, 32), v = randn((size_t)kv_stride, 1.0f, 33);
-        const std::vector<float> cache((size_t)(n_ctx * kv_stride), -7.0f);
-        DeviceMem dq(q), dk(k), dv(v), dkc(cache), dvc(cache), dpos(std::vector<int>{c.pos});
-        gpu::rope_store_kv(dq.as<float>(), c.n_heads, dk.as<float>(), dv.as<float>(), c.n_kv_heads, dkc.as<float>(),
-                           dvc.as<float>(), kv_stride, dpos.as<int>(), p, nullptr);
-        DeviceMem rq(q), rk(k);  // the separate kernels, for the same floats
-        gpu::rope(rq.as<float>(), c.n_heads, c.pos, p, nullptr);
-        gpu::rope(rk.as<float>(), c.n_kv_heads, c.pos, p, nullptr);
-        const auto got_q = dq.to_host<float>(), want_q = rq.to_host<float>(), want_k = rk.to_host<float>();
-        const auto kc = dkc.to_host<float>(), vc = dvc.to_host<float>();
-        for (size_t i = 0; i < q.size(); i++) ASSERT_EQ(got_q[i], want_q[i]) << "q " << i;
-        for (int64_t row = 0; row < n_ctx; row++)
+        for (const auto& [kt, vt] : kCacheTypes) {
+            SCOPED_TRACE("heads=" + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +
+                         " n_rot=" + std::to_string(c.n_rot) + " pos=" + std::to_string(c.pos) + " caches " +
+                         dtype_name(kt) + "/" + dtype_name(vt));
+            RopeParams p;
+            p.head_dim = c.head_dim;
+            p.n_rot = c.n_rot;
+            p.freq_base = 10000.0f;
+            p.freq_scale = 1.0f;
+            p.neox = c.neox;
+            const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim, n_ctx = c.pos + 3;
+            const std::vector<float> q = randn((size_t)c.n_heads * c.head_dim, 1.0f, 31);
+            const std::vector<float> k = randn((size_t)kv_stride, 1.0f, 32), v = randn((size_t)kv_stride, 1.0f, 33);
+            const std::vector<float> fill((size_t)(n_ctx * kv_stride), -7.0f);
+            DeviceMem dq(q), dk(k), dv(v), dkc(cache_bytes(kt, fill)), dvc(cache_bytes(vt, fill));
+            DeviceMem dpos(std::vector<int>{c.pos});
+            gpu::rope_store_kv(dq.as<float>(), c.n_heads, dk.as<float>(), dv.as<float>(), c.n_kv_heads, dkc.as(), kt,
+                               dvc.as(), vt, kv_stride, dpos.as<int>(), p, nullptr);
+            DeviceMem rq(q), rk(k);  // the separate kernels, for the same floats
+            gpu::rope(rq.as<float>(), c.n_heads, c.pos, p, nullptr);
+            gpu::rope(rk.as<float>(), c.n_kv_heads, c.pos, p, nullptr);
+            const auto got_q = dq.to_host<float>(), want_q = rq.to_host<float>(), want_k = rk.to_host<float>();
+            for (size_t i = 0; i < q.size(); i++) ASSERT_EQ(got_q[i], want_q[i]) << "q " << i;
+            // Whole caches as bytes: row pos holds the new key and value, every other row its fill.
+            std::vector<float> k_rows = fill, v_rows = fill;
             for (int64_t i = 0; i < kv_stride; i++) {
-                const size_t at = (size_t)(row * kv_stride + i);
-                ASSERT_EQ(kc[at], row == c.pos ? want_k[i] : -7.0f) << "k row " << row << " element " << i;
-                ASSERT_EQ(vc[at], row == c.pos ? v[i] : -7.0f) << "v row " << row << " element " << i;
+                k_rows[(size_t)(c.pos * kv_stride + i)] = want_k[(size_t)i];
+                v_rows[(size_t)(c.pos * kv_stride + i)] = v[(size_t)i];
             }
+            ASSERT_EQ(dkc.to_host<uint8_t>(), cache_bytes(kt, k_rows)) << "key cache";
+            ASSERT_EQ(dvc.to_host<uint8_t>(), cache_bytes(vt, v_rows)) << "value cache";
+        }
     }
+}
+
+TEST_F(Gpu, RopeStoreKvRejectsOtherCacheTypes) {
+    RopeParams p;
+    p.head_dim = p.n_rot = 64;
+    EXPECT_THROW(gpu::rope_store_kv(nullptr, 1, nullptr, nullptr, 1, nullptr, DType::DTYPE_Q8_0, nullptr,
+                                    DType::DTYPE_F32, 64, nullptr, p, nullptr),
+                 Error);
+}
+
+// gpu::f32_to_f16: the bits kernels-cpu's f32_to_fp16 gives, ties, subnormals, overflow and specials included.
+TEST_F(Gpu, F32ToF16MatchesCpuRounding) {
+    std::vector<float> x = randn(1000, 3.0f, 5);
+    for (float v : {0.0f, -0.0f, 1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f, 6.0e-8f, 3.0e-5f, 65504.0f, 65520.0f,
+                    1e6f, -1e6f, INFINITY, -INFINITY})
+        x.push_back(v);
+    DeviceMem dx(x), dh(x.size() * sizeof(uint16_t));
+    gpu::f32_to_f16(dh.as<uint16_t>(), dx.as<float>(), (int64_t)x.size(), nullptr);
+    const auto got = dh.to_host<uint16_t>();
+    for (size_t i = 0; i < x.size(); i++) ASSERT_EQ(got[i], f32_to_fp16(x[i])) << "x = " << x[i];
 }
 
 struct AttnCase {
@@ -307,6 +355,64 @@ TEST_F(Gpu, AttentionPrefillMatchesCpuCausal) {
     }
 }
 
+// Caches of F16 keys, values or both, read as floats on both sides: decode and prefill against the CPU reference over
+// the same half-precision rows, to the tolerance of the tests above; head_dim 33 takes the one-element loads.
+TEST_F(Gpu, AttentionHalfCachesMatchCpu) {
+    for (const AttnCase c : {AttnCase{8, 2, 80, 300}, AttnCase{6, 3, 33, 257}, AttnCase{32, 8, 128, 1000}}) {
+        for (const auto& [kt, vt] : kCacheTypes) {
+            SCOPED_TRACE(attn_name(c) + " caches " + dtype_name(kt) + "/" + dtype_name(vt));
+            const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim;
+            const size_t q_dim = (size_t)c.n_heads * c.head_dim;
+            constexpr int kTokens = 5;  // the prefill's batch: the cache's last positions
+            const std::vector<float> q = randn(q_dim * kTokens, 1.0f, 41);
+            const std::vector<uint8_t> kb = cache_bytes(kt, randn((size_t)c.n_kv * kv_stride, 1.0f, 42));
+            const std::vector<uint8_t> vb = cache_bytes(vt, randn((size_t)c.n_kv * kv_stride, 1.0f, 43));
+            std::vector<float> want(q.size()), scores(c.n_kv);
+            AttentionArgs a;
+            a.k_cache = kb.data();
+            a.v_cache = vb.data();
+            a.k_type = kt;
+            a.v_type = vt;
+            a.scores = scores.data();
+            a.n_heads = c.n_heads;
+            a.n_kv_heads = c.n_kv_heads;
+            a.head_dim = c.head_dim;
+            a.kv_stride = kv_stride;
+            a.scale = 1.0f / std::sqrt((float)c.head_dim);
+            const int pos0 = c.n_kv - kTokens;
+            for (int i = 0; i < kTokens; i++) {  // token i attends positions 0 .. pos0 + i
+                a.q = q.data() + i * q_dim;
+                a.out = want.data() + i * q_dim;
+                a.n_kv = pos0 + i + 1;
+                attention_heads(a, 0, c.n_heads);
+            }
+            DeviceMem dq(q), dk(kb), dv(vb), dout(q.size() * sizeof(float));
+            DeviceMem dscratch(gpu::attention_scratch_floats(c.n_kv, c.n_heads, c.head_dim, kTokens) * sizeof(float));
+            AttentionArgs g = a;
+            g.q = dq.as<float>();
+            g.k_cache = dk.as();
+            g.v_cache = dv.as();
+            g.out = dout.as<float>();
+            g.scores = dscratch.as<float>();
+            g.n_kv = c.n_kv;
+            gpu::attention_prefill(g, kTokens, pos0, nullptr);
+            const auto got = dout.to_host<float>();
+            for (size_t i = 0; i < want.size(); i++)
+                ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "prefill token " << i / q_dim;
+            // Decode of the last token over all c.n_kv positions.
+            DeviceMem dlast(q_dim * sizeof(float));
+            g.q = dq.as<float>() + (kTokens - 1) * q_dim;
+            g.out = dlast.as<float>();
+            gpu::attention_heads(g, 0, c.n_heads, nullptr);
+            const auto last = dlast.to_host<float>();
+            for (size_t i = 0; i < q_dim; i++) {
+                const float w = want[(kTokens - 1) * q_dim + i];
+                ASSERT_NEAR(last[i], w, 1e-4 * (1 + std::fabs(w))) << "decode element " << i;
+            }
+        }
+    }
+}
+
 TEST_F(Gpu, AttentionRejectsBadShapes) {
     AttentionArgs a;
     a.n_kv = 4;
@@ -319,6 +425,9 @@ TEST_F(Gpu, AttentionRejectsBadShapes) {
     EXPECT_THROW(gpu::attention_heads(a, 0, 6, nullptr), Error);  // head_dim above 256
     a.head_dim = 64;
     EXPECT_THROW(gpu::attention_prefill(a, 3, 0, nullptr), Error);  // n_kv != pos0 + n_tokens
+    a.n_kv_heads = 6;
+    a.v_type = DType::DTYPE_BF16;
+    EXPECT_THROW(gpu::attention_heads(a, 0, 6, nullptr), Error);  // a cache type other than f32 / f16
 }
 
 }  // namespace
