@@ -70,18 +70,23 @@ inline void app_check_placement(const ArgParser& args, const ModelParams& mp) {
 }
 
 // -ctk / -ctv (llama.cpp's --cache-type-k / --cache-type-v): the KV cache's element types, read into names and
-// applied to a session's parameters by app_apply_cache_types.
+// applied by app_apply_cache_types to a session's parameters and to the model's (whose GPU placement reserves VRAM
+// for that cache).
 struct CacheTypeArgs {
     std::string k = "f32", v = "f32";
 };
 inline void app_add_cache_type_args(ArgParser& args, CacheTypeArgs& c) {
     args.add_choice({"-ctk", "--cache-type-k"}, &c.k, {"f32", "f16"},
-                    "KV cache type of the keys (f16: half the cache and its reads; CPU-only models)");
+                    "KV cache type of the keys (f16: half the cache, its VRAM and its reads)");
     args.add_choice({"-ctv", "--cache-type-v"}, &c.v, {"f32", "f16"}, "KV cache type of the values (as -ctk)");
 }
 inline void app_apply_cache_types(const CacheTypeArgs& c, SessionParams& sp) {
     sp.cache_type_k = kv_type_from_name(c.k, "-ctk");
     sp.cache_type_v = kv_type_from_name(c.v, "-ctv");
+}
+inline void app_apply_cache_types(const CacheTypeArgs& c, ModelParams& mp) {
+    mp.cache_type_k = kv_type_from_name(c.k, "-ctk");
+    mp.cache_type_v = kv_type_from_name(c.v, "-ctv");
 }
 
 // Loads the model, first checking that the file can be opened so the message names the path plainly.

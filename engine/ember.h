@@ -17,6 +17,13 @@ struct LlamaGpu;    // models/llama-gpu.h
 struct Placement;   // engine/placement.h
 struct ModelProfile;  // predictor/profile.h
 
+// Element type of a KV cache (llama.cpp's --cache-type-k / --cache-type-v). F16 halves the cache and the bytes
+// attention reads per token at long contexts, on the CPU and the GPU alike.
+enum class KvType { KV_TYPE_F32, KV_TYPE_F16 };
+// "f32" or "f16" (any case); anything else is an error naming `what` (a flag or field) and the value.
+KvType kv_type_from_name(const std::string& name, const std::string& what);
+const char* kv_type_name(KvType t);
+
 struct ModelParams {
     std::string path;       // GGUF model file (or PowerInfer PWRI file)
     int n_gpu_layers = -1;  // -ngl N: dense layer offload of the last N layers (N > n_layers: also the output);
@@ -32,6 +39,8 @@ struct ModelParams {
     int n_ctx = 0;                // context per session the placement reserves KV cache for (0 = as Session: the
                                   // training context, at most 4096); a session may not ask for more
     int n_seq = 1;                // sessions the placement reserves KV cache and scratch for (ember-server's -np)
+    KvType cache_type_k = KvType::KV_TYPE_F32;  // the GPU KV cache's key and value types the placement reserves
+    KvType cache_type_v = KvType::KV_TYPE_F32;  // VRAM for; a session may not ask for wider ones
     double cpu_bandwidth_gbs = 0; // host memory bandwidth the planner assumes, GB/s (0 = measure at load)
     int gpu_prompt_batch = -1;    // prompts on a GPU placement in batches of 32 tokens (the plan reserves their device
                                   // scratch): 1 = always; 0 = never, one token at a time; -1 = always, except that a
@@ -110,6 +119,8 @@ public:
     // The GPU's share of the model (null when everything runs on the CPU); models/llama-gpu.h.
     const std::shared_ptr<LlamaGpu>& gpu() const { return gpu_; }
     int planned_n_ctx() const { return planned_n_ctx_; }
+    KvType planned_cache_type_k() const { return planned_cache_type_k_; }
+    KvType planned_cache_type_v() const { return planned_cache_type_v_; }
     // True when a profile was given: the FFN runs through the predictors and the sparse operators.
     bool sparse() const;
     // Bytes of all layers' predictors in their run type (0 when dense).
@@ -125,14 +136,10 @@ private:
     std::unique_ptr<Placement> placement_;
     std::shared_ptr<LlamaGpu> gpu_;
     int planned_n_ctx_ = 0;
+    KvType planned_cache_type_k_ = KvType::KV_TYPE_F32;
+    KvType planned_cache_type_v_ = KvType::KV_TYPE_F32;
 };
 
-// Element type of a session's KV cache (llama.cpp's --cache-type-k / --cache-type-v). F16 halves the cache and the
-// bytes attention reads per token at long contexts; CPU sessions only (a GPU placement keeps its caches in F32).
-enum class KvType { KV_TYPE_F32, KV_TYPE_F16 };
-// "f32" or "f16" (any case); anything else is an error naming `what` (a flag or field) and the value.
-KvType kv_type_from_name(const std::string& name, const std::string& what);
-const char* kv_type_name(KvType t);
 
 struct SessionParams {
     int n_ctx = 0;        // context length in tokens; 0 = the model's training context, at most 4096

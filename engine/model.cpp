@@ -7,6 +7,7 @@
 #include "engine/cpu-info.h"
 #include "engine/memory-bandwidth.h"
 #include "engine/placement.h"
+#include "engine/session-state.h"
 #include "models/llama-placement.h"
 #include "models/llama-sparse.h"
 #include "models/llama.h"
@@ -49,6 +50,8 @@ std::unique_ptr<Model> Model::load(const ModelParams& params) {
         llama_sparse_init(info, *model->llama_, profile, params.profile_path, pool);
     }
     model->planned_n_ctx_ = params.n_ctx > 0 ? params.n_ctx : std::min(info.n_ctx_train, 4096);
+    model->planned_cache_type_k_ = params.cache_type_k;
+    model->planned_cache_type_v_ = params.cache_type_v;
     model->placement_ = std::make_unique<Placement>(plan_placement(*model, params, profile));
     return model;
 }
@@ -98,7 +101,8 @@ Placement Model::plan_placement(Model& model, const ModelParams& params, const M
                         (params.profile_path.empty() || params.n_gpu_layers >= 0 || batch_extra * 16 <= req.vram_budget));
     const PlacementModel pm =
         llama_placement_model(info, m, params.profile_path.empty() ? nullptr : &profile, model.planned_n_ctx_,
-                              params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, batch));
+                              params.n_seq, llama_gpu_scratch_bytes(info, m, model.planned_n_ctx_, batch),
+                              kv_dtype(params.cache_type_k), kv_dtype(params.cache_type_v));
     Placement p;
     bool loaded = false;
     std::error_code ec;  // an existing file the process cannot read is loaded, and refused naming why, not replaced

@@ -41,7 +41,7 @@ struct PlacementModel {
     int dim = 0;
     int n_vocab = 0;
     uint64_t attn_bytes = 0;         // one layer's wq + wk + wv + wo + attention norm
-    uint64_t kv_bytes_per_layer = 0; // one layer's K and V caches for the planned context (float)
+    uint64_t kv_bytes_per_layer = 0; // one layer's K and V caches for the planned context, in their types
     uint64_t ffn_norm_bytes = 0;     // one layer's FFN norm weights
     uint64_t ffn_dense_bytes = 0;    // one layer's w_gate + w_up + w_down
     uint64_t neuron_bytes = 0;       // one neuron's gate row + up row + down column (= ffn_dense_bytes / n_ff)

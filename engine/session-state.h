@@ -21,6 +21,9 @@ struct SessionState {
     int n_logits = 0;  // rows in llama.logits from the last eval
 };
 
+// The element type of a KV cache of type t.
+DType kv_dtype(KvType t);
+
 // Throws ember::Error, its message starting with `where`, when n more tokens would overflow s's context or one of
 // them is outside [0, n_vocab). Session::eval and sessions_eval check with it before evaluating anything.
 void session_check_tokens(const SessionState& s, const int32_t* tokens, size_t n, int n_vocab,

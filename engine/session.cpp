@@ -34,9 +34,9 @@ KvType kv_type_from_name(const std::string& name, const std::string& what) {
 
 const char* kv_type_name(KvType t) { return t == KvType::KV_TYPE_F16 ? "f16" : "f32"; }
 
-namespace {
-
 DType kv_dtype(KvType t) { return t == KvType::KV_TYPE_F16 ? DType::DTYPE_F16 : DType::DTYPE_F32; }
+
+namespace {
 
 }  // namespace
 
@@ -55,14 +55,21 @@ Session::Session(const Model& model, const SessionParams& params) : model_(model
                      kv_dtype(p.cache_type_v));
 #if defined(EMBER_CUDA)
     if (model.gpu()) {
-        if (p.cache_type_k != KvType::KV_TYPE_F32 || p.cache_type_v != KvType::KV_TYPE_F32)
+        // The placement reserved VRAM for caches of its planned types: a session may use those or narrower ones.
+        const auto wider = [](KvType asked, KvType planned) {
+            return dtype_row_bytes(kv_dtype(asked), 1) > dtype_row_bytes(kv_dtype(planned), 1);
+        };
+        if (wider(p.cache_type_k, model.planned_cache_type_k()) || wider(p.cache_type_v, model.planned_cache_type_v()))
             throw Error(std::string("KV cache type ") + kv_type_name(p.cache_type_k) + " / " +
                         kv_type_name(p.cache_type_v) + ": the GPU placement (" + model.backend() +
-                        ") keeps its KV cache in f32; an f16 cache needs a CPU-only model (-ngl 0)");
+                        ") reserved VRAM for a " + kv_type_name(model.planned_cache_type_k()) + " / " +
+                        kv_type_name(model.planned_cache_type_v()) +
+                        " cache (load the model with the session's cache types, -ctk / -ctv)");
         if (p.n_ctx > model.planned_n_ctx())
             throw Error("n_ctx: " + std::to_string(p.n_ctx) + " positions asked, the GPU placement reserved KV cache "
                         "for " + std::to_string(model.planned_n_ctx()) + " (load the model with a larger n_ctx / -c)");
-        state_->gpu = llama_gpu_state_create(info, model.llama(), *model.gpu(), p.n_ctx);
+        state_->gpu = llama_gpu_state_create(info, model.llama(), *model.gpu(), p.n_ctx, kv_dtype(p.cache_type_k),
+                                             kv_dtype(p.cache_type_v));
     }
 #endif
 }

@@ -8,7 +8,8 @@
 namespace ember {
 
 PlacementModel llama_placement_model(const ModelInfo& info, const LlamaModel& m, const ModelProfile* profile,
-                                     int n_ctx, int n_seq, uint64_t gpu_scratch_per_seq) {
+                                     int n_ctx, int n_seq, uint64_t gpu_scratch_per_seq, DType k_type,
+                                     DType v_type) {
     PlacementModel pm;
     pm.model_name = info.name;
     pm.n_layers = info.n_layers;
@@ -26,7 +27,8 @@ PlacementModel llama_placement_model(const ModelInfo& info, const LlamaModel& m,
         pm.neuron_bytes = std::max(pm.neuron_bytes, neuron);
     }
     pm.ffn_norm_bytes = norm;
-    pm.kv_bytes_per_layer = (uint64_t)2 * n_ctx * info.kv_dim * sizeof(float) * (uint64_t)n_seq;
+    const uint64_t kv_rows = (uint64_t)n_ctx * (uint64_t)n_seq;
+    pm.kv_bytes_per_layer = kv_rows * (dtype_row_bytes(k_type, info.kv_dim) + dtype_row_bytes(v_type, info.kv_dim));
     for (const LlamaSparseFfn& S : m.sparse) pm.predictor_bytes = std::max<uint64_t>(pm.predictor_bytes, S.predictor.bytes());
     pm.output_bytes = m.output.bytes() + norm;
     pm.embd_row_bytes = dtype_row_bytes(m.tok_embd.type, info.dim);

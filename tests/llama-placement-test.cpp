@@ -42,6 +42,14 @@ TEST(LlamaPlacement, SizesMatchTheTensorsAndTheProfile) {
     EXPECT_EQ(pm.neuron_bytes * info.n_ff, pm.ffn_dense_bytes);
     EXPECT_EQ(pm.gate_row_bytes * info.n_ff, L.w_gate.bytes());
     EXPECT_EQ(pm.kv_bytes_per_layer, 2ull * n_ctx * info.kv_dim * sizeof(float) * n_seq);
+    // F16 keys, values or both: 2 bytes an element instead of 4.
+    const auto kv_bytes = [&](ember::DType k, ember::DType v) {
+        return ember::llama_placement_model(info, lm, &prof, n_ctx, n_seq, scratch, k, v).kv_bytes_per_layer;
+    };
+    const uint64_t row_elems = (uint64_t)n_ctx * n_seq * info.kv_dim;
+    EXPECT_EQ(kv_bytes(ember::DType::DTYPE_F16, ember::DType::DTYPE_F16), 2 * 2 * row_elems);
+    EXPECT_EQ(kv_bytes(ember::DType::DTYPE_F16, ember::DType::DTYPE_F32), (2 + 4) * row_elems);
+    EXPECT_EQ(kv_bytes(ember::DType::DTYPE_F32, ember::DType::DTYPE_F16), (4 + 2) * row_elems);
     // Each session's two device allocations and the model's one may each round up to a 2 MiB page.
     EXPECT_EQ(pm.gpu_scratch_bytes, (scratch + 2 * (2ull << 20)) * n_seq + (2ull << 20));
     uint64_t largest_predictor = 0;

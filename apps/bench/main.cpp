@@ -295,6 +295,7 @@ int run(int argc, char** argv) {
                 mp.n_gpu_layers = ngl;
                 mp.vram_budget_gib = budget;
                 mp.n_ctx = std::max(p.n_prompt, p.n_gen) + p.n_depth;
+                app_apply_cache_types(p.cache_types, mp);
                 double load_ms = 0;
                 std::unique_ptr<Model> model = app_load_model(mp, &load_ms);
                 if (runs.empty()) app_log_model_info(*model, "model");

@@ -66,6 +66,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
         throw Error("--cpu-strict: invalid value '" + std::to_string(cpu_strict) + "' (expected 0 or 1)");
     p.session.cpu_strict = cpu_strict == 1;
     app_apply_cache_types(cache_types, p.session);
+    app_apply_cache_types(cache_types, p.model);
     app_check_placement(args, p.model);
     p.model.n_ctx = p.session.n_ctx;
     if (p.sampler.repeat_last_n < -1)

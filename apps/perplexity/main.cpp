@@ -43,6 +43,7 @@ int run(int argc, char** argv) {
     if (p.n_ctx < 8) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 8)");
     app_check_placement(args, p.model);
     p.model.n_ctx = p.n_ctx;
+    app_apply_cache_types(cache_types, p.model);
     if (p.n_batch < 1) throw Error("-b: invalid value '" + std::to_string(p.n_batch) + "' (expected >= 1)");
     if (p.n_chunks == 0 || p.n_chunks < -1)
         throw Error("--chunks: invalid value '" + std::to_string(p.n_chunks) + "' (expected -1 or >= 1)");

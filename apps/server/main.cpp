@@ -64,6 +64,7 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
         throw Error("-b: invalid value '" + std::to_string(p.slots.n_prompt_chunk) + "' (expected >= 1)");
     if (p.slots.session.n_threads < 0) p.slots.session.n_threads = 0;
     app_apply_cache_types(cache_types, p.slots.session);
+    app_apply_cache_types(cache_types, p.model);
     if (p.n_threads_http < 0)
         throw Error("--threads-http: invalid value '" + std::to_string(p.n_threads_http) + "' (expected >= 0)");
     if (p.timeout_s < 1) throw Error("-to: invalid value '" + std::to_string(p.timeout_s) + "' (expected >= 1)");
