@@ -872,12 +872,19 @@ private:
                                 std::to_string(kHandoffTimeout.count()) + " s at layer " + std::to_string(layer));
                 // Queries only while the queue thread is in no CUDA call (done, or waiting for the host): a query can
                 // wait for a driver lock that a launch holds.
-                if (i % 4096 == 0 && (!d.gs_.queue.busy() || d.queue_parked_.load(std::memory_order_acquire))) {
+                const bool busy = d.gs_.queue.busy();
+                if (i % 4096 == 0 && (!busy || d.queue_parked_.load(std::memory_order_acquire))) {
                     if (d.gs_.queue.failed()) throw Error("GPU decode step: queueing the GPU's work failed");
                     const cudaError_t e = cudaStreamQuery(d.s_);
                     if (e != cudaSuccess && e != cudaErrorNotReady) CUDA_CHECK(e);
-                    if (e == cudaSuccess && !gpu::counter_reached(*c, target))
-                        throw Error("GPU decode step: the stream finished without handing over to the host");
+                    // An idle stream means the handoff will never come only once everything is queued: a parked
+                    // queue thread may already be released by this host and just not have run since (a loaded
+                    // CPU), with this layer's work still to queue.
+                    const uint32_t seen = *c;
+                    if (!busy && e == cudaSuccess && !gpu::counter_reached(seen, target))
+                        throw Error("GPU decode step: the stream finished without handing over to the host (layer " +
+                                    std::to_string(layer) + ", handoff " + std::to_string(target) + ", counter " +
+                                    std::to_string(seen) + ")");
                 }
                 cpu_pause();
             }
