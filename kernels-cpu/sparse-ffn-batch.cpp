@@ -107,9 +107,39 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
             for (uint32_t b = fired[j]; b != 0; b &= b - 1) use[(size_t)fill[__builtin_ctz(b)]++] = (int32_t)j;
     }
 
-    // Down: slices of y. Per slice, each token adds the segments of the neurons it fired in one axpy_rows call (list
-    // order, as sparse_down: the same bits), which prefetches the rows ahead in its list; the first token to touch a
-    // segment reads it from DRAM, the others from cache.
+    // sparse_down's groups of each token's list: token t's k_t listed neurons in sparse_down_groups(k_t) runs of
+    // consecutive list positions; group g of token t starts at use[group_at[t * kGroupSlots + g]] (its fired
+    // neurons), the last slot at start[t + 1].
+    constexpr int kGroupSlots = 8;  // more than sparse_down_groups ever gives
+    std::vector<int64_t> listed(n, 0);
+    for (int64_t j = 0; j < k; j++)
+        for (uint32_t b = masks[j]; b != 0; b &= b - 1) listed[__builtin_ctz(b)]++;
+    std::vector<int> n_groups(n);
+    std::vector<int64_t> group_at((size_t)n * kGroupSlots);
+    {
+        std::vector<int64_t> pos(n, 0), fired_seen(n, 0);
+        std::vector<int> cur(n, 0);
+        for (int t = 0; t < n; t++) {
+            n_groups[t] = (int)sparse_down_groups(listed[t]);
+            if (n_groups[t] >= kGroupSlots) throw std::logic_error("sparse_ffn_batch: too many groups");
+            group_at[(size_t)t * kGroupSlots] = start[t];
+        }
+        for (int64_t j = 0; j < k; j++) {
+            for (uint32_t b = masks[j]; b != 0; b &= b - 1) {
+                const int t = __builtin_ctz(b);
+                const int64_t p = pos[t]++, kt = listed[t];
+                while (cur[t] + 1 < n_groups[t] && p >= kt * (cur[t] + 1) / n_groups[t])
+                    group_at[(size_t)t * kGroupSlots + ++cur[t]] = start[t] + fired_seen[t];
+                if (fired[j] >> t & 1u) fired_seen[t]++;
+            }
+        }
+        for (int t = 0; t < n; t++) group_at[(size_t)t * kGroupSlots + n_groups[t]] = start[t + 1];
+    }
+
+    // Down: slices of y. Per slice, each token adds the segments of the neurons it fired, group by group, one
+    // axpy_rows call each (list order, as sparse_down; a group after the first into its own partial, then added:
+    // the same bits), which prefetches the rows ahead in its list; the first token to touch a segment reads it from
+    // DRAM, the others from cache.
     const size_t down_row = dtype_row_bytes(down_t, dim);
     const auto* down = static_cast<const uint8_t*>(w_down_t);
     const int64_t n_tiles = (dim + kTile - 1) / kTile;
@@ -119,18 +149,29 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
         int64_t most = 0;
         for (int t = 0; t < n; t++) most = std::max(most, start[t + 1] - start[t]);
         std::vector<const void*> ptrs((size_t)most);
-        std::vector<float> a((size_t)most);
+        std::vector<float> a((size_t)most), part((size_t)kSub);
         for (int64_t s0 = t0 * kTile; s0 < c1; s0 += kSub) {
             const int64_t len = std::min(kSub, c1 - s0);
             const size_t off = dtype_row_bytes(down_t, s0);  // s0 is a multiple of kTile, hence of the block size
             for (int t = 0; t < n; t++) {
-                int64_t cnt = 0;
-                for (int64_t u = start[t]; u < start[t + 1]; u++, cnt++) {
-                    const int64_t j = use[(size_t)u];
-                    ptrs[cnt] = down + (size_t)rows[j] * down_row + off;
-                    a[cnt] = h[j * n + t];
+                float* yt = y + (size_t)t * dim + s0;  // zero here
+                for (int g = 0; g < n_groups[t]; g++) {
+                    const int64_t u0 = group_at[(size_t)t * kGroupSlots + g];
+                    const int64_t u1 = group_at[(size_t)t * kGroupSlots + g + 1];
+                    int64_t cnt = 0;
+                    for (int64_t u = u0; u < u1; u++, cnt++) {
+                        const int64_t j = use[(size_t)u];
+                        ptrs[cnt] = down + (size_t)rows[j] * down_row + off;
+                        a[cnt] = h[j * n + t];
+                    }
+                    if (g == 0) {
+                        if (cnt > 0) kern->axpy_rows(down_t, ptrs.data(), a.data(), cnt, yt, len);
+                        continue;
+                    }
+                    std::fill(part.begin(), part.begin() + len, 0.0f);
+                    if (cnt > 0) kern->axpy_rows(down_t, ptrs.data(), a.data(), cnt, part.data(), len);
+                    for (int64_t e = 0; e < len; e++) yt[e] += part[e];
                 }
-                if (cnt > 0) kern->axpy_rows(down_t, ptrs.data(), a.data(), cnt, y + (size_t)t * dim + s0, len);
             }
         }
     });

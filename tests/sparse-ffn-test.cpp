@@ -469,6 +469,21 @@ TEST_P(SparseFfnBatch, EqualsPerTokenCalls) {
     }
 }
 
+// Tokens with 512 or more listed neurons each: sparse_down cuts their lists into groups, and the batch operator
+// must add them the same way for the same bits.
+TEST(SparseFfnBatchGroups, LongListsEqualPerTokenCalls) {
+    for (DType wt : kTypes) {
+        SCOPED_TRACE(dtype_name(wt));
+        const Layer l = make_layer(wt, 96, 3000, 91);
+        for (int n : {1, 5}) {
+            for (SparseAct act : {SparseAct::SPARSE_ACT_RELU, SparseAct::SPARSE_ACT_SILU}) {
+                SCOPED_TRACE(std::to_string(n) + " tokens, " + (act == SparseAct::SPARSE_ACT_RELU ? "relu" : "silu"));
+                check_batch(l, act, n, 600 + (uint32_t)n);
+            }
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Widths, SparseFfnBatch,
                          ::testing::Combine(::testing::ValuesIn(kTypes), ::testing::Values<int64_t>(96, 4096)),
                          [](const ::testing::TestParamInfo<std::tuple<DType, int64_t>>& info) {
