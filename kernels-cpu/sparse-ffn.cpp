@@ -168,6 +168,7 @@ size_t sparse_down_scratch_floats(int64_t k, int64_t dim) {
 
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
                  int64_t dim, float* scratch, ThreadPool& pool) {
+    if (dim <= 0) return;
     const DotKernels* kern = dot_kernels();
     const size_t row_bytes = dtype_row_bytes(wt, dim);
     const auto* base = static_cast<const uint8_t*>(w_down_t);

@@ -472,8 +472,10 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
             throw Error(std::string("GPU KV cache: ") + dtype_name(k_type) + " keys and " + dtype_name(v_type) +
                         " values, expected f32 or f16 for each");
     // A prompt batch's F16 keys and values are computed in the gate and up scratch first (see BatchStep::attention).
-    if (info.kv_dim > info.n_ff)
-        throw Error("GPU KV cache: kv_dim " + std::to_string(info.kv_dim) + " above n_ff " + std::to_string(info.n_ff));
+    const bool half = k_type == DType::DTYPE_F16 || v_type == DType::DTYPE_F16;
+    if (g.batch && half && info.kv_dim > info.n_ff)
+        throw Error("GPU KV cache: f16 keys or values need kv_dim (" + std::to_string(info.kv_dim) +
+                    ") at most n_ff (" + std::to_string(info.n_ff) + ") for prompt batches");
     auto gs = std::make_shared<LlamaGpuState>();
     gs->n_ctx = n_ctx;
     gs->k_type = k_type;
