@@ -36,8 +36,7 @@ void weighted_values_f32(const float* v, int64_t stride, const float* p, int n_k
 }  // namespace
 
 void attention_heads(const AttentionArgs& a, int head_begin, int head_end) {
-    if ((a.k_type != DType::DTYPE_F32 && a.k_type != DType::DTYPE_F16) ||
-        (a.v_type != DType::DTYPE_F32 && a.v_type != DType::DTYPE_F16))
+    if (!kv_cache_type_supported(a.k_type) || !kv_cache_type_supported(a.v_type))
         throw std::invalid_argument(std::string("attention_heads: KV cache of ") + dtype_name(a.k_type) + " keys and " +
                                     dtype_name(a.v_type) + " values, expected f32 or f16");
     const int group = a.n_heads / a.n_kv_heads;

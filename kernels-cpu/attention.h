@@ -23,6 +23,9 @@ struct AttentionArgs {
     DType v_type = DType::DTYPE_F32;
 };
 
+// The KV cache element types the attention kernels (CPU and GPU) read: F32 and F16.
+inline bool kv_cache_type_supported(DType t) { return t == DType::DTYPE_F32 || t == DType::DTYPE_F16; }
+
 // Computes heads [head_begin, head_end) of one token. F16 caches go through the dispatch table's F16 dot and axpy
 // (the products in float); F32 ones are read as they are.
 void attention_heads(const AttentionArgs& a, int head_begin, int head_end);

@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/kv-cache-types.cuh"
 
 namespace ember::gpu {
 
@@ -205,19 +206,7 @@ void check_args(const char* fn, const AttentionArgs& a) {
     if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0)
         throw Error(std::string(fn) + ": n_heads " + std::to_string(a.n_heads) + " and n_kv_heads " +
                     std::to_string(a.n_kv_heads) + ", expected n_heads a multiple of n_kv_heads");
-    for (const DType t : {a.k_type, a.v_type})
-        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
-            throw Error(std::string(fn) + ": KV cache of " + dtype_name(a.k_type) + " keys and " +
-                        dtype_name(a.v_type) + " values, expected f32 or f16 for each");
-}
-
-template <typename KT, typename VT>
-void launch_partial(const AttnParams& p, bool vec4, dim3 grid, cudaStream_t stream) {
-    if (vec4)
-        attn_partial_kernel<KT, VT, 4><<<grid, kThreads, 0, stream>>>(p);
-    else
-        attn_partial_kernel<KT, VT, 1><<<grid, kThreads, 0, stream>>>(p);
-    CUDA_CHECK_LAUNCH();
+    check_kv_cache_types(fn, a.k_type, a.v_type);
 }
 
 void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
@@ -243,15 +232,15 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     const bool vec4 =
         a.head_dim % 4 == 0 && a.kv_stride % 4 == 0 && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
     const dim3 grid(p.n_splits, n_run, n_tokens);
-    const bool k16 = a.k_type == DType::DTYPE_F16, v16 = a.v_type == DType::DTYPE_F16;
-    if (k16 && v16)
-        launch_partial<__half, __half>(p, vec4, grid, stream);
-    else if (k16)
-        launch_partial<__half, float>(p, vec4, grid, stream);
-    else if (v16)
-        launch_partial<float, __half>(p, vec4, grid, stream);
-    else
-        launch_partial<float, float>(p, vec4, grid, stream);
+    with_kv_cache_types(a.k_type, a.v_type, [&](auto kt, auto vt) {
+        using KT = decltype(kt);
+        using VT = decltype(vt);
+        if (vec4)
+            attn_partial_kernel<KT, VT, 4><<<grid, kThreads, 0, stream>>>(p);
+        else
+            attn_partial_kernel<KT, VT, 1><<<grid, kThreads, 0, stream>>>(p);
+        CUDA_CHECK_LAUNCH();
+    });
     attn_combine_kernel<<<dim3(n_run, n_tokens), kThreads, 0, stream>>>(p);
     CUDA_CHECK_LAUNCH();
 }

@@ -1,11 +1,10 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
-#include <string>
 #include <type_traits>
 
-#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/kv-cache-types.cuh"
 #include "kernels-gpu/rope.h"
 
 namespace ember::gpu {
@@ -92,41 +91,23 @@ __global__ void rope_store_kv_kernel(float* __restrict__ q, int n_heads, const f
     if (idx < kv) v_cache[(int64_t)pos * kv_stride + idx] = to_cache<VT>(v[idx]);
 }
 
-template <typename KT, typename VT>
-void launch_store(int threads, float* q, int n_heads, const float* k, const float* v, int n_kv_heads, void* k_cache,
-                  void* v_cache, int64_t kv_stride, const int* pos, const RopeParams& p, float theta_scale,
-                  cudaStream_t stream) {
-    rope_store_kv_kernel<KT, VT><<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        q, n_heads, k, v, n_kv_heads, static_cast<KT*>(k_cache), static_cast<VT*>(v_cache), kv_stride, pos, p,
-        theta_scale);
-    CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_kv_heads, void* k_cache, DType k_type,
                    void* v_cache, DType v_type, int64_t kv_stride, const int* pos, const RopeParams& p,
                    cudaStream_t stream) {
-    for (const DType t : {k_type, v_type})
-        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
-            throw Error(std::string("gpu::rope_store_kv: KV cache of ") + dtype_name(k_type) + " keys and " +
-                        dtype_name(v_type) + " values, expected f32 or f16 for each");
+    check_kv_cache_types("gpu::rope_store_kv", k_type, v_type);
     const int threads = n_heads * (p.n_rot / 2) + 2 * n_kv_heads * p.head_dim;
     if (threads <= 0) return;
     const float theta_scale = std::pow(p.freq_base, -2.0f / (float)p.n_rot);  // as rope_tokens
-    const bool k16 = k_type == DType::DTYPE_F16, v16 = v_type == DType::DTYPE_F16;
-    if (k16 && v16)
-        launch_store<__half, __half>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
-                                     theta_scale, stream);
-    else if (k16)
-        launch_store<__half, float>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
-                                    theta_scale, stream);
-    else if (v16)
-        launch_store<float, __half>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
-                                    theta_scale, stream);
-    else
-        launch_store<float, float>(threads, q, n_heads, k, v, n_kv_heads, k_cache, v_cache, kv_stride, pos, p,
-                                   theta_scale, stream);
+    with_kv_cache_types(k_type, v_type, [&](auto kt, auto vt) {
+        using KT = decltype(kt);
+        using VT = decltype(vt);
+        rope_store_kv_kernel<KT, VT><<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+            q, n_heads, k, v, n_kv_heads, static_cast<KT*>(k_cache), static_cast<VT*>(v_cache), kv_stride, pos, p,
+            theta_scale);
+        CUDA_CHECK_LAUNCH();
+    });
 }
 
 void rope_tokens(float* x, int n_tokens, int n_heads, int pos0, const RopeParams& p, cudaStream_t stream) {

@@ -467,10 +467,9 @@ struct LlamaGpuState {
 
 std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, const LlamaModel& m, const LlamaGpu& g,
                                                       int n_ctx, DType k_type, DType v_type) {
-    for (const DType t : {k_type, v_type})
-        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
-            throw Error(std::string("GPU KV cache: ") + dtype_name(k_type) + " keys and " + dtype_name(v_type) +
-                        " values, expected f32 or f16 for each");
+    if (!kv_cache_type_supported(k_type) || !kv_cache_type_supported(v_type))
+        throw Error(std::string("GPU KV cache: ") + dtype_name(k_type) + " keys and " + dtype_name(v_type) +
+                    " values, expected f32 or f16 for each");
     // A prompt batch's F16 keys and values are computed in the gate and up scratch first (see BatchStep::attention).
     const bool half = k_type == DType::DTYPE_F16 || v_type == DType::DTYPE_F16;
     if (g.batch && half && info.kv_dim > info.n_ff)

@@ -185,7 +185,7 @@ void llama_write_hparams(GGUFWriter& w, const ModelInfo& info) {
 void llama_state_init(const ModelInfo& info, const LlamaModel& m, int n_ctx, int n_batch, int /*n_threads*/,
                       LlamaState& st, DType k_type, DType v_type) {
     for (DType t : {k_type, v_type})
-        if (t != DType::DTYPE_F32 && t != DType::DTYPE_F16)
+        if (!kv_cache_type_supported(t))
             throw Error(std::string("KV cache type ") + dtype_name(t) + ": expected f32 or f16");
     st.n_ctx = n_ctx;
     st.n_batch = n_batch;
