@@ -98,6 +98,16 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Q8_0/Q4_0 blocks per pipeline stage of the GEMV and the sparse gate/up (ember-gpu-bench, H200: 64 beat 128).
+constexpr int kQuantStageBlocks = 64;
+
+// A warp's copy of n_blocks (<= TB) blocks at src (16-byte aligned) into a stage: 16 bytes a lane at a time.
+template <DType T, int TB>
+__device__ __forceinline__ void stage_blocks_async(uint4* stage, const uint8_t* src, int64_t n_blocks, int lane) {
+    const int n_vecs = (int)(n_blocks * QuantStages<T, TB>::kBlockBytes / 16);
+    for (int i = lane; i < n_vecs; i += 32) cp_async16(&stage[i], src + 16 * i);
+}
+
 // Until at most N of this thread's committed groups are still in flight.
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {

@@ -16,7 +16,6 @@ namespace {
 
 constexpr int kThreads = 128;             // 4 warps per block
 constexpr int64_t kFewRows = 1024;        // below this, a whole block per row keeps the GPU busy
-constexpr int kQuantTile = 64;            // Q8_0/Q4_0 blocks per pipeline stage (ember-gpu-bench: 64 beat 128)
 constexpr int64_t kSplitRowsBelow = 4096;  // quantized rows: fewer than this share each row among 4 warps
 
 // W warps per row (1 or 4), kThreads / (32 W) rows per block.
@@ -65,9 +64,8 @@ __global__ void __launch_bounds__(kThreads)
     auto issue = [&](int64_t r, int t, int s) {
         if (r < n_rows && t < n_tiles) {
             const int64_t b0 = b_begin + (int64_t)t * TB;
-            const int n_vecs = (int)(min((int64_t)TB, b_end - b0) * S::kBlockBytes / 16);
-            const uint8_t* src = w + r * row_bytes + b0 * S::kBlockBytes;
-            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], src + 16 * i);
+            stage_blocks_async<T, TB>(stages[warp][s], w + r * row_bytes + b0 * S::kBlockBytes,
+                                      min((int64_t)TB, b_end - b0), lane);
         }
         cp_async_commit();
     };
@@ -138,11 +136,11 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
             // ember-gpu-bench --shape 70b, H200: a row per warp for many rows; 4 warps a row below 4096 rows (k
             // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count.
             if (n_rows < kSplitRowsBelow)
-                launch_quant_async<T, kQuantTile, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+                launch_quant_async<T, kQuantStageBlocks, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             else if (n_cols >= 3 * n_rows)
-                launch_quant_async<T, kQuantTile, 2>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+                launch_quant_async<T, kQuantStageBlocks, 2>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             else
-                launch_quant_async<T, kQuantTile, 1>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+                launch_quant_async<T, kQuantStageBlocks, 1>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             return;
         }
     }

@@ -13,7 +13,6 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int64_t kMaxGateUpBlocks = 1024;  // 4096 warps: one neuron each up to k = 4096
-constexpr int kQuantTile = 64;               // gate/up: Q8_0/Q4_0 blocks per pipeline stage, as in matvec
 constexpr int kSplits = 128;                // down: interleaved subsets of the active list, one sum each
                                             // (ember-gpu-bench, H200: 128 beat 64, 256 and 512)
 constexpr int kNeuronsInFlight = 4;         // down: rows whose loads one thread issues before using them
@@ -67,8 +66,7 @@ __global__ void __launch_bounds__(kThreads)
     auto issue = [&](int64_t j, int part, int t, int s) {
         if (j < k) {
             const uint8_t* src = (part == 0 ? gate : up) + (size_t)active[j] * row_bytes + (size_t)t * TB * S::kBlockBytes;
-            const int n_vecs = tile_blocks(t) * S::kBlockBytes / 16;
-            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], src + 16 * i);
+            stage_blocks_async<T, TB>(stages[warp][s], src, tile_blocks(t), lane);
         }
         cp_async_commit();
     };
@@ -217,7 +215,7 @@ void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     const auto* up = static_cast<const uint8_t*>(w.w_up);
     if constexpr (dtype_is_quant(T)) {
         if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb)) {
-            gate_up_quant_kernel<T, kQuantTile>
+            gate_up_quant_kernel<T, kQuantStageBlocks>
                 <<<(unsigned)blocks, kThreads, 0, stream>>>(gate, up, xq, active, k, h, w.dim, rb, w.act);
             CUDA_CHECK_LAUNCH();
             return;
