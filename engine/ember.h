@@ -140,7 +140,6 @@ private:
     KvType planned_cache_type_v_ = KvType::KV_TYPE_F32;
 };
 
-
 struct SessionParams {
     int n_ctx = 0;        // context length in tokens; 0 = the model's training context, at most 4096
     int n_threads = 0;    // 0 = number of physical cores (hardware threads / 2 where SMT), at least 1

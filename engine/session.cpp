@@ -36,10 +36,6 @@ const char* kv_type_name(KvType t) { return t == KvType::KV_TYPE_F16 ? "f16" : "
 
 DType kv_dtype(KvType t) { return t == KvType::KV_TYPE_F16 ? DType::DTYPE_F16 : DType::DTYPE_F32; }
 
-namespace {
-
-}  // namespace
-
 Session::Session(const Model& model, const SessionParams& params) : model_(model), state_(new SessionState()) {
     const ModelInfo& info = model.info();
     SessionParams p = params;

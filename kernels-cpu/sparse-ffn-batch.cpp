@@ -109,8 +109,8 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
 
     // sparse_down's groups of each token's list: token t's k_t listed neurons in sparse_down_groups(k_t) runs of
     // consecutive list positions; group g of token t starts at use[group_at[t * kGroupSlots + g]] (its fired
-    // neurons), the last slot at start[t + 1].
-    constexpr int kGroupSlots = 8;  // more than sparse_down_groups ever gives
+    // neurons), the slot after its last group at start[t + 1].
+    constexpr int kGroupSlots = kSparseDownMaxGroups + 1;
     std::vector<int64_t> listed(n, 0);
     for (int64_t j = 0; j < k; j++)
         for (uint32_t b = masks[j]; b != 0; b &= b - 1) listed[__builtin_ctz(b)]++;
@@ -121,14 +121,13 @@ void sparse_ffn_batch(const SparseGateUpWeights& w, const void* xq, size_t xq_st
         std::vector<int> cur(n, 0);
         for (int t = 0; t < n; t++) {
             n_groups[t] = (int)sparse_down_groups(listed[t]);
-            if (n_groups[t] >= kGroupSlots) throw std::logic_error("sparse_ffn_batch: too many groups");
             group_at[(size_t)t * kGroupSlots] = start[t];
         }
         for (int64_t j = 0; j < k; j++) {
             for (uint32_t b = masks[j]; b != 0; b &= b - 1) {
                 const int t = __builtin_ctz(b);
                 const int64_t p = pos[t]++, kt = listed[t];
-                while (cur[t] + 1 < n_groups[t] && p >= kt * (cur[t] + 1) / n_groups[t])
+                while (cur[t] + 1 < n_groups[t] && p >= sparse_down_group_begin(kt, n_groups[t], cur[t] + 1))
                     group_at[(size_t)t * kGroupSlots + ++cur[t]] = start[t] + fired_seen[t];
                 if (fired[j] >> t & 1u) fired_seen[t]++;
             }

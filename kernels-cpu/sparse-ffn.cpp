@@ -21,7 +21,6 @@ constexpr int64_t kGateBlock = 64;    // gate/up: neurons whose gate rows are re
 constexpr int64_t kGateLead = 16384;  // gate/up: prefetch distance in bytes of rows (at least one row)
 constexpr int64_t kTile = 64;         // down: y slices are whole tiles; a multiple of every block size (32)
 constexpr int64_t kDownGroupNeurons = 256;  // down: listed neurons per group, at least
-constexpr int64_t kDownMaxGroups = 4;       // down: groups of the list at most (partials of dim floats each)
 constexpr int64_t kDownMaxSlices = 256;     // down: slices of y at most
 constexpr int64_t kSub = 4096;        // down: y elements (16 KiB) kept in L1 while the neurons' segments stream
 constexpr int64_t kBatch = 512;       // down: neurons per axpy_rows call (row pointers and scales on the stack)
@@ -159,7 +158,7 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     });
 }
 
-int64_t sparse_down_groups(int64_t k) { return std::clamp<int64_t>(k / kDownGroupNeurons, 1, kDownMaxGroups); }
+int64_t sparse_down_groups(int64_t k) { return std::clamp<int64_t>(k / kDownGroupNeurons, 1, kSparseDownMaxGroups); }
 
 size_t sparse_down_scratch_floats(int64_t k, int64_t dim) {
     const int64_t g = sparse_down_groups(k);
@@ -176,9 +175,8 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
     // as long as the groups allow; the groups depend on k alone, the slices on the thread count.
     const int64_t n_groups = sparse_down_groups(k);
     const int64_t n_tiles = (dim + kTile - 1) / kTile;
-    const int64_t want_slices = ((int64_t)pool.size() + n_groups - 1) / n_groups;
-    const int64_t tiles_per_slice = (n_tiles + std::min(want_slices, kDownMaxSlices) - 1) /
-                                    std::min(want_slices, kDownMaxSlices);
+    const int64_t want_slices = std::min(((int64_t)pool.size() + n_groups - 1) / n_groups, kDownMaxSlices);
+    const int64_t tiles_per_slice = (n_tiles + want_slices - 1) / want_slices;
     const int64_t n_slices = (n_tiles + tiles_per_slice - 1) / tiles_per_slice;
     std::atomic<int> arrived[kDownMaxSlices];  // per slice: groups done
     for (int64_t s = 0; s < n_slices; s++) arrived[s].store(0, std::memory_order_relaxed);
@@ -188,7 +186,8 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
         for (int64_t item = i0; item < i1; item++) {
             const int64_t sl = item / n_groups, g = item % n_groups;
             const int64_t e0 = sl * tiles_per_slice * kTile, e1 = std::min(dim, e0 + tiles_per_slice * kTile);
-            const int64_t j0 = k * g / n_groups, j1 = k * (g + 1) / n_groups;
+            const int64_t j0 = sparse_down_group_begin(k, n_groups, g);
+            const int64_t j1 = sparse_down_group_begin(k, n_groups, g + 1);
             float* out = n_groups == 1 ? y : scratch + g * dim;
             for (int64_t s0 = e0; s0 < e1; s0 += kSub) {
                 // Sub-slice [s0, s0 + len) stays in L1 while the group's segments stream through it.

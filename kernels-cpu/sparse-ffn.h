@@ -64,8 +64,11 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, int64_t k, float* y,
                  int64_t dim, float* scratch, ThreadPool& pool);
 
-// Groups sparse_down cuts a list of k neurons into, and the scratch floats it needs for them (rows of dim).
+// Groups sparse_down cuts a list of k neurons into (1 to kSparseDownMaxGroups), the list position where group g of
+// n_groups begins (g == n_groups: k), and the scratch floats it needs for them (rows of dim).
+constexpr int64_t kSparseDownMaxGroups = 4;
 int64_t sparse_down_groups(int64_t k);
+inline int64_t sparse_down_group_begin(int64_t k, int64_t n_groups, int64_t g) { return k * g / n_groups; }
 size_t sparse_down_scratch_floats(int64_t k, int64_t dim);
 
 // Scratch floats sparse_ffn needs for up to k active neurons and rows of dim elements: one partial y per chunk.
