@@ -8,6 +8,7 @@
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/kv-cache-types.cuh"
+#include "kernels-gpu/launch.cuh"
 
 namespace ember::gpu {
 
@@ -75,6 +76,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 // (float or __half); VEC: elements per load (4 or 1).
 template <typename KT, typename VT, int VEC>
 __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
     const int h = p.head_begin + hh;
     const int n_kv = first_n_kv(p) + tok;
@@ -178,6 +181,8 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
 
 // Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int hh = blockIdx.x, tok = blockIdx.y;
     const int n_splits = (first_n_kv(p) + tok + kChunk - 1) / kChunk;
     const int64_t idx0 = ((int64_t)tok * p.n_run + hh) * p.n_splits;
@@ -236,13 +241,11 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
         using KT = decltype(kt);
         using VT = decltype(vt);
         if (vec4)
-            attn_partial_kernel<KT, VT, 4><<<grid, kThreads, 0, stream>>>(p);
+            launch_chained(attn_partial_kernel<KT, VT, 4>, grid, dim3(kThreads), 0, stream, p);
         else
-            attn_partial_kernel<KT, VT, 1><<<grid, kThreads, 0, stream>>>(p);
-        CUDA_CHECK_LAUNCH();
+            launch_chained(attn_partial_kernel<KT, VT, 1>, grid, dim3(kThreads), 0, stream, p);
     });
-    attn_combine_kernel<<<dim3(n_run, n_tokens), kThreads, 0, stream>>>(p);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(attn_combine_kernel, dim3(n_run, n_tokens), dim3(kThreads), 0, stream, p);
 }
 
 }  // namespace

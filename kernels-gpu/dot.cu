@@ -6,6 +6,7 @@
 #include "kernels-cpu/dot.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
+#include "kernels-gpu/launch.cuh"
 
 namespace ember::gpu {
 
@@ -16,6 +17,8 @@ constexpr int kThreads = 128;
 // One warp per 32-element block, as quantize_row's Q8_0: the same float operations, so the same quants and scale.
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int8_t* __restrict__ qs, float* __restrict__ d_out,
                                    int64_t n_blocks) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks) return;  // uniform per warp
@@ -54,8 +57,7 @@ void dot_prepare_vec(DType weight_type, const float* x, void* xq, int64_t n, cud
     auto* qs = static_cast<int8_t*>(xq);
     auto* d = reinterpret_cast<float*>(qs + n);
     const int64_t grid = (n_blocks * 32 + kThreads - 1) / kThreads;
-    quantize_q8_kernel<<<(unsigned)grid, kThreads, 0, stream>>>(x, qs, d, n_blocks);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(quantize_q8_kernel, dim3((unsigned)grid), dim3(kThreads), 0, stream, x, qs, d, n_blocks);
 }
 
 }  // namespace ember::gpu

@@ -2,6 +2,7 @@
 
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/launch.cuh"
 
 namespace ember::gpu {
 
@@ -12,16 +13,22 @@ constexpr int kThreads = 256;
 int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
 
 __global__ void f32_to_f16_kernel(uint16_t* dst, const float* x, int64_t n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = __half_as_ushort(__float2half_rn(x[i]));
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
 }
 
 __global__ void reglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         const float g = gate[i];
@@ -30,6 +37,8 @@ __global__ void reglu_kernel(float* out, const float* gate, const float* up, int
 }
 
 __global__ void swiglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         const float g = gate[i];
@@ -38,6 +47,8 @@ __global__ void swiglu_kernel(float* out, const float* gate, const float* up, in
 }
 
 __global__ void count_nonzero_kernel(const float* h, const int32_t* k, int32_t* out) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     __shared__ int32_t partial[kThreads];
     int32_t c = 0;
     for (int32_t j = threadIdx.x; j < *k; j += kThreads) c += h[j] != 0.0f;
@@ -53,6 +64,8 @@ __global__ void count_nonzero_kernel(const float* h, const int32_t* k, int32_t* 
 // One block per row.
 __global__ void mask_predicted_kernel(float* h, int64_t ld_h, const float* scores, int64_t ld_s, int n_cols,
                                       float threshold, int32_t* predicted, int32_t* fired) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     __shared__ int32_t part_p[kThreads], part_f[kThreads];
     float* hr = h + (int64_t)blockIdx.x * ld_h;
     const float* sr = scores + (int64_t)blockIdx.x * ld_s;
@@ -83,38 +96,32 @@ __global__ void mask_predicted_kernel(float* h, int64_t ld_h, const float* score
 void mask_predicted(float* h, int64_t ld_h, const float* scores, int64_t ld_scores, int n_rows, int n_cols,
                     float threshold, int32_t* predicted, int32_t* fired, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    mask_predicted_kernel<<<n_rows, kThreads, 0, stream>>>(h, ld_h, scores, ld_scores, n_cols, threshold, predicted,
-                                                           fired);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(mask_predicted_kernel, dim3(n_rows), dim3(kThreads), 0, stream, h, ld_h, scores, ld_scores, n_cols,
+                   threshold, predicted, fired);
 }
 
 void count_nonzero(const float* h, const int32_t* k, int32_t* out, cudaStream_t stream) {
-    count_nonzero_kernel<<<1, kThreads, 0, stream>>>(h, k, out);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(count_nonzero_kernel, dim3(1), dim3(kThreads), 0, stream, h, k, out);
 }
 
 void f32_to_f16(uint16_t* dst, const float* x, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    f32_to_f16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, x, n);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(f32_to_f16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, dst, x, n);
 }
 
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(add_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, x, y, n);
 }
 
 void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    reglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, gate, up, n);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(reglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n);
 }
 
 void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, gate, up, n);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n);
 }
 
 }  // namespace ember::gpu

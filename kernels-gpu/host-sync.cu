@@ -1,5 +1,6 @@
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/host-sync.h"
+#include "kernels-gpu/launch.cuh"
 
 namespace ember::gpu {
 
@@ -7,6 +8,8 @@ namespace {
 
 // One thread polls the host's counter over the bus; the sleep keeps the polling from flooding it.
 __global__ void wait_kernel(const volatile uint32_t* counter, uint32_t target) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     while ((int32_t)(*counter - target) < 0) __nanosleep(200);
     __threadfence_system();  // the host's data, stored before the counter, is read after it
 }
@@ -16,6 +19,8 @@ constexpr int kCopyThreads = 1024;  // one block: its barrier orders every copie
 __global__ void __launch_bounds__(kCopyThreads)
     copy_signal_kernel(float* dst_a, const float* __restrict__ src_a, int64_t n_a, float* dst_b,
                        const float* __restrict__ src_b, int64_t n_b, volatile uint32_t* counter, uint32_t value) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     for (int64_t i = threadIdx.x; i < n_a; i += kCopyThreads) __stwt(dst_a + i, src_a[i]);
     for (int64_t i = threadIdx.x; i < n_b; i += kCopyThreads) __stwt(dst_b + i, src_b[i]);
     __syncthreads();
@@ -28,6 +33,8 @@ __global__ void __launch_bounds__(kCopyThreads)
 constexpr int kAddThreads = 256;
 
 __global__ void add_from_host_kernel(float* __restrict__ x, const float* __restrict__ y, const float* z, int64_t n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * kAddThreads + threadIdx.x;
     if (i >= n) return;
     const float zi = __ldcv(z + i);  // never a cached copy of an earlier step's values
@@ -38,20 +45,18 @@ __global__ void add_from_host_kernel(float* __restrict__ x, const float* __restr
 
 void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
                              int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream) {
-    copy_signal_kernel<<<1, kCopyThreads, 0, stream>>>(dst_a, src_a, n_a, dst_b, src_b, n_b, counter, value);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(copy_signal_kernel, dim3(1), dim3(kCopyThreads), 0, stream, dst_a, src_a, n_a, dst_b, src_b, n_b,
+                   counter, value);
 }
 
 void add_from_host(float* x, const float* y, const float* z_host, int64_t n, cudaStream_t stream) {
     if (n <= 0) return;
-    add_from_host_kernel<<<(unsigned)((n + kAddThreads - 1) / kAddThreads), kAddThreads, 0, stream>>>(x, y, z_host,
-                                                                                                       n);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(add_from_host_kernel, dim3((unsigned)((n + kAddThreads - 1) / kAddThreads)), dim3(kAddThreads), 0,
+                   stream, x, y, z_host, n);
 }
 
 void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaStream_t stream) {
-    wait_kernel<<<1, 1, 0, stream>>>(counter, target);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(wait_kernel, dim3(1), dim3(1), 0, stream, counter, target);
 }
 
 

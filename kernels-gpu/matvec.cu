@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot-device.cuh"
+#include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/matmul.h"
 
 namespace ember::gpu {
@@ -22,6 +23,8 @@ constexpr int64_t kSplitRowsBelow = 4096;  // quantized rows: fewer than this sh
 template <DType T, int U, int W>
 __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
                               int64_t n_rows, int64_t n_cols, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     constexpr int G = 32 * W;
     const int g = threadIdx.x % G;
     const int64_t r = (int64_t)blockIdx.x * (kThreads / G) + threadIdx.x / G;
@@ -47,6 +50,8 @@ template <DType T, int TB, int W>
 __global__ void __launch_bounds__(kThreads)
     matvec_quant_async_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
                               int64_t n_rows, int64_t n_cols, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     using S = QuantStages<T, TB>;
     constexpr int kWarps = kThreads / 32, kRows = kWarps / W;
     __shared__ uint4 stages[kWarps][2][S::kVecs];
@@ -123,8 +128,8 @@ void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_ro
     static const int64_t resident = resident_blocks(matvec_quant_async_kernel<T, TB, W>);
     constexpr int64_t kRows = kThreads / 32 / W;
     const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
-    matvec_quant_async_kernel<T, TB, W><<<(unsigned)grid, kThreads, 0, stream>>>(w, xq, y, n_rows, n_cols, row_bytes);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(matvec_quant_async_kernel<T, TB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
+                   n_rows, n_cols, row_bytes);
 }
 
 template <DType T, int U>
@@ -145,13 +150,14 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
         }
     }
     if (n_rows < kFewRows) {
-        matvec_kernel<T, U, 4><<<(unsigned)n_rows, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
+        launch_chained(matvec_kernel<T, U, 4>, dim3((unsigned)n_rows), dim3(kThreads), 0, stream, wb, xq, y, n_rows,
+                       n_cols, row_bytes);
     } else {
         const int64_t rows_per_block = kThreads / 32;
         const int64_t grid = (n_rows + rows_per_block - 1) / rows_per_block;
-        matvec_kernel<T, U, 1><<<(unsigned)grid, kThreads, 0, stream>>>(wb, xq, y, n_rows, n_cols, row_bytes);
+        launch_chained(matvec_kernel<T, U, 1>, dim3((unsigned)grid), dim3(kThreads), 0, stream, wb, xq, y, n_rows,
+                       n_cols, row_bytes);
     }
-    CUDA_CHECK_LAUNCH();
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

@@ -1,4 +1,5 @@
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/norm.h"
 
 namespace ember::gpu {
@@ -9,6 +10,8 @@ constexpr int kThreads = 256;
 
 // One block per row: a strided sum of squares, reduced through warp shuffles then shared memory.
 __global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int64_t n, float eps) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const float* xr = x + blockIdx.x * n;
     float* yr = out + blockIdx.x * n;
     float sum = 0.0f;
@@ -31,8 +34,7 @@ __global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int64
 
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps, int n_rows, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    rmsnorm_kernel<<<n_rows, kThreads, 0, stream>>>(out, x, w, n, eps);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(rmsnorm_kernel, dim3(n_rows), dim3(kThreads), 0, stream, out, x, w, n, eps);
 }
 
 }  // namespace ember::gpu

@@ -3,6 +3,7 @@
 #include "kernels-cpu/dot.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
+#include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/matmul.h"
 #include "kernels-gpu/predictor.h"
 
@@ -15,6 +16,8 @@ constexpr int kScanThreads = 1024;  // 32 warps: the warp totals fit one warp's 
 constexpr int kScanItems = 4;       // consecutive scores per thread and pass
 
 __global__ void relu_kernel(float* __restrict__ x, int n) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
@@ -33,6 +36,8 @@ __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
 __global__ void __launch_bounds__(kScanThreads)
     compact_kernel(const float* __restrict__ scores, int n, float threshold, int32_t* __restrict__ active,
                    int32_t* __restrict__ count) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     __shared__ int warp_total[kScanThreads / 32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int base = 0;  // indices written by earlier passes
@@ -75,8 +80,8 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
         xq = s.xq;
     }
     gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
-    relu_kernel<<<(p.rank + kReluThreads - 1) / kReluThreads, kReluThreads, 0, stream>>>(s.hidden, p.rank);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(relu_kernel, dim3((p.rank + kReluThreads - 1) / kReluThreads), dim3(kReluThreads), 0, stream,
+                   s.hidden, p.rank);
     const void* hq = s.hidden;
     if (!float_vec) {
         gpu::dot_prepare_vec(p.type, s.hidden, s.xq, p.rank, stream);
@@ -88,8 +93,7 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,
                       cudaStream_t stream) {
     if (n_ff < 0) n_ff = 0;  // an empty list: the kernel still writes *count = 0
-    compact_kernel<<<1, kScanThreads, 0, stream>>>(scores, n_ff, threshold, active, count);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(compact_kernel, dim3(1), dim3(kScanThreads), 0, stream, scores, n_ff, threshold, active, count);
 }
 
 }  // namespace ember::gpu

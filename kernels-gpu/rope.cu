@@ -5,6 +5,7 @@
 
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/kv-cache-types.cuh"
+#include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/rope.h"
 
 namespace ember::gpu {
@@ -16,6 +17,8 @@ constexpr int kThreads = 256;
 // One thread per (head, pair) of one token (blockIdx.y). theta_i = pos * theta_scale^i is built by i multiplications,
 // as the CPU loop builds it, so the angles are the same floats.
 __global__ void rope_kernel(float* __restrict__ x, int n_heads, int pos0, RopeParams p, float theta_scale) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int half = p.n_rot / 2;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n_heads * half) return;
@@ -66,6 +69,8 @@ __global__ void rope_store_kv_kernel(float* __restrict__ q, int n_heads, const f
                                      const float* __restrict__ v, int n_kv_heads, KT* __restrict__ k_cache,
                                      VT* __restrict__ v_cache, int64_t kv_stride, const int* __restrict__ pos_dev,
                                      RopeParams p, float theta_scale) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int half = p.n_rot / 2;
     const int pos = *pos_dev;
     const int q_pairs = n_heads * half, kv = n_kv_heads * p.head_dim;
@@ -103,10 +108,9 @@ void rope_store_kv(float* q, int n_heads, const float* k, const float* v, int n_
     with_kv_cache_types(k_type, v_type, [&](auto kt, auto vt) {
         using KT = decltype(kt);
         using VT = decltype(vt);
-        rope_store_kv_kernel<KT, VT><<<(threads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-            q, n_heads, k, v, n_kv_heads, static_cast<KT*>(k_cache), static_cast<VT*>(v_cache), kv_stride, pos, p,
-            theta_scale);
-        CUDA_CHECK_LAUNCH();
+        launch_chained(rope_store_kv_kernel<KT, VT>, dim3((threads + kThreads - 1) / kThreads), dim3(kThreads), 0,
+                       stream, q, n_heads, k, v, n_kv_heads, static_cast<KT*>(k_cache), static_cast<VT*>(v_cache),
+                       kv_stride, pos, p, theta_scale);
     });
 }
 
@@ -115,8 +119,7 @@ void rope_tokens(float* x, int n_tokens, int n_heads, int pos0, const RopeParams
     if (n_tokens <= 0 || pairs <= 0) return;
     const float theta_scale = std::pow(p.freq_base, -2.0f / (float)p.n_rot);  // the CPU's expression, on the host
     const dim3 grid((pairs + kThreads - 1) / kThreads, n_tokens);
-    rope_kernel<<<grid, kThreads, 0, stream>>>(x, n_heads, pos0, p, theta_scale);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(rope_kernel, grid, dim3(kThreads), 0, stream, x, n_heads, pos0, p, theta_scale);
 }
 
 void rope(float* x, int n_heads, int pos, const RopeParams& p, cudaStream_t stream) {

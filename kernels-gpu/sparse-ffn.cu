@@ -4,6 +4,7 @@
 #include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot-device.cuh"
+#include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/sparse-ffn.h"
 
 namespace ember::gpu {
@@ -26,6 +27,8 @@ __global__ void __launch_bounds__(kThreads)
     gate_up_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
                    const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
                    int64_t dim, size_t row_bytes, SparseAct act) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     const int k = *k_dev;
     const int lane = threadIdx.x % 32;
     auto dot = [&](const uint8_t* row) { return warp_sum(row_dot_partial<T, U, 32>(row, xq, dim, lane)); };
@@ -52,6 +55,8 @@ __global__ void __launch_bounds__(kThreads)
     gate_up_quant_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
                          const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
                          int64_t dim, size_t row_bytes, SparseAct act) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     using S = QuantStages<T, TB>;
     __shared__ uint4 stages[kWarps][2][S::kVecs];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -124,6 +129,8 @@ template <DType T, int U>
 __global__ void __launch_bounds__(kThreads * kRowGroups)
     down_partial_kernel(const uint8_t* __restrict__ w, const float* __restrict__ h, const int32_t* __restrict__ active,
                         const int32_t* __restrict__ k_dev, float* __restrict__ part, int64_t dim, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     __shared__ float groups[kRowGroups - 1][U][kThreads];  // groups 1.. for group 0 to add
     const int tx = threadIdx.x, g = threadIdx.y;
     const int64_t c = ((int64_t)blockIdx.x * kThreads + tx) * U;
@@ -180,6 +187,8 @@ __global__ void __launch_bounds__(kThreads * kRowGroups)
 constexpr int kReduceWarps = 8;
 __global__ void __launch_bounds__(32 * kReduceWarps)
     down_reduce_kernel(const float* __restrict__ part, float* __restrict__ y, int64_t dim) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     __shared__ float sums[kReduceWarps][32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int64_t c = (int64_t)blockIdx.x * 32 + lane;
@@ -215,14 +224,13 @@ void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     const auto* up = static_cast<const uint8_t*>(w.w_up);
     if constexpr (dtype_is_quant(T)) {
         if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb)) {
-            gate_up_quant_kernel<T, kQuantStageBlocks>
-                <<<(unsigned)blocks, kThreads, 0, stream>>>(gate, up, xq, active, k, h, w.dim, rb, w.act);
-            CUDA_CHECK_LAUNCH();
+            launch_chained(gate_up_quant_kernel<T, kQuantStageBlocks>, dim3((unsigned)blocks), dim3(kThreads), 0,
+                           stream, gate, up, xq, active, k, h, w.dim, rb, w.act);
             return;
         }
     }
-    gate_up_kernel<T, U><<<(unsigned)blocks, kThreads, 0, stream>>>(gate, up, xq, active, k, h, w.dim, rb, w.act);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(gate_up_kernel<T, U>, dim3((unsigned)blocks), dim3(kThreads), 0, stream, gate, up, xq, active, k, h,
+                   w.dim, rb, w.act);
 }
 
 template <DType T>
@@ -239,11 +247,10 @@ void launch_down(const void* w, const float* h, const int32_t* active, const int
                  float* scratch, cudaStream_t stream) {
     const int64_t cols_per_block = (int64_t)kThreads * U;
     const dim3 grid((unsigned)((dim + cols_per_block - 1) / cols_per_block), kPartials);
-    down_partial_kernel<T, U><<<grid, dim3(kThreads, kRowGroups), 0, stream>>>(static_cast<const uint8_t*>(w), h, active, k, scratch, dim,
-                                                             dtype_row_bytes(T, dim));
-    CUDA_CHECK_LAUNCH();
-    down_reduce_kernel<<<(unsigned)((dim + 31) / 32), 32 * kReduceWarps, 0, stream>>>(scratch, y, dim);
-    CUDA_CHECK_LAUNCH();
+    launch_chained(down_partial_kernel<T, U>, grid, dim3(kThreads, kRowGroups), 0, stream,
+                   static_cast<const uint8_t*>(w), h, active, k, scratch, dim, dtype_row_bytes(T, dim));
+    launch_chained(down_reduce_kernel, dim3((unsigned)((dim + 31) / 32)), dim3(32 * kReduceWarps), 0, stream, scratch,
+                   y, dim);
 }
 
 template <DType T>

@@ -14,12 +14,45 @@
 #include "kernels-cpu/rope.h"
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/launch.cuh"
+#include "kernels-gpu/matmul.h"
 #include "kernels-gpu/norm.h"
 #include "kernels-gpu/rope.h"
 #include "tests/kernels-gpu-test-util.h"
 
 namespace ember::gpu_test {
 namespace {
+
+// Chained launches (kernels-gpu/launch.cuh): a kernel that may be scheduled before the previous one ends still reads
+// that kernel's finished output. An F32 matrix-vector product over 512 MiB (hundreds of microseconds) writes y over
+// NaNs, and the residual addition launched right behind it must add the finished y, on every repetition.
+TEST_F(Gpu, ChainedKernelReadsFinishedOutput) {
+    int dev = 0, major = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    EXPECT_EQ(gpu::chained_launches_supported(), major >= 9);
+
+    const int64_t rows = 4096, cols = 32768;
+    DeviceMem w((size_t)rows * cols * sizeof(float));
+    CUDA_CHECK(cudaMemset(w.as(), 0x3c, w.bytes()));  // every weight 0x3c3c3c3c, about 0.0115
+    DeviceMem ones(std::vector<float>(cols, 1.0f)), y(rows * sizeof(float)), x(rows * sizeof(float));
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (int rep = 0; rep < 4; rep++) {
+        const std::vector<float> x0 = randn(rows, 1.0f, 40 + rep);
+        x.fill_from(x0);
+        CUDA_CHECK(cudaMemsetAsync(y.as(), 0xff, y.bytes(), s));  // NaN
+        gpu::matvec(DType::DTYPE_F32, w.as(), ones.as(), y.as<float>(), rows, cols, s);
+        gpu::add_inplace(x.as<float>(), y.as<float>(), rows, s);
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        const std::vector<float> got = x.to_host<float>(), yv = y.to_host<float>();
+        for (int64_t i = 0; i < rows; i++) {
+            ASSERT_TRUE(std::isfinite(yv[i]) && yv[i] > 300.0f) << "y[" << i << "] = " << yv[i];
+            ASSERT_EQ(got[i], x0[i] + yv[i]) << "repetition " << rep << ", element " << i;
+        }
+    }
+    CUDA_CHECK(cudaStreamDestroy(s));
+}
 
 // Tolerance: float rounding of a sum of n squares and one multiply, relative.
 TEST_F(Gpu, RmsNormMatchesCpu) {
