@@ -10,7 +10,8 @@
 //   - wait_for_previous_kernel() is its first statement: nothing in global memory is read or written before it, so
 //     neither the previous kernel's outputs nor its inputs can be touched early;
 //   - release_next_kernel() comes right after it, so at most one kernel waits ahead of the running one.
-// On devices before 9.0 the launch is an ordinary one and both calls compile to nothing.
+// On devices before 9.0, and for code compiled for an older virtual architecture, the launch is an ordinary one and
+// both calls compile to nothing.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -32,11 +33,19 @@ __device__ __forceinline__ void release_next_kernel() {
 #endif
 }
 
-// Whether launches on the current device are chained: compute capability 9.0 or later. Cached per device.
+// Whether launches on the current device can be chained: compute capability 9.0 or later. Cached per device.
 bool chained_launches_supported();
 
-// kernel<<<grid, block, smem, stream>>>(args...), chained to the previous kernel where the device supports it; the
-// launch is checked (CUDA_CHECK).
+// Whether the kernel's loaded image holds the waits: its code was compiled for virtual architecture 9.0 or later
+// (a build whose architecture list stops below 90 runs on a newer card from older PTX, without them). Cached per
+// kernel.
+bool kernel_waits_for_previous(const void* kernel);
+
+// Whether this library's kernels are launched chained on the current device (both of the above).
+bool chained_launches_active();
+
+// kernel<<<grid, block, smem, stream>>>(args...), chained to the previous kernel where the device and the kernel's
+// image support it; the launch is checked (CUDA_CHECK).
 template <typename... Params, typename... Args>
 void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                     Args&&... args) {
@@ -48,7 +57,7 @@ void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t sme
     cudaLaunchAttribute attr[1] = {};
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    if (chained_launches_supported()) {
+    if (chained_launches_supported() && kernel_waits_for_previous(reinterpret_cast<const void*>(kernel))) {
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }

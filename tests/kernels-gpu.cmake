@@ -23,3 +23,7 @@ if(EMBER_CUDA)
   ember_gtest(test-predictor-train-gpu SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/predictor-train-gpu-test.cpp
               LABELS "gpu" LIBS ember-kernels-gpu)
 endif()
+
+# The chained-launch rule on the kernel sources (no GPU needed).
+ember_gtest(test-kernels-gpu-chained-source SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/kernels-gpu-chained-source-test.cpp
+            LABELS unit)
