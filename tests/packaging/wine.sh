@@ -70,6 +70,7 @@ fi
 echo "ok: $(echo "$out" | tr -d '\r')"
 
 step "ember-server.exe: POST /completion"
+: >"$tmp/server.log"  # exists before the first read below: the background redirection may come after it
 "$WINE" bin/ember-server.exe -m share/ember/stories260K.gguf --port 0 2>"$tmp/server.log" &
 server_pid=$!
 port=""
