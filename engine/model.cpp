@@ -155,6 +155,7 @@ std::string Model::chat_template() const { return file_->get_string("tokenizer.c
 std::string version_string() {
     std::string s = "ember 0.1.0 (cpu: ";
     s += dot_simd_level();
+    s += std::string(", prefetch to ") + dot_prefetch_level_name();
 #if defined(EMBER_OPENBLAS)
     s += ", blas: openblas";
 #elif defined(EMBER_ONEDNN)

@@ -24,7 +24,14 @@ constexpr int kRows = 4;              // rows per pass in dot_rows
 // matters for short quantized rows). The last group of a call prefetches kPrefetchBytes ahead in its own rows.
 constexpr int kPrefetchBytes = 1024;
 
-inline void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+// Into L1 (prefetcht0), or into L2 (prefetcht1) in the tables compiled with EMBER_PREFETCH_L2 (dot-l2-*.cpp).
+inline void prefetch(const void* p) {
+#if defined(EMBER_PREFETCH_L2)
+    _mm_prefetch((const char*)p, _MM_HINT_T1);
+#else
+    _mm_prefetch((const char*)p, _MM_HINT_T0);
+#endif
+}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -443,7 +450,11 @@ const DotKernels kAvx2 = {"avx2", avx2_dot_row, avx2_dot_rows, avx2_dequantize_r
 
 }  // namespace
 
+#if defined(EMBER_PREFETCH_L2)
+const DotKernels* dot_kernels_avx2_l2() { return &kAvx2; }
+#else
 const DotKernels* dot_kernels_avx2() { return &kAvx2; }
+#endif
 
 }  // namespace ember
 #endif  // EMBER_X86

@@ -25,7 +25,14 @@ constexpr int kRows = 4;              // rows per pass in dot_rows
 // matters for short quantized rows). The last group of a call prefetches kPrefetchBytes ahead in its own rows.
 constexpr int kPrefetchBytes = 1024;
 
-inline void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+// Into L1 (prefetcht0), or into L2 (prefetcht1) in the tables compiled with EMBER_PREFETCH_L2 (dot-l2-*.cpp).
+inline void prefetch(const void* p) {
+#if defined(EMBER_PREFETCH_L2)
+    _mm_prefetch((const char*)p, _MM_HINT_T1);
+#else
+    _mm_prefetch((const char*)p, _MM_HINT_T0);
+#endif
+}
 
 // ---- float weights: 16 elements per vector ----
 struct F32W {
@@ -645,8 +652,12 @@ const DotKernels kAvx512 = {"avx512",              avx512_dot_row,          avx5
 
 }  // namespace
 
-#if defined(EMBER_AVX512_VNNI)
+#if defined(EMBER_AVX512_VNNI) && defined(EMBER_PREFETCH_L2)
+const DotKernels* dot_kernels_avx512vnni_l2() { return &kAvx512; }
+#elif defined(EMBER_AVX512_VNNI)
 const DotKernels* dot_kernels_avx512vnni() { return &kAvx512; }
+#elif defined(EMBER_PREFETCH_L2)
+const DotKernels* dot_kernels_avx512_l2() { return &kAvx512; }
 #else
 const DotKernels* dot_kernels_avx512() { return &kAvx512; }
 #endif

@@ -48,14 +48,20 @@ const DotKernels* dot_kernels_portable();
 const DotKernels* dot_kernels_avx2();
 const DotKernels* dot_kernels_avx512();
 const DotKernels* dot_kernels_avx512vnni();  // dot_kernels_avx512's, with VNNI byte products
+// The same kernels with their software prefetches into L2 (dot-l2-*.cpp).
+const DotKernels* dot_kernels_avx2_l2();
+const DotKernels* dot_kernels_avx512_l2();
+const DotKernels* dot_kernels_avx512vnni_l2();
 #endif
 
-// The table for a level ("avx512vnni", "avx512", "avx2", "scalar"), or nullptr if this CPU or build lacks it.
+// The table for a level ("avx512vnni", "avx512", "avx2", "scalar") prefetching as dot_prefetch_level() says now, or
+// nullptr if this CPU or build lacks it.
 const DotKernels* dot_kernels_for(const char* level);
 // The table dot_row/dot_rows/matvec use now: the best level unless dot_force_simd_level chose another.
 const DotKernels* dot_kernels();
 // For tests and benchmarks: make every later dispatch use `level` (throws if unsupported here); nullptr = best.
 void dot_force_simd_level(const char* level);
+
 
 // Keeps a value opaque to the optimizer so that `sum += d * (float)isum` is never contracted into an FMA:
 // the quantized dot products must round the product and the sum separately, as the scalar reference does.

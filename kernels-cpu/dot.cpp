@@ -3,6 +3,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -172,64 +175,125 @@ const DotKernels kPortable = {"scalar", portable_dot_row, portable_dot_rows, por
                               portable_quantize_q8_0, portable_dot_row_prefetch, portable_axpy_row,
                               portable_axpy_rows, nullptr, nullptr};
 
-const DotKernels* pick_best() {
+// The best level this CPU runs: "avx512vnni", "avx512", "avx2" or "scalar".
+const char* pick_best_level() {
 #if defined(EMBER_X86)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
         // F16C is implied by every AVX-512 CPU
-        return __builtin_cpu_supports("avx512vnni") ? dot_kernels_avx512vnni() : dot_kernels_avx512();
+        return __builtin_cpu_supports("avx512vnni") ? "avx512vnni" : "avx512";
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        return dot_kernels_avx2();
+        return "avx2";
     }
 #endif
-    return &kPortable;
+    return "scalar";
 }
 
-const DotKernels* best_kernels() {
-    static const DotKernels* best = pick_best();
-    return best;
+// The table of `level` whose prefetches go to L2 (l2) or L1; nullptr where this CPU or build lacks the level.
+const DotKernels* table_for(const std::string& level, bool l2) {
+    if (level == "scalar") return &kPortable;  // prefetches nothing
+#if defined(EMBER_X86)
+    __builtin_cpu_init();
+    const bool avx2 =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (level == "avx2") return !avx2 ? nullptr : l2 ? dot_kernels_avx2_l2() : dot_kernels_avx2();
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (level == "avx512") return !avx512 ? nullptr : l2 ? dot_kernels_avx512_l2() : dot_kernels_avx512();
+    if (level == "avx512vnni") {
+        if (!avx512 || !__builtin_cpu_supports("avx512vnni")) return nullptr;
+        return l2 ? dot_kernels_avx512vnni_l2() : dot_kernels_avx512vnni();
+    }
+#else
+    (void)l2;
+#endif
+    return nullptr;
 }
 
-std::atomic<const DotKernels*> g_forced{nullptr};
+// The level at start-up: EMBER_PREFETCH when it says l1 or l2, else this CPU's default.
+bool initial_prefetch_l2() {
+    const bool fallback = dot_prefetch_level_for_this_cpu() == PrefetchLevel::PREFETCH_L2;
+    const char* v = std::getenv("EMBER_PREFETCH");
+    if (v == nullptr || *v == '\0') return fallback;
+    const std::string s = v;
+    if (s == "l1" || s == "L1") return false;
+    if (s == "l2" || s == "L2") return true;
+    std::fprintf(stderr, "ember: EMBER_PREFETCH='%s' is not l1 or l2; prefetching to %s, this CPU's default\n", v,
+                 fallback ? "L2" : "L1");
+    return fallback;
+}
+
+// The dispatch state: the SIMD level (forced, or the best) and the prefetch level pick the table in use.
+struct Dispatch {
+    std::mutex mu;                              // serializes changes
+    const char* forced = nullptr;               // a level name from dot_force_simd_level, or nullptr
+    std::atomic<bool> l2{initial_prefetch_l2()};
+    std::atomic<const DotKernels*> active{nullptr};
+
+    void refresh() {
+        active.store(table_for(forced ? forced : pick_best_level(), l2.load()), std::memory_order_release);
+    }
+};
+
+Dispatch& dispatch() {
+    static Dispatch d;
+    return d;
+}
 
 }  // namespace
 
 const DotKernels* dot_kernels_portable() { return &kPortable; }
 
-const DotKernels* dot_kernels_for(const char* level) {
-    const std::string l = level;
-    if (l == "scalar") return &kPortable;
+const DotKernels* dot_kernels_for(const char* level) { return table_for(level, dispatch().l2.load()); }
+
+PrefetchLevel dot_prefetch_level_for_this_cpu() {
 #if defined(EMBER_X86)
     __builtin_cpu_init();
-    const bool avx2 =
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    if (l == "avx2") return avx2 ? dot_kernels_avx2() : nullptr;
-    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    if (l == "avx512") return avx512 ? dot_kernels_avx512() : nullptr;
-    if (l == "avx512vnni") return avx512 && __builtin_cpu_supports("avx512vnni") ? dot_kernels_avx512vnni() : nullptr;
+    if (__builtin_cpu_is("amd")) return PrefetchLevel::PREFETCH_L2;
 #endif
-    return nullptr;
+    return PrefetchLevel::PREFETCH_L1;
+}
+
+PrefetchLevel dot_prefetch_level() {
+    return dispatch().l2.load() ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1;
+}
+
+void dot_set_prefetch_level(PrefetchLevel level) {
+    Dispatch& d = dispatch();
+    std::lock_guard<std::mutex> lock(d.mu);
+    d.l2.store(level == PrefetchLevel::PREFETCH_L2);
+    d.refresh();
 }
 
 const DotKernels* dot_kernels() {
-    const DotKernels* f = g_forced.load(std::memory_order_relaxed);
-    return f ? f : best_kernels();
+    Dispatch& d = dispatch();
+    const DotKernels* k = d.active.load(std::memory_order_acquire);
+    if (k) return k;
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (!d.active.load(std::memory_order_relaxed)) d.refresh();
+    return d.active.load(std::memory_order_relaxed);
 }
 
 void dot_force_simd_level(const char* level) {
+    Dispatch& d = dispatch();
+    std::lock_guard<std::mutex> lock(d.mu);
     if (level == nullptr) {
-        g_forced.store(nullptr);
+        d.forced = nullptr;
+        d.refresh();
         return;
     }
-    const DotKernels* k = dot_kernels_for(level);
-    if (!k) {
+    static const char* const kLevels[] = {"avx512vnni", "avx512", "avx2", "scalar"};
+    const char* name = nullptr;
+    for (const char* l : kLevels)
+        if (std::string(level) == l) name = l;
+    if (!name || !table_for(name, d.l2.load())) {
         throw std::invalid_argument(std::string("dot_force_simd_level: level '") + level +
                                     "' is not available on this CPU/build, expected avx512vnni, avx512, avx2 or scalar");
     }
-    g_forced.store(k);
+    d.forced = name;
+    d.refresh();
 }
 
 DType dot_vec_type(DType weight_type) {
@@ -274,5 +338,7 @@ float dot_row_ref(DType weight_type, const void* w, const void* xq, int64_t n) {
 }
 
 const char* dot_simd_level() { return dot_kernels()->name; }
+
+const char* dot_prefetch_level_name() { return dot_prefetch_level() == PrefetchLevel::PREFETCH_L2 ? "L2" : "L1"; }
 
 }  // namespace ember

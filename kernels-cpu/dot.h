@@ -29,5 +29,16 @@ float dot_row_ref(DType weight_type, const void* w, const void* xq, int64_t n);
 
 // Which SIMD level dot_row uses on this machine: "avx512", "avx2" or "scalar".
 const char* dot_simd_level();
+// The cache level the SIMD kernels' software prefetches bring weight bytes into: each SIMD level has a table per
+// level (prefetcht0 or prefetcht1), switched by the dispatch. Which is faster depends on the core (docs/benchmarks.md:
+// L2 on a Zen 5, L1 on a Sapphire Rapids-class Xeon; Zen 1 to 3 fill L1 for both hints). The default is L2 on AMD
+// processors and L1 elsewhere; the environment variable EMBER_PREFETCH=l1 or l2 overrides it at start-up. Results
+// never depend on it.
+enum class PrefetchLevel { PREFETCH_L1, PREFETCH_L2 };
+PrefetchLevel dot_prefetch_level_for_this_cpu();  // the default, without EMBER_PREFETCH
+PrefetchLevel dot_prefetch_level();
+const char* dot_prefetch_level_name();  // "L1" or "L2"
+// For benchmarks and tests: the level every later prefetch uses; no kernel may be running.
+void dot_set_prefetch_level(PrefetchLevel level);
 
 }  // namespace ember

@@ -171,6 +171,21 @@ TEST(AppsCli, HelpAndVersion) {
     EXPECT_TRUE(contains(v.out, "ember")) << v.out;
 }
 
+// EMBER_PREFETCH picks the cache level the CPU kernels prefetch into; --version says which; a wrong value is named
+// on stderr and the CPU's default stays.
+TEST(AppsCli, PrefetchLevelFromTheEnvironment) {
+    const RunResult l1 = run_process(EMBER_CLI_BIN, {"--version"}, "", "EMBER_PREFETCH=l1 ");
+    EXPECT_EQ(l1.rc, 0);
+    EXPECT_TRUE(contains(l1.out, "prefetch to L1")) << l1.out;
+    const RunResult l2 = run_process(EMBER_CLI_BIN, {"--version"}, "", "EMBER_PREFETCH=l2 ");
+    EXPECT_EQ(l2.rc, 0);
+    EXPECT_TRUE(contains(l2.out, "prefetch to L2")) << l2.out;
+    const RunResult bad = run_process(EMBER_CLI_BIN, {"--version"}, "", "EMBER_PREFETCH=l3 ");
+    EXPECT_EQ(bad.rc, 0);
+    EXPECT_TRUE(contains(bad.err, "EMBER_PREFETCH='l3' is not l1 or l2")) << bad.err;
+    EXPECT_TRUE(contains(bad.out, "prefetch to L")) << bad.out;
+}
+
 TEST(AppsCli, ContextFullStops) {
     const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Once upon a time", "-c", "16",
                                                     "--ignore-eos", "--temp", "0"});

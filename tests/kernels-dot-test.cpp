@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -181,6 +182,116 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, KernelsDot,
                                             ::testing::Values(std::string("scalar"), std::string("avx2"),
                                                               std::string("avx512"), std::string("avx512vnni"))),
                          name);
+
+// The prefetch level only decides which cache the weight bytes wait in: every table gives the same bits at L1 and L2,
+// for every kernel that prefetches.
+class KernelsDotPrefetch : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override {
+        kernels_ = dot_kernels_for(GetParam().c_str());
+        if (!kernels_) GTEST_SKIP() << GetParam() << " not supported on this CPU";
+        saved_ = dot_prefetch_level();
+    }
+    void TearDown() override {
+        if (kernels_) dot_set_prefetch_level(saved_);
+    }
+    const DotKernels* kernels_ = nullptr;
+    PrefetchLevel saved_ = PrefetchLevel::PREFETCH_L1;
+};
+
+// Every prefetching kernel of one table on the same inputs, results as raw floats in order.
+std::vector<float> prefetching_results(const DotKernels* k, DType t, int64_t n) {
+    const int64_t rows = 9;
+    const size_t stride = dtype_row_bytes(t, n) + 32;
+    const auto w = make_rows(t, rows, n, stride, 11);
+    const auto x = randn(n, 12), x2 = randn(n, 13), x3 = randn(n, 14);
+    const auto xq = prepare(t, x), xq2 = prepare(t, x2), xq3 = prepare(t, x3);
+    std::vector<float> out((size_t)rows);
+    k->dot_rows(t, w.data(), stride, xq.data(), out.data(), rows, n);
+    const uint8_t* row[rows];
+    const uint8_t* next[rows];
+    for (int64_t r = 0; r < rows; r++) {
+        row[r] = w.data() + (size_t)((r * 5) % rows) * stride;  // gathered out of order
+        next[r] = w.data() + (size_t)(((r + 1) * 5) % rows) * stride;
+    }
+    for (int64_t r = 0; r < rows; r++) out.push_back(k->dot_row_prefetch(t, row[r], next[r], xq.data(), n));
+    if (k->dot_rows_gather) {
+        std::vector<float> g((size_t)rows);
+        k->dot_rows_gather(t, (const void* const*)row, (const void* const*)next, xq.data(), g.data(), rows, n);
+        out.insert(out.end(), g.begin(), g.end());
+    }
+    if (k->dot_row_xs) {
+        const void* xs[3] = {xq.data(), xq2.data(), xq3.data()};
+        float ys[3];
+        k->dot_row_xs(t, row[0], next[0], xs, 3, ys, n);
+        out.insert(out.end(), ys, ys + 3);
+    }
+    std::vector<float> a((size_t)rows), y = randn(n, 15);
+    for (int64_t r = 0; r < rows; r++) a[r] = 0.25f * (float)(r + 1) - 1.0f;
+    k->axpy_rows(t, (const void* const*)row, a.data(), rows, y.data(), n);
+    out.insert(out.end(), y.begin(), y.end());
+    return out;
+}
+
+TEST_P(KernelsDotPrefetch, SameBitsAtEitherLevel) {
+    dot_set_prefetch_level(PrefetchLevel::PREFETCH_L1);
+    const DotKernels* k1 = dot_kernels_for(GetParam().c_str());
+    dot_set_prefetch_level(PrefetchLevel::PREFETCH_L2);
+    const DotKernels* k2 = dot_kernels_for(GetParam().c_str());
+    ASSERT_TRUE(k1 && k2);
+    EXPECT_STREQ(k1->name, k2->name);
+    if (GetParam() == "scalar") {
+        EXPECT_EQ(k1, k2) << "the portable table prefetches nothing";
+    } else {
+        EXPECT_NE(k1, k2) << "each SIMD level has a table per prefetch level";
+    }
+    for (const DotCase& c : kCases) {
+        for (int64_t n : {(int64_t)96, (int64_t)4096, (int64_t)11008}) {
+            const std::vector<float> l1 = prefetching_results(k1, c.type, n);
+            const std::vector<float> l2 = prefetching_results(k2, c.type, n);
+            ASSERT_EQ(l1.size(), l2.size());
+            EXPECT_EQ(std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float)), 0)
+                << GetParam() << " " << dtype_name(c.type) << " n=" << n;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, KernelsDotPrefetch,
+                         ::testing::Values(std::string("scalar"), std::string("avx2"), std::string("avx512"),
+                                           std::string("avx512vnni")),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+TEST(KernelsDotApi, PrefetchLevelFollowsTheVendorAndCanBeSet) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    const PrefetchLevel expected =
+        __builtin_cpu_is("amd") ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1;
+#else
+    const PrefetchLevel expected = PrefetchLevel::PREFETCH_L1;
+#endif
+    EXPECT_EQ(dot_prefetch_level_for_this_cpu(), expected);
+    const char* env = std::getenv("EMBER_PREFETCH");
+    if (env == nullptr) {
+        EXPECT_EQ(dot_prefetch_level(), expected) << "the start-up level is the CPU's default";
+    }
+    const PrefetchLevel saved = dot_prefetch_level();
+    const std::string best = dot_simd_level();
+    dot_set_prefetch_level(PrefetchLevel::PREFETCH_L1);
+    EXPECT_EQ(dot_prefetch_level(), PrefetchLevel::PREFETCH_L1);
+    EXPECT_STREQ(dot_prefetch_level_name(), "L1");
+    EXPECT_EQ(dot_kernels(), dot_kernels_for(best.c_str())) << "the dispatch follows the level";
+    dot_set_prefetch_level(PrefetchLevel::PREFETCH_L2);
+    EXPECT_EQ(dot_prefetch_level(), PrefetchLevel::PREFETCH_L2);
+    EXPECT_STREQ(dot_prefetch_level_name(), "L2");
+    EXPECT_EQ(dot_kernels(), dot_kernels_for(best.c_str()));
+    EXPECT_EQ(dot_simd_level(), best);
+    dot_force_simd_level("scalar");  // a forced SIMD level keeps its choice across prefetch levels
+    dot_set_prefetch_level(PrefetchLevel::PREFETCH_L1);
+    EXPECT_STREQ(dot_simd_level(), "scalar");
+    dot_force_simd_level(nullptr);
+    EXPECT_EQ(dot_simd_level(), best);
+    dot_set_prefetch_level(saved);
+}
 
 TEST(KernelsDotApi, VecTypesAndPrepare) {
     EXPECT_EQ(dot_vec_type(DType::DTYPE_F16), DType::DTYPE_F32);

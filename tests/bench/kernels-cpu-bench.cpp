@@ -2,6 +2,7 @@
 // and matmul GFLOP/s for a token batch. Every result is first checked against matmul_ref (exit 1 if wrong).
 //   ember-kernel-bench [-t threads] [-s seconds per case] [--types f32,f16,bf16,q8_0,q4_0] [--shape ROWSxCOLS]...
 //                      [--tokens N] [--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] [--cycle-mib N]
+//                      [--prefetch l1|l2]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -36,6 +37,7 @@ struct Args {
     int64_t tokens = 512;
     bool matmul = true;
     std::string isa;
+    std::string prefetch;      // "l1" or "l2"; empty: the CPU's default
     int64_t peak_mib = 1024;   // buffer for the read-bandwidth measurement
     int64_t cycle_mib = 384;   // matvec cycles through copies of the matrix totalling at least this (> L3)
 };
@@ -44,7 +46,7 @@ struct Args {
     std::fprintf(stderr,
                  "ember-kernel-bench: %s\nusage: ember-kernel-bench [-t threads] [-s seconds] [--types f32,f16,...] "
                  "[--shape ROWSxCOLS] [--tokens N] [--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] "
-                 "[--cycle-mib N]\n",
+                 "[--cycle-mib N] [--prefetch l1|l2]\n",
                  msg);
     std::exit(2);
 }
@@ -76,6 +78,10 @@ Args parse(int argc, char** argv) {
             a.matmul = false;
         } else if (k == "--isa") {
             a.isa = val();
+        } else if (k == "--prefetch") {
+            a.prefetch = val();
+            if (a.prefetch != "l1" && a.prefetch != "l2")
+                usage(("--prefetch: expected l1 or l2, got '" + a.prefetch + "'").c_str());
         } else if (k == "--peak-mib") {
             a.peak_mib = std::atoll(val().c_str());
         } else if (k == "--cycle-mib") {
@@ -207,10 +213,13 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     try {
         if (!args.isa.empty()) dot_force_simd_level(args.isa.c_str());
+        if (!args.prefetch.empty())
+            dot_set_prefetch_level(args.prefetch == "l2" ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1);
         ThreadPool pool(args.threads);
-        std::printf("ember-kernel-bench: %d threads, SIMD %s, matmul backend %s (%lld tokens), %u hardware threads\n",
-                    args.threads, dot_simd_level(), matmul_backend(args.tokens), (long long)args.tokens,
-                    std::thread::hardware_concurrency());
+        std::printf("ember-kernel-bench: %d threads, SIMD %s (prefetch to %s), matmul backend %s (%lld tokens), %u "
+                    "hardware threads\n",
+                    args.threads, dot_simd_level(), dot_prefetch_level_name(), matmul_backend(args.tokens),
+                    (long long)args.tokens, std::thread::hardware_concurrency());
 
         PeakMeter peak(pool, args.peak_mib);
         for (int64_t i = 0; i < 2 * peak.n_seg; i++) peak.sample();

@@ -13,7 +13,7 @@
 // of the layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
 //                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] [--no-dense]
-//                          [--layers N] [--batch-tokens N] [--shape 7b|13b|70b]
+//                          [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -51,6 +51,7 @@ struct Args {
                                 DType::DTYPE_Q4_0};
     std::vector<double> fracs;  // default {0.10, 1.00}
     std::string isa;
+    std::string prefetch;  // "l1" or "l2"; empty: the CPU's default
     std::string ops = "gate+up,down,ffn,fused,batch";  // which sparse timings to print
     bool dense = true;
     int layers = 1;  // copies of the layer the sparse calls cycle through
@@ -62,7 +63,8 @@ struct Args {
         stderr,
         "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
         "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] "
-        "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b]\n",
+        "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] "
+        "[--prefetch l1|l2]\n",
         msg.c_str());
     std::exit(2);
 }
@@ -83,6 +85,10 @@ Args parse(int argc, char** argv) {
             a.fracs.push_back(std::atof(val().c_str()));
         } else if (k == "--isa") {
             a.isa = val();
+        } else if (k == "--prefetch") {
+            a.prefetch = val();
+            if (a.prefetch != "l1" && a.prefetch != "l2")
+                usage("--prefetch: expected l1 or l2, got '" + a.prefetch + "'");
         } else if (k == "--ops") {
             a.ops = val();
         } else if (k == "--batch-tokens") {
@@ -184,11 +190,14 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     try {
         if (!args.isa.empty()) dot_force_simd_level(args.isa.c_str());
+        if (!args.prefetch.empty())
+            dot_set_prefetch_level(args.prefetch == "l2" ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1);
         ThreadPool pool(args.threads);
         PeakMeter peak(pool);
         for (int i = 0; i < 2 * PeakMeter::kSegs; i++) peak.sample();
-        std::printf("ember-sparse-ffn-bench: dim %lld n_ff %lld, %d threads, simd %s\n", (long long)args.dim,
-                    (long long)args.n_ff, args.threads, dot_simd_level());
+        std::printf("ember-sparse-ffn-bench: dim %lld n_ff %lld, %d threads, simd %s (prefetch to %s)\n",
+                    (long long)args.dim, (long long)args.n_ff, args.threads, dot_simd_level(),
+                    dot_prefetch_level_name());
         std::printf("%-5s %7s %-9s %9s %9s %8s %8s %7s %9s\n", "type", "active", "op", "best ms", "median ms",
                     "MB read", "GB/s", "of peak", "peak GB/s");
         bool ok = true;
