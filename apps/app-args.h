@@ -58,6 +58,13 @@ public:
         add(names, meta, help, dst->empty() ? "" : "'" + *dst + "'",
             [dst](const std::string&, const std::string& v) { *dst = v; });
     }
+    // The default --help shows for the option named `name`, for values worked out at run time (a sentinel such as -1
+    // would say nothing).
+    void set_default_text(const std::string& name, std::string text) {
+        for (Option& o : options_)
+            for (const std::string& n : o.names)
+                if (n == name) o.default_text = text;
+    }
     // A string restricted to `choices`.
     void add_choice(std::initializer_list<const char*> names, std::string* dst, std::vector<std::string> choices,
                     const char* help) {

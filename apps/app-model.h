@@ -44,13 +44,13 @@ inline std::string app_model_description(const ModelInfo& info) {
 
 // The GPU placement flags every app that loads a model takes (engine/placement.h), into mp.
 inline void app_add_placement_args(ArgParser& args, ModelParams& mp) {
-    args.add_double({"--vram-budget"}, &mp.vram_budget_gib,
-                    "GiB of VRAM for weights, KV cache and scratch (default: free VRAM minus 512 MiB)");
+    args.add_double({"--vram-budget"}, &mp.vram_budget_gib, "GiB of VRAM for weights, KV cache and scratch");
+    args.set_default_text("--vram-budget", "free VRAM minus 512 MiB");
     args.add_string({"--placement"}, &mp.placement_path, "FNAME",
                     "load the GPU placement from FNAME when it exists, else plan it and save it there");
     args.add_flag({"--print-placement"}, &mp.print_placement, "print the GPU placement plan when the model loads");
-    args.add_double({"--cpu-bw"}, &mp.cpu_bandwidth_gbs,
-                    "host memory bandwidth the placement assumes, GB/s (default: measured at load)");
+    args.add_double({"--cpu-bw"}, &mp.cpu_bandwidth_gbs, "host memory bandwidth the placement assumes, GB/s");
+    args.set_default_text("--cpu-bw", "measured at load");
 }
 
 // -ngl: N >= 0 layers, or -1 for the automatic placement; --vram-budget and --cpu-bw, when given, >= 0.

@@ -102,6 +102,25 @@ TEST(AppArgs, SeenAndUsage) {
     EXPECT_NE(u.find("-o md|json"), std::string::npos) << u;
 }
 
+// A default worked out at run time replaces the sentinel in --help: one "(default: ...)" per option, the given text.
+TEST(AppArgs, DefaultTextReplacesTheSentinel) {
+    Opts o;
+    double budget = -1.0;
+    ArgParser a = make_parser(o);
+    a.add_double({"--vram-budget"}, &budget, "GiB of VRAM");
+    a.set_default_text("--vram-budget", "free VRAM minus 512 MiB");
+    a.set_default_text("--temp", "as the model says");  // by its only name
+    const std::string u = a.usage();
+    const size_t line = u.find("--vram-budget");
+    ASSERT_NE(line, std::string::npos) << u;
+    const std::string rest = u.substr(line, u.find('\n', line) - line);
+    EXPECT_NE(rest.find("(default: free VRAM minus 512 MiB)"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("(default: -1)"), std::string::npos) << rest;
+    EXPECT_EQ(rest.find("(default:"), rest.rfind("(default:")) << "one default per option: " << rest;
+    EXPECT_NE(u.find("temperature (default: as the model says)"), std::string::npos) << u;
+    EXPECT_NE(u.find("count (default: -1)"), std::string::npos) << "other options keep theirs: " << u;
+}
+
 TEST(AppArgs, Unescape) {
     EXPECT_EQ(args_unescape("a\\nb\\tc\\\\d\\\"e\\'f"), "a\nb\tc\\d\"e'f");
     EXPECT_EQ(args_unescape("\\x41\\x4a!"), "AJ!");

@@ -204,8 +204,8 @@ int run(int argc, char** argv) {
     args.add_string({"--placement"}, &p.model.placement_path, "FNAME",
                     "load the GPU placement from FNAME when it exists, else plan it and save it there");
     args.add_flag({"--print-placement"}, &p.model.print_placement, "print each run's GPU placement plan");
-    args.add_double({"--cpu-bw"}, &p.model.cpu_bandwidth_gbs,
-                    "host memory bandwidth the placement assumes, GB/s (default: --mem-bw or measured)");
+    args.add_double({"--cpu-bw"}, &p.model.cpu_bandwidth_gbs, "host memory bandwidth the placement assumes, GB/s");
+    args.set_default_text("--cpu-bw", "--mem-bw, else measured");
     args.add_string({"--timeline"}, &p.timeline_path, "FNAME",
                     "write one traced decode step of each GPU run (CUDA events and host clock) as JSON");
     std::string profiles;

@@ -22,8 +22,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     args.add_string({"-p", "--prompt"}, &p.prompt, "PROMPT", "prompt to start generation with");
     args.add_string({"-f", "--file"}, &p.prompt_file, "FNAME", "a file containing the prompt");
     args.add_int({"-n", "--n-predict"}, &p.generate.n_predict,
-                 "number of tokens to predict (-1 = until end of generation or a full context, -2 = until the "
-                 "context is full)");
+                 "number of tokens to predict (-1 or -2 = until end of generation or a full context)");
     args.add_int({"-c", "--ctx-size"}, &p.session.n_ctx, "size of the prompt context (0 = from the model, at most 4096)");
     args.add_int({"-t", "--threads"}, &p.session.n_threads, "number of threads (0 or -1 = physical cores)");
     args.add_int({"--cpu-strict"}, &cpu_strict, "1: pin each worker thread to its own physical core (0 = the OS places them)");

@@ -46,7 +46,7 @@ bool parse_args(int argc, char** argv, ServerParams& p) {
     CacheTypeArgs cache_types;
     app_add_cache_type_args(args, cache_types);
     args.add_string({"--api-key"}, &p.api_key, "KEY",
-                    "require 'Authorization: Bearer KEY' on every endpoint but /health");
+                    "require 'Authorization: Bearer KEY' on every endpoint but /health and the chat page (GET /)");
     args.add_flag({"--metrics"}, &p.metrics, "serve Prometheus metrics at GET /metrics");
     args.add_string({"--chat-template"}, &p.chat_template, "NAME", template_help.c_str());
     args.add_int({"--threads-http"}, &p.n_threads_http, "HTTP worker threads (0 = slots + queue + 8)");
