@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels-cpu/dot-isa.h"
+#include "kernels-cpu/prefetch-isa.h"
 
 namespace ember {
 
@@ -23,15 +24,6 @@ constexpr int kRows = 4;              // rows per pass in dot_rows
 // (rows are contiguous, so this covers the next group entirely and hides DRAM latency at row starts, which
 // matters for short quantized rows). The last group of a call prefetches kPrefetchBytes ahead in its own rows.
 constexpr int kPrefetchBytes = 1024;
-
-// Into L1 (prefetcht0), or into L2 (prefetcht1) in the tables compiled with EMBER_PREFETCH_L2 (dot-l2-*.cpp).
-inline void prefetch(const void* p) {
-#if defined(EMBER_PREFETCH_L2)
-    _mm_prefetch((const char*)p, _MM_HINT_T1);
-#else
-    _mm_prefetch((const char*)p, _MM_HINT_T0);
-#endif
-}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
