@@ -10,5 +10,8 @@ ember_gtest(test-apps-e2e SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/apps-e2e-test.cpp 
 target_compile_definitions(test-apps-e2e PRIVATE
   EMBER_CLI_BIN="$<TARGET_FILE:ember-cli>"
   EMBER_PERPLEXITY_BIN="$<TARGET_FILE:ember-perplexity>"
-  EMBER_BENCH_BIN="$<TARGET_FILE:ember-bench>")
-add_dependencies(test-apps-e2e ember-cli ember-perplexity ember-bench)
+  EMBER_BENCH_BIN="$<TARGET_FILE:ember-bench>"
+  EMBER_SYNTH_BIN="$<TARGET_FILE:ember-synth>"
+  EMBER_SPARSITY_BIN="$<TARGET_FILE:ember-sparsity>"
+  EMBER_PROFILE_BIN="$<TARGET_FILE:ember-profile>")
+add_dependencies(test-apps-e2e ember-cli ember-perplexity ember-bench ember-synth ember-sparsity ember-profile)

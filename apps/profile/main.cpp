@@ -25,7 +25,6 @@ int run(int argc, char** argv) {
     p.verbose = true;
     std::string corpus, out, rank = "auto", type = dtype_name(p.train.weight_type), train_on = "auto";
     int64_t max_tokens = p.max_tokens;
-    bool help = false;
     ArgParser args("ember-profile",
                    "Profiles a ReLU model on a calibration text: per-layer neuron firing frequencies and one trained\n"
                    "activation predictor per layer, written as a profile GGUF.");
@@ -48,12 +47,7 @@ int run(int argc, char** argv) {
     args.add_float({"--recall"}, &p.train.recall_target, "held-out recall the threshold must reach");
     args.add_int({"--epochs"}, &p.train.epochs, "training passes over the samples");
     args.add_float({"--lr"}, &p.train.lr, "Adam's step size for the predictor weights");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return 0;
-    }
+    if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (corpus.empty()) throw Error("no calibration text given (use -f FILE)");
     if (out.empty()) throw Error("no output file given (use -o FILE)");
     if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");

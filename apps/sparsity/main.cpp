@@ -20,7 +20,7 @@ int run(int argc, char** argv) {
     std::string file;
     int64_t max_tokens = 0;
     float hot = 0.2f;
-    bool json = false, help = false;
+    bool json = false;
     ArgParser args("ember-sparsity",
                    "Measures per-layer FFN activation sparsity (share of neurons that output exactly zero) and the\n"
                    "share of all firings owed to the hottest neurons, running the model over a text in chunks.");
@@ -32,12 +32,7 @@ int run(int argc, char** argv) {
     args.add_float({"--threshold"}, &p.threshold, "a neuron fires when |h| > this (0: h != 0, for ReLU models)");
     args.add_float({"--hot"}, &hot, "fraction of neurons counted as hot");
     args.add_flag({"--json"}, &json, "print one JSON line instead of the table");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return 0;
-    }
+    if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");
     if (max_tokens < 0) throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 0)");
     if (!(hot > 0.0f && hot <= 1.0f)) throw Error("--hot: invalid value (expected 0 < x <= 1)");

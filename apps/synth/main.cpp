@@ -31,7 +31,7 @@ int run(int argc, char** argv) {
     SynthParams p;
     std::string preset, out, type = "F16";
     int64_t seed = (int64_t)p.seed;
-    bool help = false, quiet = false;
+    bool quiet = false;
     ArgParser args("ember-synth",
                    "Writes a llama-architecture GGUF with seeded random weights whose dense forward pass has ReLU\n"
                    "activation sparsity: per layer, --sparsity of the FFN neurons stay silent for a token, the\n"
@@ -59,12 +59,7 @@ int run(int argc, char** argv) {
     args.add_string({"--predictors-out"}, &predictors_out, "FNAME",
                     "also write a profile holding the construction's predictors (the gate's low-rank rule, Q8_0)");
     args.add_flag({"-q", "--quiet"}, &quiet, "no per-layer progress");
-    args.add_flag({"-h", "--help"}, &help, "print this help and exit");
-    args.parse(argc, argv);
-    if (help) {
-        std::fputs(args.usage().c_str(), stdout);
-        return 0;
-    }
+    if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     // A preset sets the shape; explicit shape flags override it (parse order does not matter).
     if (!preset.empty()) {
         SynthParams shape = p;
