@@ -216,6 +216,6 @@ private:
     std::unique_ptr<SessionState> state_;
 };
 
-std::string version_string();  // "ember 0.1.0 (cpu: avx2, blas: openblas, cuda: on)"
+std::string version_string();  // "ember 0.1.0 (cpu: avx2, prefetch to L1, blas: openblas, cuda: built)"
 
 }  // namespace ember

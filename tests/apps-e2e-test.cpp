@@ -171,10 +171,10 @@ TEST(AppsCli, HelpAndVersion) {
     EXPECT_TRUE(contains(v.out, "ember")) << v.out;
 }
 
-// Every app built on the shared flags answers --version and --help, and exits 0 without needing a model.
+// Every app answers --version and --help, and exits 0 without needing a model.
 TEST(AppsCli, EveryModelAppPrintsVersionAndHelp) {
     for (const char* bin : {EMBER_CLI_BIN, EMBER_PERPLEXITY_BIN, EMBER_BENCH_BIN, EMBER_SYNTH_BIN, EMBER_SPARSITY_BIN,
-                            EMBER_PROFILE_BIN}) {
+                            EMBER_PROFILE_BIN, EMBER_TOKENIZE_BIN, EMBER_QUANTIZE_BIN}) {
         const RunResult v = run_process(bin, {"--version"});
         EXPECT_EQ(v.rc, 0) << bin << ": " << v.err;
         EXPECT_TRUE(contains(v.out, "ember 0.1.0 (cpu: ")) << bin << ": " << v.out;

@@ -13,5 +13,8 @@ target_compile_definitions(test-apps-e2e PRIVATE
   EMBER_BENCH_BIN="$<TARGET_FILE:ember-bench>"
   EMBER_SYNTH_BIN="$<TARGET_FILE:ember-synth>"
   EMBER_SPARSITY_BIN="$<TARGET_FILE:ember-sparsity>"
-  EMBER_PROFILE_BIN="$<TARGET_FILE:ember-profile>")
-add_dependencies(test-apps-e2e ember-cli ember-perplexity ember-bench ember-synth ember-sparsity ember-profile)
+  EMBER_PROFILE_BIN="$<TARGET_FILE:ember-profile>"
+  EMBER_TOKENIZE_BIN="$<TARGET_FILE:ember-tokenize>"
+  EMBER_QUANTIZE_BIN="$<TARGET_FILE:ember-quantize>")
+add_dependencies(test-apps-e2e ember-cli ember-perplexity ember-bench ember-synth ember-sparsity ember-profile
+                 ember-tokenize ember-quantize)

@@ -21,6 +21,7 @@ std::string usage() {
         "                         (quality drops compared with quantizing the F32/F16/BF16 model)\n"
         "  --leave-output-tensor  keep output.weight in its input type\n"
         "  -t, --threads N        threads (default: physical cores; N_THREADS after TYPE does the same)\n"
+        "  --version              print the version and exit\n"
         "  -h, --help             this help\n"
         "\n"
         "OUT is written to OUT.tmp, then renamed; OUT may not be IN (also through a symlink or hard link).\n"
@@ -47,6 +48,9 @@ int run(int argc, char** argv) {
         const std::string a = argv[i];
         if (a == "-h" || a == "--help") {
             std::fputs(usage().c_str(), stdout);
+            return 0;
+        } else if (a == "--version") {
+            std::printf("%s\n", version_string().c_str());
             return 0;
         } else if (a == "--allow-requantize") {
             p.allow_requantize = true;

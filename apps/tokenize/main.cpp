@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/app-io.h"
+#include "engine/ember.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -21,6 +22,7 @@ const char* const kUsage =
     "      --no-bos            never add BOS (by default: when the vocabulary asks for it)\n"
     "      --no-parse-special  treat special-token text (e.g. </s>) as plain text\n"
     "      --show-count        print the number of tokens at the end\n"
+    "      --version           print the version and exit\n"
     "  -h, --help              this help\n";
 
 struct Args {
@@ -39,6 +41,9 @@ Args parse_args(int argc, char** argv) {
         const std::string arg = argv[i];
         if (arg == "-h" || arg == "--help") {
             std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (arg == "--version") {
+            std::printf("%s\n", ember::version_string().c_str());
             std::exit(0);
         } else if (arg == "-m" || arg == "--model") {
             a.model = value(i);
