@@ -62,7 +62,6 @@ const DotKernels* dot_kernels();
 // For tests and benchmarks: make every later dispatch use `level` (throws if unsupported here); nullptr = best.
 void dot_force_simd_level(const char* level);
 
-
 // Keeps a value opaque to the optimizer so that `sum += d * (float)isum` is never contracted into an FMA:
 // the quantized dot products must round the product and the sum separately, as the scalar reference does.
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

@@ -175,22 +175,6 @@ const DotKernels kPortable = {"scalar", portable_dot_row, portable_dot_rows, por
                               portable_quantize_q8_0, portable_dot_row_prefetch, portable_axpy_row,
                               portable_axpy_rows, nullptr, nullptr};
 
-// The best level this CPU runs: "avx512vnni", "avx512", "avx2" or "scalar".
-const char* pick_best_level() {
-#if defined(EMBER_X86)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
-        // F16C is implied by every AVX-512 CPU
-        return __builtin_cpu_supports("avx512vnni") ? "avx512vnni" : "avx512";
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        return "avx2";
-    }
-#endif
-    return "scalar";
-}
-
 // The table of `level` whose prefetches go to L2 (l2) or L1; nullptr where this CPU or build lacks the level.
 const DotKernels* table_for(const std::string& level, bool l2) {
     if (level == "scalar") return &kPortable;  // prefetches nothing
@@ -210,6 +194,16 @@ const DotKernels* table_for(const std::string& level, bool l2) {
     (void)l2;
 #endif
     return nullptr;
+}
+
+// Every level, best first.
+constexpr const char* kLevels[] = {"avx512vnni", "avx512", "avx2", "scalar"};
+
+// The best level this CPU and build run (scalar always does).
+const char* pick_best_level() {
+    for (const char* level : kLevels)
+        if (table_for(level, false)) return level;
+    return "scalar";
 }
 
 // The level at start-up: EMBER_PREFETCH when it says l1 or l2, else this CPU's default.
@@ -284,7 +278,6 @@ void dot_force_simd_level(const char* level) {
         d.refresh();
         return;
     }
-    static const char* const kLevels[] = {"avx512vnni", "avx512", "avx2", "scalar"};
     const char* name = nullptr;
     for (const char* l : kLevels)
         if (std::string(level) == l) name = l;
