@@ -1,14 +1,23 @@
-// What the benchmarks read from their command lines alike: comma-separated lists ("--types f16,q4_0") and the model
-// shapes they run at ("--shape 70b").
+// What the benchmarks read from their command lines alike: comma-separated lists ("--types f16,q4_0"), the model
+// shapes they run at ("--shape 70b") and the CPU kernels' prefetch level ("--prefetch l2").
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "kernels-cpu/dot.h"
 #include "kernels-cpu/dtype.h"
 
 namespace ember_bench {
+
+// --prefetch l1|l2: sets the CPU kernels' prefetch level (kernels-cpu/dot.h). Returns false, changing nothing, for any
+// other value.
+inline bool bench_set_prefetch(const std::string& v) {
+    if (v != "l1" && v != "l2") return false;
+    ember::dot_set_prefetch_level(v == "l2" ? ember::PrefetchLevel::PREFETCH_L2 : ember::PrefetchLevel::PREFETCH_L1);
+    return true;
+}
 
 // The items of a comma-separated list, empty ones included ("a,,b" has three).
 inline std::vector<std::string> bench_split_list(const std::string& list) {

@@ -37,7 +37,6 @@ struct Args {
     int64_t tokens = 512;
     bool matmul = true;
     std::string isa;
-    std::string prefetch;      // "l1" or "l2"; empty: the CPU's default
     int64_t peak_mib = 1024;   // buffer for the read-bandwidth measurement
     int64_t cycle_mib = 384;   // matvec cycles through copies of the matrix totalling at least this (> L3)
 };
@@ -79,9 +78,8 @@ Args parse(int argc, char** argv) {
         } else if (k == "--isa") {
             a.isa = val();
         } else if (k == "--prefetch") {
-            a.prefetch = val();
-            if (a.prefetch != "l1" && a.prefetch != "l2")
-                usage(("--prefetch: expected l1 or l2, got '" + a.prefetch + "'").c_str());
+            const std::string v = val();
+            if (!ember_bench::bench_set_prefetch(v)) usage(("--prefetch: expected l1 or l2, got '" + v + "'").c_str());
         } else if (k == "--peak-mib") {
             a.peak_mib = std::atoll(val().c_str());
         } else if (k == "--cycle-mib") {
@@ -213,8 +211,6 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     try {
         if (!args.isa.empty()) dot_force_simd_level(args.isa.c_str());
-        if (!args.prefetch.empty())
-            dot_set_prefetch_level(args.prefetch == "l2" ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1);
         ThreadPool pool(args.threads);
         std::printf("ember-kernel-bench: %d threads, SIMD %s (prefetch to %s), matmul backend %s (%lld tokens), %u "
                     "hardware threads\n",

@@ -51,7 +51,6 @@ struct Args {
                                 DType::DTYPE_Q4_0};
     std::vector<double> fracs;  // default {0.10, 1.00}
     std::string isa;
-    std::string prefetch;  // "l1" or "l2"; empty: the CPU's default
     std::string ops = "gate+up,down,ffn,fused,batch";  // which sparse timings to print
     bool dense = true;
     int layers = 1;  // copies of the layer the sparse calls cycle through
@@ -86,9 +85,8 @@ Args parse(int argc, char** argv) {
         } else if (k == "--isa") {
             a.isa = val();
         } else if (k == "--prefetch") {
-            a.prefetch = val();
-            if (a.prefetch != "l1" && a.prefetch != "l2")
-                usage("--prefetch: expected l1 or l2, got '" + a.prefetch + "'");
+            const std::string v = val();
+            if (!ember_bench::bench_set_prefetch(v)) usage("--prefetch: expected l1 or l2, got '" + v + "'");
         } else if (k == "--ops") {
             a.ops = val();
         } else if (k == "--batch-tokens") {
@@ -190,8 +188,6 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     try {
         if (!args.isa.empty()) dot_force_simd_level(args.isa.c_str());
-        if (!args.prefetch.empty())
-            dot_set_prefetch_level(args.prefetch == "l2" ? PrefetchLevel::PREFETCH_L2 : PrefetchLevel::PREFETCH_L1);
         ThreadPool pool(args.threads);
         PeakMeter peak(pool);
         for (int i = 0; i < 2 * PeakMeter::kSegs; i++) peak.sample();
