@@ -115,6 +115,23 @@ struct Upload {
         });
         return reinterpret_cast<const void*>(off);  // an offset until fixed up
     }
+    // Host blocks copied back to back into one reservation; each block's offset, until fixed up.
+    std::vector<const void*> put_back_to_back(const std::vector<std::pair<const void*, size_t>>& blocks) {
+        size_t total = 0;
+        for (const auto& b : blocks) total += b.second;
+        size_t off = arena.reserve(total);
+        std::vector<const void*> at;
+        for (const auto& b : blocks) {
+            const void* host = b.first;
+            const size_t bytes = b.second;
+            copies.push_back([this, off, host, bytes] {
+                CUDA_CHECK(cudaMemcpy(arena.at<uint8_t>(off), host, bytes, cudaMemcpyHostToDevice));
+            });
+            at.push_back(reinterpret_cast<const void*>(off));
+            off += bytes;
+        }
+        return at;
+    }
     // Rows rows[0..n) of a (?, row_bytes) host matrix, gathered into one contiguous device matrix.
     const void* put_rows(const void* host, size_t row_bytes, std::vector<int32_t> rows) {
         const size_t off = arena.reserve(row_bytes * rows.size());
@@ -140,13 +157,22 @@ void fix(T*& p, const DeviceArena& a) {
     p = reinterpret_cast<T*>(a.at<uint8_t>(reinterpret_cast<size_t>(p)));
 }
 
-DeviceWeight put_weight(Upload& up, const Weight& w) {
+// w's shape and type at `data` (a device pointer, or an offset until fixed up).
+DeviceWeight device_weight(const Weight& w, const void* data) {
     DeviceWeight d;
     d.type = w.type;
     d.n_rows = w.n_rows;
     d.n_cols = w.n_cols;
-    d.data = up.put(w.data, w.bytes());
+    d.data = data;
     return d;
+}
+
+DeviceWeight put_weight(Upload& up, const Weight& w) { return device_weight(w, up.put(w.data, w.bytes())); }
+
+// wk, wv and wq of one type and width: stored back to back, they are one (2 kv_dim + q_dim, dim) matrix.
+bool kvq_stackable(const LlamaLayer& L) {
+    return L.wk.type == L.wv.type && L.wv.type == L.wq.type && L.wk.n_cols == L.wv.n_cols &&
+           L.wv.n_cols == L.wq.n_cols;
 }
 
 const float* put_floats(Upload& up, const std::vector<float>& v) {
@@ -155,6 +181,19 @@ const float* put_floats(Upload& up, const std::vector<float>& v) {
 
 void fix_weight(DeviceWeight& w, const DeviceArena& a) {
     if (w.n_rows > 0) fix(w.data, a);
+}
+
+// Whether b's rows follow a's in VRAM, of the same type and width: one matvec reads both as one matrix.
+bool rows_follow(const DeviceWeight& a, const DeviceWeight& b) {
+    return a.n_rows > 0 && a.type == b.type && a.n_cols == b.n_cols &&
+           static_cast<const uint8_t*>(a.data) + a.bytes() == b.data;
+}
+
+// Whether a decode token's k, v and q come from one matvec: wk, wv and wq back to back in VRAM, and the outputs k, v
+// and q too. (The matvec picks its split of each row by the row count, so a row's sum may round differently than in
+// three launches; every launch of a model takes the same path.)
+bool kvq_in_one_matvec(const LlamaGpuLayer& G, const float* k, const float* v, const float* q) {
+    return rows_follow(G.wk, G.wv) && rows_follow(G.wv, G.wq) && k + G.wk.n_rows == v && v + G.wv.n_rows == q;
 }
 
 }  // namespace
@@ -179,9 +218,17 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
         G.split = lp.predictor_gpu;
         if (G.attn) {
             G.attn_norm = put_floats(up, L.attn_norm);
-            G.wq = put_weight(up, L.wq);
-            G.wk = put_weight(up, L.wk);
-            G.wv = put_weight(up, L.wv);
+            if (kvq_stackable(L)) {  // one matvec makes a decode token's k, v and q
+                const std::vector<const void*> at = up.put_back_to_back(
+                    {{L.wk.data, L.wk.bytes()}, {L.wv.data, L.wv.bytes()}, {L.wq.data, L.wq.bytes()}});
+                G.wk = device_weight(L.wk, at[0]);
+                G.wv = device_weight(L.wv, at[1]);
+                G.wq = device_weight(L.wq, at[2]);
+            } else {
+                G.wq = put_weight(up, L.wq);
+                G.wk = put_weight(up, L.wk);
+                G.wv = put_weight(up, L.wv);
+            }
             G.wo = put_weight(up, L.wo);
         }
         if (G.ffn_dense || G.split) G.ffn_norm = put_floats(up, L.ffn_norm);
@@ -347,9 +394,11 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     ScratchLayout s;
     s.x = a.reserve(rows * info.dim * f);
     s.xn = a.reserve(rows * info.dim * f);
-    s.q = a.reserve(rows * q_dim * f);
-    s.k = a.reserve(info.kv_dim * f);  // a decode token's key and value before they go to the cache
-    s.v = a.reserve(info.kv_dim * f);
+    // A decode token's key and value (before they go to the cache), then the queries, back to back as the upload
+    // stores wk, wv and wq: one matvec writes all three.
+    s.k = a.reserve((2 * (size_t)info.kv_dim + rows * q_dim) * f);
+    s.v = s.k + info.kv_dim * f;
+    s.q = s.v + info.kv_dim * f;
     s.attn = a.reserve(rows * q_dim * f);
     s.tmp = a.reserve(rows * info.dim * f);
     s.gate = a.reserve(rows * info.n_ff * f);
@@ -528,6 +577,15 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 }
 
 bool llama_gpu_observes_ffn(const LlamaGpuState& gs) { return gs.batch && !gs.split; }
+
+int llama_gpu_qkv_matvecs(const LlamaGpu& g, const LlamaGpuState& gs, int layer) {
+    if (layer < 0 || layer >= (int)g.layers.size())
+        throw Error("llama_gpu_qkv_matvecs: layer " + std::to_string(layer) + " outside [0, " +
+                    std::to_string(g.layers.size()) + ")");
+    const LlamaGpuLayer& G = g.layers[layer];
+    if (!G.attn) return 0;
+    return kvq_in_one_matvec(G, gs.dev<float>(gs.lay.k), gs.dev<float>(gs.lay.v), gs.dev<float>(gs.lay.q)) ? 1 : 3;
+}
 
 void llama_gpu_trace(LlamaGpuState& gs, bool on) { gs.trace = on; }
 const DecodeTimeline& llama_gpu_timeline(const LlamaGpuState& gs) { return gs.timeline; }
@@ -960,7 +1018,10 @@ private:
         float* v = dev(gs_.lay.v);
         const int* d_pos = gs_.dev<int>(gs_.lay.pos);  // the position on the device: graphs replay for any
         gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, 1, s_);
-        if (G.wq.type == G.wk.type && G.wk.type == G.wv.type) {
+        if (kvq_in_one_matvec(G, k, v, q)) {
+            const int64_t rows = G.wk.n_rows + G.wv.n_rows + G.wq.n_rows;
+            gpu::matvec(G.wk.type, G.wk.data, prepare(G.wk.type, xn, info_.dim), k, rows, G.wk.n_cols, s_);
+        } else if (G.wq.type == G.wk.type && G.wk.type == G.wv.type) {
             const void* xq = prepare(G.wq.type, xn, info_.dim);
             gpu::matvec(G.wq.type, G.wq.data, xq, q, G.wq.n_rows, G.wq.n_cols, s_);
             gpu::matvec(G.wk.type, G.wk.data, xq, k, G.wk.n_rows, G.wk.n_cols, s_);

@@ -2,7 +2,7 @@
 // device exists): hybrid placements on the shipped tiny ReLU model with its profile, every kind of layer split
 // through a placement file, dense stories260K all on the GPU and with -ngl layer offload, the VRAM budget measured
 // with cudaMemGetInfo, prompts in batches on hybrid placements, the decode timeline, and the FFN observer and offline
-// profiler on the GPU.
+// profiler on the GPU; q, k and v in one matvec.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -20,6 +20,7 @@
 #include "engine/placement.h"
 #include "kernels-cpu/dtype.h"
 #include "kernels-gpu/cuda-check.h"
+#include "models/llama-gpu.h"
 #include "models/llama-placement.h"
 #include "models/synth.h"
 #include "offline-profiler/profiler.h"
@@ -283,6 +284,26 @@ TEST_F(LlamaGpu, DenseStoriesAllGpuAndLayerOffloadEqualCpu) {
         EXPECT_EQ(a.tokens, c.tokens) << prompt;
         EXPECT_LT(max_abs_diff(a.first_logits, b.first_logits), 1e-3f) << prompt;
         EXPECT_LT(max_abs_diff(a.first_logits, c.first_logits), 1e-3f) << prompt;
+    }
+}
+
+// A decode step makes q, k and v with one matvec: the upload stores wk, wv and wq back to back and the state keeps k,
+// v and q so too (DenseStoriesAllGpuAndLayerOffloadEqualCpu checks the tokens and logits of such steps against the
+// CPU). Layers whose attention -ngl leaves on the CPU have none; a layer outside the model is an error.
+TEST_F(LlamaGpu, DecodeStepMakesQkvInOneMatvec) {
+    for (const std::string& path : {kStories, kTiny}) {
+        auto all = load(path, "", -1);
+        auto layers = load(path, "", 1);
+        const int n_layers = all->info().n_layers;
+        auto all_state = ember::llama_gpu_state_create(all->info(), all->llama(), *all->gpu(), 128);
+        auto layers_state = ember::llama_gpu_state_create(layers->info(), layers->llama(), *layers->gpu(), 128);
+        for (int l = 0; l < n_layers; l++) {
+            EXPECT_EQ(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, l), 1) << path << " layer " << l;
+            EXPECT_EQ(ember::llama_gpu_qkv_matvecs(*layers->gpu(), *layers_state, l), l == n_layers - 1 ? 1 : 0)
+                << path << " -ngl 1, layer " << l;
+        }
+        EXPECT_THROW(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, n_layers), ember::Error);
+        EXPECT_THROW(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, -1), ember::Error);
     }
 }
 
