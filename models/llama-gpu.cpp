@@ -169,10 +169,17 @@ DeviceWeight device_weight(const Weight& w, const void* data) {
 
 DeviceWeight put_weight(Upload& up, const Weight& w) { return device_weight(w, up.put(w.data, w.bytes())); }
 
-// wk, wv and wq of one type and width: stored back to back, they are one (2 kv_dim + q_dim, dim) matrix.
-bool kvq_stackable(const LlamaLayer& L) {
-    return L.wk.type == L.wv.type && L.wv.type == L.wq.type && L.wk.n_cols == L.wv.n_cols &&
-           L.wv.n_cols == L.wq.n_cols;
+// Weights of one type and width: stored back to back, they are one matrix (one matvec reads them all).
+bool stackable(const Weight& a, const Weight& b) { return a.type == b.type && a.n_cols == b.n_cols; }
+
+// Host matrices back to back in one device block.
+std::vector<DeviceWeight> put_stacked(Upload& up, const std::vector<const Weight*>& ws) {
+    std::vector<std::pair<const void*, size_t>> blocks;
+    for (const Weight* w : ws) blocks.push_back({w->data, w->bytes()});
+    const std::vector<const void*> at = up.put_back_to_back(blocks);
+    std::vector<DeviceWeight> d;
+    for (size_t i = 0; i < ws.size(); i++) d.push_back(device_weight(*ws[i], at[i]));
+    return d;
 }
 
 const float* put_floats(Upload& up, const std::vector<float>& v) {
@@ -218,12 +225,9 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
         G.split = lp.predictor_gpu;
         if (G.attn) {
             G.attn_norm = put_floats(up, L.attn_norm);
-            if (kvq_stackable(L)) {  // one matvec makes a decode token's k, v and q
-                const std::vector<const void*> at = up.put_back_to_back(
-                    {{L.wk.data, L.wk.bytes()}, {L.wv.data, L.wv.bytes()}, {L.wq.data, L.wq.bytes()}});
-                G.wk = device_weight(L.wk, at[0]);
-                G.wv = device_weight(L.wv, at[1]);
-                G.wq = device_weight(L.wq, at[2]);
+            if (stackable(L.wk, L.wv) && stackable(L.wv, L.wq)) {  // one matvec makes a decode token's k, v and q
+                const std::vector<DeviceWeight> d = put_stacked(up, {&L.wk, &L.wv, &L.wq});
+                G.wk = d[0], G.wv = d[1], G.wq = d[2];
             } else {
                 G.wq = put_weight(up, L.wq);
                 G.wk = put_weight(up, L.wk);
@@ -233,8 +237,13 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
         }
         if (G.ffn_dense || G.split) G.ffn_norm = put_floats(up, L.ffn_norm);
         if (G.ffn_dense) {
-            G.gate = put_weight(up, L.w_gate);
-            G.up = put_weight(up, L.w_up);
+            if (stackable(L.w_gate, L.w_up)) {  // one matvec makes a decode token's gate and up
+                const std::vector<DeviceWeight> d = put_stacked(up, {&L.w_gate, &L.w_up});
+                G.gate = d[0], G.up = d[1];
+            } else {
+                G.gate = put_weight(up, L.w_gate);
+                G.up = put_weight(up, L.w_up);
+            }
             G.down = put_weight(up, L.w_down);
         }
         if (G.split) {
@@ -401,8 +410,9 @@ ScratchLayout scratch_layout(const ModelInfo& info, const LlamaModel& m, int n_c
     s.q = s.v + info.kv_dim * f;
     s.attn = a.reserve(rows * q_dim * f);
     s.tmp = a.reserve(rows * info.dim * f);
-    s.gate = a.reserve(rows * info.n_ff * f);
-    s.up = a.reserve(rows * info.n_ff * f);
+    // gate, then up: a decode token's gate and up products come from one matvec into gate[0, 2 n_ff).
+    s.gate = a.reserve(2 * rows * info.n_ff * f);
+    s.up = s.gate + rows * info.n_ff * f;
     s.scores = a.reserve(info.n_ff * f);
     s.h = a.reserve(info.n_ff * f);
     s.y_hot = a.reserve(info.dim * f);
@@ -585,6 +595,15 @@ int llama_gpu_qkv_matvecs(const LlamaGpu& g, const LlamaGpuState& gs, int layer)
     const LlamaGpuLayer& G = g.layers[layer];
     if (!G.attn) return 0;
     return kvq_in_one_matvec(G, gs.dev<float>(gs.lay.k), gs.dev<float>(gs.lay.v), gs.dev<float>(gs.lay.q)) ? 1 : 3;
+}
+
+int llama_gpu_gate_up_matvecs(const LlamaGpu& g, int layer) {
+    if (layer < 0 || layer >= (int)g.layers.size())
+        throw Error("llama_gpu_gate_up_matvecs: layer " + std::to_string(layer) + " outside [0, " +
+                    std::to_string(g.layers.size()) + ")");
+    const LlamaGpuLayer& G = g.layers[layer];
+    if (!G.ffn_dense) return 0;
+    return rows_follow(G.gate, G.up) ? 1 : 2;
 }
 
 void llama_gpu_trace(LlamaGpuState& gs, bool on) { gs.trace = on; }
@@ -1047,7 +1066,11 @@ private:
         float* gate = dev(gs_.lay.gate);
         float* up = dev(gs_.lay.up);
         gpu::rmsnorm(xn, x, G.ffn_norm, info_.dim, info_.norm_eps, 1, s_);
-        if (G.gate.type == G.up.type) {
+        if (rows_follow(G.gate, G.up)) {  // gate[0, 2 n_ff) holds the gate products, then the up ones
+            up = gate + G.gate.n_rows;
+            gpu::matvec(G.gate.type, G.gate.data, prepare(G.gate.type, xn, info_.dim), gate,
+                        G.gate.n_rows + G.up.n_rows, G.gate.n_cols, s_);
+        } else if (G.gate.type == G.up.type) {
             const void* xq = prepare(G.gate.type, xn, info_.dim);
             gpu::matvec(G.gate.type, G.gate.data, xq, gate, G.gate.n_rows, G.gate.n_cols, s_);
             gpu::matvec(G.up.type, G.up.data, xq, up, G.up.n_rows, G.up.n_cols, s_);

@@ -46,11 +46,12 @@ uint64_t llama_gpu_scratch_bytes(const ModelInfo& info, const LlamaModel& m, int
 
 // The model's device copies, as the placement says (opaque). Made once per Model.
 struct LlamaGpu;
-// Copies what p puts in VRAM: dense tensors as stored (a layer's wk, wv and wq back to back), predictors with fc2's
-// rows reordered hot first, the hot neurons' gate and up rows and down columns (the latter from the transposed copy
-// m.sparse[l].w_down_t) gathered into contiguous matrices. Needs m.sparse for any layer with predictor_gpu. batch:
-// the plan reserved the scratch of llama_gpu_scratch_bytes(..., true), so sessions run prompts in batches. Throws
-// ember::Error (CUDA's message, or the tensor that does not fit) on failure; nothing is left allocated then.
+// Copies what p puts in VRAM: dense tensors as stored (wk, wv and wq back to back, w_gate and w_up too), predictors
+// with fc2's rows reordered hot first, the hot neurons' gate and up rows and down columns (the latter from the
+// transposed copy m.sparse[l].w_down_t) gathered into contiguous matrices. Needs m.sparse for any layer with
+// predictor_gpu. batch: the plan reserved the scratch of llama_gpu_scratch_bytes(..., true), so sessions run prompts in
+// batches. Throws ember::Error (CUDA's message, or the tensor that does not fit) on failure; nothing is left allocated
+// then.
 std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaModel& m, const Placement& p,
                                            bool batch);
 // Device bytes the upload holds (weights).
@@ -84,6 +85,10 @@ bool llama_gpu_observes_ffn(const LlamaGpuState& gs);
 // to back (the same type and width) and the state's k, v and q follow each other, else 3; 0 when its attention is
 // on the CPU. Throws ember::Error for a layer outside the model.
 int llama_gpu_qkv_matvecs(const LlamaGpu& g, const LlamaGpuState& gs, int layer);
+// Matvec launches a decode step spends on the layer's dense FFN gate and up: 1 when the upload stored w_gate and w_up
+// back to back (the same type and width; the products land in the state's gate scratch, gate then up), else 2; 0
+// when the layer's FFN is not dense on the GPU. Throws ember::Error for a layer outside the model.
+int llama_gpu_gate_up_matvecs(const LlamaGpu& g, int layer);
 
 // Turns tracing on or off for the next decode steps of gs (costs a few event records per layer); the last traced
 // step's timeline is returned by llama_gpu_timeline.

@@ -2,7 +2,7 @@
 // device exists): hybrid placements on the shipped tiny ReLU model with its profile, every kind of layer split
 // through a placement file, dense stories260K all on the GPU and with -ngl layer offload, the VRAM budget measured
 // with cudaMemGetInfo, prompts in batches on hybrid placements, the decode timeline, and the FFN observer and offline
-// profiler on the GPU; q, k and v in one matvec.
+// profiler on the GPU; q, k and v (and gate and up) in one matvec.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -287,10 +287,11 @@ TEST_F(LlamaGpu, DenseStoriesAllGpuAndLayerOffloadEqualCpu) {
     }
 }
 
-// A decode step makes q, k and v with one matvec: the upload stores wk, wv and wq back to back and the state keeps k,
-// v and q so too (DenseStoriesAllGpuAndLayerOffloadEqualCpu checks the tokens and logits of such steps against the
-// CPU). Layers whose attention -ngl leaves on the CPU have none; a layer outside the model is an error.
-TEST_F(LlamaGpu, DecodeStepMakesQkvInOneMatvec) {
+// A decode step makes q, k and v with one matvec, and a dense FFN's gate and up products with another: the upload
+// stores wk, wv and wq back to back (w_gate and w_up too) and the state keeps k, v and q so
+// (DenseStoriesAllGpuAndLayerOffloadEqualCpu and TinyDenseAllGpuEqualsCpu check such steps' tokens and logits against
+// the CPU). Layers that -ngl leaves on the CPU have none; a layer outside the model is an error.
+TEST_F(LlamaGpu, DecodeStepMakesQkvAndGateUpInOneMatvecEach) {
     for (const std::string& path : {kStories, kTiny}) {
         auto all = load(path, "", -1);
         auto layers = load(path, "", 1);
@@ -301,9 +302,13 @@ TEST_F(LlamaGpu, DecodeStepMakesQkvInOneMatvec) {
             EXPECT_EQ(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, l), 1) << path << " layer " << l;
             EXPECT_EQ(ember::llama_gpu_qkv_matvecs(*layers->gpu(), *layers_state, l), l == n_layers - 1 ? 1 : 0)
                 << path << " -ngl 1, layer " << l;
+            EXPECT_EQ(ember::llama_gpu_gate_up_matvecs(*all->gpu(), l), 1) << path << " layer " << l;
+            EXPECT_EQ(ember::llama_gpu_gate_up_matvecs(*layers->gpu(), l), l == n_layers - 1 ? 1 : 0)
+                << path << " -ngl 1, layer " << l;
         }
         EXPECT_THROW(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, n_layers), ember::Error);
         EXPECT_THROW(ember::llama_gpu_qkv_matvecs(*all->gpu(), *all_state, -1), ember::Error);
+        EXPECT_THROW(ember::llama_gpu_gate_up_matvecs(*all->gpu(), n_layers), ember::Error);
     }
 }
 
