@@ -416,6 +416,17 @@ TEST(ServerE2EOptions, ChatTemplateOverrideAndDefaults) {
     EXPECT_TRUE(contains(missing.err, "/nonexistent.gguf")) << missing.err;
 }
 
+// --version and --help print and exit 0 without a model, as in the other programs.
+TEST(ServerE2EOptions, PrintsVersionAndHelp) {
+    const RunResult v = run_process(EMBER_SERVER_BIN, {"--version"});
+    EXPECT_EQ(v.rc, 0) << v.err;
+    EXPECT_TRUE(contains(v.out, "ember 0.1.0 (cpu: ")) << v.out;
+    const RunResult h = run_process(EMBER_SERVER_BIN, {"--help"});
+    EXPECT_EQ(h.rc, 0) << h.err;
+    EXPECT_TRUE(contains(h.out, "--version")) << h.out;
+    EXPECT_TRUE(contains(h.out, "--api-key")) << h.out;
+}
+
 TEST(ServerE2EOptions, FullQueueGets503AndAHungUpStreamFreesItsSlot) {
     ServerProcess s({"-m", kModel, "-np", "1", "--max-queue", "0", "-c", "8192", "-t", "1", "--metrics"});
     ASSERT_TRUE(s.ok()) << s.log();
