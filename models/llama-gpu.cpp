@@ -107,14 +107,8 @@ struct Upload {
     DeviceArena& arena;
     std::vector<std::function<void()>> copies;
 
-    // A host block copied as is.
-    const void* put(const void* host, size_t bytes) {
-        const size_t off = arena.reserve(bytes);
-        copies.push_back([this, off, host, bytes] {
-            CUDA_CHECK(cudaMemcpy(arena.at(off), host, bytes, cudaMemcpyHostToDevice));
-        });
-        return reinterpret_cast<const void*>(off);  // an offset until fixed up
-    }
+    // A host block copied as is; its offset until fixed up.
+    const void* put(const void* host, size_t bytes) { return put_back_to_back({{host, bytes}})[0]; }
     // Host blocks copied back to back into one reservation; each block's offset, until fixed up.
     std::vector<const void*> put_back_to_back(const std::vector<std::pair<const void*, size_t>>& blocks) {
         size_t total = 0;
@@ -169,15 +163,19 @@ DeviceWeight device_weight(const Weight& w, const void* data) {
 
 DeviceWeight put_weight(Upload& up, const Weight& w) { return device_weight(w, up.put(w.data, w.bytes())); }
 
-// Weights of one type and width: stored back to back, they are one matrix (one matvec reads them all).
-bool stackable(const Weight& a, const Weight& b) { return a.type == b.type && a.n_cols == b.n_cols; }
-
-// Host matrices back to back in one device block.
+// Matrices that share a decode step's input, back to back in one device block when they are of one type and width
+// (then one matvec reads them as one matrix, see rows_follow); each on its own otherwise.
 std::vector<DeviceWeight> put_stacked(Upload& up, const std::vector<const Weight*>& ws) {
+    bool one_matrix = true;
+    for (const Weight* w : ws) one_matrix = one_matrix && w->type == ws[0]->type && w->n_cols == ws[0]->n_cols;
+    std::vector<DeviceWeight> d;
+    if (!one_matrix) {
+        for (const Weight* w : ws) d.push_back(put_weight(up, *w));
+        return d;
+    }
     std::vector<std::pair<const void*, size_t>> blocks;
     for (const Weight* w : ws) blocks.push_back({w->data, w->bytes()});
     const std::vector<const void*> at = up.put_back_to_back(blocks);
-    std::vector<DeviceWeight> d;
     for (size_t i = 0; i < ws.size(); i++) d.push_back(device_weight(*ws[i], at[i]));
     return d;
 }
@@ -225,25 +223,14 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
         G.split = lp.predictor_gpu;
         if (G.attn) {
             G.attn_norm = put_floats(up, L.attn_norm);
-            if (stackable(L.wk, L.wv) && stackable(L.wv, L.wq)) {  // one matvec makes a decode token's k, v and q
-                const std::vector<DeviceWeight> d = put_stacked(up, {&L.wk, &L.wv, &L.wq});
-                G.wk = d[0], G.wv = d[1], G.wq = d[2];
-            } else {
-                G.wq = put_weight(up, L.wq);
-                G.wk = put_weight(up, L.wk);
-                G.wv = put_weight(up, L.wv);
-            }
+            const std::vector<DeviceWeight> kvq = put_stacked(up, {&L.wk, &L.wv, &L.wq});
+            G.wk = kvq[0], G.wv = kvq[1], G.wq = kvq[2];
             G.wo = put_weight(up, L.wo);
         }
         if (G.ffn_dense || G.split) G.ffn_norm = put_floats(up, L.ffn_norm);
         if (G.ffn_dense) {
-            if (stackable(L.w_gate, L.w_up)) {  // one matvec makes a decode token's gate and up
-                const std::vector<DeviceWeight> d = put_stacked(up, {&L.w_gate, &L.w_up});
-                G.gate = d[0], G.up = d[1];
-            } else {
-                G.gate = put_weight(up, L.w_gate);
-                G.up = put_weight(up, L.w_up);
-            }
+            const std::vector<DeviceWeight> gate_up = put_stacked(up, {&L.w_gate, &L.w_up});
+            G.gate = gate_up[0], G.up = gate_up[1];
             G.down = put_weight(up, L.w_down);
         }
         if (G.split) {
@@ -588,20 +575,26 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
 
 bool llama_gpu_observes_ffn(const LlamaGpuState& gs) { return gs.batch && !gs.split; }
 
-int llama_gpu_qkv_matvecs(const LlamaGpu& g, const LlamaGpuState& gs, int layer) {
+namespace {
+
+// g's layer `layer`; `what` names the caller in the error for a layer outside the model.
+const LlamaGpuLayer& layer_of(const LlamaGpu& g, int layer, const char* what) {
     if (layer < 0 || layer >= (int)g.layers.size())
-        throw Error("llama_gpu_qkv_matvecs: layer " + std::to_string(layer) + " outside [0, " +
+        throw Error(std::string(what) + ": layer " + std::to_string(layer) + " outside [0, " +
                     std::to_string(g.layers.size()) + ")");
-    const LlamaGpuLayer& G = g.layers[layer];
+    return g.layers[layer];
+}
+
+}  // namespace
+
+int llama_gpu_qkv_matvecs(const LlamaGpu& g, const LlamaGpuState& gs, int layer) {
+    const LlamaGpuLayer& G = layer_of(g, layer, "llama_gpu_qkv_matvecs");
     if (!G.attn) return 0;
     return kvq_in_one_matvec(G, gs.dev<float>(gs.lay.k), gs.dev<float>(gs.lay.v), gs.dev<float>(gs.lay.q)) ? 1 : 3;
 }
 
 int llama_gpu_gate_up_matvecs(const LlamaGpu& g, int layer) {
-    if (layer < 0 || layer >= (int)g.layers.size())
-        throw Error("llama_gpu_gate_up_matvecs: layer " + std::to_string(layer) + " outside [0, " +
-                    std::to_string(g.layers.size()) + ")");
-    const LlamaGpuLayer& G = g.layers[layer];
+    const LlamaGpuLayer& G = layer_of(g, layer, "llama_gpu_gate_up_matvecs");
     if (!G.ffn_dense) return 0;
     return rows_follow(G.gate, G.up) ? 1 : 2;
 }
@@ -1040,12 +1033,7 @@ private:
         if (kvq_in_one_matvec(G, k, v, q)) {
             const int64_t rows = G.wk.n_rows + G.wv.n_rows + G.wq.n_rows;
             gpu::matvec(G.wk.type, G.wk.data, prepare(G.wk.type, xn, info_.dim), k, rows, G.wk.n_cols, s_);
-        } else if (G.wq.type == G.wk.type && G.wk.type == G.wv.type) {
-            const void* xq = prepare(G.wq.type, xn, info_.dim);
-            gpu::matvec(G.wq.type, G.wq.data, xq, q, G.wq.n_rows, G.wq.n_cols, s_);
-            gpu::matvec(G.wk.type, G.wk.data, xq, k, G.wk.n_rows, G.wk.n_cols, s_);
-            gpu::matvec(G.wv.type, G.wv.data, xq, v, G.wv.n_rows, G.wv.n_cols, s_);
-        } else {
+        } else {  // types differ: the upload stored them apart
             linear(G.wq, xn, q);
             linear(G.wk, xn, k);
             linear(G.wv, xn, v);
@@ -1070,11 +1058,7 @@ private:
             up = gate + G.gate.n_rows;
             gpu::matvec(G.gate.type, G.gate.data, prepare(G.gate.type, xn, info_.dim), gate,
                         G.gate.n_rows + G.up.n_rows, G.gate.n_cols, s_);
-        } else if (G.gate.type == G.up.type) {
-            const void* xq = prepare(G.gate.type, xn, info_.dim);
-            gpu::matvec(G.gate.type, G.gate.data, xq, gate, G.gate.n_rows, G.gate.n_cols, s_);
-            gpu::matvec(G.up.type, G.up.data, xq, up, G.up.n_rows, G.up.n_cols, s_);
-        } else {
+        } else {  // types differ: the upload stored them apart
             linear(G.gate, xn, gate);
             linear(G.up, xn, up);
         }
