@@ -15,5 +15,7 @@ namespace ember::gpu {
 size_t dot_vec_bytes(DType weight_type, int64_t n);
 // x: n floats -> xq (dot_vec_bytes(weight_type, n) bytes, 16-byte aligned).
 void dot_prepare_vec(DType weight_type, const float* x, void* xq, int64_t n, cudaStream_t stream);
+// max(x, 0) prepared so, in one launch: the same bits as a ReLU in place followed by dot_prepare_vec (x unchanged).
+void dot_prepare_relu_vec(DType weight_type, const float* x, void* xq, int64_t n, cudaStream_t stream);
 
 }  // namespace ember::gpu

@@ -1,8 +1,12 @@
 #include <cuda_fp16.h>
 
+#include <string>
+
+#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/elementwise.h"
 #include "kernels-gpu/launch.cuh"
+#include "kernels-gpu/quantize-device.cuh"
 
 namespace ember::gpu {
 
@@ -11,6 +15,20 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
+
+// A Q8_0 output in dot_prepare_vec's layout (quants, then the scales as floats), or none.
+struct Q8Out {
+    int8_t* qs = nullptr;
+    float* qd = nullptr;
+};
+Q8Out q8_out(void* q8, int64_t n, const char* op) {
+    if (q8 == nullptr) return {};
+    if (n % QK8_0 != 0)
+        throw Error(std::string("gpu::") + op + ": Q8_0 output of " + std::to_string(n) +
+                    " floats, expected a multiple of " + std::to_string(QK8_0));
+    auto* qs = static_cast<int8_t*>(q8);
+    return {qs, reinterpret_cast<float*>(qs + n)};
+}
 
 __global__ void f32_to_f16_kernel(uint16_t* dst, const float* x, int64_t n) {
     wait_for_previous_kernel();
@@ -26,24 +44,37 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
     if (i < n) x[i] += y[i];
 }
 
-__global__ void reglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
-    wait_for_previous_kernel();
-    release_next_kernel();
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        const float g = gate[i];
-        out[i] = g > 0.0f ? g * up[i] : 0.0f;  // exactly zero where the gate is not positive, as on the CPU
-    }
+// A GLU's output element i (v; exists where i < n), stored to out and, unless qs is null, quantized with its warp's
+// 32 elements (one Q8_0 block: n is a multiple of 32, so a warp is in range as a whole or not at all).
+__device__ __forceinline__ void store_glu(float v, int64_t i, int64_t n, float* out, int8_t* qs, float* qd) {
+    if (i < n) out[i] = v;
+    if (qs == nullptr || i - threadIdx.x % 32 >= n) return;
+    const int64_t b = i / QK8_0;
+    quantize_q8_block_warp(v, (int)(i % QK8_0), qs + b * QK8_0, qd + b);
 }
 
-__global__ void swiglu_kernel(float* out, const float* gate, const float* up, int64_t n) {
+__global__ void reglu_kernel(float* out, const float* gate, const float* up, int64_t n, int8_t* qs, float* qd) {
     wait_for_previous_kernel();
     release_next_kernel();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float v = 0.0f;
     if (i < n) {
         const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        v = g > 0.0f ? g * up[i] : 0.0f;  // exactly zero where the gate is not positive, as on the CPU
     }
+    store_glu(v, i, n, out, qs, qd);
+}
+
+__global__ void swiglu_kernel(float* out, const float* gate, const float* up, int64_t n, int8_t* qs, float* qd) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float v = 0.0f;
+    if (i < n) {
+        const float g = gate[i];
+        v = g / (1.0f + expf(-g)) * up[i];
+    }
+    store_glu(v, i, n, out, qs, qd);
 }
 
 __global__ void count_nonzero_kernel(const float* h, const int32_t* k, int32_t* out) {
@@ -114,14 +145,15 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
     launch_chained(add_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, x, y, n);
 }
 
-void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
+void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8) {
     if (n <= 0) return;
-    launch_chained(reglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n);
+    const Q8Out q = q8_out(q8, n, "reglu");
+    launch_chained(reglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.qd);
 }
-
-void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream) {
+void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8) {
     if (n <= 0) return;
-    launch_chained(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n);
+    const Q8Out q = q8_out(q8, n, "swiglu");
+    launch_chained(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.qd);
 }
 
 }  // namespace ember::gpu

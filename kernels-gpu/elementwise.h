@@ -12,10 +12,11 @@ void f32_to_f16(uint16_t* dst, const float* x, int64_t n, cudaStream_t stream);
 
 // x[i] += y[i] for i in [0, n).
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
-// out[i] = relu(gate[i]) * up[i] (ReGLU); out may alias gate.
-void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
-// out[i] = silu(gate[i]) * up[i] (SwiGLU); out may alias gate.
-void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream);
+// out[i] = relu(gate[i]) * up[i] (ReGLU); out may alias gate. Unless q8 is null, out also as Q8_0 activations in
+// dot_prepare_vec's layout (n a multiple of 32), in the same launch and with the same bits.
+void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8 = nullptr);
+// out[i] = silu(gate[i]) * up[i] (SwiGLU); out may alias gate; q8 as for reglu.
+void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8 = nullptr);
 
 // *out = the number of j < *k with h[j] != 0 (*k read on the device, as the sparse FFN kernels read it): how many
 // of a ReLU layer's predicted-active neurons fired. One block.

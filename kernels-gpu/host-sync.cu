@@ -15,14 +15,33 @@ __global__ void wait_kernel(const volatile uint32_t* counter, uint32_t target) {
 }
 
 constexpr int kCopyThreads = 1024;  // one block: its barrier orders every copied float before the counter store
+constexpr int kCopyBatch = 8;       // loads a thread issues before its stores: one memory latency per batch
+
+// dst[i] = src[i] for i < n, written through to (host) memory: each thread loads a batch of its floats (i, i +
+// kCopyThreads, ...) before it stores them, so that the loads' latencies overlap.
+__device__ __forceinline__ void copy_through(float* dst, const float* __restrict__ src, int64_t n) {
+    for (int64_t base = 0; base < n; base += (int64_t)kCopyThreads * kCopyBatch) {
+        float v[kCopyBatch];
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t i = base + threadIdx.x + (int64_t)k * kCopyThreads;
+            v[k] = i < n ? src[i] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t i = base + threadIdx.x + (int64_t)k * kCopyThreads;
+            if (i < n) __stwt(dst + i, v[k]);
+        }
+    }
+}
 
 __global__ void __launch_bounds__(kCopyThreads)
     copy_signal_kernel(float* dst_a, const float* __restrict__ src_a, int64_t n_a, float* dst_b,
                        const float* __restrict__ src_b, int64_t n_b, volatile uint32_t* counter, uint32_t value) {
     wait_for_previous_kernel();
     release_next_kernel();
-    for (int64_t i = threadIdx.x; i < n_a; i += kCopyThreads) __stwt(dst_a + i, src_a[i]);
-    for (int64_t i = threadIdx.x; i < n_b; i += kCopyThreads) __stwt(dst_b + i, src_b[i]);
+    copy_through(dst_a, src_a, n_a);
+    copy_through(dst_b, src_b, n_b);
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first

@@ -1,6 +1,11 @@
+#include <algorithm>
+#include <string>
+
+#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/norm.h"
+#include "kernels-gpu/quantize-device.cuh"
 
 namespace ember::gpu {
 
@@ -8,14 +13,25 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// One block per row: a strided sum of squares, reduced through warp shuffles then shared memory.
-__global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int64_t n, float eps) {
+// One block per row: a strided sum of squares, reduced through warp shuffles then shared memory. With add, the
+// residual addition first (a float add per element, stored back to x); with qs, the normalised row quantized after,
+// a warp per 32-element block (read back from out: a block's global writes are visible to it after the barrier).
+__global__ void rmsnorm_kernel(float* x, const float* add, const float* w, int64_t n, float eps, float* out,
+                               int8_t* qs, float* qd) {
     wait_for_previous_kernel();
     release_next_kernel();
-    const float* xr = x + blockIdx.x * n;
+    float* xr = x + blockIdx.x * n;
     float* yr = out + blockIdx.x * n;
     float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];
+    if (add != nullptr) {
+        const float* ar = add + blockIdx.x * n;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            xr[i] += ar[i];
+            sum += xr[i] * xr[i];
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];
+    }
     for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffff, sum, off);
     __shared__ float warp_sums[kThreads / 32];
     if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
@@ -28,13 +44,135 @@ __global__ void rmsnorm_kernel(float* out, const float* x, const float* w, int64
     __syncthreads();
     const float scale = rsqrtf(warp_sums[0] / (float)n + eps);
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+    if (qs == nullptr) return;  // uniform in the block
+    __syncthreads();
+    const int lane = threadIdx.x % 32;
+    int8_t* qr = qs + blockIdx.x * n;
+    float* dr = qd + blockIdx.x * (n / QK8_0);
+    for (int64_t b = threadIdx.x / 32; b < n / QK8_0; b += blockDim.x / 32)
+        quantize_q8_block_warp(yr[b * QK8_0 + lane], lane, qr + b * QK8_0, dr + b);
+}
+
+
+// Rows of n floats held in registers, V float4 per thread (n % 4 == 0, 16-byte aligned rows, n <= 4 V blockDim.x):
+// every load is issued before the first use, so a row costs about one memory latency rather than one per element.
+// Thread t holds float4s t, t + blockDim.x, ...; its sum of squares adds them in that order, then warp shuffles and
+// a warp over the warp sums. The Q8_0 output: a block of 32 floats is 8 float4s held by 8 neighbouring lanes, whose
+// maximum meets in 3 shuffles; each lane stores its 4 quants as one word.
+template <int V>
+__global__ void __launch_bounds__(1024)
+    rmsnorm_vec_kernel(float* x, const float* add, const float* w, int n, float eps, float* out, int8_t* qs,
+                       float* qd) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    const int n4 = n / 4;
+    float4* xr = reinterpret_cast<float4*>(x + (int64_t)blockIdx.x * n);
+    const float4* ar = reinterpret_cast<const float4*>(add + (add != nullptr ? (int64_t)blockIdx.x * n : 0));
+    const float4* wr = reinterpret_cast<const float4*>(w);
+    float4 v[V], wv[V];
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int j = threadIdx.x + k * blockDim.x;
+        v[k] = j < n4 ? xr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        wv[k] = j < n4 ? wr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    if (add != nullptr) {
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int j = threadIdx.x + k * blockDim.x;
+            if (j < n4) {
+                const float4 b = ar[j];
+                v[k].x += b.x, v[k].y += b.y, v[k].z += b.z, v[k].w += b.w;
+                xr[j] = v[k];
+            }
+        }
+    }
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < V; k++) sum += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+    for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    __shared__ float warp_sums[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    if (lane == 0) warp_sums[warp] = sum;
+    __syncthreads();
+    if (warp == 0) {
+        sum = lane < n_warps ? warp_sums[lane] : 0.0f;
+        for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+        if (lane == 0) warp_sums[0] = sum;
+    }
+    __syncthreads();
+    const float scale = rsqrtf(warp_sums[0] / (float)n + eps);
+    float4* yr = reinterpret_cast<float4*>(out + (int64_t)blockIdx.x * n);
+#pragma unroll
+    for (int k = 0; k < V; k++) {
+        const int j = threadIdx.x + k * blockDim.x;
+        float4 y;
+        y.x = v[k].x * scale * wv[k].x;
+        y.y = v[k].y * scale * wv[k].y;
+        y.z = v[k].z * scale * wv[k].z;
+        y.w = v[k].w * scale * wv[k].w;
+        if (j < n4) yr[j] = y;
+        if (qs == nullptr) continue;  // uniform in the block
+        // Lanes out of range hold zeros and take part in the shuffles; their group is out of range as a whole.
+        float amax = fmaxf(fmaxf(fabsf(y.x), fabsf(y.y)), fmaxf(fabsf(y.z), fabsf(y.w)));
+#pragma unroll
+        for (int off = 1; off < 8; off *= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        if (j >= n4) continue;
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const int q0 = (int)roundf(y.x * id), q1 = (int)roundf(y.y * id), q2 = (int)roundf(y.z * id),
+                  q3 = (int)roundf(y.w * id);
+        const int64_t row = blockIdx.x;
+        reinterpret_cast<uint32_t*>(qs + row * n)[j] =
+            (uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 | (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24;
+        if (j % 8 == 0) qd[row * (n / QK8_0) + j / 8] = __half2float(__float2half_rn(d));
+    }
+}
+
+constexpr int kMaxVecThreads = 1024, kMaxVecs = 4;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Launches rmsnorm_vec_kernel where the rows allow it; returns false (nothing launched) where they do not.
+bool launch_vec(float* x, const float* add, const float* w, int64_t n, float eps, float* out, int8_t* qs, float* qd,
+                int n_rows, cudaStream_t stream) {
+    if (n % 4 != 0 || n > 4 * kMaxVecs * kMaxVecThreads || !aligned16(x) || !aligned16(add) || !aligned16(w) ||
+        !aligned16(out))
+        return false;
+    const int n4 = (int)(n / 4);
+    const int threads = std::min(kMaxVecThreads, (n4 + 31) / 32 * 32);
+    const int vecs = (n4 + threads - 1) / threads;
+    const dim3 grid(n_rows), block(threads);
+    switch (vecs) {
+        case 1: launch_chained(rmsnorm_vec_kernel<1>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
+        case 2: launch_chained(rmsnorm_vec_kernel<2>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
+        case 3: launch_chained(rmsnorm_vec_kernel<3>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
+        default: launch_chained(rmsnorm_vec_kernel<4>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
+    }
+    return true;
 }
 
 }  // namespace
 
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps, int n_rows, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    launch_chained(rmsnorm_kernel, dim3(n_rows), dim3(kThreads), 0, stream, out, x, w, n, eps);
+    // x is only read without an addition.
+    if (launch_vec(const_cast<float*>(x), nullptr, w, n, eps, out, nullptr, nullptr, n_rows, stream)) return;
+    launch_chained(rmsnorm_kernel, dim3(n_rows), dim3(kThreads), 0, stream, const_cast<float*>(x),
+                   static_cast<const float*>(nullptr), w, n, eps, out, static_cast<int8_t*>(nullptr),
+                   static_cast<float*>(nullptr));
+}
+
+void add_rmsnorm(float* x, const float* add, const float* w, int64_t n, float eps, float* out, void* q8,
+                 cudaStream_t stream) {
+    if (n <= 0) return;
+    if (q8 != nullptr && n % QK8_0 != 0)
+        throw Error("gpu::add_rmsnorm: Q8_0 output of " + std::to_string(n) + " floats, expected a multiple of " +
+                    std::to_string(QK8_0));
+    auto* qs = static_cast<int8_t*>(q8);
+    float* qd = q8 != nullptr ? reinterpret_cast<float*>(qs + n) : nullptr;
+    if (launch_vec(x, add, w, n, eps, out, qs, qd, 1, stream)) return;
+    launch_chained(rmsnorm_kernel, dim3(1), dim3(kThreads), 0, stream, x, add, w, n, eps, out, qs, qd);
 }
 
 }  // namespace ember::gpu

@@ -11,16 +11,8 @@ namespace ember::gpu {
 
 namespace {
 
-constexpr int kReluThreads = 256;
 constexpr int kScanThreads = 1024;  // 32 warps: the warp totals fit one warp's scan
 constexpr int kScanItems = 4;       // consecutive scores per thread and pass
-
-__global__ void relu_kernel(float* __restrict__ x, int n) {
-    wait_for_previous_kernel();
-    release_next_kernel();
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
 
 __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
 #pragma unroll
@@ -70,24 +62,18 @@ __global__ void __launch_bounds__(kScanThreads)
 size_t predictor_xq_bytes(const PredictorGpuWeights& p) { return gpu::dot_vec_bytes(p.type, std::max(p.dim, p.rank)); }
 
 void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, const void* x_prepared) {
     if (p.rank <= 0 || p.n_ff <= 0 || p.dim <= 0) return;
-    // F32/F16 weights read F32 activations, which need no preparation: x and hidden are used as they are.
-    const bool float_vec = dot_vec_type(p.type) == DType::DTYPE_F32;
-    const void* xq = x;
-    if (!float_vec) {
+    // F32/F16 weights read F32 activations, which need no preparation: x is used as it is.
+    const void* xq = x_prepared;
+    if (xq == nullptr && dot_vec_type(p.type) == DType::DTYPE_F32) xq = x;
+    if (xq == nullptr) {
         gpu::dot_prepare_vec(p.type, x, s.xq, p.dim, stream);
         xq = s.xq;
     }
     gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
-    launch_chained(relu_kernel, dim3((p.rank + kReluThreads - 1) / kReluThreads), dim3(kReluThreads), 0, stream,
-                   s.hidden, p.rank);
-    const void* hq = s.hidden;
-    if (!float_vec) {
-        gpu::dot_prepare_vec(p.type, s.hidden, s.xq, p.rank, stream);
-        hq = s.xq;
-    }
-    gpu::matvec(p.type, p.fc2, hq, scores, p.n_ff, p.rank, stream);  // scores (n_ff) = fc2 · relu(hidden)
+    gpu::dot_prepare_relu_vec(p.type, s.hidden, s.xq, p.rank, stream);  // relu(hidden), prepared for fc2
+    gpu::matvec(p.type, p.fc2, s.xq, scores, p.n_ff, p.rank, stream);   // scores (n_ff) = fc2 · relu(hidden)
 }
 
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,

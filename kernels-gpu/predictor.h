@@ -30,9 +30,10 @@ struct PredictorGpuScratch {
 };
 size_t predictor_xq_bytes(const PredictorGpuWeights& p);
 
-// scores (n_ff) = fc2 · relu(fc1 · x) for one token x (dim), through gpu::matvec in p.type.
+// scores (n_ff) = fc2 · relu(fc1 · x) for one token x (dim), through gpu::matvec in p.type. x_prepared, unless
+// null, is x already prepared for p.type (dot_prepare_vec; it may lie in s.xq), which saves preparing it again.
 void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
-                      cudaStream_t stream);
+                      cudaStream_t stream, const void* x_prepared = nullptr);
 
 // active (room for n_ff) = the indices i with scores[i] > threshold in ascending order; *count = how many.
 // One block scans the scores in order (an exclusive prefix sum of the per-thread counts per pass).

@@ -38,6 +38,26 @@ TEST_F(Gpu, PrepareVecQ8MatchesCpuQuantizer) {
     }
 }
 
+// dot_prepare_relu_vec: the bits of dot_prepare_vec on max(x, 0), for quantized and float activations, with x
+// left as it was (the predictor's hidden layer stays readable).
+TEST_F(Gpu, PrepareReluVecEqualsPrepareOfRelu) {
+    for (DType t : {DType::DTYPE_Q4_0, DType::DTYPE_Q8_0, DType::DTYPE_F16, DType::DTYPE_F32}) {
+        for (int64_t n : {32, 1024, 11008}) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
+            std::vector<float> x = randn(n, 2.0f, 61 + (uint32_t)n), relu(n);
+            for (int i = 0; i < 32; i++) x[i] = -std::fabs(x[i]);  // a block with no positive value: d = 0
+            for (int64_t i = 0; i < n; i++) relu[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            DeviceMem dx(x), drelu(relu), dgot(gpu::dot_vec_bytes(t, n)), dwant(gpu::dot_vec_bytes(t, n));
+            gpu::dot_prepare_relu_vec(t, dx.as<float>(), dgot.as(), n, nullptr);
+            gpu::dot_prepare_vec(t, drelu.as<float>(), dwant.as(), n, nullptr);
+            const auto got = dgot.to_host<uint8_t>(), want = dwant.to_host<uint8_t>();
+            ASSERT_EQ(got.size(), want.size());
+            for (size_t i = 0; i < got.size(); i++) ASSERT_EQ(got[i], want[i]) << "byte " << i;
+            EXPECT_EQ(dx.to_host<float>(), x);
+        }
+    }
+}
+
 struct Shape {
     int64_t rows, cols;
 };

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels-cpu/thread-pool.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/predictor.h"
 #include "predictor/predictor.h"
 #include "tests/kernels-gpu-test-util.h"
@@ -54,6 +55,14 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
             DeviceMem dxq(gpu::predictor_xq_bytes(g)), dhidden(sh.rank * sizeof(float));
             gpu::predictor_scores(g, dx.as<float>(), dscores.as<float>(), {dxq.as(), dhidden.as<float>()}, nullptr);
             const auto got = dscores.to_host<float>();
+
+            // x prepared beforehand, in the scratch as the decode step passes it, gives the same scores bit for bit
+            // (the x argument, zeros here, is then not read).
+            DeviceMem dzeros(std::vector<float>(sh.dim, 0.0f));
+            gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), sh.dim, nullptr);
+            gpu::predictor_scores(g, dzeros.as<float>(), dscores.as<float>(), {dxq.as(), dhidden.as<float>()},
+                                  nullptr, dxq.as());
+            EXPECT_EQ(dscores.to_host<float>(), got);
 
             const auto fc2 = dequantize_matrix(t, pw.fc2, sh.n_ff, sh.rank);
             const float hmax = *std::max_element(hidden.begin(), hidden.end());

@@ -4,15 +4,18 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/error.h"
 #include "kernels-cpu/activation.h"
 #include "kernels-cpu/attention.h"
 #include "kernels-cpu/dtype.h"
 #include "kernels-cpu/norm.h"
 #include "kernels-cpu/rope.h"
 #include "kernels-gpu/attention.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/elementwise.h"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/matmul.h"
@@ -57,8 +60,9 @@ TEST_F(Gpu, ChainedKernelReadsFinishedOutput) {
 }
 
 // Tolerance: float rounding of a sum of n squares and one multiply, relative.
+// Rows in registers (n % 4 == 0, up to 16384 floats: 1 to 4 float4 a thread) and the strided loop (1, 33, 16388).
 TEST_F(Gpu, RmsNormMatchesCpu) {
-    for (int n : {1, 33, 4096, 5120}) {
+    for (int n : {1, 33, 64, 4096, 5120, 12288, 16384, 16388}) {
         const int rows = 3;
         const std::vector<float> x = randn((size_t)rows * n, 2.0f, 7 + n), w = randn(n, 2.0f, 8 + n);
         DeviceMem dx(x), dw(w), dout(x.size() * sizeof(float));
@@ -71,6 +75,63 @@ TEST_F(Gpu, RmsNormMatchesCpu) {
                 ASSERT_NEAR(got[(size_t)r * n + i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "n=" << n;
         }
     }
+}
+
+// The decode step's fused norm equals its three steps run one by one, bit for bit: add_inplace, rmsnorm and
+// dot_prepare_vec (Q8_0); without add, x is left as it was; without q8, only x and out are written.
+TEST_F(Gpu, AddRmsNormEqualsItsStepsInTurn) {
+    for (int n : {33, 64, 4096, 5120, 8192, 12288, 16384, 16416}) {
+        for (const bool with_add : {true, false}) {
+            const bool with_q8 = n % 32 == 0;
+            SCOPED_TRACE("n=" + std::to_string(n) + (with_add ? " with add" : " no add"));
+            const std::vector<float> x = randn(n, 2.0f, 21 + n), y = randn(n, 2.0f, 22 + n), w = randn(n, 1.0f, 23);
+            DeviceMem dx(x), dy(y), dw(w), dout(n * sizeof(float)), dq(with_q8 ? (size_t)n + n / 32 * 4 : 4);
+            gpu::add_rmsnorm(dx.as<float>(), with_add ? dy.as<float>() : nullptr, dw.as<float>(), n, 1e-5f,
+                             dout.as<float>(), with_q8 ? dq.as() : nullptr, nullptr);
+            const auto got_x = dx.to_host<float>(), got_out = dout.to_host<float>();
+            const auto got_q = dq.to_host<uint8_t>();
+
+            DeviceMem ex(x), eout(n * sizeof(float)), eq(with_q8 ? (size_t)n + n / 32 * 4 : 4);
+            if (with_add) gpu::add_inplace(ex.as<float>(), dy.as<float>(), n, nullptr);
+            gpu::rmsnorm(eout.as<float>(), ex.as<float>(), dw.as<float>(), n, 1e-5f, 1, nullptr);
+            if (with_q8) gpu::dot_prepare_vec(DType::DTYPE_Q8_0, eout.as<float>(), eq.as(), n, nullptr);
+            EXPECT_EQ(got_x, ex.to_host<float>());
+            if (!with_add) {
+                EXPECT_EQ(got_x, x);
+            }
+            EXPECT_EQ(got_out, eout.to_host<float>());
+            if (with_q8) {
+                EXPECT_EQ(got_q, eq.to_host<uint8_t>());
+            }
+        }
+    }
+    DeviceMem dx(std::vector<float>(48, 1.0f)), dw(std::vector<float>(48, 1.0f)), dout(48 * 4), dq(256);
+    try {
+        gpu::add_rmsnorm(dx.as<float>(), nullptr, dw.as<float>(), 48, 1e-5f, dout.as<float>(), dq.as(), nullptr);
+        FAIL() << "48 floats cannot be Q8_0 blocks";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
+    }
+}
+
+// ReGLU and SwiGLU with a Q8_0 output: out as without it, and the quants and scales of dot_prepare_vec on out.
+TEST_F(Gpu, GluPreparesQ8LikeDotPrepareVec) {
+    for (int64_t n : {32, 288, 11008}) {
+        for (const bool relu : {true, false}) {
+            SCOPED_TRACE((relu ? "reglu n=" : "swiglu n=") + std::to_string(n));
+            const std::vector<float> g = randn(n, 1.0f, 31), u = randn(n, 1.0f, 32);
+            DeviceMem dg(g), du(u), dout(n * sizeof(float)), dq(n + n / 32 * 4), eout(n * sizeof(float)),
+                eq(n + n / 32 * 4);
+            auto glu = relu ? gpu::reglu : gpu::swiglu;
+            glu(dout.as<float>(), dg.as<float>(), du.as<float>(), n, nullptr, dq.as());
+            glu(eout.as<float>(), dg.as<float>(), du.as<float>(), n, nullptr, nullptr);
+            gpu::dot_prepare_vec(DType::DTYPE_Q8_0, eout.as<float>(), eq.as(), n, nullptr);
+            EXPECT_EQ(dout.to_host<float>(), eout.to_host<float>());
+            EXPECT_EQ(dq.to_host<uint8_t>(), eq.to_host<uint8_t>());
+        }
+    }
+    DeviceMem d(64 * sizeof(float)), q(256);
+    EXPECT_THROW(gpu::reglu(d.as<float>(), d.as<float>(), d.as<float>(), 48, nullptr, q.as()), Error);
 }
 
 // Residual additions exactly as on the CPU (one float add each, in the same order); activations: ReGLU exact with

@@ -4,7 +4,7 @@
 // print GB/s next to the card's theoretical peak (memory clock x bus width) and a measured device-to-device copy;
 // GEMM prints TFLOP/s next to the FP16 tensor peak where the architecture's rate is known.
 //   ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] [--active FRACTION]
-//                   [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]
+//                   [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse,steps]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include "kernels-cpu/attention.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
+#include "kernels-cpu/norm.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/rope.h"
 #include "kernels-cpu/sparse-ffn.h"
@@ -29,7 +30,10 @@
 #include "kernels-gpu/cublas-check.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
+#include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/host-sync.h"
 #include "kernels-gpu/matmul.h"
+#include "kernels-gpu/norm.h"
 #include "kernels-gpu/predictor.h"
 #include "kernels-gpu/rope.h"
 #include "kernels-gpu/sparse-ffn.h"
@@ -49,7 +53,7 @@ struct Args {
     // Model shape (--shape): the FFN's dim and n_ff, attention heads of kHeadDim, and the KV heads of GQA.
     int64_t dim = 4096, ff = 11008, heads = 32, kv_heads = 32;
     int iters = 50;
-    // --only: the groups to run (matvec, matmul, attention, predictor, sparse); all if empty
+    // --only: the groups to run (matvec, matmul, attention, predictor, sparse, steps); all if empty
     std::vector<std::string> only;
     int64_t tokens = 512;  // GEMM and prefill batch
     int rank = 1024;       // predictor hidden width
@@ -62,7 +66,7 @@ struct Args {
     std::fprintf(
         stderr,
         "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] "
-        "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse]\n",
+        "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse,steps]\n",
         msg.c_str());
     std::exit(2);
 }
@@ -86,9 +90,9 @@ Args parse(int argc, char** argv) {
         } else if (k == "--only") {
             for (const std::string& item : ember_bench::bench_split_list(val())) {
                 if (item != "matvec" && item != "matmul" && item != "attention" && item != "predictor" &&
-                    item != "sparse")
+                    item != "sparse" && item != "steps")
                     usage("unknown group '" + item +
-                          "' in --only, expected matvec, matmul, attention, predictor or sparse");
+                          "' in --only, expected matvec, matmul, attention, predictor, sparse or steps");
                 a.only.push_back(item);
             }
         } else if (k == "--shape") {
@@ -533,6 +537,77 @@ void bench_sparse(const Device& d, const Args& a) {
     }
 }
 
+// ---- the small steps between a decode step's matvecs ----
+// One token's RMSNorm, the fused residual add + RMSNorm + Q8_0 preparation against its three launches, the GLU with
+// its Q8_0 output against two launches, and the handoff copy to pinned host memory. Inputs stay in L2, as in a
+// decode step; the time per call (launched back to back, chained) is the step's cost.
+void bench_steps(const Device& d, const Args& a) {
+    std::printf("\n== steps between matvecs (one token) ==\n");
+    const int64_t n = a.dim, ff = a.ff;
+    const std::vector<float> x = randn(n + 4, 1.0f, 71), y = randn(n + 4, 1.0f, 72), w = randn(n + 4, 1.0f, 73);
+    DeviceMem dx(x), dy(y), dw(w), dout((n + 4) * sizeof(float)), dq(gpu::dot_vec_bytes(DType::DTYPE_Q8_0, ff));
+
+    std::vector<float> want(n);
+    ember::rmsnorm(want.data(), x.data(), w.data(), n, 1e-5f);
+    double worst = 0;
+    gpu::rmsnorm(dout.as<float>(), dx.as<float>(), dw.as<float>(), n, 1e-5f, 1, nullptr);
+    const auto got = dout.to_host<float>();
+    for (int64_t i = 0; i < n; i++) worst = std::max(worst, std::fabs(got[i] - want[i]) / (1e-4 * (1 + std::fabs(want[i]))));
+    check(worst <= 1, "rmsnorm", worst);
+
+    const double norm_bytes = 3.0 * n * sizeof(float);
+    double ms = time_ms(a.iters, [&](int) {
+        gpu::rmsnorm(dout.as<float>(), dx.as<float>(), dw.as<float>(), n, 1e-5f, 1, nullptr);
+    });
+    print_bw(d, "rmsnorm (row in registers)", norm_bytes, ms);
+    ms = time_ms(a.iters, [&](int) {  // unaligned rows take the strided loop
+        gpu::rmsnorm(dout.as<float>() + 1, dx.as<float>() + 1, dw.as<float>() + 1, n, 1e-5f, 1, nullptr);
+    });
+    print_bw(d, "rmsnorm (strided loop)", norm_bytes, ms);
+
+    const double fused_bytes = 5.0 * n * sizeof(float) + (double)gpu::dot_vec_bytes(DType::DTYPE_Q8_0, n);
+    ms = time_ms(a.iters, [&](int) {
+        gpu::add_rmsnorm(dx.as<float>(), dy.as<float>(), dw.as<float>(), n, 1e-5f, dout.as<float>(), dq.as(),
+                         nullptr);
+    });
+    print_bw(d, "add + rmsnorm + q8, one launch", fused_bytes, ms);
+    ms = time_ms(a.iters, [&](int) {
+        gpu::add_inplace(dx.as<float>(), dy.as<float>(), n, nullptr);
+        gpu::rmsnorm(dout.as<float>(), dx.as<float>(), dw.as<float>(), n, 1e-5f, 1, nullptr);
+        gpu::dot_prepare_vec(DType::DTYPE_Q8_0, dout.as<float>(), dq.as(), n, nullptr);
+    });
+    print_bw(d, "add, rmsnorm, q8: three launches", fused_bytes, ms);
+
+    const std::vector<float> g = randn(ff, 1.0f, 74), u = randn(ff, 1.0f, 75);
+    DeviceMem dg(g), du(u), dh(ff * sizeof(float));
+    const double glu_bytes = 3.0 * ff * sizeof(float) + (double)gpu::dot_vec_bytes(DType::DTYPE_Q8_0, ff);
+    ms = time_ms(a.iters, [&](int) {
+        gpu::swiglu(dh.as<float>(), dg.as<float>(), du.as<float>(), ff, nullptr, dq.as());
+    });
+    print_bw(d, "swiglu + q8, one launch", glu_bytes, ms);
+    ms = time_ms(a.iters, [&](int) {
+        gpu::swiglu(dh.as<float>(), dg.as<float>(), du.as<float>(), ff, nullptr);
+        gpu::dot_prepare_vec(DType::DTYPE_Q8_0, dh.as<float>(), dq.as(), ff, nullptr);
+    });
+    print_bw(d, "swiglu, q8: two launches", glu_bytes, ms);
+
+    // The split FFN's handoff: xn and half the layer's scores to pinned memory, then the counter.
+    const int64_t n_b = ff / 2;
+    float* host = nullptr;
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), (n + n_b + 16) * sizeof(float), cudaHostAllocDefault));
+    auto* counter = reinterpret_cast<volatile uint32_t*>(host + n + n_b + 4);
+    *counter = 0;
+    ms = time_ms(a.iters, [&](int i) {
+        gpu::copy_to_host_and_signal(host, dout.as<float>(), n, host + n, dh.as<float>(), n_b, counter,
+                                     (uint32_t)i + 1, nullptr);
+    });
+    CUDA_CHECK(cudaDeviceSynchronize());
+    check(host[0] == dout.to_host<float>()[0] && *counter == (uint32_t)a.iters + 1, "copy_to_host_and_signal",
+          host[0] == dout.to_host<float>()[0] ? 0 : 1e9);
+    print_bw(d, "copy_to_host_and_signal (to host)", (double)(n + n_b) * sizeof(float), ms);
+    CUDA_CHECK(cudaFreeHost(host));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -551,6 +626,7 @@ int main(int argc, char** argv) {
         if (wanted("attention")) bench_attention(d, a);
         if (wanted("predictor")) bench_predictor(d, a);
         if (wanted("sparse")) bench_sparse(d, a);
+        if (wanted("steps")) bench_steps(d, a);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ember-gpu-bench: %s\n", e.what());
         return 1;
