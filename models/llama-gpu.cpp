@@ -718,7 +718,9 @@ public:
             try {
                 CUDA_CHECK(cudaMemcpyAsync(gs_.dev<int32_t>(gs_.lay.pos), gs_.h_pos, sizeof(int32_t),
                                            cudaMemcpyHostToDevice, s_));
+                pending_ = nullptr;
                 walk(gpu, want_logits);
+                settle();
                 // Hot neurons predicted and fired per layer, written on the device.
                 CUDA_CHECK(cudaMemcpyAsync(gs_.h_counts, gs_.dev<int32_t>(gs_.lay.counts),
                                            2 * info_.n_layers * sizeof(int32_t), cudaMemcpyDeviceToHost, s_));
@@ -885,6 +887,7 @@ private:
                                        cudaMemcpyHostToDevice, d.s_));
         }
         void x_down() {  // written through to pinned memory and signalled by one kernel, no copy-engine operation
+            d.settle();
             gpu::copy_to_host_and_signal(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim, nullptr, nullptr, 0,
                                          d.gs_.d2h_counter(), ++d2h, d.s_);
         }
@@ -907,10 +910,10 @@ private:
         void output(bool on_gpu) {
             if (!on_gpu) return;
             const cudaEvent_t b = d.gpu_mark();
-            float* xn = d.dev(d.gs_.lay.xn);
-            gpu::rmsnorm(xn, d.dev(d.gs_.lay.x), d.g_.output_norm, d.info_.dim, d.info_.norm_eps, 1, d.s_);
+            const DeviceWeight& w = d.g_.output_w;
+            const void* xq = d.norm_input(d.g_.output_norm, w.type);
             float* logits = d.dev(d.gs_.lay.logits);
-            d.linear(d.g_.output_w, xn, logits);
+            gpu::matvec(w.type, w.data, xq, logits, w.n_rows, w.n_cols, d.s_);
             d.gpu_span(-1, "output", b);
             CUDA_CHECK(cudaMemcpyAsync(d.gs_.h_logits, logits, d.info_.n_vocab * sizeof(float),
                                        cudaMemcpyDeviceToHost, d.s_));
@@ -1021,18 +1024,37 @@ private:
         gpu::matvec(w.type, w.data, prepare(w.type, x, w.n_cols), y, w.n_rows, w.n_cols, s_);
     }
 
+    // A part's output that the residual x still lacks: the next part adds it in the launch of its RMSNorm
+    // (norm_input), or settle() adds it before x leaves the GPU or the step ends. Queue thread only.
+    const float* pending_ = nullptr;
+
+    // xn = rmsnorm(x + pending) * w, with x updated, in one launch that also prepares xn as Q8_0 activations
+    // (gs_.lay.xq) when weights of type t read those. Returns the input of t's matvec: the Q8_0 vector or xn.
+    const void* norm_input(const float* w, DType t) { return norm_input(w, dot_vec_type(t) != DType::DTYPE_F32); }
+    const void* norm_input(const float* w, bool q8) {
+        float* xn = dev(gs_.lay.xn);
+        void* xq = q8 ? gs_.arena.at(gs_.lay.xq) : nullptr;
+        gpu::add_rmsnorm(dev(gs_.lay.x), pending_, w, info_.dim, info_.norm_eps, xn, xq, s_);
+        pending_ = nullptr;
+        return q8 ? xq : xn;
+    }
+    void settle() {
+        if (pending_ == nullptr) return;
+        gpu::add_inplace(dev(gs_.lay.x), pending_, info_.dim, s_);
+        pending_ = nullptr;
+    }
+
     void attention(int l, const LlamaGpuLayer& G, int pos) {
         const int kv_dim = info_.kv_dim;
-        float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* q = dev(gs_.lay.q);
         float* k = dev(gs_.lay.k);
         float* v = dev(gs_.lay.v);
         const int* d_pos = gs_.dev<int>(gs_.lay.pos);  // the position on the device: graphs replay for any
-        gpu::rmsnorm(xn, x, G.attn_norm, info_.dim, info_.norm_eps, 1, s_);
+        const void* xq = norm_input(G.attn_norm, G.wk.type);
         if (kvq_in_one_matvec(G, k, v, q)) {
             const int64_t rows = G.wk.n_rows + G.wv.n_rows + G.wq.n_rows;
-            gpu::matvec(G.wk.type, G.wk.data, prepare(G.wk.type, xn, info_.dim), k, rows, G.wk.n_cols, s_);
+            gpu::matvec(G.wk.type, G.wk.data, xq, k, rows, G.wk.n_cols, s_);
         } else {  // types differ: the upload stored them apart
             linear(G.wq, xn, q);
             linear(G.wk, xn, k);
@@ -1045,30 +1067,31 @@ private:
         gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_);
         float* tmp = dev(gs_.lay.tmp);
         linear(G.wo, a.out, tmp);
-        gpu::add_inplace(x, tmp, info_.dim, s_);
+        pending_ = tmp;
     }
 
     void ffn_dense(const LlamaGpuLayer& G) {
-        float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* gate = dev(gs_.lay.gate);
         float* up = dev(gs_.lay.up);
-        gpu::rmsnorm(xn, x, G.ffn_norm, info_.dim, info_.norm_eps, 1, s_);
+        const void* xq = norm_input(G.ffn_norm, G.gate.type);
         if (rows_follow(G.gate, G.up)) {  // gate[0, 2 n_ff) holds the gate products, then the up ones
             up = gate + G.gate.n_rows;
-            gpu::matvec(G.gate.type, G.gate.data, prepare(G.gate.type, xn, info_.dim), gate,
-                        G.gate.n_rows + G.up.n_rows, G.gate.n_cols, s_);
+            gpu::matvec(G.gate.type, G.gate.data, xq, gate, G.gate.n_rows + G.up.n_rows, G.gate.n_cols, s_);
         } else {  // types differ: the upload stored them apart
             linear(G.gate, xn, gate);
             linear(G.up, xn, up);
         }
+        // The activation prepares the down matvec's input in its own launch.
+        void* down_q8 = dot_vec_type(G.down.type) != DType::DTYPE_F32 ? gs_.arena.at(gs_.lay.xq) : nullptr;
         if (info_.ffn_act == "relu")
-            gpu::reglu(gate, gate, up, info_.n_ff, s_);
+            gpu::reglu(gate, gate, up, info_.n_ff, s_, down_q8);
         else
-            gpu::swiglu(gate, gate, up, info_.n_ff, s_);
+            gpu::swiglu(gate, gate, up, info_.n_ff, s_, down_q8);
         float* tmp = dev(gs_.lay.tmp);
-        linear(G.down, gate, tmp);
-        gpu::add_inplace(x, tmp, info_.dim, s_);
+        const DeviceWeight& down = G.down;
+        gpu::matvec(down.type, down.data, down_q8 ? down_q8 : gate, tmp, down.n_rows, down.n_cols, s_);
+        pending_ = tmp;
     }
 
     // The split FFN's GPU part: the predictor, the cold scores handed down, the hot neurons; then, once the host's
@@ -1081,11 +1104,15 @@ private:
         int32_t* counts = gs_.dev<int32_t>(gs_.lay.counts);
         const int n_cold = (int)G.cold.size();
         const cudaEvent_t b = gpu_mark();
-        gpu::rmsnorm(xn, x, G.ffn_norm, dim, info_.norm_eps, 1, s_);
+        // One Q8_0 preparation of xn serves the predictor and the hot gate/up rows, whichever reads one.
+        const SparseGateUpWeights w = llama_gate_up_weights(info_, G.hot_gate.type, G.hot_gate.data, G.hot_up.data);
+        const bool pred_q8 = dot_vec_type(G.predictor.type) != DType::DTYPE_F32;
+        const bool hot_q8 = G.n_hot > 0 && dot_vec_type(w.wt) != DType::DTYPE_F32;
+        const void* xq = norm_input(G.ffn_norm, pred_q8 || hot_q8);
         gpu::PredictorGpuScratch ps;
         ps.xq = gs_.arena.at(gs_.lay.pred_xq);
         ps.hidden = dev(gs_.lay.pred_hidden);
-        gpu::predictor_scores(G.predictor, xn, scores, ps, s_);
+        gpu::predictor_scores(G.predictor, xn, scores, ps, s_, pred_q8 ? xq : nullptr);
         if (n_cold > 0)  // xn and the cold scores down, then the signal, in one kernel
             gpu::copy_to_host_and_signal(gs_.h_xn, xn, dim, gs_.h_scores, scores + G.n_hot, n_cold,
                                          gs_.d2h_counter(), ++side.d2h, s_);
@@ -1094,8 +1121,7 @@ private:
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);
             float* h = dev(gs_.lay.h);
             gpu::predictor_active(scores, G.n_hot, G.predictor.threshold, active, counts + l, s_);
-            const SparseGateUpWeights w = llama_gate_up_weights(info_, G.hot_gate.type, G.hot_gate.data, G.hot_up.data);
-            gpu::sparse_gate_up(w, prepare(w.wt, xn, dim), active, counts + l, G.n_hot, h, s_);
+            gpu::sparse_gate_up(w, hot_q8 ? xq : xn, active, counts + l, G.n_hot, h, s_);
             gpu::count_nonzero(h, counts + l, counts + info_.n_layers + l, s_);
             gpu::sparse_down(G.hot_down_t.type, G.hot_down_t.data, h, active, counts + l, y_hot, dim,
                              dev(gs_.lay.down_scratch), s_);
@@ -1108,7 +1134,7 @@ private:
             side.wait_host();
             gpu::add_from_host(x, G.n_hot > 0 ? y_hot : nullptr, gs_.h_y, dim, s_);
         } else if (G.n_hot > 0) {
-            gpu::add_inplace(x, y_hot, dim, s_);
+            pending_ = y_hot;
         }
     }
 
