@@ -9,6 +9,7 @@
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/kv-cache-types.cuh"
 #include "kernels-gpu/launch.cuh"
+#include "kernels-gpu/quantize-device.cuh"
 
 namespace ember::gpu {
 
@@ -37,6 +38,8 @@ struct AttnParams {
     int n_splits;  // chunks of the longest token's positions
     int64_t kv_stride;
     float scale;
+    int8_t* out_qs;  // when set (one token): out also as Q8_0 activations, quants here
+    float* out_qd;   // and their block scales
 };
 
 // Positions token 0 attends: read on the device when p.pos is set.
@@ -195,10 +198,14 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     for (int s = 0; s < n_splits; s++) l += expf(pm[s] - mx) * pl[s];
     const float inv_l = 1.0f / l;
     float* out = p.out + ((int64_t)tok * p.n_heads + p.head_begin + hh) * p.head_dim;
-    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {  // whole warps when head_dim % 32 == 0
         float acc = 0.0f;
         for (int s = 0; s < n_splits; s++) acc += expf(pm[s] - mx) * p.part[(idx0 + s) * p.head_dim + d];
         out[d] = acc * inv_l;
+        if (p.out_qs != nullptr) {
+            const int64_t b = ((int64_t)(p.head_begin + hh) * p.head_dim + d) / QK8_0;
+            quantize_q8_block_warp(acc * inv_l, d % QK8_0, p.out_qs + b * QK8_0, p.out_qd + b);
+        }
     }
 }
 
@@ -215,8 +222,10 @@ void check_args(const char* fn, const AttentionArgs& a) {
 }
 
 void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
-            const int* pos = nullptr) {
+            const int* pos = nullptr, void* out_q8 = nullptr) {
     AttnParams p;
+    p.out_qs = static_cast<int8_t*>(out_q8);
+    p.out_qd = out_q8 != nullptr ? reinterpret_cast<float*>(p.out_qs + (int64_t)a.n_heads * a.head_dim) : nullptr;
     p.pos = pos;
     p.q = a.q;
     p.k = a.k_cache;
@@ -261,10 +270,14 @@ void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaS
     launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream);
 }
 
-void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream) {
+void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream,
+                        void* out_q8) {
     if (head_end <= head_begin || a.n_kv <= 0) return;
     check_args("gpu::attention_heads_at", a);
-    launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream, pos);
+    if (out_q8 != nullptr && a.head_dim % QK8_0 != 0)
+        throw Error("gpu::attention_heads_at: Q8_0 output for head_dim " + std::to_string(a.head_dim) +
+                    ", expected a multiple of " + std::to_string(QK8_0));
+    launch(a, head_begin, head_end - head_begin, 1, a.n_kv, stream, pos, out_q8);
 }
 
 int attention_splits(int n_kv) { return (n_kv + kChunk - 1) / kChunk; }

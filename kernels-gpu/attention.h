@@ -23,7 +23,10 @@ void attention_heads(const AttentionArgs& a, int head_begin, int head_end, cudaS
 // Decode as attention_heads, over positions 0 .. *pos, read on the device (a captured CUDA graph then replays for any
 // position). The grid comes from a.n_kv, which only has to split into as many chunks as *pos + 1
 // (attention_splits(*pos + 1) == attention_splits(a.n_kv)), larger or smaller; a.scores as for a.n_kv.
-void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream);
+// out_q8, unless null, receives a.out (all a.n_heads * a.head_dim floats of the token) as Q8_0 activations in
+// dot_prepare_vec's layout, written for the heads computed, in the same launch (head_dim a multiple of 32).
+void attention_heads_at(const AttentionArgs& a, const int* pos, int head_begin, int head_end, cudaStream_t stream,
+                        void* out_q8 = nullptr);
 // Chunks of positions the decode kernels spread n_kv positions over (each a block per head).
 int attention_splits(int n_kv);
 

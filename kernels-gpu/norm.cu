@@ -13,21 +13,24 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// One block per row: a strided sum of squares, reduced through warp shuffles then shared memory. With add, the
-// residual addition first (a float add per element, stored back to x); with qs, the normalised row quantized after,
-// a warp per 32-element block (read back from out: a block's global writes are visible to it after the barrier).
-__global__ void rmsnorm_kernel(float* x, const float* add, const float* w, int64_t n, float eps, float* out,
-                               int8_t* qs, float* qd) {
+// One block per row: a strided sum of squares, reduced through warp shuffles then shared memory. With add and/or
+// add_host, the residual addition first ((x + add) + add_host, a float add each, stored back to x; add_host read
+// from host memory past every cache, as add_from_host reads it); with qs, the normalised row quantized after, a warp
+// per 32-element block (read back from out: a block's global writes are visible to it after the barrier).
+__global__ void rmsnorm_kernel(float* x, const float* add, const float* add_host, const float* w, int64_t n,
+                               float eps, float* out, int8_t* qs, float* qd) {
     wait_for_previous_kernel();
     release_next_kernel();
     float* xr = x + blockIdx.x * n;
     float* yr = out + blockIdx.x * n;
     float sum = 0.0f;
-    if (add != nullptr) {
-        const float* ar = add + blockIdx.x * n;
+    if (add != nullptr || add_host != nullptr) {
         for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-            xr[i] += ar[i];
-            sum += xr[i] * xr[i];
+            float v = xr[i];
+            if (add != nullptr) v += add[blockIdx.x * n + i];
+            if (add_host != nullptr) v += __ldcv(add_host + blockIdx.x * n + i);
+            xr[i] = v;
+            sum += v * v;
         }
     } else {
         for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];
@@ -54,20 +57,23 @@ __global__ void rmsnorm_kernel(float* x, const float* add, const float* w, int64
 }
 
 
-// Rows of n floats held in registers, V float4 per thread (n % 4 == 0, 16-byte aligned rows, n <= 4 V blockDim.x):
+// Rows of n floats held in registers, V float4 per thread (n % 4 == 0, 16-byte aligned rows, n <= 4 V blockDim.x);
+// additions as rmsnorm_kernel's:
 // every load is issued before the first use, so a row costs about one memory latency rather than one per element.
 // Thread t holds float4s t, t + blockDim.x, ...; its sum of squares adds them in that order, then warp shuffles and
 // a warp over the warp sums. The Q8_0 output: a block of 32 floats is 8 float4s held by 8 neighbouring lanes, whose
 // maximum meets in 3 shuffles; each lane stores its 4 quants as one word.
 template <int V>
 __global__ void __launch_bounds__(1024)
-    rmsnorm_vec_kernel(float* x, const float* add, const float* w, int n, float eps, float* out, int8_t* qs,
-                       float* qd) {
+    rmsnorm_vec_kernel(float* x, const float* add, const float* add_host, const float* w, int n, float eps,
+                       float* out, int8_t* qs, float* qd) {
     wait_for_previous_kernel();
     release_next_kernel();
     const int n4 = n / 4;
     float4* xr = reinterpret_cast<float4*>(x + (int64_t)blockIdx.x * n);
-    const float4* ar = reinterpret_cast<const float4*>(add + (add != nullptr ? (int64_t)blockIdx.x * n : 0));
+    const int64_t row0 = (int64_t)blockIdx.x * n;
+    const float4* ar = add != nullptr ? reinterpret_cast<const float4*>(add + row0) : nullptr;
+    const float4* hr = add_host != nullptr ? reinterpret_cast<const float4*>(add_host + row0) : nullptr;
     const float4* wr = reinterpret_cast<const float4*>(w);
     float4 v[V], wv[V];
 #pragma unroll
@@ -76,15 +82,21 @@ __global__ void __launch_bounds__(1024)
         v[k] = j < n4 ? xr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         wv[k] = j < n4 ? wr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    if (add != nullptr) {
+    if (ar != nullptr || hr != nullptr) {
+        float4 b[V], h[V];
 #pragma unroll
         for (int k = 0; k < V; k++) {
             const int j = threadIdx.x + k * blockDim.x;
-            if (j < n4) {
-                const float4 b = ar[j];
-                v[k].x += b.x, v[k].y += b.y, v[k].z += b.z, v[k].w += b.w;
-                xr[j] = v[k];
-            }
+            if (j < n4 && ar != nullptr) b[k] = ar[j];
+            if (j < n4 && hr != nullptr) h[k] = __ldcv(hr + j);
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int j = threadIdx.x + k * blockDim.x;
+            if (j >= n4) continue;
+            if (ar != nullptr) v[k].x += b[k].x, v[k].y += b[k].y, v[k].z += b[k].z, v[k].w += b[k].w;
+            if (hr != nullptr) v[k].x += h[k].x, v[k].y += h[k].y, v[k].z += h[k].z, v[k].w += h[k].w;
+            xr[j] = v[k];
         }
     }
     float sum = 0.0f;
@@ -134,21 +146,24 @@ constexpr int kMaxVecThreads = 1024, kMaxVecs = 4;
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Launches rmsnorm_vec_kernel where the rows allow it; returns false (nothing launched) where they do not.
-bool launch_vec(float* x, const float* add, const float* w, int64_t n, float eps, float* out, int8_t* qs, float* qd,
-                int n_rows, cudaStream_t stream) {
-    if (n % 4 != 0 || n > 4 * kMaxVecs * kMaxVecThreads || !aligned16(x) || !aligned16(add) || !aligned16(w) ||
-        !aligned16(out))
+bool launch_vec(float* x, const float* add, const float* add_host, const float* w, int64_t n, float eps, float* out,
+                int8_t* qs, float* qd, int n_rows, cudaStream_t stream) {
+    if (n % 4 != 0 || n > 4 * kMaxVecs * kMaxVecThreads || !aligned16(x) || !aligned16(add) ||
+        !aligned16(add_host) || !aligned16(w) || !aligned16(out))
         return false;
     const int n4 = (int)(n / 4);
     const int threads = std::min(kMaxVecThreads, (n4 + 31) / 32 * 32);
     const int vecs = (n4 + threads - 1) / threads;
     const dim3 grid(n_rows), block(threads);
-    switch (vecs) {
-        case 1: launch_chained(rmsnorm_vec_kernel<1>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
-        case 2: launch_chained(rmsnorm_vec_kernel<2>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
-        case 3: launch_chained(rmsnorm_vec_kernel<3>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
-        default: launch_chained(rmsnorm_vec_kernel<4>, grid, block, 0, stream, x, add, w, (int)n, eps, out, qs, qd); break;
-    }
+    const int m = (int)n;
+    if (vecs == 1)
+        launch_chained(rmsnorm_vec_kernel<1>, grid, block, 0, stream, x, add, add_host, w, m, eps, out, qs, qd);
+    else if (vecs == 2)
+        launch_chained(rmsnorm_vec_kernel<2>, grid, block, 0, stream, x, add, add_host, w, m, eps, out, qs, qd);
+    else if (vecs == 3)
+        launch_chained(rmsnorm_vec_kernel<3>, grid, block, 0, stream, x, add, add_host, w, m, eps, out, qs, qd);
+    else
+        launch_chained(rmsnorm_vec_kernel<4>, grid, block, 0, stream, x, add, add_host, w, m, eps, out, qs, qd);
     return true;
 }
 
@@ -156,23 +171,23 @@ bool launch_vec(float* x, const float* add, const float* w, int64_t n, float eps
 
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps, int n_rows, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    // x is only read without an addition.
-    if (launch_vec(const_cast<float*>(x), nullptr, w, n, eps, out, nullptr, nullptr, n_rows, stream)) return;
-    launch_chained(rmsnorm_kernel, dim3(n_rows), dim3(kThreads), 0, stream, const_cast<float*>(x),
-                   static_cast<const float*>(nullptr), w, n, eps, out, static_cast<int8_t*>(nullptr),
-                   static_cast<float*>(nullptr));
+    auto* xw = const_cast<float*>(x);  // only read without an addition
+    const float* none = nullptr;
+    if (launch_vec(xw, none, none, w, n, eps, out, nullptr, nullptr, n_rows, stream)) return;
+    launch_chained(rmsnorm_kernel, dim3(n_rows), dim3(kThreads), 0, stream, xw, none, none, w, n, eps, out,
+                   static_cast<int8_t*>(nullptr), static_cast<float*>(nullptr));
 }
 
 void add_rmsnorm(float* x, const float* add, const float* w, int64_t n, float eps, float* out, void* q8,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, const float* add_host) {
     if (n <= 0) return;
     if (q8 != nullptr && n % QK8_0 != 0)
         throw Error("gpu::add_rmsnorm: Q8_0 output of " + std::to_string(n) + " floats, expected a multiple of " +
                     std::to_string(QK8_0));
     auto* qs = static_cast<int8_t*>(q8);
     float* qd = q8 != nullptr ? reinterpret_cast<float*>(qs + n) : nullptr;
-    if (launch_vec(x, add, w, n, eps, out, qs, qd, 1, stream)) return;
-    launch_chained(rmsnorm_kernel, dim3(1), dim3(kThreads), 0, stream, x, add, w, n, eps, out, qs, qd);
+    if (launch_vec(x, add, add_host, w, n, eps, out, qs, qd, 1, stream)) return;
+    launch_chained(rmsnorm_kernel, dim3(1), dim3(kThreads), 0, stream, x, add, add_host, w, n, eps, out, qs, qd);
 }
 
 }  // namespace ember::gpu

@@ -2,6 +2,7 @@
 // prefill), the elementwise steps. Each test skips with a message where no CUDA device exists.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -17,6 +18,7 @@
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/dot.h"
 #include "kernels-gpu/elementwise.h"
+#include "kernels-gpu/host-sync.h"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/matmul.h"
 #include "kernels-gpu/norm.h"
@@ -105,6 +107,29 @@ TEST_F(Gpu, AddRmsNormEqualsItsStepsInTurn) {
             }
         }
     }
+    // The host's sum added after add, read from pinned memory: the bits of add_from_host, rmsnorm, dot_prepare_vec.
+    for (int n : {4096, 8192, 16416}) {
+        SCOPED_TRACE("with a host sum, n=" + std::to_string(n));
+        const std::vector<float> x = randn(n, 2.0f, 24), y = randn(n, 2.0f, 25), z = randn(n, 2.0f, 26),
+                                 w = randn(n, 1.0f, 27);
+        float* hz = nullptr;
+        CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&hz), n * sizeof(float)));
+        std::copy(z.begin(), z.end(), hz);
+        for (const bool with_add : {true, false}) {
+            DeviceMem dx(x), dy(y), dw(w), dout(n * sizeof(float)), dq((size_t)n + n / 32 * 4);
+            DeviceMem ex(x), eout(n * sizeof(float)), eq((size_t)n + n / 32 * 4);
+            const float* add = with_add ? dy.as<float>() : nullptr;
+            gpu::add_rmsnorm(dx.as<float>(), add, dw.as<float>(), n, 1e-5f, dout.as<float>(), dq.as(), nullptr, hz);
+            gpu::add_from_host(ex.as<float>(), add, hz, n, nullptr);
+            gpu::rmsnorm(eout.as<float>(), ex.as<float>(), dw.as<float>(), n, 1e-5f, 1, nullptr);
+            gpu::dot_prepare_vec(DType::DTYPE_Q8_0, eout.as<float>(), eq.as(), n, nullptr);
+            EXPECT_EQ(dx.to_host<float>(), ex.to_host<float>());
+            EXPECT_EQ(dout.to_host<float>(), eout.to_host<float>());
+            EXPECT_EQ(dq.to_host<uint8_t>(), eq.to_host<uint8_t>());
+        }
+        CUDA_CHECK(cudaFreeHost(hz));
+    }
+
     DeviceMem dx(std::vector<float>(48, 1.0f)), dw(std::vector<float>(48, 1.0f)), dout(48 * 4), dq(256);
     try {
         gpu::add_rmsnorm(dx.as<float>(), nullptr, dw.as<float>(), 48, 1e-5f, dout.as<float>(), dq.as(), nullptr);
@@ -401,6 +426,21 @@ TEST_F(Gpu, AttentionDecodeMatchesCpu) {
             gpu::attention_heads_at(g2, dpos.as<int>(), 0, c.n_heads, nullptr);
             EXPECT_EQ(dout2.to_host<float>(), got) << "grid of n_kv " << grid_n_kv;
         }
+
+        // With a Q8_0 output for the matvec after: the same floats, and the bits dot_prepare_vec gives them; head
+        // dimensions that do not make whole Q8_0 blocks are refused.
+        const int64_t n_out = (int64_t)c.n_heads * c.head_dim;
+        DeviceMem dout3(sentinel), dq8(n_out + n_out / 32 * 4 + 4), dwant8(n_out + n_out / 32 * 4 + 4);
+        AttentionArgs g3 = g;
+        g3.out = dout3.as<float>();
+        if (c.head_dim % 32 != 0) {
+            EXPECT_THROW(gpu::attention_heads_at(g3, dpos.as<int>(), 0, c.n_heads, nullptr, dq8.as()), Error);
+            continue;
+        }
+        gpu::attention_heads_at(g3, dpos.as<int>(), 0, c.n_heads, nullptr, dq8.as());
+        EXPECT_EQ(dout3.to_host<float>(), got);
+        gpu::dot_prepare_vec(DType::DTYPE_Q8_0, dout3.as<float>(), dwant8.as(), n_out, nullptr);
+        EXPECT_EQ(dq8.to_host<uint8_t>(), dwant8.to_host<uint8_t>());
     }
 }
 
