@@ -718,7 +718,7 @@ public:
             try {
                 CUDA_CHECK(cudaMemcpyAsync(gs_.dev<int32_t>(gs_.lay.pos), gs_.h_pos, sizeof(int32_t),
                                            cudaMemcpyHostToDevice, s_));
-                pending_ = nullptr;
+                pending_ = pending_host_ = nullptr;
                 walk(gpu, want_logits);
                 settle();
                 // Hot neurons predicted and fired per layer, written on the device.
@@ -1025,8 +1025,10 @@ private:
     }
 
     // A part's output that the residual x still lacks: the next part adds it in the launch of its RMSNorm
-    // (norm_input), or settle() adds it before x leaves the GPU or the step ends. Queue thread only.
+    // (norm_input), or settle() adds it before x leaves the GPU or the step ends. pending_host_: the host's cold sum
+    // of a split FFN, in pinned memory, added after pending_ (as add_from_host does). Queue thread only.
     const float* pending_ = nullptr;
+    const float* pending_host_ = nullptr;
 
     // xn = rmsnorm(x + pending) * w, with x updated, in one launch that also prepares xn as Q8_0 activations
     // (gs_.lay.xq) when weights of type t read those. Returns the input of t's matvec: the Q8_0 vector or xn.
@@ -1034,14 +1036,16 @@ private:
     const void* norm_input(const float* w, bool q8) {
         float* xn = dev(gs_.lay.xn);
         void* xq = q8 ? gs_.arena.at(gs_.lay.xq) : nullptr;
-        gpu::add_rmsnorm(dev(gs_.lay.x), pending_, w, info_.dim, info_.norm_eps, xn, xq, s_);
-        pending_ = nullptr;
+        gpu::add_rmsnorm(dev(gs_.lay.x), pending_, w, info_.dim, info_.norm_eps, xn, xq, s_, pending_host_);
+        pending_ = pending_host_ = nullptr;
         return q8 ? xq : xn;
     }
     void settle() {
-        if (pending_ == nullptr) return;
-        gpu::add_inplace(dev(gs_.lay.x), pending_, info_.dim, s_);
-        pending_ = nullptr;
+        if (pending_host_ != nullptr)
+            gpu::add_from_host(dev(gs_.lay.x), pending_, pending_host_, info_.dim, s_);
+        else if (pending_ != nullptr)
+            gpu::add_inplace(dev(gs_.lay.x), pending_, info_.dim, s_);
+        pending_ = pending_host_ = nullptr;
     }
 
     void attention(int l, const LlamaGpuLayer& G, int pos) {
@@ -1064,9 +1068,15 @@ private:
         gpu::rope_store_kv(q, info_.n_heads, k, v, info_.n_kv_heads, gs_.k_cache[l], gs_.k_type, gs_.v_cache[l],
                            gs_.v_type, kv_dim, d_pos, llama_rope_params(info_), s_);
         const AttentionArgs a = device_attention_args(info_, gs_, l, q, pos + 1);
-        gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_);
+        // The attention's output prepared for a quantized wo in the same launch, where whole heads make Q8_0 blocks.
+        const bool wo_q8 = dot_vec_type(G.wo.type) != DType::DTYPE_F32 && info_.head_dim % 32 == 0;
+        void* out_q8 = wo_q8 ? gs_.arena.at(gs_.lay.xq) : nullptr;
+        gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_, out_q8);
         float* tmp = dev(gs_.lay.tmp);
-        linear(G.wo, a.out, tmp);
+        if (wo_q8)
+            gpu::matvec(G.wo.type, G.wo.data, out_q8, tmp, G.wo.n_rows, G.wo.n_cols, s_);
+        else
+            linear(G.wo, a.out, tmp);
         pending_ = tmp;
     }
 
@@ -1098,7 +1108,6 @@ private:
     // part is up, the residual additions (see the header).
     void ffn_split_gpu(int l, const LlamaGpuLayer& G, GpuSide& side) {
         const int dim = info_.dim;
-        float* x = dev(gs_.lay.x);
         float* xn = dev(gs_.lay.xn);
         float* scores = dev(gs_.lay.scores);
         int32_t* counts = gs_.dev<int32_t>(gs_.lay.counts);
@@ -1130,11 +1139,12 @@ private:
             CUDA_CHECK(cudaMemsetAsync(counts + info_.n_layers + l, 0, sizeof(int32_t), s_));
         }
         gpu_span(l, "ffn hot", b);
-        if (n_cold > 0) {  // the cold sum read straight from pinned memory once the host has stored it
+        // The sums are left for the next part's norm; the cold one is read from pinned memory once the host has
+        // stored it.
+        pending_ = G.n_hot > 0 ? y_hot : nullptr;
+        if (n_cold > 0) {
             side.wait_host();
-            gpu::add_from_host(x, G.n_hot > 0 ? y_hot : nullptr, gs_.h_y, dim, s_);
-        } else if (G.n_hot > 0) {
-            pending_ = y_hot;
+            pending_host_ = gs_.h_y;
         }
     }
 
