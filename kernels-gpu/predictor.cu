@@ -61,8 +61,8 @@ __global__ void __launch_bounds__(kScanThreads)
 
 size_t predictor_xq_bytes(const PredictorGpuWeights& p) { return gpu::dot_vec_bytes(p.type, std::max(p.dim, p.rank)); }
 
-void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
-                      cudaStream_t stream, const void* x_prepared) {
+void predictor_hidden(const PredictorGpuWeights& p, const float* x, const PredictorGpuScratch& s, cudaStream_t stream,
+                      const void* x_prepared) {
     if (p.rank <= 0 || p.n_ff <= 0 || p.dim <= 0) return;
     // F32/F16 weights read F32 activations, which need no preparation: x is used as it is.
     const void* xq = x_prepared;
@@ -73,7 +73,21 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
     }
     gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
     gpu::dot_prepare_relu_vec(p.type, s.hidden, s.xq, p.rank, stream);  // relu(hidden), prepared for fc2
-    gpu::matvec(p.type, p.fc2, s.xq, scores, p.n_ff, p.rank, stream);   // scores (n_ff) = fc2 · relu(hidden)
+}
+
+void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScratch& s, int row_begin, int row_end,
+                           float* scores, cudaStream_t stream) {
+    row_begin = std::max(row_begin, 0);
+    row_end = std::min(row_end, p.n_ff);
+    if (p.rank <= 0 || p.dim <= 0 || row_end <= row_begin) return;
+    const auto* fc2 = static_cast<const uint8_t*>(p.fc2) + (size_t)row_begin * dtype_row_bytes(p.type, p.rank);
+    gpu::matvec(p.type, fc2, s.xq, scores + row_begin, row_end - row_begin, p.rank, stream);
+}
+
+void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
+                      cudaStream_t stream, const void* x_prepared) {
+    predictor_hidden(p, x, s, stream, x_prepared);
+    predictor_scores_rows(p, s, 0, p.n_ff, scores, stream);  // scores (n_ff) = fc2 · relu(hidden)
 }
 
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,

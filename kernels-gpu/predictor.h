@@ -35,6 +35,15 @@ size_t predictor_xq_bytes(const PredictorGpuWeights& p);
 void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
                       cudaStream_t stream, const void* x_prepared = nullptr);
 
+// predictor_scores in two steps, so that some scores can be ready before the others: predictor_hidden leaves
+// relu(fc1 · x) prepared for fc2 in s.xq (x_prepared as above), and each predictor_scores_rows call then writes
+// scores[row_begin, row_end) from it. A row's score may round differently than in one call over all rows (the
+// matvec picks its split of a row by the row count).
+void predictor_hidden(const PredictorGpuWeights& p, const float* x, const PredictorGpuScratch& s, cudaStream_t stream,
+                      const void* x_prepared = nullptr);
+void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScratch& s, int row_begin, int row_end,
+                           float* scores, cudaStream_t stream);
+
 // active (room for n_ff) = the indices i with scores[i] > threshold in ascending order; *count = how many.
 // One block scans the scores in order (an exclusive prefix sum of the per-thread counts per pass).
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,

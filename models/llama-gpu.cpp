@@ -1121,10 +1121,13 @@ private:
         gpu::PredictorGpuScratch ps;
         ps.xq = gs_.arena.at(gs_.lay.pred_xq);
         ps.hidden = dev(gs_.lay.pred_hidden);
-        gpu::predictor_scores(G.predictor, xn, scores, ps, s_, pred_q8 ? xq : nullptr);
+        gpu::predictor_hidden(G.predictor, xn, ps, s_, pred_q8 ? xq : nullptr);
+        // The cold scores first: the host starts on them while the GPU makes the hot ones.
+        gpu::predictor_scores_rows(G.predictor, ps, G.n_hot, G.predictor.n_ff, scores, s_);
         if (n_cold > 0)  // xn and the cold scores down, then the signal, in one kernel
             gpu::copy_to_host_and_signal(gs_.h_xn, xn, dim, gs_.h_scores, scores + G.n_hot, n_cold,
                                          gs_.d2h_counter(), ++side.d2h, s_);
+        gpu::predictor_scores_rows(G.predictor, ps, 0, G.n_hot, scores, s_);
         float* y_hot = dev(gs_.lay.y_hot);
         if (G.n_hot > 0) {
             int32_t* active = gs_.dev<int32_t>(gs_.lay.hot_active);

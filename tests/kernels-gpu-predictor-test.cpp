@@ -64,6 +64,15 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
                                   nullptr, dxq.as());
             EXPECT_EQ(dscores.to_host<float>(), got);
 
+            // In two steps, the rows in two calls (the later rows first, as the decode step orders them): every
+            // score as close to the CPU's as in one call.
+            DeviceMem dsplit(std::vector<float>(sh.n_ff, -1e30f));
+            const gpu::PredictorGpuScratch gs{dxq.as(), dhidden.as<float>()};
+            gpu::predictor_hidden(g, dx.as<float>(), gs, nullptr);
+            gpu::predictor_scores_rows(g, gs, sh.n_ff / 3, sh.n_ff, dsplit.as<float>(), nullptr);
+            gpu::predictor_scores_rows(g, gs, 0, sh.n_ff / 3, dsplit.as<float>(), nullptr);
+            const auto split = dsplit.to_host<float>();
+
             const auto fc2 = dequantize_matrix(t, pw.fc2, sh.n_ff, sh.rank);
             const float hmax = *std::max_element(hidden.begin(), hidden.end());
             for (int i = 0; i < sh.n_ff; i++) {
@@ -74,6 +83,7 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
                 }
                 const double requant = t == DType::DTYPE_Q8_0 ? 4.0 * wmax * hmax / 127.0 : 0.0;
                 ASSERT_NEAR(got[i], want[i], 1e-4 * mag + requant + 1e-6) << "neuron " << i;
+                ASSERT_NEAR(split[i], want[i], 1e-4 * mag + requant + 1e-6) << "neuron " << i << ", rows in two calls";
             }
         }
     }
