@@ -56,10 +56,9 @@ __global__ void rmsnorm_kernel(float* x, const float* add, const float* add_host
         quantize_q8_block_warp(yr[b * QK8_0 + lane], lane, qr + b * QK8_0, dr + b);
 }
 
-
-// Rows of n floats held in registers, V float4 per thread (n % 4 == 0, 16-byte aligned rows, n <= 4 V blockDim.x);
-// additions as rmsnorm_kernel's:
-// every load is issued before the first use, so a row costs about one memory latency rather than one per element.
+// Rows of n floats held in registers, V float4 per thread (n % 4 == 0, 16-byte aligned rows, n <= 4 V blockDim.x),
+// with rmsnorm_kernel's additions: every load is issued before the first use, so a row costs about one memory
+// latency rather than one per element.
 // Thread t holds float4s t, t + blockDim.x, ...; its sum of squares adds them in that order, then warp shuffles and
 // a warp over the warp sums. The Q8_0 output: a block of 32 floats is 8 float4s held by 8 neighbouring lanes, whose
 // maximum meets in 3 shuffles; each lane stores its 4 quants as one word.
@@ -70,8 +69,8 @@ __global__ void __launch_bounds__(1024)
     wait_for_previous_kernel();
     release_next_kernel();
     const int n4 = n / 4;
-    float4* xr = reinterpret_cast<float4*>(x + (int64_t)blockIdx.x * n);
     const int64_t row0 = (int64_t)blockIdx.x * n;
+    float4* xr = reinterpret_cast<float4*>(x + row0);
     const float4* ar = add != nullptr ? reinterpret_cast<const float4*>(add + row0) : nullptr;
     const float4* hr = add_host != nullptr ? reinterpret_cast<const float4*>(add_host + row0) : nullptr;
     const float4* wr = reinterpret_cast<const float4*>(w);
@@ -114,7 +113,7 @@ __global__ void __launch_bounds__(1024)
     }
     __syncthreads();
     const float scale = rsqrtf(warp_sums[0] / (float)n + eps);
-    float4* yr = reinterpret_cast<float4*>(out + (int64_t)blockIdx.x * n);
+    float4* yr = reinterpret_cast<float4*>(out + row0);
 #pragma unroll
     for (int k = 0; k < V; k++) {
         const int j = threadIdx.x + k * blockDim.x;
@@ -130,14 +129,11 @@ __global__ void __launch_bounds__(1024)
 #pragma unroll
         for (int off = 1; off < 8; off *= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
         if (j >= n4) continue;
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        const int q0 = (int)roundf(y.x * id), q1 = (int)roundf(y.y * id), q2 = (int)roundf(y.z * id),
-                  q3 = (int)roundf(y.w * id);
-        const int64_t row = blockIdx.x;
-        reinterpret_cast<uint32_t*>(qs + row * n)[j] =
-            (uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 | (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24;
-        if (j % 8 == 0) qd[row * (n / QK8_0) + j / 8] = __half2float(__float2half_rn(d));
+        const float d = q8_scale(amax), inv = q8_inverse(d);
+        const uint32_t q0 = (uint32_t)q8_quant(y.x, inv) & 0xff, q1 = (uint32_t)q8_quant(y.y, inv) & 0xff,
+                       q2 = (uint32_t)q8_quant(y.z, inv) & 0xff, q3 = (uint32_t)q8_quant(y.w, inv) & 0xff;
+        reinterpret_cast<uint32_t*>(qs + row0)[j] = q0 | q1 << 8 | q2 << 16 | q3 << 24;
+        if (j % 8 == 0) qd[row0 / QK8_0 + j / 8] = q8_stored_scale(d);
     }
 }
 
