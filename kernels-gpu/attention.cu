@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "kernels-gpu/attention.h"
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/kv-cache-types.cuh"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/quantize-device.cuh"
@@ -224,8 +225,9 @@ void check_args(const char* fn, const AttentionArgs& a) {
 void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int n_kv0, cudaStream_t stream,
             const int* pos = nullptr, void* out_q8 = nullptr) {
     AttnParams p;
-    p.out_qs = static_cast<int8_t*>(out_q8);
-    p.out_qd = out_q8 != nullptr ? reinterpret_cast<float*>(p.out_qs + (int64_t)a.n_heads * a.head_dim) : nullptr;
+    const Q8Parts q = q8_parts(out_q8, (int64_t)a.n_heads * a.head_dim, "gpu::attention_heads_at");
+    p.out_qs = q.qs;
+    p.out_qd = q.d;
     p.pos = pos;
     p.q = a.q;
     p.k = a.k_cache;

@@ -56,10 +56,9 @@ void prepare(DType weight_type, const float* x, void* xq, int64_t n, cudaStream_
     }
     check_quant_length(weight_type, n);
     const int64_t n_blocks = n / QK8_0;
-    auto* qs = static_cast<int8_t*>(xq);
-    auto* d = reinterpret_cast<float*>(qs + n);
+    const Q8Parts q = q8_parts(xq, n, "gpu::dot_prepare_vec");
     const int64_t grid = (n_blocks * 32 + kThreads - 1) / kThreads;
-    launch_chained(quantize_q8_kernel<Relu>, dim3((unsigned)grid), dim3(kThreads), 0, stream, x, qs, d, n_blocks);
+    launch_chained(quantize_q8_kernel<Relu>, dim3((unsigned)grid), dim3(kThreads), 0, stream, x, q.qs, q.d, n_blocks);
 }
 
 }  // namespace
@@ -68,6 +67,15 @@ size_t dot_vec_bytes(DType weight_type, int64_t n) {
     if (dot_vec_type(weight_type) == DType::DTYPE_F32) return (size_t)n * sizeof(float);
     check_quant_length(weight_type, n);
     return (size_t)n + (size_t)(n / QK8_0) * sizeof(float);
+}
+
+Q8Parts q8_parts(void* xq, int64_t n, const char* fn) {
+    if (xq == nullptr) return {};
+    if (n % QK8_0 != 0)
+        throw Error(std::string(fn) + ": Q8_0 output of " + std::to_string(n) + " floats, expected a multiple of " +
+                    std::to_string(QK8_0));
+    auto* qs = static_cast<int8_t*>(xq);
+    return {qs, reinterpret_cast<float*>(qs + n)};
 }
 
 void dot_prepare_vec(DType weight_type, const float* x, void* xq, int64_t n, cudaStream_t stream) {

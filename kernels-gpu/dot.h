@@ -18,4 +18,12 @@ void dot_prepare_vec(DType weight_type, const float* x, void* xq, int64_t n, cud
 // max(x, 0) prepared so, in one launch: the same bits as a ReLU in place followed by dot_prepare_vec (x unchanged).
 void dot_prepare_relu_vec(DType weight_type, const float* x, void* xq, int64_t n, cudaStream_t stream);
 
+// The two parts of n activations in the Q8_0 layout above, for kernels that write it themselves.
+struct Q8Parts {
+    int8_t* qs = nullptr;  // n quants
+    float* d = nullptr;    // n / 32 block scales
+};
+// xq's parts, or none for a null xq. Throws ember::Error naming `fn` when n is not a multiple of 32.
+Q8Parts q8_parts(void* xq, int64_t n, const char* fn);
+
 }  // namespace ember::gpu

@@ -1,9 +1,7 @@
 #include <cuda_fp16.h>
 
-#include <string>
-
-#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/elementwise.h"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/quantize-device.cuh"
@@ -15,20 +13,6 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
-
-// A Q8_0 output in dot_prepare_vec's layout (quants, then the scales as floats), or none.
-struct Q8Out {
-    int8_t* qs = nullptr;
-    float* qd = nullptr;
-};
-Q8Out q8_out(void* q8, int64_t n, const char* op) {
-    if (q8 == nullptr) return {};
-    if (n % QK8_0 != 0)
-        throw Error(std::string("gpu::") + op + ": Q8_0 output of " + std::to_string(n) +
-                    " floats, expected a multiple of " + std::to_string(QK8_0));
-    auto* qs = static_cast<int8_t*>(q8);
-    return {qs, reinterpret_cast<float*>(qs + n)};
-}
 
 __global__ void f32_to_f16_kernel(uint16_t* dst, const float* x, int64_t n) {
     wait_for_previous_kernel();
@@ -147,13 +131,13 @@ void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
 
 void reglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8) {
     if (n <= 0) return;
-    const Q8Out q = q8_out(q8, n, "reglu");
-    launch_chained(reglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.qd);
+    const Q8Parts q = q8_parts(q8, n, "gpu::reglu");
+    launch_chained(reglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.d);
 }
 void swiglu(float* out, const float* gate, const float* up, int64_t n, cudaStream_t stream, void* q8) {
     if (n <= 0) return;
-    const Q8Out q = q8_out(q8, n, "swiglu");
-    launch_chained(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.qd);
+    const Q8Parts q = q8_parts(q8, n, "gpu::swiglu");
+    launch_chained(swiglu_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out, gate, up, n, q.qs, q.d);
 }
 
 }  // namespace ember::gpu

@@ -1,8 +1,7 @@
 #include <algorithm>
-#include <string>
 
-#include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/norm.h"
 #include "kernels-gpu/quantize-device.cuh"
@@ -177,13 +176,9 @@ void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps, i
 void add_rmsnorm(float* x, const float* add, const float* w, int64_t n, float eps, float* out, void* q8,
                  cudaStream_t stream, const float* add_host) {
     if (n <= 0) return;
-    if (q8 != nullptr && n % QK8_0 != 0)
-        throw Error("gpu::add_rmsnorm: Q8_0 output of " + std::to_string(n) + " floats, expected a multiple of " +
-                    std::to_string(QK8_0));
-    auto* qs = static_cast<int8_t*>(q8);
-    float* qd = q8 != nullptr ? reinterpret_cast<float*>(qs + n) : nullptr;
-    if (launch_vec(x, add, add_host, w, n, eps, out, qs, qd, 1, stream)) return;
-    launch_chained(rmsnorm_kernel, dim3(1), dim3(kThreads), 0, stream, x, add, add_host, w, n, eps, out, qs, qd);
+    const Q8Parts q = q8_parts(q8, n, "gpu::add_rmsnorm");
+    if (launch_vec(x, add, add_host, w, n, eps, out, q.qs, q.d, 1, stream)) return;
+    launch_chained(rmsnorm_kernel, dim3(1), dim3(kThreads), 0, stream, x, add, add_host, w, n, eps, out, q.qs, q.d);
 }
 
 }  // namespace ember::gpu

@@ -1072,11 +1072,9 @@ private:
         const bool wo_q8 = dot_vec_type(G.wo.type) != DType::DTYPE_F32 && info_.head_dim % 32 == 0;
         void* out_q8 = wo_q8 ? gs_.arena.at(gs_.lay.xq) : nullptr;
         gpu::attention_heads_at(a, d_pos, 0, info_.n_heads, s_, out_q8);
+        const void* wo_in = wo_q8 ? out_q8 : prepare(G.wo.type, a.out, G.wo.n_cols);
         float* tmp = dev(gs_.lay.tmp);
-        if (wo_q8)
-            gpu::matvec(G.wo.type, G.wo.data, out_q8, tmp, G.wo.n_rows, G.wo.n_cols, s_);
-        else
-            linear(G.wo, a.out, tmp);
+        gpu::matvec(G.wo.type, G.wo.data, wo_in, tmp, G.wo.n_rows, G.wo.n_cols, s_);
         pending_ = tmp;
     }
 
