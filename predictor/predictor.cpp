@@ -156,9 +156,20 @@ int predictor_active(const float* scores, int n_ff, float threshold, int32_t* ac
     return active_over_pool(scores, n_ff, threshold, active, pool, identity_id());
 }
 
+
 int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
                      ThreadPool& pool) {
     return active_over_pool(scores, n, threshold, active, pool, listed_id(ids));
+}
+
+int predictor_active_bits(const uint32_t* bits, const int32_t* ids, int n, int32_t* active) {
+    int k = 0;
+    for (int w = 0; w * 32 < n; w++) {
+        uint32_t m = bits[w];
+        if ((w + 1) * 32 > n) m &= (1u << (n - w * 32)) - 1u;  // n - 32 w < 32 here
+        for (; m != 0; m &= m - 1) active[k++] = ids[w * 32 + __builtin_ctz(m)];
+    }
+    return k;
 }
 
 }  // namespace ember

@@ -69,5 +69,9 @@ int predictor_active(const float* scores, const int32_t* ids, int n, float thres
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool);
 int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
                      ThreadPool& pool);
+// The list from comparisons already made: ids[i] for every i < n whose bit (bit i % 32 of bits[i / 32]) is set, in
+// the order given; returns their count. Bits past n in the last word are ignored. The hybrid's GPU hands its cold
+// neurons' comparisons to the host so (gpu::hand_split_ffn_inputs_to_host).
+int predictor_active_bits(const uint32_t* bits, const int32_t* ids, int n, int32_t* active);
 
 }  // namespace ember

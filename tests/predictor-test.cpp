@@ -146,6 +146,29 @@ TEST(Predictor, ActiveOfASubsetListsItsIdsAboveThreshold) {
     for (int i = 0; i < 5; i++) EXPECT_EQ(active[i], ids[i]);
 }
 
+// From the comparisons as bits (bit i % 32 of word i / 32): the list predictor_active makes from the scores, for
+// sizes around word bounds and densities from none to all; bits set past n in the last word are ignored.
+TEST(Predictor, ActiveFromBitsEqualsTheListFromScores) {
+    std::mt19937 rng(23);
+    for (int n : {0, 1, 31, 32, 33, 64, 1000, 14112}) {
+        const std::vector<float> scores = randn(rng, (size_t)n, 1.0f);
+        std::vector<int32_t> ids(n);
+        for (int i = 0; i < n; i++) ids[i] = 3 * i + 1;
+        std::shuffle(ids.begin(), ids.end(), rng);
+        for (float thr : {-INFINITY, -0.5f, 1.5f, INFINITY}) {
+            SCOPED_TRACE("n " + std::to_string(n) + ", threshold " + std::to_string(thr));
+            std::vector<uint32_t> bits((n + 31) / 32 + 1, 0u);
+            for (int i = 0; i < n; i++)
+                if (scores[i] > thr) bits[i / 32] |= 1u << (i % 32);
+            if (n % 32 != 0) bits[n / 32] |= ~((1u << (n % 32)) - 1u);  // garbage past n
+            std::vector<int32_t> want(n + 1), got(n + 1, -1);
+            want.resize(predictor_active(scores.data(), ids.data(), n, thr, want.data()));
+            got.resize(predictor_active_bits(bits.data(), ids.data(), n, got.data()));
+            EXPECT_EQ(got, want);
+        }
+    }
+}
+
 // Over the pool, chunk by chunk: the serial list exactly (same ids, same order), for sizes around the chunk bounds
 // (1024 scores; 1/64 of the scores past 65536), densities from none to all, and 1 to 4 threads.
 TEST(Predictor, ActiveOverThePoolEqualsTheSerialList) {
