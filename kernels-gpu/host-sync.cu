@@ -1,3 +1,9 @@
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "engine/error.h"
+#include "kernels-cpu/dtype.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/host-sync.h"
 #include "kernels-gpu/launch.cuh"
@@ -49,6 +55,71 @@ __global__ void __launch_bounds__(kCopyThreads)
     }
 }
 
+// n / 32 Q8_0 blocks from the device layout (quants qs, scales d) to kernels-cpu's 34-byte blocks at dst, as 17
+// 16-bit units a block (the scale's fp16 bits, then the quants in pairs), batched as copy_through.
+__device__ __forceinline__ void q8_blocks_through(uint16_t* dst, const int8_t* __restrict__ qs,
+                                                  const float* __restrict__ d, int64_t n) {
+    constexpr int kUnits = (int)(sizeof(block_q8_0) / 2);
+    const int64_t n_units = n / QK8_0 * kUnits;
+    const uint16_t* q16 = reinterpret_cast<const uint16_t*>(qs);
+    for (int64_t base = 0; base < n_units; base += (int64_t)kCopyThreads * kCopyBatch) {
+        uint16_t v[kCopyBatch];
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t u = base + threadIdx.x + (int64_t)k * kCopyThreads;
+            const int64_t b = u / kUnits, o = u % kUnits;
+            v[k] = u >= n_units ? (uint16_t)0
+                   : o == 0     ? __half_as_ushort(__float2half_rn(d[b]))  // d holds an fp16 value: exact
+                                : q16[b * (QK8_0 / 2) + o - 1];
+        }
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t u = base + threadIdx.x + (int64_t)k * kCopyThreads;
+            if (u < n_units) __stwt(reinterpret_cast<unsigned short*>(dst + u), (unsigned short)v[k]);
+        }
+    }
+}
+
+// bits[w] = the ballot of scores[32 w + lane] > threshold, a warp per word, each warp's words batched.
+__device__ __forceinline__ void above_bits_through(uint32_t* bits, const float* __restrict__ scores, int64_t n,
+                                                   float threshold) {
+    constexpr int kWarps = kCopyThreads / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t n_words = (n + 31) / 32;
+    for (int64_t base = 0; base < n_words; base += (int64_t)kWarps * kCopyBatch) {
+        bool above[kCopyBatch];
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t i = (base + warp + (int64_t)k * kWarps) * 32 + lane;
+            above[k] = i < n && scores[i] > threshold;
+        }
+#pragma unroll
+        for (int k = 0; k < kCopyBatch; k++) {
+            const int64_t w = base + warp + (int64_t)k * kWarps;
+            const unsigned word = __ballot_sync(0xffffffffu, above[k]);
+            if (lane == 0 && w < n_words) __stwt(reinterpret_cast<unsigned*>(bits + w), word);
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kCopyThreads)
+    split_ffn_handoff_kernel(SplitFfnHandoff h, volatile uint32_t* counter, uint32_t value) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    if (h.x_q8 != nullptr) {
+        const int8_t* qs = static_cast<const int8_t*>(h.x_q8);
+        q8_blocks_through(static_cast<uint16_t*>(h.host_x), qs, reinterpret_cast<const float*>(qs + h.n), h.n);
+    } else {
+        copy_through(static_cast<float*>(h.host_x), h.x, h.n);
+    }
+    above_bits_through(h.host_bits, h.scores, h.n_scores, h.threshold);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
+        *counter = value;
+    }
+}
+
 constexpr int kAddThreads = 256;
 
 __global__ void add_from_host_kernel(float* __restrict__ x, const float* __restrict__ y, const float* z, int64_t n) {
@@ -66,6 +137,14 @@ void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, floa
                              int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream) {
     launch_chained(copy_signal_kernel, dim3(1), dim3(kCopyThreads), 0, stream, dst_a, src_a, n_a, dst_b, src_b, n_b,
                    counter, value);
+}
+
+void hand_split_ffn_inputs_to_host(const SplitFfnHandoff& h, volatile uint32_t* counter, uint32_t value,
+                                   cudaStream_t stream) {
+    if (h.x_q8 != nullptr && h.n % QK8_0 != 0)
+        throw Error("gpu::hand_split_ffn_inputs_to_host: " + std::to_string(h.n) +
+                    " Q8_0 activations, expected a multiple of " + std::to_string(QK8_0));
+    launch_chained(split_ffn_handoff_kernel, dim3(1), dim3(kCopyThreads), 0, stream, h, counter, value);
 }
 
 void add_from_host(float* x, const float* y, const float* z_host, int64_t n, cudaStream_t stream) {

@@ -18,6 +18,26 @@ void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaSt
 // pinned host memory, written through), then *counter = value once every float has landed. n_b may be 0.
 void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
                              int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream);
+// A split FFN layer's inputs for the host part, in one kernel, then *counter = value once every byte has landed:
+//   - the FFN input as kernels-cpu's dot products take it: x's n floats when x_q8 is null, else, from x_q8 (n
+//     activations in the device's Q8_0 layout, dot.h), n / 32 blocks of kernels-cpu's block_q8_0 (fp16 scale, 32
+//     quants): the bytes kernels-cpu's dot_prepare_vec makes from the same floats;
+//   - which of scores[0, n_scores) are above threshold: bit i % 32 of bits[i / 32], ceil(n_scores / 32) words (the
+//     comparison predictor_active makes; NaN is not above).
+// Destinations are pinned host memory; host_x at least 2-byte aligned. Throws ember::Error naming the function when
+// x_q8 is given and n is not a multiple of 32.
+struct SplitFfnHandoff {
+    void* host_x = nullptr;
+    const float* x = nullptr;
+    const void* x_q8 = nullptr;
+    int64_t n = 0;
+    uint32_t* host_bits = nullptr;
+    const float* scores = nullptr;
+    int64_t n_scores = 0;
+    float threshold = 0.0f;
+};
+void hand_split_ffn_inputs_to_host(const SplitFfnHandoff& h, volatile uint32_t* counter, uint32_t value,
+                                   cudaStream_t stream);
 // x[i] += y[i] + z[i] (summed as (x + y) + z), or x[i] += z[i] when y is null, for i in [0, n); x and y
 // on the device, z in pinned host memory read over the bus at the time the kernel runs (after a wait_host_counter:
 // the host's latest values, with no copy queued in between).

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <thread>
 #include <vector>
 
+#include "engine/error.h"
+#include "kernels-cpu/dot.h"
+#include "kernels-gpu/dot.h"
 #include "kernels-gpu/host-sync.h"
 #include "tests/kernels-gpu-test-util.h"
 
@@ -86,6 +90,69 @@ TEST_F(Gpu, CopyToHostAndSignalLandsBeforeTheCounter) {
             ASSERT_EQ(hb[i], round == 2 ? -1.0f : b[i]) << "round " << round << " b[" << i << "]";
         CUDA_CHECK(cudaDeviceSynchronize());
     }
+}
+
+// The split FFN's handoff: the FFN input in kernels-cpu's Q8_0 blocks is byte for byte what the CPU's
+// dot_prepare_vec makes of the same floats (or the floats themselves), and the bits are the comparisons
+// predictor_active makes (strictly above; NaN and ties not), exactly ceil(n / 32) words of them, all landed when the
+// counter is.
+TEST_F(Gpu, SplitFfnHandoffGivesTheHostsDotInputAndTheComparisons) {
+    const int64_t n = 4128, n_scores = 14113;  // 129 Q8_0 blocks; scores end mid-word
+    std::vector<float> x = randn(n, 2.0f, 81);
+    x[5] = 0.0f;
+    std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // a block of zeros: scale 0
+    x[200] = 127.0f, x[201] = 63.5f;                   // a tie at .5 for round half away
+    std::vector<float> scores = randn(n_scores, 1.0f, 82);
+    const float thr = 0.75f;
+    scores[3] = thr, scores[40] = NAN, scores[41] = std::nextafter(thr, 1.0f);
+    DeviceMem dx(x), dscores(scores);
+    DeviceMem dxq(std::vector<uint8_t>(gpu::dot_vec_bytes(DType::DTYPE_Q4_0, n), 0));
+    gpu::dot_prepare_vec(DType::DTYPE_Q4_0, dx.as<float>(), dxq.as<uint8_t>(), n, nullptr);
+    std::vector<uint8_t> want_q8(dot_vec_bytes(DType::DTYPE_Q4_0, n));
+    dot_prepare_vec(DType::DTYPE_Q4_0, x.data(), want_q8.data(), n);
+
+    const int64_t n_words = (n_scores + 31) / 32;
+    Pinned mem(n * sizeof(float) + (n_words + 1) * sizeof(uint32_t) + 64);
+    auto* hx = static_cast<uint8_t*>(mem.p);
+    auto* bits = reinterpret_cast<uint32_t*>(hx + n * sizeof(float));
+    auto* counter = reinterpret_cast<volatile uint32_t*>(bits + n_words + 1);
+    *counter = 0;
+    for (uint32_t round = 1; round <= 2; round++) {
+        const bool q8 = round == 1;
+        std::fill(hx, hx + n * sizeof(float), (uint8_t)0xAB);
+        std::fill(bits, bits + n_words + 1, 0xDEADBEEFu);
+        gpu::SplitFfnHandoff h;
+        h.host_x = hx;
+        h.x = dx.as<float>();
+        h.x_q8 = q8 ? dxq.as<uint8_t>() : nullptr;
+        h.n = n;
+        h.host_bits = bits;
+        h.scores = dscores.as<float>();
+        h.n_scores = n_scores;
+        h.threshold = thr;
+        gpu::hand_split_ffn_inputs_to_host(h, counter, round, nullptr);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (!gpu::counter_reached(*counter, round))
+            ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10)) << "no signal";
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (q8) {
+            for (size_t i = 0; i < want_q8.size(); i++) ASSERT_EQ(hx[i], want_q8[i]) << "Q8_0 byte " << i;
+            EXPECT_EQ(hx[want_q8.size()], 0xAB) << "written past the blocks";
+        } else {
+            const auto* hf = reinterpret_cast<const float*>(hx);
+            for (int64_t i = 0; i < n; i++) ASSERT_EQ(hf[i], x[i]) << "x[" << i << "]";
+        }
+        for (int64_t i = 0; i < n_scores; i++)
+            ASSERT_EQ((bits[i / 32] >> (i % 32)) & 1u, scores[i] > thr ? 1u : 0u) << "round " << round << " bit " << i;
+        EXPECT_EQ(bits[n_words - 1] >> (n_scores % 32), 0u) << "bits past the scores";
+        EXPECT_EQ(bits[n_words], 0xDEADBEEFu) << "written past the last word";
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    gpu::SplitFfnHandoff bad;
+    bad.host_x = hx;
+    bad.x_q8 = dxq.as<uint8_t>();
+    bad.n = 100;
+    EXPECT_THROW(gpu::hand_split_ffn_inputs_to_host(bad, counter, 9, nullptr), Error);
 }
 
 // x += y + z with z read from pinned host memory when the kernel runs: the host's values stored after queueing
