@@ -446,8 +446,9 @@ struct LlamaGpuState {
     // Pinned host buffers.
     // Rows: kBatch with batch, else 1.
     float* h_x = nullptr;       // (rows, dim)
-    float* h_xn = nullptr;      // (rows, dim)
-    float* h_scores = nullptr;  // (rows, n_ff) cold scores
+    float* h_xn = nullptr;      // (rows, dim) a split FFN's input: floats, or a decode token's Q8_0 blocks
+    float* h_scores = nullptr;  // (rows, n_ff) a batch's cold scores
+    uint32_t* h_cold_bits = nullptr;  // (n_ff / 32 + 1) a decode token's cold neurons predicted active, as bits
     float* h_y = nullptr;       // (rows, dim) the CPU's part of a split FFN
     float* h_logits = nullptr;  // (kOutRows, n_vocab)
     int32_t* h_counts = nullptr;  // (2, n_layers) hot neurons predicted, then fired, per layer
@@ -489,8 +490,8 @@ struct LlamaGpuState {
         for (cudaGraphExec_t g : graphs)
             if (g) cudaGraphExecDestroy(g);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
-        for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_y, (void*)h_logits, (void*)h_counts,
-                        (void*)h_batch_counts, (void*)h_sync, (void*)h_pos})
+        for (void* p : {(void*)h_x, (void*)h_xn, (void*)h_scores, (void*)h_cold_bits, (void*)h_y, (void*)h_logits,
+                        (void*)h_counts, (void*)h_batch_counts, (void*)h_sync, (void*)h_pos})
             if (p) cudaFreeHost(p);
     }
     template <typename T>
@@ -546,6 +547,7 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     CUDA_CHECK(cudaMallocHost(&gs->h_x, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_xn, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_scores, rows * info.n_ff * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost(&gs->h_cold_bits, ((size_t)info.n_ff / 32 + 1) * sizeof(uint32_t)));
     CUDA_CHECK(cudaMallocHost(&gs->h_y, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)(batch ? kOutRows : 1) * info.n_vocab * sizeof(float)));
     if (batch) {
@@ -678,7 +680,7 @@ public:
                ThreadPool& pool)
         : info_(info), m_(m), g_(g), gs_(gs), st_(st), pool_(pool), s_(gs.stream) {
         // Whether the host ever waits for the stream (a dry run of the walk): the residual going down, a split
-        // layer's cold scores. Without such a wait the host can run its whole walk first (its stores for the stream
+        // layer's cold inputs. Without such a wait the host can run its whole walk first (its stores for the stream
         // never wait) and queue the GPU's work after it, on this thread.
         struct Count {
             const DecodeStep& d;
@@ -1102,8 +1104,8 @@ private:
         pending_ = tmp;
     }
 
-    // The split FFN's GPU part: the predictor, the cold scores handed down, the hot neurons; then, once the host's
-    // part is up, the residual additions (see the header).
+    // The split FFN's GPU part: the predictor, the cold neurons' inputs handed down, the hot neurons; then, once the
+    // host's part is up, the residual additions (see the header).
     void ffn_split_gpu(int l, const LlamaGpuLayer& G, GpuSide& side) {
         const int dim = info_.dim;
         float* xn = dev(gs_.lay.xn);
@@ -1111,20 +1113,31 @@ private:
         int32_t* counts = gs_.dev<int32_t>(gs_.lay.counts);
         const int n_cold = (int)G.cold.size();
         const cudaEvent_t b = gpu_mark();
-        // One Q8_0 preparation of xn serves the predictor and the hot gate/up rows, whichever reads one.
+        // One Q8_0 preparation of xn serves the predictor, the hot gate/up rows and the host's cold ones, whichever
+        // read one.
         const SparseGateUpWeights w = llama_gate_up_weights(info_, G.hot_gate.type, G.hot_gate.data, G.hot_up.data);
         const bool pred_q8 = dot_vec_type(G.predictor.type) != DType::DTYPE_F32;
         const bool hot_q8 = G.n_hot > 0 && dot_vec_type(w.wt) != DType::DTYPE_F32;
-        const void* xq = norm_input(G.ffn_norm, pred_q8 || hot_q8);
+        const bool host_q8 = n_cold > 0 && dot_vec_type(m_.layers[l].w_gate.type) != DType::DTYPE_F32;
+        const void* xq = norm_input(G.ffn_norm, pred_q8 || hot_q8 || host_q8);
         gpu::PredictorGpuScratch ps;
         ps.xq = gs_.arena.at(gs_.lay.pred_xq);
         ps.hidden = dev(gs_.lay.pred_hidden);
         gpu::predictor_hidden(G.predictor, xn, ps, s_, pred_q8 ? xq : nullptr);
-        // The cold scores first: the host starts on them while the GPU makes the hot ones.
+        // The cold scores first: the host starts on their verdicts while the GPU makes the hot ones.
         gpu::predictor_scores_rows(G.predictor, ps, G.n_hot, G.predictor.n_ff, scores, s_);
-        if (n_cold > 0)  // xn and the cold scores down, then the signal, in one kernel
-            gpu::copy_to_host_and_signal(gs_.h_xn, xn, dim, gs_.h_scores, scores + G.n_hot, n_cold,
-                                         gs_.d2h_counter(), ++side.d2h, s_);
+        if (n_cold > 0) {  // xn as the host's dot products take it and the cold neurons' verdicts, then the signal
+            gpu::SplitFfnHandoff h;
+            h.host_x = gs_.h_xn;
+            h.x = xn;
+            h.x_q8 = host_q8 ? xq : nullptr;
+            h.n = dim;
+            h.host_bits = gs_.h_cold_bits;
+            h.scores = scores + G.n_hot;
+            h.n_scores = n_cold;
+            h.threshold = G.predictor.threshold;
+            gpu::hand_split_ffn_inputs_to_host(h, gs_.d2h_counter(), ++side.d2h, s_);
+        }
         gpu::predictor_scores_rows(G.predictor, ps, 0, G.n_hot, scores, s_);
         float* y_hot = dev(gs_.lay.y_hot);
         if (G.n_hot > 0) {
@@ -1149,7 +1162,7 @@ private:
         }
     }
 
-    // The split FFN's host part: the predicted-active cold neurons from the scores handed down, their sum handed up.
+    // The split FFN's host part: the cold neurons the GPU found predicted active, their sum handed up.
     void ffn_split_host(int l, HostSide& side) {
         const LlamaGpuLayer& G = g_.layers[l];
         const LlamaLayer& L = m_.layers[l];
@@ -1161,12 +1174,11 @@ private:
         if (n_cold == 0) return;
         side.await(l, ++side.d2h);
         const double t0 = now_ms();
-        const float thr = G.predictor.threshold;
         int32_t* active = gs_.cold_active.data();
-        const int k = predictor_active(gs_.h_scores, G.cold.data(), n_cold, thr, active, pool_);
+        const int k = predictor_active_bits(gs_.h_cold_bits, G.cold.data(), n_cold, active);
+        // h_xn holds the input prepared for these rows' dot products (ffn_split_gpu).
         const SparseGateUpWeights w = llama_gate_up_weights(info_, L);
-        dot_prepare_vec(w.wt, gs_.h_xn, st_.vec_scratch.data(), dim);
-        llama_sparse_rows(S, w, st_.vec_scratch.data(), active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);
+        llama_sparse_rows(S, w, gs_.h_xn, active, k, gs_.cold_h.data(), gs_.h_y, st_, pool_);
         side.publish(++side.h2d);
         cpu_span(l, "ffn cold", t0, now_ms());
         int64_t fired = 0;

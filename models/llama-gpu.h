@@ -3,9 +3,10 @@
 // hot neurons while the CPU workers run the predicted-active cold neurons from host memory at the same time.
 //
 // One decode step of a split FFN layer (hot neurons in VRAM, cold ones in host RAM), all on one CUDA stream:
-//   GPU: RMSNorm -> xn; predictor scores (fc2's rows ordered hot first, then cold); copy xn and the cold scores to
-//        pinned host memory and signal the host; hot active list; hot gate/up and down -> y_hot
-//   CPU: wait for the signal; cold active list from the scores; sparse gate/up and down on the cold rows -> y_cold
+//   GPU: RMSNorm -> xn; predictor scores (fc2's rows ordered hot first, then cold); write xn as the host's dot
+//        products take it and one bit per cold neuron (score above the threshold) to pinned host memory and signal
+//        the host; hot active list; hot gate/up and down -> y_hot
+//   CPU: wait for the signal; cold active list from the bits; sparse gate/up and down on the cold rows -> y_cold
 //        in pinned memory; signal the stream
 //   GPU: wait for the host's signal; x += y_hot + y_cold, reading y_cold straight from pinned memory
 // Both sides run at once; only activations cross PCIe. The signals are counters in pinned memory

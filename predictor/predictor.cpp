@@ -157,11 +157,6 @@ int predictor_active(const float* scores, int n_ff, float threshold, int32_t* ac
 }
 
 
-int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
-                     ThreadPool& pool) {
-    return active_over_pool(scores, n, threshold, active, pool, listed_id(ids));
-}
-
 int predictor_active_bits(const uint32_t* bits, const int32_t* ids, int n, int32_t* active) {
     int k = 0;
     for (int w = 0; w * 32 < n; w++) {

@@ -64,11 +64,8 @@ int predictor_active(const float* scores, int n_ff, float threshold, int32_t* ac
 // The same over a subset of neurons: scores[i] belongs to neuron ids[i]; writes those ids (in the order given) with
 // scores[i] > threshold into active (room for n) and returns their count.
 int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active);
-// Both over the pool, in chunks of at least 1024 scores: the same list (same order) as above. Worth it where the
-// scores are not in the cache (the hybrid's cold scores, which the GPU has just written to host memory).
+// The first over the pool, in chunks of at least 1024 scores: the same list (same order).
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool);
-int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active,
-                     ThreadPool& pool);
 // The list from comparisons already made: ids[i] for every i < n whose bit (bit i % 32 of bits[i / 32]) is set, in
 // the order given; returns their count. Bits past n in the last word are ignored. The hybrid's GPU hands its cold
 // neurons' comparisons to the host so (gpu::hand_split_ffn_inputs_to_host).
