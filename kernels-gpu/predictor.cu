@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <string>
 
+#include "engine/error.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot.h"
@@ -77,9 +79,11 @@ void predictor_hidden(const PredictorGpuWeights& p, const float* x, const Predic
 
 void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScratch& s, int row_begin, int row_end,
                            float* scores, cudaStream_t stream) {
-    row_begin = std::max(row_begin, 0);
-    row_end = std::min(row_end, p.n_ff);
-    if (p.rank <= 0 || p.dim <= 0 || row_end <= row_begin) return;
+    if (row_begin < 0 || row_end > p.n_ff || row_end < row_begin)
+        throw Error("gpu::predictor_scores_rows: rows [" + std::to_string(row_begin) + ", " +
+                    std::to_string(row_end) + ") of a predictor with " + std::to_string(p.n_ff) +
+                    " neurons, expected 0 <= begin <= end <= " + std::to_string(p.n_ff));
+    if (p.rank <= 0 || p.dim <= 0 || row_end == row_begin) return;
     const auto* fc2 = static_cast<const uint8_t*>(p.fc2) + (size_t)row_begin * dtype_row_bytes(p.type, p.rank);
     gpu::matvec(p.type, fc2, s.xq, scores + row_begin, row_end - row_begin, p.rank, stream);
 }

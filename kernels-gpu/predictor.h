@@ -38,7 +38,8 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
 // predictor_scores in two steps, so that some scores can be ready before the others: predictor_hidden leaves
 // relu(fc1 · x) prepared for fc2 in s.xq (x_prepared as above), and each predictor_scores_rows call then writes
 // scores[row_begin, row_end) from it. A row's score may round differently than in one call over all rows (the
-// matvec picks its split of a row by the row count).
+// matvec picks its split of a row by the row count). Throws ember::Error for rows outside [0, n_ff) or
+// row_end < row_begin (an empty range writes nothing).
 void predictor_hidden(const PredictorGpuWeights& p, const float* x, const PredictorGpuScratch& s, cudaStream_t stream,
                       const void* x_prepared = nullptr);
 void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScratch& s, int row_begin, int row_end,

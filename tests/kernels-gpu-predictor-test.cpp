@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "kernels-cpu/thread-pool.h"
 #include "kernels-gpu/dot.h"
 #include "kernels-gpu/predictor.h"
@@ -72,6 +73,12 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
             gpu::predictor_scores_rows(g, gs, sh.n_ff / 3, sh.n_ff, dsplit.as<float>(), nullptr);
             gpu::predictor_scores_rows(g, gs, 0, sh.n_ff / 3, dsplit.as<float>(), nullptr);
             const auto split = dsplit.to_host<float>();
+            // Rows outside the predictor's are refused, not clamped; an empty range writes nothing.
+            EXPECT_THROW(gpu::predictor_scores_rows(g, gs, -1, 4, dsplit.as<float>(), nullptr), Error);
+            EXPECT_THROW(gpu::predictor_scores_rows(g, gs, 0, sh.n_ff + 1, dsplit.as<float>(), nullptr), Error);
+            EXPECT_THROW(gpu::predictor_scores_rows(g, gs, 5, 4, dsplit.as<float>(), nullptr), Error);
+            gpu::predictor_scores_rows(g, gs, 7, 7, dsplit.as<float>() + 1, nullptr);  // would write split[8]
+            EXPECT_EQ(dsplit.to_host<float>(), split);
 
             const auto fc2 = dequantize_matrix(t, pw.fc2, sh.n_ff, sh.rank);
             const float hmax = *std::max_element(hidden.begin(), hidden.end());
