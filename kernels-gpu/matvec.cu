@@ -18,6 +18,7 @@ namespace {
 constexpr int kThreads = 128;             // 4 warps per block
 constexpr int64_t kFewRows = 1024;        // below this, a whole block per row keeps the GPU busy
 constexpr int64_t kSplitRowsBelow = 4096;  // quantized rows: fewer than this share each row among 4 warps
+constexpr int64_t kQ8HalfRowsBelow = 16384;  // Q8_0: 4096 rows up to this many share each row between 2 warps
 
 // W warps per row (1 or 4), kThreads / (32 W) rows per block.
 template <DType T, int U, int W>
@@ -139,10 +140,13 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
     if constexpr (dtype_is_quant(T)) {
         if (quant_rows_tileable(w, row_bytes)) {
             // ember-gpu-bench --shape 70b, H200: a row per warp for many rows; 4 warps a row below 4096 rows (k
-            // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count.
+            // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count. Q8_0
+            // rows, twice Q4_0's bytes a block, gain from 2 warps a row up to 16384 rows (--shape 7b: 11008x4096
+            // 17.2 -> 15.6 us, 4096x11008 18.6 -> 15.7, 4096x4096 9.1 -> 8.4); Q4_0 rows lost 6-7 % at 11008x4096
+            // and 4096x4096.
             if (n_rows < kSplitRowsBelow)
                 launch_quant_async<T, kQuantStageBlocks, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
-            else if (n_cols >= 3 * n_rows)
+            else if (n_cols >= 3 * n_rows || (T == DType::DTYPE_Q8_0 && n_rows < kQ8HalfRowsBelow))
                 launch_quant_async<T, kQuantStageBlocks, 2>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             else
                 launch_quant_async<T, kQuantStageBlocks, 1>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
