@@ -156,7 +156,6 @@ int predictor_active(const float* scores, int n_ff, float threshold, int32_t* ac
     return active_over_pool(scores, n_ff, threshold, active, pool, identity_id());
 }
 
-
 int predictor_active_bits(const uint32_t* bits, const int32_t* ids, int n, int32_t* active) {
     int k = 0;
     for (int w = 0; w * 32 < n; w++) {
