@@ -23,15 +23,16 @@ __global__ void wait_kernel(const volatile uint32_t* counter, uint32_t target) {
 constexpr int kCopyThreads = 1024;  // one block: its barrier orders every copied float before the counter store
 constexpr int kCopyBatch = 8;       // loads a thread issues before its stores: one memory latency per batch
 
-// dst[i] = src[i] for i < n, written through to (host) memory: each thread loads a batch of its floats (i, i +
+// dst[i] = value(i) for i < n, written through to (host) memory: each thread loads a batch of its elements (i, i +
 // kCopyThreads, ...) before it stores them, so that the loads' latencies overlap.
-__device__ __forceinline__ void copy_through(float* dst, const float* __restrict__ src, int64_t n) {
+template <typename T, typename Value>
+__device__ __forceinline__ void store_through(T* dst, int64_t n, Value value) {
     for (int64_t base = 0; base < n; base += (int64_t)kCopyThreads * kCopyBatch) {
-        float v[kCopyBatch];
+        T v[kCopyBatch];
 #pragma unroll
         for (int k = 0; k < kCopyBatch; k++) {
             const int64_t i = base + threadIdx.x + (int64_t)k * kCopyThreads;
-            v[k] = i < n ? src[i] : 0.0f;
+            v[k] = i < n ? value(i) : T(0);
         }
 #pragma unroll
         for (int k = 0; k < kCopyBatch; k++) {
@@ -41,13 +42,16 @@ __device__ __forceinline__ void copy_through(float* dst, const float* __restrict
     }
 }
 
+__device__ __forceinline__ void copy_through(float* dst, const float* __restrict__ src, int64_t n) {
+    store_through(dst, n, [&](int64_t i) { return src[i]; });
+}
+
 __global__ void __launch_bounds__(kCopyThreads)
-    copy_signal_kernel(float* dst_a, const float* __restrict__ src_a, int64_t n_a, float* dst_b,
-                       const float* __restrict__ src_b, int64_t n_b, volatile uint32_t* counter, uint32_t value) {
+    copy_signal_kernel(float* dst, const float* __restrict__ src, int64_t n, volatile uint32_t* counter,
+                       uint32_t value) {
     wait_for_previous_kernel();
     release_next_kernel();
-    copy_through(dst_a, src_a, n_a);
-    copy_through(dst_b, src_b, n_b);
+    copy_through(dst, src, n);
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
@@ -56,28 +60,16 @@ __global__ void __launch_bounds__(kCopyThreads)
 }
 
 // n / 32 Q8_0 blocks from the device layout (quants qs, scales d) to kernels-cpu's 34-byte blocks at dst, as 17
-// 16-bit units a block (the scale's fp16 bits, then the quants in pairs), batched as copy_through.
-__device__ __forceinline__ void q8_blocks_through(uint16_t* dst, const int8_t* __restrict__ qs,
+// 16-bit units a block (the scale's fp16 bits, then the quants in pairs).
+__device__ __forceinline__ void q8_blocks_through(unsigned short* dst, const int8_t* __restrict__ qs,
                                                   const float* __restrict__ d, int64_t n) {
     constexpr int kUnits = (int)(sizeof(block_q8_0) / 2);
-    const int64_t n_units = n / QK8_0 * kUnits;
-    const uint16_t* q16 = reinterpret_cast<const uint16_t*>(qs);
-    for (int64_t base = 0; base < n_units; base += (int64_t)kCopyThreads * kCopyBatch) {
-        uint16_t v[kCopyBatch];
-#pragma unroll
-        for (int k = 0; k < kCopyBatch; k++) {
-            const int64_t u = base + threadIdx.x + (int64_t)k * kCopyThreads;
-            const int64_t b = u / kUnits, o = u % kUnits;
-            v[k] = u >= n_units ? (uint16_t)0
-                   : o == 0     ? __half_as_ushort(__float2half_rn(d[b]))  // d holds an fp16 value: exact
-                                : q16[b * (QK8_0 / 2) + o - 1];
-        }
-#pragma unroll
-        for (int k = 0; k < kCopyBatch; k++) {
-            const int64_t u = base + threadIdx.x + (int64_t)k * kCopyThreads;
-            if (u < n_units) __stwt(reinterpret_cast<unsigned short*>(dst + u), (unsigned short)v[k]);
-        }
-    }
+    const unsigned short* q16 = reinterpret_cast<const unsigned short*>(qs);
+    store_through(dst, n / QK8_0 * kUnits, [&](int64_t u) -> unsigned short {
+        const int64_t b = u / kUnits, o = u % kUnits;
+        return o == 0 ? __half_as_ushort(__float2half_rn(d[b]))  // d holds an fp16 value: exact
+                      : q16[b * (QK8_0 / 2) + o - 1];
+    });
 }
 
 // bits[w] = the ballot of scores[32 w + lane] > threshold, a warp per word, each warp's words batched.
@@ -108,7 +100,7 @@ __global__ void __launch_bounds__(kCopyThreads)
     release_next_kernel();
     if (h.x_q8 != nullptr) {
         const int8_t* qs = static_cast<const int8_t*>(h.x_q8);
-        q8_blocks_through(static_cast<uint16_t*>(h.host_x), qs, reinterpret_cast<const float*>(qs + h.n), h.n);
+        q8_blocks_through(static_cast<unsigned short*>(h.host_x), qs, reinterpret_cast<const float*>(qs + h.n), h.n);
     } else {
         copy_through(static_cast<float*>(h.host_x), h.x, h.n);
     }
@@ -133,10 +125,9 @@ __global__ void add_from_host_kernel(float* __restrict__ x, const float* __restr
 
 }  // namespace
 
-void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
-                             int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream) {
-    launch_chained(copy_signal_kernel, dim3(1), dim3(kCopyThreads), 0, stream, dst_a, src_a, n_a, dst_b, src_b, n_b,
-                   counter, value);
+void copy_to_host_and_signal(float* dst, const float* src, int64_t n, volatile uint32_t* counter, uint32_t value,
+                             cudaStream_t stream) {
+    launch_chained(copy_signal_kernel, dim3(1), dim3(kCopyThreads), 0, stream, dst, src, n, counter, value);
 }
 
 void hand_split_ffn_inputs_to_host(const SplitFfnHandoff& h, volatile uint32_t* counter, uint32_t value,

@@ -14,10 +14,10 @@ inline bool counter_reached(uint32_t c, uint32_t target) { return (int32_t)(c - 
 
 // Queues a wait: the stream's later work starts once *counter has reached target (the host stores it).
 void wait_host_counter(const volatile uint32_t* counter, uint32_t target, cudaStream_t stream);
-// One kernel instead of two copies and a signal: dst_a[0, n_a) = src_a and dst_b[0, n_b) = src_b (device floats to
-// pinned host memory, written through), then *counter = value once every float has landed. n_b may be 0.
-void copy_to_host_and_signal(float* dst_a, const float* src_a, int64_t n_a, float* dst_b, const float* src_b,
-                             int64_t n_b, volatile uint32_t* counter, uint32_t value, cudaStream_t stream);
+// One kernel instead of a copy and a signal: dst[0, n) = src (device floats to pinned host memory, written
+// through), then *counter = value once every float has landed.
+void copy_to_host_and_signal(float* dst, const float* src, int64_t n, volatile uint32_t* counter, uint32_t value,
+                             cudaStream_t stream);
 // A split FFN layer's inputs for the host part, in one kernel, then *counter = value once every byte has landed:
 //   - the FFN input as kernels-cpu's dot products take it: x's n floats when x_q8 is null, else, from x_q8 (n
 //     activations in the device's Q8_0 layout, dot.h), n / 32 blocks of kernels-cpu's block_q8_0 (fp16 scale, 32

@@ -890,8 +890,8 @@ private:
         }
         void x_down() {  // written through to pinned memory and signalled by one kernel, no copy-engine operation
             d.settle();
-            gpu::copy_to_host_and_signal(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim, nullptr, nullptr, 0,
-                                         d.gs_.d2h_counter(), ++d2h, d.s_);
+            gpu::copy_to_host_and_signal(d.gs_.h_x, d.dev(d.gs_.lay.x), d.info_.dim, d.gs_.d2h_counter(), ++d2h,
+                                         d.s_);
         }
         void attention(int l, bool on_gpu) {
             if (!on_gpu) return;
