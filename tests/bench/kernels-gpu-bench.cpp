@@ -539,8 +539,8 @@ void bench_sparse(const Device& d, const Args& a) {
 
 // ---- the small steps between a decode step's matvecs ----
 // One token's RMSNorm, the fused residual add + RMSNorm + Q8_0 preparation against its three launches, the GLU with
-// its Q8_0 output against two launches, and the handoff copy to pinned host memory. Inputs stay in L2, as in a
-// decode step; the time per call (launched back to back, chained) is the step's cost.
+// its Q8_0 output against two launches, and the handoffs to pinned host memory (a split layer's, the residual's).
+// Inputs stay in L2, as in a decode step; the time per call (launched back to back, chained) is the step's cost.
 void bench_steps(const Device& d, const Args& a) {
     std::printf("\n== steps between matvecs (one token) ==\n");
     const int64_t n = a.dim, ff = a.ff;
@@ -591,20 +591,47 @@ void bench_steps(const Device& d, const Args& a) {
     });
     print_bw(d, "swiglu, q8: two launches", glu_bytes, ms);
 
-    // The split FFN's handoff: xn and half the layer's scores to pinned memory, then the counter.
-    const int64_t n_b = ff / 2;
-    float* host = nullptr;
-    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), (n + n_b + 16) * sizeof(float), cudaHostAllocDefault));
-    auto* counter = reinterpret_cast<volatile uint32_t*>(host + n + n_b + 4);
+    // The split FFN's handoff: xn as the host's Q8_0 blocks and one bit for each of half the layer's scores (the
+    // cold half) to pinned memory, then the counter; and the residual going down (n floats, then the counter).
+    const int64_t n_scores = ff / 2, n_words = (n_scores + 31) / 32;
+    const size_t x_bytes = dot_vec_bytes(DType::DTYPE_Q8_0, n);
+    const float thr = 0.5f;
+    std::vector<float> xn_h(n), scores_h(n_scores);
+    CUDA_CHECK(cudaMemcpy(xn_h.data(), dout.as<float>(), n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(scores_h.data(), dh.as<float>(), n_scores * sizeof(float), cudaMemcpyDeviceToHost));
+    gpu::dot_prepare_vec(DType::DTYPE_Q8_0, dout.as<float>(), dq.as(), n, nullptr);
+    uint8_t* host = nullptr;
+    const size_t host_bytes = x_bytes + (n_words + 1) * sizeof(uint32_t) + n * sizeof(float) + 64;
+    CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), host_bytes, cudaHostAllocDefault));
+    auto* bits = reinterpret_cast<uint32_t*>(host + (x_bytes + 3) / 4 * 4);
+    auto* x_down = reinterpret_cast<float*>(bits + n_words + 1);
+    auto* counter = reinterpret_cast<volatile uint32_t*>(x_down + n);
     *counter = 0;
+    gpu::SplitFfnHandoff h;
+    h.host_x = host;
+    h.x = dout.as<float>();
+    h.x_q8 = dq.as();
+    h.n = n;
+    h.host_bits = bits;
+    h.scores = dh.as<float>();
+    h.n_scores = n_scores;
+    h.threshold = thr;
+    ms = time_ms(a.iters, [&](int i) { gpu::hand_split_ffn_inputs_to_host(h, counter, (uint32_t)i + 1, nullptr); });
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<uint8_t> want_q8(x_bytes);
+    dot_prepare_vec(DType::DTYPE_Q8_0, xn_h.data(), want_q8.data(), n);
+    int64_t wrong = std::memcmp(host, want_q8.data(), x_bytes) != 0 ? 1 : 0;
+    for (int64_t i = 0; i < n_scores; i++) wrong += ((bits[i / 32] >> (i % 32)) & 1u) != (scores_h[i] > thr ? 1u : 0u);
+    check(wrong == 0 && *counter == (uint32_t)a.iters + 1, "hand_split_ffn_inputs_to_host", (double)wrong);
+    print_bw(d, "hand_split_ffn_inputs_to_host (to host)", (double)x_bytes + n_words * sizeof(uint32_t), ms);
+
     ms = time_ms(a.iters, [&](int i) {
-        gpu::copy_to_host_and_signal(host, dout.as<float>(), n, host + n, dh.as<float>(), n_b, counter,
-                                     (uint32_t)i + 1, nullptr);
+        gpu::copy_to_host_and_signal(x_down, dout.as<float>(), n, counter, (uint32_t)i + 1, nullptr);
     });
     CUDA_CHECK(cudaDeviceSynchronize());
-    check(host[0] == dout.to_host<float>()[0] && *counter == (uint32_t)a.iters + 1, "copy_to_host_and_signal",
-          host[0] == dout.to_host<float>()[0] ? 0 : 1e9);
-    print_bw(d, "copy_to_host_and_signal (to host)", (double)(n + n_b) * sizeof(float), ms);
+    check(x_down[0] == xn_h[0] && *counter == (uint32_t)a.iters + 1, "copy_to_host_and_signal",
+          x_down[0] == xn_h[0] ? 0 : 1e9);
+    print_bw(d, "copy_to_host_and_signal (to host)", (double)n * sizeof(float), ms);
     CUDA_CHECK(cudaFreeHost(host));
 }
 
