@@ -8,11 +8,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels-cpu/blas-threads.h"
 #include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/quant.h"
@@ -21,7 +21,6 @@
 #include <cblas.h>
 #elif defined(EMBER_ONEDNN)
 #include <dnnl.h>
-#include <omp.h>
 #endif
 
 namespace ember {
@@ -87,21 +86,6 @@ void matmul_dots(DType wt, const void* w, const float* x, float* y, int64_t n_to
 }
 
 #if defined(EMBER_OPENBLAS) || defined(EMBER_ONEDNN)
-// Makes this thread's BLAS calls single-threaded: they run inside our pool's workers, and a second set of
-// spinning threads would only fight them for the cores.
-void blas_single_thread() {
-#if defined(EMBER_OPENBLAS)
-    static std::once_flag once;  // OpenBLAS's thread count is global
-    std::call_once(once, [] { openblas_set_num_threads(1); });
-#else
-    thread_local bool done = false;  // OpenMP's is per calling thread (oneDNN sizes its parallel regions by it)
-    if (!done) {
-        omp_set_num_threads(1);
-        done = true;
-    }
-#endif
-}
-
 // y (m, ldy), columns [0, n) = x (m, k) * w^T, w (n, k) row-major float; single-threaded.
 void sgemm_nt(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int64_t ldy) {
 #if defined(EMBER_OPENBLAS)
