@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/app-args.h"
 #include "kernels-cpu/dtype.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/thread-pool.h"
@@ -128,6 +129,7 @@ PredictorSamples make_samples(const Args& a, ThreadPool& pool) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    app_fix_blas_kernels();  // the sgemm kernels ember-profile gets on this CPU, not OpenBLAS's generic fallback
     const Args a = parse(argc, argv);
     ThreadPool pool(a.threads);
     const auto t0 = Clock::now();
@@ -135,8 +137,8 @@ int main(int argc, char** argv) {
     const double q8_ffn = 3.0 * (double)dtype_row_bytes(DType::DTYPE_Q8_0, a.dim) * a.n_ff;  // gate, up, down
     const std::vector<int> ranks = a.ranks.empty() ? predictor_rank_ladder(a.dim, a.n_ff) : a.ranks;
     std::printf("layer dim %d n_ff %d, %lld samples (rule rank %d, made in %.1f s), %d epochs, %d threads, "
-                "predictor %s, matmul %s\n", a.dim, a.n_ff, (long long)a.samples, a.r0, seconds_since(t0), a.epochs,
-                a.threads, dtype_name(a.type), matmul_backend(64));
+                "predictor %s, matmul %s %s\n", a.dim, a.n_ff, (long long)a.samples, a.r0, seconds_since(t0),
+                a.epochs, a.threads, dtype_name(a.type), matmul_backend(64), matmul_blas_core());
     std::printf("%6s %9s %9s %13s %8s %8s %8s %11s %13s\n", "rank", "seconds", "cpu.s", "GFLOP/cpu.s", "recall",
                 "pred.sp", "true.sp", "pred.MiB", "expect.MiB");
     PredictorTrainArgs args;
