@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "kernels-cpu/gemm.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
 #if defined(EMBER_CUDA)
@@ -30,7 +31,11 @@ struct Rng {
     std::mt19937_64 gen;
     explicit Rng(uint64_t seed) : gen(seed) {}
     double uniform() { return ((gen() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }  // (0, 1)
-    double normal() { return std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform()); }
+    // Box-Muller: both draws of a pair.
+    void normal_pair(double& a, double& b) {
+        const double r = std::sqrt(-2.0 * std::log(uniform())), t = 6.283185307179586 * uniform();
+        a = r * std::cos(t), b = r * std::sin(t);
+    }
     uint64_t below(uint64_t n) { return gen() % n; }
     template <class T>
     void shuffle(std::vector<T>& v) {
@@ -38,17 +43,20 @@ struct Rng {
     }
 };
 
-// at (cols, rows) = a (rows, cols)^T, both row-major; 16 x 16 tiles (a tile's rows stay in L1), tile rows spread
-// over the pool.
-void transpose(const float* a, int64_t rows, int64_t cols, float* at, ThreadPool& pool) {
-    constexpr int64_t T = 16;
-    pool.parallel_for((rows + T - 1) / T, 4, [&](int64_t b0, int64_t b1) {
-        for (int64_t r0 = b0 * T; r0 < std::min(rows, b1 * T); r0 += T) {
-            const int64_t r1 = std::min(rows, r0 + T);
-            for (int64_t c0 = 0; c0 < cols; c0 += T) {
-                const int64_t c1 = std::min(cols, c0 + T);
-                for (int64_t r = r0; r < r1; r++)
-                    for (int64_t c = c0; c < c1; c++) at[c * rows + r] = a[r * cols + c];
+// w (rows, cols) drawn from N(0, scale^2), row r from its own stream (seed, tag, r): the rows fill in parallel
+// and the values do not depend on the thread count.
+void init_normal_rows(std::vector<float>& w, int64_t rows, int64_t cols, double scale, uint64_t seed, uint64_t tag,
+                      ThreadPool& pool) {
+    w.resize((size_t)(rows * cols));
+    pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            Rng g(seed ^ (tag * 0xbf58476d1ce4e5b9ull) ^ ((uint64_t)r * 0x94d049bb133111ebull));
+            float* row = &w[(size_t)(r * cols)];
+            for (int64_t c = 0; c < cols; c += 2) {
+                double a, b;
+                g.normal_pair(a, b);
+                row[c] = (float)(a * scale);
+                if (c + 1 < cols) row[c + 1] = (float)(b * scale);
             }
         }
     });
@@ -152,8 +160,41 @@ void check_blocks(const char* who, DType t, int dim, int rank) {
                     std::to_string(block) + ", found dim=" + std::to_string(dim) + " rank=" + std::to_string(rank));
 }
 
+struct BceSums {
+    double grad = 0.0;  // sum of d/dl over the row
+    double loss = 0.0;  // sum of the weighted BCE terms (with_loss only)
+};
+
+// One sample's row of the weighted BCE on logit l = score + bias: g = inv * d/dl, with d/dl = pos_weight *
+// (sigmoid(l) - 1) if fired else sigmoid(l). One exp per entry: e = exp(-|l|) gives both sigmoid and softplus.
+// The sums run in kLanes float lanes (the loop vectorizes) and end in double, in a fixed order.
+template <bool with_loss>
+BceSums bce_row(const float* scores, const uint8_t* fired, int n_ff, float bias, float pw, float inv, float* g) {
+    constexpr int kLanes = 16;
+    float gl[kLanes] = {}, ll[kLanes] = {};
+    auto term = [&](int i, float& gacc, float& lacc) {
+        const float l = scores[i] + bias, e = std::exp(-std::fabs(l));
+        const float sig = (l >= 0.0f ? 1.0f : e) / (1.0f + e);
+        const bool y = fired[i] != 0;
+        const float d = y ? pw * (sig - 1.0f) : sig;
+        g[i] = d * inv;
+        gacc += d;
+        if (with_loss) {  // softplus(l) = max(l, 0) + log1p(e), softplus(-l) = max(-l, 0) + log1p(e)
+            const float sp = std::log1p(e);
+            lacc += y ? pw * (std::max(-l, 0.0f) + sp) : std::max(l, 0.0f) + sp;
+        }
+    };
+    int i = 0;
+    for (; i + kLanes <= n_ff; i += kLanes)
+        for (int u = 0; u < kLanes; u++) term(i + u, gl[u], ll[u]);
+    for (int u = 0; i < n_ff; i++, u++) term(i, gl[u], ll[u]);
+    BceSums out;
+    for (int u = 0; u < kLanes; u++) out.grad += gl[u], out.loss += ll[u];
+    return out;
+}
+
 // Minibatch Adam on the weighted BCE over the samples of s; p holds the initial weights and gets the trained ones.
-// Every product goes through matmul (BLAS where built with it), whose result does not depend on the thread count;
+// Every product goes through gemm_f32 (BLAS where built with it), whose result does not depend on the thread count;
 // per-sample sums are reduced in sample order, so training is deterministic for any pool.
 float fit(const PredictorSamples& s, const PredictorTrainArgs& a, Rng& rng, float bias, Predictor& p,
           ThreadPool& pool) {
@@ -162,68 +203,54 @@ float fit(const PredictorSamples& s, const PredictorTrainArgs& a, Rng& rng, floa
     const int64_t B = std::min<int64_t>(a.batch_size, n);
     std::vector<int64_t> ids((size_t)n);
     std::iota(ids.begin(), ids.end(), 0);
-    // Per batch: xb (B, dim) and its transpose xt (dim, B); hpre, h (B, rank) and ht (rank, B); scores, g (B, n_ff)
-    // and gt (n_ff, B); dh (B, rank) and dht (rank, B); fc2t (rank, n_ff).
-    std::vector<float> xb((size_t)(B * dim)), xt(xb.size()), hpre((size_t)(B * rank)), h(hpre.size()),
-        ht(hpre.size()), scores((size_t)(B * n_ff)), g(scores.size()), gt(scores.size()), dh(hpre.size()),
-        dht(hpre.size()), fc2t(p.fc2.size());
-    std::vector<float> scratch((size_t)matmul_scratch_floats(1, std::max({(int64_t)dim, (int64_t)rank, B,
-                                                                           (int64_t)n_ff})));
+    // Per batch: xb (B, dim); hpre, h and dh (B, rank); scores and g (B, n_ff). The products read their operands
+    // transposed in place (gemm_f32), so no transposed copy is made.
+    std::vector<float> xb((size_t)(B * dim)), hpre((size_t)(B * rank)), h(hpre.size()), dh(hpre.size()),
+        scores((size_t)(B * n_ff)), g(scores.size());
     std::vector<float> g1(p.fc1.size()), g2(p.fc2.size()), m1(g1.size()), v1(g1.size()), m2(g2.size()), v2(g2.size());
     std::vector<double> loss_j((size_t)B), gb_j((size_t)B);
     float mb = 0.0f, vb = 0.0f;
     int64_t step = 0;
     double loss_sum = 0.0;
+    auto rows = [](const float* x, int64_t ld) { return GemmOperand{x, ld, false}; };
+    auto rows_t = [](const float* x, int64_t ld) { return GemmOperand{x, ld, true}; };
     for (int epoch = 0; epoch < a.epochs; epoch++) {
         rng.shuffle(ids);
         const bool last = epoch == a.epochs - 1;  // the loss is reported for the last epoch only
         for (int64_t b0 = 0; b0 < n; b0 += B) {
             const int64_t nb = std::min(B, n - b0);
-            for (int64_t j = 0; j < nb; j++)
-                std::copy_n(&s.x[(size_t)(ids[(size_t)(b0 + j)] * dim)], dim, &xb[(size_t)(j * dim)]);
+            pool.parallel_for(nb, 8, [&](int64_t j0, int64_t j1) {
+                for (int64_t j = j0; j < j1; j++)
+                    std::copy_n(&s.x[(size_t)(ids[(size_t)(b0 + j)] * dim)], dim, &xb[(size_t)(j * dim)]);
+            });
             // Forward: hpre (nb, rank) = xb · fc1^T, h = relu(hpre), scores (nb, n_ff) = h · fc2^T.
-            matmul(kF32, p.fc1.data(), xb.data(), hpre.data(), nb, rank, dim, scratch.data(), pool);
+            gemm_f32(rows(xb.data(), dim), rows_t(p.fc1.data(), dim), hpre.data(), rank, {nb, rank, dim}, pool);
             for (int64_t j = 0; j < nb * rank; j++) h[(size_t)j] = std::max(hpre[(size_t)j], 0.0f);
-            matmul(kF32, p.fc2.data(), h.data(), scores.data(), nb, n_ff, rank, scratch.data(), pool);
-            // Weighted BCE on logit l = score + bias: d/dl = pos_weight*(sigmoid(l)-1) if fired else sigmoid(l),
-            // averaged over the nb*n_ff entries. One exp per entry: e = exp(-|l|) gives both sigmoid and softplus.
+            gemm_f32(rows(h.data(), rank), rows_t(p.fc2.data(), rank), scores.data(), n_ff, {nb, n_ff, rank}, pool);
+            // Weighted BCE (bce_row), averaged over the nb*n_ff entries; per-sample sums reduced in sample order.
             const float inv = (float)(1.0 / ((double)nb * n_ff)), pw = a.pos_weight;
             pool.parallel_for(nb, 1, [&](int64_t j0, int64_t j1) {
                 for (int64_t j = j0; j < j1; j++) {
-                    const uint8_t* y = &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)];
-                    const float* sj = &scores[(size_t)(j * n_ff)];
-                    float* gj = &g[(size_t)(j * n_ff)];
-                    double gsum = 0.0, lsum = 0.0;
-                    for (int i = 0; i < n_ff; i++) {
-                        const float l = sj[i] + bias, e = std::exp(-std::fabs(l));
-                        const float sig = l >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-                        const float d = y[i] ? pw * (sig - 1.0f) : sig;
-                        gj[i] = d * inv;
-                        gsum += d;
-                        if (last) {  // softplus(l) = max(l, 0) + log1p(e), softplus(-l) = max(-l, 0) + log1p(e)
-                            const float sp = std::log1p(e);
-                            lsum += y[i] ? pw * (std::max(-l, 0.0f) + sp) : std::max(l, 0.0f) + sp;
-                        }
-                    }
-                    gb_j[(size_t)j] = gsum * inv;
-                    loss_j[(size_t)j] = lsum / n_ff;
+                    const BceSums sums = last ? bce_row<true>(&scores[(size_t)(j * n_ff)],
+                                                              &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)], n_ff,
+                                                              bias, pw, inv, &g[(size_t)(j * n_ff)])
+                                              : bce_row<false>(&scores[(size_t)(j * n_ff)],
+                                                               &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)], n_ff,
+                                                               bias, pw, inv, &g[(size_t)(j * n_ff)]);
+                    gb_j[(size_t)j] = sums.grad * inv;
+                    loss_j[(size_t)j] = sums.loss / n_ff;
                 }
             });
             double gb = 0.0;
             for (int64_t j = 0; j < nb; j++) gb += gb_j[(size_t)j], loss_sum += last ? loss_j[(size_t)j] : 0.0;
-            // g2 (n_ff, rank) = g^T · h: rows of gt (n_ff, nb) against rows of ht (rank, nb).
-            transpose(g.data(), nb, n_ff, gt.data(), pool);
-            transpose(h.data(), nb, rank, ht.data(), pool);
-            matmul(kF32, ht.data(), gt.data(), g2.data(), n_ff, rank, nb, scratch.data(), pool);
-            // dh (nb, rank) = g · fc2, masked by relu'(hpre): rows of g against rows of fc2t (rank, n_ff).
-            transpose(p.fc2.data(), n_ff, rank, fc2t.data(), pool);
-            matmul(kF32, fc2t.data(), g.data(), dh.data(), nb, rank, n_ff, scratch.data(), pool);
+            // g2 (n_ff, rank) = g^T · h.
+            gemm_f32(rows_t(g.data(), n_ff), rows(h.data(), rank), g2.data(), rank, {n_ff, rank, nb}, pool);
+            // dh (nb, rank) = g · fc2, masked by relu'(hpre).
+            gemm_f32(rows(g.data(), n_ff), rows(p.fc2.data(), rank), dh.data(), rank, {nb, rank, n_ff}, pool);
             for (int64_t j = 0; j < nb * rank; j++)
                 if (hpre[(size_t)j] <= 0.0f) dh[(size_t)j] = 0.0f;
-            // g1 (rank, dim) = dh^T · xb: rows of dht (rank, nb) against rows of xt (dim, nb).
-            transpose(dh.data(), nb, rank, dht.data(), pool);
-            transpose(xb.data(), nb, dim, xt.data(), pool);
-            matmul(kF32, xt.data(), dht.data(), g1.data(), rank, dim, nb, scratch.data(), pool);
+            // g1 (rank, dim) = dh^T · xb.
+            gemm_f32(rows_t(dh.data(), rank), rows(xb.data(), dim), g1.data(), dim, {rank, dim, nb}, pool);
             const Adam adam(a.lr, ++step);
             adam.step(p.fc1, g1, m1, v1, pool);
             adam.step(p.fc2, g2, m2, v2, pool);
@@ -335,10 +362,8 @@ PredictorTrainResult predictor_train(const PredictorSamples& s, const PredictorT
     PredictorTrainResult r;
     Predictor& p = r.predictor;
     p.dim = dim, p.rank = rank, p.n_ff = n_ff;
-    p.fc1.resize((size_t)rank * dim);
-    p.fc2.resize((size_t)n_ff * rank);
-    for (float& w : p.fc1) w = (float)(rng.normal() * std::sqrt(2.0 / dim));
-    for (float& w : p.fc2) w = (float)(rng.normal() / std::sqrt((double)rank));
+    init_normal_rows(p.fc1, rank, dim, std::sqrt(2.0 / dim), a.seed, 1, pool);
+    init_normal_rows(p.fc2, n_ff, rank, 1.0 / std::sqrt((double)rank), a.seed, 2, pool);
     const int64_t n_fired = std::count(train.fired.begin(), train.fired.end(), 1);
     const double rate = std::min(std::max((double)n_fired / ((double)n_train * n_ff), 1e-4), 1.0 - 1e-4);
     const float bias = (float)std::log(rate / (1.0 - rate));
