@@ -167,7 +167,8 @@ struct BceSums {
 
 // One sample's row of the weighted BCE on logit l = score + bias: g = inv * d/dl, with d/dl = pos_weight *
 // (sigmoid(l) - 1) if fired else sigmoid(l). One exp per entry: e = exp(-|l|) gives both sigmoid and softplus.
-// The sums run in kLanes float lanes (the loop vectorizes) and end in double, in a fixed order.
+// The sums run in kLanes independent float lanes (no chain of dependent double adds) and end in double, in a fixed
+// order.
 template <bool with_loss>
 BceSums bce_row(const float* scores, const uint8_t* fired, int n_ff, float bias, float pw, float inv, float* g) {
     constexpr int kLanes = 16;
@@ -231,12 +232,11 @@ float fit(const PredictorSamples& s, const PredictorTrainArgs& a, Rng& rng, floa
             const float inv = (float)(1.0 / ((double)nb * n_ff)), pw = a.pos_weight;
             pool.parallel_for(nb, 1, [&](int64_t j0, int64_t j1) {
                 for (int64_t j = j0; j < j1; j++) {
-                    const BceSums sums = last ? bce_row<true>(&scores[(size_t)(j * n_ff)],
-                                                              &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)], n_ff,
-                                                              bias, pw, inv, &g[(size_t)(j * n_ff)])
-                                              : bce_row<false>(&scores[(size_t)(j * n_ff)],
-                                                               &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)], n_ff,
-                                                               bias, pw, inv, &g[(size_t)(j * n_ff)]);
+                    const float* sj = &scores[(size_t)(j * n_ff)];
+                    const uint8_t* yj = &s.fired[(size_t)(ids[(size_t)(b0 + j)] * n_ff)];
+                    float* gj = &g[(size_t)(j * n_ff)];
+                    const BceSums sums = last ? bce_row<true>(sj, yj, n_ff, bias, pw, inv, gj)
+                                              : bce_row<false>(sj, yj, n_ff, bias, pw, inv, gj);
                     gb_j[(size_t)j] = sums.grad * inv;
                     loss_j[(size_t)j] = sums.loss / n_ff;
                 }
