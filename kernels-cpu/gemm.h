@@ -22,18 +22,21 @@ struct GemmDims {
 };
 
 // C (m, n) = op(A) (m, k) · op(B) (k, n); C row-major with leading dimension ldc, overwritten (k = 0 gives zeros).
-// C is cut into tiles chosen from the shape alone and the tiles are spread over the pool; each tile is one
-// single-threaded BLAS sgemm over all of k (a plain loop without BLAS), so the result is the same for any thread
-// count. Throws std::invalid_argument on a negative size or a leading dimension shorter than its rows.
+// The product is cut into blocks chosen from the shape alone (tiles of C, and chunks of k where the tiles are too
+// few for a pool) and the blocks are spread over the pool; each block is one single-threaded BLAS sgemm (a plain
+// loop without BLAS) and the chunks of k are summed in order, so the result is the same for any thread count.
+// Chunked products keep (chunks - 1) * m * n floats of the calling thread's scratch (grown once, kept).
+// Throws std::invalid_argument on a negative size, a leading dimension shorter than its rows, or a null matrix.
 void gemm_f32(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d, ThreadPool& pool);
 
 // Plain reference: the same product accumulated in double.
 void gemm_f32_ref(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d);
 
-// The tile grid gemm_f32 uses for a product of m x n: rows and columns per tile. Exposed for tests.
+// The blocks gemm_f32 uses for a product of m x n over k: rows and columns per tile of C, and k per chunk (k itself
+// when k is not cut). Exposed for tests.
 struct GemmTiles {
-    int64_t rows = 0, cols = 0;
+    int64_t rows = 0, cols = 0, depth = 0;
 };
-GemmTiles gemm_f32_tiles(int64_t m, int64_t n);
+GemmTiles gemm_f32_tiles(int64_t m, int64_t n, int64_t k);
 
 }  // namespace ember

@@ -1,5 +1,5 @@
 // gemm.h: gemm_f32 against gemm_f32_ref (double) for every transpose pair on odd shapes with padded leading
-// dimensions, 1-3 threads; the same bits for any thread count; the tile grid; bad arguments.
+// dimensions (some with k in chunks), 1-3 threads; the same bits for any thread count; the blocks; bad arguments.
 // Error bound per output, with S = sum_l |op(A)_il op(B)_lj|: |c - ref| <= 1e-5 * S (float accumulation).
 #include <gtest/gtest.h>
 
@@ -45,8 +45,9 @@ float op_at(const GemmOperand& x, int64_t i, int64_t j) {
 struct Shape {
     int64_t m, n, k;
 };
+// The last three cut k into chunks (few tiles of C, k of several 256s).
 const Shape kShapes[] = {{1, 1, 1}, {7, 5, 3}, {33, 65, 17}, {256, 32, 300}, {40, 1100, 24}, {97, 131, 64},
-                         {3, 200, 257}};
+                         {3, 200, 257}, {40, 64, 3001}, {256, 160, 1100}, {17, 300, 777}};
 
 TEST(Gemm, MatchesReferenceForEveryTransposePair) {
     for (int threads = 1; threads <= 3; threads++) {
@@ -82,17 +83,19 @@ TEST(Gemm, MatchesReferenceForEveryTransposePair) {
 }
 
 TEST(Gemm, SameBitsForAnyThreadCount) {
-    // Large enough for many tiles on both sides.
-    const int64_t m = 300, n = 700, k = 129;
-    const Stored a = stored(m, k, true, 0, 21), b = stored(k, n, false, 0, 22);
-    std::vector<std::vector<float>> outs;
-    for (int threads : {1, 2, 3, 5}) {
-        ThreadPool pool(threads);
-        std::vector<float> c((size_t)(m * n));
-        gemm_f32(a.op, b.op, c.data(), n, {m, n, k}, pool);
-        outs.push_back(c);
+    // Many tiles on both sides; then few tiles and k in chunks.
+    for (const Shape& sh : {Shape{300, 700, 129}, Shape{64, 200, 5000}}) {
+        SCOPED_TRACE("m " + std::to_string(sh.m) + " n " + std::to_string(sh.n) + " k " + std::to_string(sh.k));
+        const Stored a = stored(sh.m, sh.k, true, 0, 21), b = stored(sh.k, sh.n, false, 0, 22);
+        std::vector<std::vector<float>> outs;
+        for (int threads : {1, 2, 3, 5}) {
+            ThreadPool pool(threads);
+            std::vector<float> c((size_t)(sh.m * sh.n));
+            gemm_f32(a.op, b.op, c.data(), sh.n, {sh.m, sh.n, sh.k}, pool);
+            outs.push_back(c);
+        }
+        for (size_t t = 1; t < outs.size(); t++) EXPECT_EQ(outs[t], outs[0]) << "thread set " << t;
     }
-    for (size_t t = 1; t < outs.size(); t++) EXPECT_EQ(outs[t], outs[0]) << "thread set " << t;
 }
 
 TEST(Gemm, EmptyInnerDimensionGivesZeros) {
@@ -104,26 +107,34 @@ TEST(Gemm, EmptyInnerDimensionGivesZeros) {
     gemm_f32({nullptr, 5, false}, {nullptr, 1, false}, nullptr, 1, {0, 0, 5}, pool);  // nothing to write
 }
 
-TEST(Gemm, TilesCoverTheProductAndStayLarge) {
-    for (auto [m, n] : {std::pair<int64_t, int64_t>{256, 32}, {256, 1024}, {11008, 32}, {32, 4096}, {1, 1},
-                        {5, 3000}, {4096, 4096}}) {
-        SCOPED_TRACE(std::to_string(m) + " x " + std::to_string(n));
-        const GemmTiles t = gemm_f32_tiles(m, n);
+TEST(Gemm, BlocksStayLargeAndSplitKOnlyWhenTilesAreFew) {
+    for (const Shape& sh : {Shape{256, 32, 4096}, Shape{256, 1024, 11008}, Shape{11008, 32, 256}, Shape{32, 4096, 256},
+                            Shape{1, 1, 1}, Shape{5, 3000, 100}, Shape{4096, 4096, 4096}, Shape{256, 512, 300}}) {
+        SCOPED_TRACE(std::to_string(sh.m) + " x " + std::to_string(sh.n) + " x " + std::to_string(sh.k));
+        const GemmTiles t = gemm_f32_tiles(sh.m, sh.n, sh.k);
         ASSERT_GT(t.rows, 0);
         ASSERT_GT(t.cols, 0);
-        EXPECT_LE(t.rows, std::max<int64_t>(m, 1));
-        EXPECT_LE(t.cols, std::max<int64_t>(n, 1));
-        const int64_t tiles = ((m + t.rows - 1) / t.rows) * ((n + t.cols - 1) / t.cols);
-        // Either enough tiles for the pool, or neither side can be halved again (edges below 64).
-        EXPECT_TRUE(tiles >= 48 || (t.rows < 64 && t.cols < 64)) << t.rows << " x " << t.cols;
-        // Split edges keep sgemm's register tiles whole.
-        EXPECT_TRUE(t.rows == m || t.rows % 16 == 0) << t.rows;
-        EXPECT_TRUE(t.cols == n || t.cols % 16 == 0) << t.cols;
+        ASSERT_GT(t.depth, 0);
+        EXPECT_LE(t.rows, std::max<int64_t>(sh.m, 1));
+        EXPECT_LE(t.cols, std::max<int64_t>(sh.n, 1));
+        EXPECT_LE(t.depth, std::max<int64_t>(sh.k, 1));
+        // A split edge stays at 128 or more and keeps sgemm's register tiles whole.
+        EXPECT_TRUE(t.rows == sh.m || (t.rows >= 128 && t.rows % 16 == 0)) << t.rows;
+        EXPECT_TRUE(t.cols == sh.n || (t.cols >= 128 && t.cols % 16 == 0)) << t.cols;
+        const int64_t tiles = ((sh.m + t.rows - 1) / t.rows) * ((sh.n + t.cols - 1) / t.cols);
+        const int64_t chunks = (sh.k + t.depth - 1) / t.depth;
+        EXPECT_TRUE(tiles < 48 || chunks == 1) << tiles;  // k is cut only when the tiles are too few
+        EXPECT_TRUE(chunks == 1 || t.depth >= 256) << t.depth;
+        // Enough blocks for the pool, or neither side can be halved and k allows no more chunks.
+        EXPECT_TRUE(tiles * chunks >= 48 || (t.rows < 256 && t.cols < 256 && chunks >= sh.k / 256))
+            << t.rows << " x " << t.cols << " x " << t.depth;
     }
-    // Predictor training's widest forward product (batch 256, rank 1024) stops at 48 or more tiles of 64 x 64.
-    const GemmTiles w = gemm_f32_tiles(256, 1024);
-    EXPECT_EQ(w.rows, 64);
-    EXPECT_EQ(w.cols, 64);
+    // Predictor training's widest rank-sized product (batch 256, rank 1024, k 11008): 16 tiles of 128 x 128 and k in
+    // three chunks.
+    const GemmTiles w = gemm_f32_tiles(256, 1024, 11008);
+    EXPECT_EQ(w.rows, 128);
+    EXPECT_EQ(w.cols, 128);
+    EXPECT_EQ((11008 + w.depth - 1) / w.depth, 3);
 }
 
 TEST(Gemm, BadArgumentsThrowNamingThem) {
