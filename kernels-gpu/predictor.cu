@@ -14,7 +14,7 @@ namespace ember::gpu {
 namespace {
 
 constexpr int kScanThreads = 1024;  // 32 warps: the warp totals fit one warp's scan
-constexpr int kScanItems = 4;       // consecutive scores per thread and pass
+constexpr int kMaxScanItems = 32;   // consecutive scores per thread and pass, one bit each
 
 __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
 #pragma unroll
@@ -25,8 +25,10 @@ __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
     return v;
 }
 
-// Single block. Each pass covers kScanThreads * kScanItems scores: thread t flags its kScanItems consecutive
-// scores, an exclusive scan of the flag counts gives where its indices go, so the list comes out ascending.
+// Single block. A pass covers kScanThreads * per scores, per = min(32, ceil(n / kScanThreads)), so up to 32768
+// scores (a 70B layer's 28672) take one pass: thread t loads its `per` consecutive scores at once (one memory
+// latency, not one per 4096 scores), keeps the comparisons as bits, and an exclusive scan of the bit counts gives
+// where its indices go, so the list comes out ascending.
 __global__ void __launch_bounds__(kScanThreads)
     compact_kernel(const float* __restrict__ scores, int n, float threshold, int32_t* __restrict__ active,
                    int32_t* __restrict__ count) {
@@ -34,25 +36,22 @@ __global__ void __launch_bounds__(kScanThreads)
     release_next_kernel();
     __shared__ int warp_total[kScanThreads / 32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int per = min(kMaxScanItems, max(1, (n + kScanThreads - 1) / kScanThreads));
     int base = 0;  // indices written by earlier passes
-    for (int start = 0; start < n; start += kScanThreads * kScanItems) {
-        const int i0 = start + threadIdx.x * kScanItems;
-        bool on[kScanItems];
-        int c = 0;
+    for (int start = 0; start < n; start += kScanThreads * per) {
+        const int i0 = start + threadIdx.x * per;
+        uint32_t on = 0;
 #pragma unroll
-        for (int e = 0; e < kScanItems; e++) {
-            on[e] = i0 + e < n && scores[i0 + e] > threshold;
-            c += on[e] ? 1 : 0;
-        }
+        for (int e = 0; e < kMaxScanItems; e++)
+            if (e < per && i0 + e < n && scores[i0 + e] > threshold) on |= 1u << e;
+        const int c = __popc(on);
         const int inc = warp_inclusive_scan(c, lane);
         if (lane == 31) warp_total[warp] = inc;
         __syncthreads();
         if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane], lane);
         __syncthreads();
         int pos = base + (warp > 0 ? warp_total[warp - 1] : 0) + inc - c;
-#pragma unroll
-        for (int e = 0; e < kScanItems; e++)
-            if (on[e]) active[pos++] = i0 + e;
+        for (; on; on &= on - 1) active[pos++] = i0 + __ffs(on) - 1;
         base += warp_total[kScanThreads / 32 - 1];
         __syncthreads();  // all threads have read warp_total before the next pass writes it
     }

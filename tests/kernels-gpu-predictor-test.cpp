@@ -97,9 +97,10 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
 }
 
 // The compacted list equals predictor_active on the same scores, exactly: ascending indices, count on the device.
-// Sizes around the kernel's pass of 4096 scores; thresholds giving none, some and all neurons.
+// Sizes giving a thread 1, 4, 11, 20 and 28 scores in one pass, and around the largest pass (32 scores a thread,
+// 32768 in all) for several passes; thresholds giving none, some and all neurons.
 TEST_F(Gpu, PredictorActiveMatchesCpu) {
-    for (int n_ff : {1, 31, 4096, 4097, 11008, 20000}) {
+    for (int n_ff : {1, 31, 1024, 4096, 4097, 11008, 20000, 28672, 32768, 32769, 70001}) {
         for (float threshold : {1e30f, 1.2816f, 0.0f, -1e30f}) {
             SCOPED_TRACE("n_ff=" + std::to_string(n_ff) + " threshold=" + std::to_string(threshold));
             const std::vector<float> scores = randn(n_ff, 1.0f, 111 + (uint32_t)n_ff);
