@@ -26,9 +26,10 @@ __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
 }
 
 // Single block. A pass covers kScanThreads * per scores, per = min(32, ceil(n / kScanThreads)), so up to 32768
-// scores (a 70B layer's 28672) take one pass: thread t loads its `per` consecutive scores at once (one memory
-// latency, not one per 4096 scores), keeps the comparisons as bits, and an exclusive scan of the bit counts gives
-// where its indices go, so the list comes out ascending.
+// scores (a 70B layer's 28672) take one pass. Warp w owns the pass's w-th run of 32 * per scores and reads it in
+// `per` coalesced steps of 32, all loads issued before any is used (one memory latency); step e's comparisons are
+// one ballot, kept by lane e. Scans of the ballots' counts, within the warp and then over the warps, give each
+// flagged score its place, so the list comes out ascending.
 __global__ void __launch_bounds__(kScanThreads)
     compact_kernel(const float* __restrict__ scores, int n, float threshold, int32_t* __restrict__ active,
                    int32_t* __restrict__ count) {
@@ -39,19 +40,32 @@ __global__ void __launch_bounds__(kScanThreads)
     const int per = min(kMaxScanItems, max(1, (n + kScanThreads - 1) / kScanThreads));
     int base = 0;  // indices written by earlier passes
     for (int start = 0; start < n; start += kScanThreads * per) {
-        const int i0 = start + threadIdx.x * per;
-        uint32_t on = 0;
+        const int run = start + warp * 32 * per;  // this warp's first score
+        float v[kMaxScanItems];
 #pragma unroll
-        for (int e = 0; e < kMaxScanItems; e++)
-            if (e < per && i0 + e < n && scores[i0 + e] > threshold) on |= 1u << e;
-        const int c = __popc(on);
+        for (int e = 0; e < kMaxScanItems; e++) {
+            const int i = run + e * 32 + lane;
+            v[e] = e < per && i < n ? scores[i] : threshold;  // threshold is never above itself
+        }
+        uint32_t mine = 0;  // lane e: the ballot of step e
+#pragma unroll
+        for (int e = 0; e < kMaxScanItems; e++) {
+            const uint32_t b = __ballot_sync(0xffffffffu, v[e] > threshold);
+            if (lane == e) mine = b;
+        }
+        const int c = __popc(mine);
         const int inc = warp_inclusive_scan(c, lane);
         if (lane == 31) warp_total[warp] = inc;
         __syncthreads();
         if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane], lane);
         __syncthreads();
-        int pos = base + (warp > 0 ? warp_total[warp - 1] : 0) + inc - c;
-        for (; on; on &= on - 1) active[pos++] = i0 + __ffs(on) - 1;
+        const int warp_base = base + (warp > 0 ? warp_total[warp - 1] : 0);
+        const uint32_t below = (1u << lane) - 1u;  // lanes before this one
+        for (int e = 0; e < per; e++) {
+            const uint32_t b = __shfl_sync(0xffffffffu, mine, e);
+            const int before = __shfl_sync(0xffffffffu, inc - c, e);  // flagged scores of steps 0 .. e-1
+            if (b >> lane & 1u) active[warp_base + before + __popc(b & below)] = run + e * 32 + lane;
+        }
         base += warp_total[kScanThreads / 32 - 1];
         __syncthreads();  // all threads have read warp_total before the next pass writes it
     }
