@@ -14,16 +14,8 @@
 namespace ember {
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    std::vector<float> v((size_t)n);
-    for (auto& x : v) x = nd(rng);
-    return v;
-}
-
-// A stored matrix for op(X) of shape (rows, cols): stored (rows, cols) or, transposed, (cols, rows), each stored
-// row padded by `pad` floats of NaN, which a correct product never reads.
+// A stored matrix of seeded uniform values in [-1, 1) for op(X) of shape (rows, cols): stored (rows, cols) or,
+// transposed, (cols, rows), each stored row padded by `pad` floats of NaN, which a correct product never reads.
 struct Stored {
     std::vector<float> data;
     GemmOperand op;
@@ -32,9 +24,10 @@ Stored stored(int64_t rows, int64_t cols, bool transposed, int64_t pad, uint32_t
     const int64_t s_rows = transposed ? cols : rows, s_cols = transposed ? rows : cols, ld = s_cols + pad;
     Stored s;
     s.data.assign((size_t)(std::max<int64_t>(s_rows, 1) * ld), NAN);
-    const std::vector<float> v = randn(s_rows * s_cols, seed);
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (int64_t r = 0; r < s_rows; r++)
-        for (int64_t c = 0; c < s_cols; c++) s.data[(size_t)(r * ld + c)] = v[(size_t)(r * s_cols + c)];
+        for (int64_t c = 0; c < s_cols; c++) s.data[(size_t)(r * ld + c)] = u(rng);
     s.op = {s.data.data(), ld, transposed};
     return s;
 }
