@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "kernels-cpu/exp.h"
 #include "kernels-cpu/gemm.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
@@ -166,7 +167,8 @@ struct BceSums {
 };
 
 // One sample's row of the weighted BCE on logit l = score + bias: g = inv * d/dl, with d/dl = pos_weight *
-// (sigmoid(l) - 1) if fired else sigmoid(l). One exp per entry: e = exp(-|l|) gives both sigmoid and softplus.
+// (sigmoid(l) - 1) if fired else sigmoid(l). One exp per entry: e = exp(-|l|) gives both sigmoid and softplus;
+// exp_nonpositive keeps it in the vectorized loop.
 // The sums run in kLanes independent float lanes (no chain of dependent double adds) and end in double, in a fixed
 // order.
 template <bool with_loss>
@@ -174,7 +176,7 @@ BceSums bce_row(const float* scores, const uint8_t* fired, int n_ff, float bias,
     constexpr int kLanes = 16;
     float gl[kLanes] = {}, ll[kLanes] = {};
     auto term = [&](int i, float& gacc, float& lacc) {
-        const float l = scores[i] + bias, e = std::exp(-std::fabs(l));
+        const float l = scores[i] + bias, e = exp_nonpositive(-std::fabs(l));
         const float sig = (l >= 0.0f ? 1.0f : e) / (1.0f + e);
         const bool y = fired[i] != 0;
         const float d = y ? pw * (sig - 1.0f) : sig;

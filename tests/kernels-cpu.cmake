@@ -6,7 +6,8 @@ add_executable(ember-kernels-cpu-test
   kernels-dot-test.cpp
   kernels-thread-pool-test.cpp
   kernels-matmul-test.cpp
-  kernels-gemm-test.cpp)
+  kernels-gemm-test.cpp
+  kernels-exp-test.cpp)
 ember_target_defaults(ember-kernels-cpu-test)
 target_link_libraries(ember-kernels-cpu-test PRIVATE ember-kernels-cpu GTest::gtest GTest::gtest_main)
 gtest_discover_tests(ember-kernels-cpu-test PROPERTIES LABELS "unit" DISCOVERY_TIMEOUT 60)
