@@ -44,8 +44,13 @@ void check(const GemmOperand& a, const GemmOperand& b, const float* c, int64_t l
             " k=" + std::to_string(d.k));
     // Stored shapes: A is (m, k) or, transposed, (k, m); B is (k, n) or (n, k).
     const int64_t a_cols = a.transposed ? d.m : d.k, b_cols = b.transposed ? d.k : d.n;
-    if (a.ld < a_cols) bad("A's leading dimension " + std::to_string(a.ld) + " < its " + std::to_string(a_cols) + " columns");
-    if (b.ld < b_cols) bad("B's leading dimension " + std::to_string(b.ld) + " < its " + std::to_string(b_cols) + " columns");
+    auto short_ld = [&](const char* name, int64_t ld, int64_t cols) {
+        if (ld < cols)
+            bad(std::string(name) + "'s leading dimension " + std::to_string(ld) + " < its " + std::to_string(cols) +
+                " columns");
+    };
+    short_ld("A", a.ld, a_cols);
+    short_ld("B", b.ld, b_cols);
     if (ldc < d.n) bad("C's leading dimension " + std::to_string(ldc) + " < its " + std::to_string(d.n) + " columns");
     if (d.m > 0 && d.n > 0 && (!c || (d.k > 0 && (!a.data || !b.data)))) bad("null matrix");
 }
