@@ -5,7 +5,7 @@
 // Prints per rank: seconds, training GFLOP/s, held-out recall / predicted and true sparsity, predictor bytes and
 // expected bytes per token against a Q8_0 FFN; then the rank search (predictor_train_auto) with its stop reason.
 //   ember-predictor-train-bench [--threads N] [--samples N] [--epochs N] [--ranks 32,64,...] [--r0 N]
-//                               [--type f32|f16|q8_0] [--dim N] [--n-ff N] [--no-search]
+//                               [--type f32|f16|q8_0] [--dim N] [--n-ff N] [--batch N] [--lr X] [--no-search]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -44,6 +44,8 @@ struct Args {
     int r0 = 64;
     DType type = PredictorTrainArgs().weight_type;
     int dim = 4096, n_ff = 11008;
+    int batch = PredictorTrainArgs().batch_size;
+    float lr = PredictorTrainArgs().lr;
     bool search = true;
 };
 
@@ -51,7 +53,7 @@ struct Args {
     std::fprintf(stderr,
                  "ember-predictor-train-bench: %s\nusage: ember-predictor-train-bench [--threads N] [--samples N] "
                  "[--epochs N] [--ranks 32,64,...] [--r0 N] [--type f32|f16|q8_0] [--dim N] [--n-ff N] "
-                 "[--no-search]\n",
+                 "[--batch N] [--lr X] [--no-search]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -72,6 +74,8 @@ Args parse(int argc, char** argv) {
         else if (k == "--r0") a.r0 = std::atoi(v.c_str());
         else if (k == "--dim") a.dim = std::atoi(v.c_str());
         else if (k == "--n-ff") a.n_ff = std::atoi(v.c_str());
+        else if (k == "--batch") a.batch = std::atoi(v.c_str());
+        else if (k == "--lr") a.lr = std::strtof(v.c_str(), nullptr);
         else if (k == "--type") {
             if (v == "f32") a.type = DType::DTYPE_F32;
             else if (v == "f16") a.type = DType::DTYPE_F16;
@@ -88,7 +92,8 @@ Args parse(int argc, char** argv) {
             usage("unknown argument " + k);
         }
     }
-    if (a.threads < 1 || a.samples < 10 || a.epochs < 1 || a.r0 < 1 || a.dim < 1 || a.n_ff < 1)
+    if (a.threads < 1 || a.samples < 10 || a.epochs < 1 || a.r0 < 1 || a.dim < 1 || a.n_ff < 1 || a.batch < 1 ||
+        !(a.lr > 0.0f))
         usage("values must be positive (samples >= 10)");
     return a;
 }
@@ -144,6 +149,8 @@ int main(int argc, char** argv) {
     PredictorTrainArgs args;
     args.epochs = a.epochs;
     args.weight_type = a.type;
+    args.batch_size = a.batch;
+    args.lr = a.lr;
     const double n_train = (double)a.samples - std::llround((double)a.samples * args.holdout_fraction);
     for (int rank : ranks) {
         args.rank = rank;
