@@ -55,6 +55,37 @@ void check(const GemmOperand& a, const GemmOperand& b, const float* c, int64_t l
     if (d.m > 0 && d.n > 0 && (!c || (d.k > 0 && (!a.data || !b.data)))) bad("null matrix");
 }
 
+// c (d.m, d.n), leading dimension ldc = op(a) · op(b) over d.k, on this thread.
+void sgemm_on_thread(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d) {
+    if (d.m == 0 || d.n == 0) return;
+    if (d.k == 0) {
+        for (int64_t i = 0; i < d.m; i++) std::fill_n(c + i * ldc, d.n, 0.0f);
+        return;
+    }
+#if defined(EMBER_OPENBLAS)
+    blas_single_thread();
+    cblas_sgemm(CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
+                (int)d.m, (int)d.n, (int)d.k, 1.0f, a.data, (int)a.ld, b.data, (int)b.ld, 0.0f, c, (int)ldc);
+#elif defined(EMBER_ONEDNN)
+    blas_single_thread();
+    const dnnl_status_t st = dnnl_sgemm(a.transposed ? 'T' : 'N', b.transposed ? 'T' : 'N', d.m, d.n, d.k, 1.0f,
+                                        a.data, a.ld, b.data, b.ld, 0.0f, c, ldc);
+    if (st != dnnl_success)
+        throw std::runtime_error("gemm_f32: dnnl_sgemm(" + std::to_string(d.m) + " x " + std::to_string(d.n) +
+                                 " x " + std::to_string(d.k) + ") failed with status " + std::to_string((int)st));
+#else
+    // Row i accumulates k scaled rows of op(b).
+    for (int64_t i = 0; i < d.m; i++) {
+        float* ci = c + i * ldc;
+        std::fill_n(ci, d.n, 0.0f);
+        for (int64_t l = 0; l < d.k; l++) {
+            const float ail = at(a, i, l);
+            for (int64_t j = 0; j < d.n; j++) ci[j] += ail * at(b, l, j);
+        }
+    }
+#endif
+}
+
 // One work item: C rows [i0, i0+mt), columns [j0, j0+nt), summed over k in [k0, k0+kt).
 struct Block {
     int64_t i0, mt, j0, nt, k0, kt;
@@ -63,35 +94,9 @@ struct Block {
 // dst (mt, nt), leading dimension ldd = the block's product, on this thread.
 void gemm_block(const GemmOperand& a, const GemmOperand& b, const Block& q, float* dst, int64_t ldd) {
     // op(A)(i0, k0) and op(B)(k0, j0) in the stored matrices.
-    const float* ap = a.transposed ? a.data + q.k0 * a.ld + q.i0 : a.data + q.i0 * a.ld + q.k0;
-    const float* bp = b.transposed ? b.data + q.j0 * b.ld + q.k0 : b.data + q.k0 * b.ld + q.j0;
-    if (q.kt == 0) {
-        for (int64_t i = 0; i < q.mt; i++) std::fill_n(dst + i * ldd, q.nt, 0.0f);
-        return;
-    }
-#if defined(EMBER_OPENBLAS)
-    blas_single_thread();
-    cblas_sgemm(CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
-                (int)q.mt, (int)q.nt, (int)q.kt, 1.0f, ap, (int)a.ld, bp, (int)b.ld, 0.0f, dst, (int)ldd);
-#elif defined(EMBER_ONEDNN)
-    blas_single_thread();
-    const dnnl_status_t st = dnnl_sgemm(a.transposed ? 'T' : 'N', b.transposed ? 'T' : 'N', q.mt, q.nt, q.kt, 1.0f,
-                                        ap, a.ld, bp, b.ld, 0.0f, dst, ldd);
-    if (st != dnnl_success)
-        throw std::runtime_error("gemm_f32: dnnl_sgemm(" + std::to_string(q.mt) + " x " + std::to_string(q.nt) +
-                                 " x " + std::to_string(q.kt) + ") failed with status " + std::to_string((int)st));
-#else
-    // Row i accumulates kt scaled rows of op(B).
-    const GemmOperand as{ap, a.ld, a.transposed}, bs{bp, b.ld, b.transposed};
-    for (int64_t i = 0; i < q.mt; i++) {
-        float* di = dst + i * ldd;
-        std::fill_n(di, q.nt, 0.0f);
-        for (int64_t l = 0; l < q.kt; l++) {
-            const float ail = at(as, i, l);
-            for (int64_t j = 0; j < q.nt; j++) di[j] += ail * at(bs, l, j);
-        }
-    }
-#endif
+    const GemmOperand aq{a.transposed ? a.data + q.k0 * a.ld + q.i0 : a.data + q.i0 * a.ld + q.k0, a.ld, a.transposed};
+    const GemmOperand bq{b.transposed ? b.data + q.j0 * b.ld + q.k0 : b.data + q.k0 * b.ld + q.j0, b.ld, b.transposed};
+    sgemm_on_thread(aq, bq, dst, ldd, {q.mt, q.nt, q.kt});
 }
 
 }  // namespace
@@ -150,6 +155,11 @@ void gemm_f32(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc,
             }
         }
     });
+}
+
+void gemm_f32_serial(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d) {
+    check(a, b, c, ldc, d);
+    sgemm_on_thread(a, b, c, ldc, d);
 }
 
 void gemm_f32_ref(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d) {

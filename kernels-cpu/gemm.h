@@ -29,6 +29,10 @@ struct GemmDims {
 // Throws std::invalid_argument on a negative size, a leading dimension shorter than its rows, or a null matrix.
 void gemm_f32(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d, ThreadPool& pool);
 
+// The same product on the calling thread alone, as one single-threaded BLAS sgemm (a plain loop without BLAS): for
+// callers that spread their own blocks over a pool (matmul's blocks of weight rows). Throws as gemm_f32.
+void gemm_f32_serial(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d);
+
 // Plain reference: the same product accumulated in double.
 void gemm_f32_ref(const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc, const GemmDims& d);
 

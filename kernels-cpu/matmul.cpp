@@ -1,26 +1,23 @@
 // matvec: rows split over the pool, each chunk streamed through dot_rows (several rows per pass).
 // matmul with BLAS (OpenBLAS or oneDNN) and a batch large enough to amortize the dequantization: one parallel loop
 // over blocks of weight rows; each worker dequantizes its block into its own scratch and at once runs one
-// single-threaded sgemm of the tokens against it, writing the block's columns of Y. One synchronisation per call,
-// the weights read once, and blocks fixed by the shapes alone, so the result is the same for any thread count.
+// single-threaded sgemm (gemm_f32_serial) of the tokens against it, writing the block's columns of Y. One
+// synchronisation per call, the weights read once, and blocks fixed by the shapes alone, so the result is the same
+// for any thread count.
 // Without BLAS or for small batches: per-token dot products, weight chunks reused from cache.
 #include "kernels-cpu/matmul.h"
 
 #include <algorithm>
 #include <cstring>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
-#include "kernels-cpu/blas-threads.h"
 #include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/dot.h"
+#include "kernels-cpu/gemm.h"
 #include "kernels-cpu/quant.h"
 
 #if defined(EMBER_OPENBLAS)
 #include <cblas.h>
-#elif defined(EMBER_ONEDNN)
-#include <dnnl.h>
 #endif
 
 namespace ember {
@@ -86,20 +83,6 @@ void matmul_dots(DType wt, const void* w, const float* x, float* y, int64_t n_to
 }
 
 #if defined(EMBER_OPENBLAS) || defined(EMBER_ONEDNN)
-// y (m, ldy), columns [0, n) = x (m, k) * w^T, w (n, k) row-major float; single-threaded.
-void sgemm_nt(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int64_t ldy) {
-#if defined(EMBER_OPENBLAS)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
-                y, (int)ldy);
-#else
-    const dnnl_status_t st = dnnl_sgemm('N', 'T', m, n, k, 1.0f, x, k, w, k, 0.0f, y, ldy);
-    if (st != dnnl_success) {
-        throw std::runtime_error("matmul: dnnl_sgemm(" + std::to_string(m) + " x " + std::to_string(n) + " x " +
-                                 std::to_string(k) + ") failed with status " + std::to_string((int)st));
-    }
-#endif
-}
-
 // Weight rows per block: about kBlockRows, the blocks of one matrix of equal size up to a multiple of 16 (the
 // sgemm kernels' register tiles).
 int64_t gemm_block_rows(int64_t n_rows) {
@@ -118,7 +101,6 @@ void matmul_blas(DType wt, const void* w, const float* x, float* y, int64_t n_to
     const int64_t n_tiles = std::max(ceil_div(n_tokens, kMaxTileTokens),
                                      std::min(ceil_div(kMinItems, n_blocks), n_tokens / kMinTileTokens));
     pool.parallel_for(n_blocks * n_tiles, 1, [&](int64_t begin, int64_t end) {
-        blas_single_thread();
         thread_local std::vector<float> block;  // this worker's dequantized rows; grows once to the largest block
         int64_t have = -1;                      // which block `block` holds, within this chunk
         for (int64_t item = begin; item < end; item++) {
@@ -135,7 +117,9 @@ void matmul_blas(DType wt, const void* w, const float* x, float* y, int64_t n_to
                 }
                 wf = block.data();
             }
-            sgemm_nt(x + t0 * n_cols, wf, y + t0 * n_rows + r0, nt, nr, n_cols, n_rows);
+            // y (nt, n_rows), columns [r0, r0 + nr) = x's tile (nt, n_cols) · the block's rows^T.
+            gemm_f32_serial({x + t0 * n_cols, n_cols, false}, {wf, n_cols, true}, y + t0 * n_rows + r0, n_rows,
+                            {nt, nr, n_cols});
         }
     });
 }
