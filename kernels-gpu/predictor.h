@@ -46,7 +46,7 @@ void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScrat
                            float* scores, cudaStream_t stream);
 
 // active (room for n_ff) = the indices i with scores[i] > threshold in ascending order; *count = how many.
-// One block scans the scores in order, up to 32768 a pass (an exclusive prefix sum of the per-thread counts).
+// One block scans the scores in order, up to 32768 a pass (one ballot per 32 scores, prefix sums of their counts).
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,
                       cudaStream_t stream);
 
