@@ -68,12 +68,15 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
         // Q8_0/Q4_0 rows whose bytes are a multiple of 16 stream through shared memory with 4 warps a row (1500x4096,
-        // 3x11008, 1100x16640: whole and short tiles, uneven shares), one (9000x512: more rows than the GPU holds
-        // warps, so the warps stride and prefetch across rows) or two (4096x12544: the two shares have 4 and 3
-        // tiles); 1030x96, 700x2080 and the first two (rows of 54 or 102 bytes, ...) take the per-unit path.
+        // 3x11008, 1100x16640: whole and short tiles, uneven shares), or two (4096x12544: the two shares have 4 and 3
+        // tiles), or one (9000x512: more rows than the GPU holds warps, so the warps stride and prefetch across
+        // rows); 1030x96, 700x2080 and the first two (rows of 54 or 102 bytes, ...) take the per-unit path, as do
+        // the rows of predictors' fc2 (4099x288, 2000x672: 306 and 714 bytes for Q8_0).
         std::vector<Shape> shapes = {{1, 32},     {37, 96},      {1500, 4096}, {3, 11008},
                                      {700, 2080}, {1100, 16640}, {1030, 96},   {9000, 512}};
-        if (quant) shapes.push_back({4096, 12544});
+        if (quant)
+            shapes.insert(shapes.end(),
+                          {{4096, 12544}, {4099, 288}, {2000, 672}});
         if (!quant) shapes.insert(shapes.end(), {{5, 1}, {129, 100}, {2000, 33}, {9, 4100}});
         for (const Shape s : shapes) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
@@ -95,6 +98,39 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
                 double mag = 0.0;
                 for (int64_t c = 0; c < s.cols; c++) mag += std::fabs((double)wf[r * s.cols + c] * xv[c]);
                 ASSERT_NEAR(got[r], want, 2e-5 * mag + 1e-6) << "row " << r;
+            }
+        }
+    }
+}
+
+// Quantized rows from any row of a matrix (the predictor's fc2 in two row ranges, gpu::predictor_scores_rows): the
+// first row starts at every offset modulo 16, and nothing past the last row is written.
+TEST_F(Gpu, MatvecShortQuantRowsFromAnyRow) {
+    for (DType t : {DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
+        const int64_t rows = 500, cols = 288;
+        const auto w = quantize_matrix(t, randn((size_t)rows * cols, 0.5f, 55), rows, cols);
+        const auto wf = dequantize_matrix(t, w, rows, cols);
+        const std::vector<float> x = randn(cols, 1.0f, 56);
+        std::vector<uint8_t> xq(dot_vec_bytes(t, cols));
+        dot_prepare_vec(t, x.data(), xq.data(), cols);
+        std::vector<float> xv(cols);
+        dequantize_row(dot_vec_type(t), xq.data(), xv.data(), cols);
+        const size_t rb = dtype_row_bytes(t, cols);
+        DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float));
+        gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);
+        for (int64_t begin = 0; begin < 8; begin++) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " from row " + std::to_string(begin));
+            CUDA_CHECK(cudaMemset(dy.as(), 0xff, rows * sizeof(float)));  // NaN where nothing is written
+            gpu::matvec(t, dw.as<uint8_t>() + begin * rb, dxq.as(), dy.as<float>(), rows - begin, cols, nullptr);
+            const auto got = dy.to_host<float>();
+            for (int64_t r = 0; r < rows - begin; r++) {
+                const float want = dot_row_ref(t, w.data() + (begin + r) * rb, xq.data(), cols);
+                double mag = 0.0;
+                for (int64_t c = 0; c < cols; c++) mag += std::fabs((double)wf[(begin + r) * cols + c] * xv[c]);
+                ASSERT_NEAR(got[r], want, 2e-5 * mag + 1e-6) << "row " << begin + r;
+            }
+            if (begin > 0) {
+                EXPECT_TRUE(std::isnan(got[rows - begin])) << "the matvec wrote past its last row";
             }
         }
     }

@@ -213,6 +213,7 @@ void bench_matvec(const Device& d, const Args& a) {
         // The FFN's gate/up and down, attention's q/o, and its k/v where GQA makes them smaller.
         std::vector<std::pair<int64_t, int64_t>> shapes = {{a.ff, a.dim}, {a.dim, a.ff}, {a.dim, a.dim}};
         if (a.kv_heads < a.heads) shapes.push_back({a.kv_heads * kHeadDim, a.dim});
+        if (dtype_block_elems(t) > 1 && a.rank <= a.dim) shapes.push_back({a.ff, a.rank});  // a predictor's fc2 (--rank)
         for (const auto& [rows, cols] : shapes) {
             const std::string name =
                 std::string("matvec ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
