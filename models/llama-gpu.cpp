@@ -447,7 +447,7 @@ struct LlamaGpuState {
     // Rows: kBatch with batch, else 1.
     float* h_x = nullptr;       // (rows, dim)
     float* h_xn = nullptr;      // (rows, dim) a split FFN's input: floats, or a decode token's Q8_0 blocks
-    float* h_scores = nullptr;  // (rows, n_ff) a batch's cold scores
+    float* h_scores = nullptr;  // with batch and split: (kBatch, n_ff) a batch's cold scores
     uint32_t* h_cold_bits = nullptr;  // (n_ff / 32 + 1) a decode token's cold neurons predicted active, as bits
     float* h_y = nullptr;       // (rows, dim) the CPU's part of a split FFN
     float* h_logits = nullptr;  // (kOutRows, n_vocab)
@@ -546,7 +546,6 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     const size_t rows = batch ? kBatch : 1;
     CUDA_CHECK(cudaMallocHost(&gs->h_x, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_xn, rows * info.dim * sizeof(float)));
-    CUDA_CHECK(cudaMallocHost(&gs->h_scores, rows * info.n_ff * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_cold_bits, ((size_t)info.n_ff / 32 + 1) * sizeof(uint32_t)));
     CUDA_CHECK(cudaMallocHost(&gs->h_y, rows * info.dim * sizeof(float)));
     CUDA_CHECK(cudaMallocHost(&gs->h_logits, (size_t)(batch ? kOutRows : 1) * info.n_vocab * sizeof(float)));
@@ -564,6 +563,7 @@ std::shared_ptr<LlamaGpuState> llama_gpu_state_create(const ModelInfo& info, con
     gs->cold_active.assign(info.n_ff, 0);
     gs->cold_h.assign(info.n_ff, 0.0f);
     if (batch && g.split) {
+        CUDA_CHECK(cudaMallocHost(&gs->h_scores, (size_t)kBatch * info.n_ff * sizeof(float)));
         CUDA_CHECK(cudaMallocHost(&gs->h_batch_counts, (size_t)info.n_layers * 2 * kBatch * sizeof(int32_t)));
         CUDA_CHECK(cudaEventCreateWithFlags(&gs->ev_batch, cudaEventDisableTiming));
         gs->batch_masks.assign(info.n_ff, 0);
