@@ -46,17 +46,23 @@ __device__ __forceinline__ void copy_through(float* dst, const float* __restrict
     store_through(dst, n, [&](int64_t i) { return src[i]; });
 }
 
+// The end of a one-block handoff: once every thread's stores are done (the barrier), one thread makes them visible
+// to the host and then stores the counter, which the host polls.
+__device__ __forceinline__ void signal_host_after_block(volatile uint32_t* counter, uint32_t value) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
+        *counter = value;
+    }
+}
+
 __global__ void __launch_bounds__(kCopyThreads)
     copy_signal_kernel(float* dst, const float* __restrict__ src, int64_t n, volatile uint32_t* counter,
                        uint32_t value) {
     wait_for_previous_kernel();
     release_next_kernel();
     copy_through(dst, src, n);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
-        *counter = value;
-    }
+    signal_host_after_block(counter, value);
 }
 
 // n / 32 Q8_0 blocks from the device layout (quants qs, scales d) to kernels-cpu's 34-byte blocks at dst, as 17
@@ -105,11 +111,7 @@ __global__ void __launch_bounds__(kCopyThreads)
         copy_through(static_cast<float*>(h.host_x), h.x, h.n);
     }
     above_bits_through(h.host_bits, h.scores, h.n_scores, h.threshold);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence_system();  // cumulative: the block's stores, seen through the barrier, land first
-        *counter = value;
-    }
+    signal_host_after_block(counter, value);
 }
 
 constexpr int kAddThreads = 256;
