@@ -96,24 +96,16 @@ void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, f
 
 namespace {
 
-// Appends id(i) for every i in [i0, i1) with scores[i] > threshold to out; returns how many. Branch-free: every id
-// is written at the end of the list and kept only when it scores above the threshold (a branch per neuron
-// mispredicts on about one neuron in five), so out needs room for i1 - i0 entries.
-template <typename Id>
-int append_above(const float* scores, int i0, int i1, float threshold, int32_t* out, Id id) {
+// Appends every i in [i0, i1) with scores[i] > threshold to out; returns how many. Branch-free: every index is
+// written at the end of the list and kept only when it scores above the threshold (a branch per neuron mispredicts
+// on about one neuron in five), so out needs room for i1 - i0 entries.
+int append_above(const float* scores, int i0, int i1, float threshold, int32_t* out) {
     int k = 0;
     for (int i = i0; i < i1; i++) {
-        out[k] = id(i);
+        out[k] = (int32_t)i;
         k += scores[i] > threshold;
     }
     return k;
-}
-
-auto identity_id() {
-    return [](int i) { return (int32_t)i; };
-}
-auto listed_id(const int32_t* ids) {
-    return [ids](int i) { return ids[i]; };
 }
 
 constexpr int kActiveMinChunk = 1024;  // scores per work item, at least
@@ -122,16 +114,15 @@ constexpr int kActiveMaxChunks = 64;
 // append_above over [0, n) on the pool: chunk c writes its list into its own stretch of active, from c * chunk
 // (active has room for n); then the chunks' lists move down, in order, to follow one another. Small lists (or one
 // thread) run on the caller.
-template <typename Id>
-int active_over_pool(const float* scores, int n, float threshold, int32_t* active, ThreadPool& pool, Id id) {
-    if (pool.size() == 1 || n < 2 * kActiveMinChunk) return append_above(scores, 0, n, threshold, active, id);
+int active_over_pool(const float* scores, int n, float threshold, int32_t* active, ThreadPool& pool) {
+    if (pool.size() == 1 || n < 2 * kActiveMinChunk) return append_above(scores, 0, n, threshold, active);
     const int chunk = std::max(kActiveMinChunk, (n + kActiveMaxChunks - 1) / kActiveMaxChunks);
     const int n_chunks = (n + chunk - 1) / chunk;
     int counts[kActiveMaxChunks];
     pool.parallel_for(n_chunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; c++) {
             const int i0 = (int)c * chunk;
-            counts[c] = append_above(scores, i0, std::min(n, i0 + chunk), threshold, active + i0, id);
+            counts[c] = append_above(scores, i0, std::min(n, i0 + chunk), threshold, active + i0);
         }
     });
     int k = counts[0];
@@ -145,15 +136,11 @@ int active_over_pool(const float* scores, int n, float threshold, int32_t* activ
 }  // namespace
 
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active) {
-    return append_above(scores, 0, n_ff, threshold, active, identity_id());
-}
-
-int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active) {
-    return append_above(scores, 0, n, threshold, active, listed_id(ids));
+    return append_above(scores, 0, n_ff, threshold, active);
 }
 
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool) {
-    return active_over_pool(scores, n_ff, threshold, active, pool, identity_id());
+    return active_over_pool(scores, n_ff, threshold, active, pool);
 }
 
 int predictor_active_bits(const uint32_t* bits, const int32_t* ids, int n, int32_t* active) {

@@ -61,9 +61,6 @@ void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, f
 
 // Writes the indices i (ascending) with scores[i] > threshold into active (room for n_ff) and returns their count.
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active);
-// The same over a subset of neurons: scores[i] belongs to neuron ids[i]; writes those ids (in the order given) with
-// scores[i] > threshold into active (room for n) and returns their count.
-int predictor_active(const float* scores, const int32_t* ids, int n, float threshold, int32_t* active);
 // The first over the pool, in chunks of at least 1024 scores: the same list (same order).
 int predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, ThreadPool& pool);
 // The list from comparisons already made: ids[i] for every i < n whose bit (bit i % 32 of bits[i / 32]) is set, in
