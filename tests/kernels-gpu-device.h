@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels-cpu/dot.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-gpu/cuda-check.h"
 
@@ -67,6 +68,19 @@ inline std::vector<float> dequantize_matrix(DType t, const std::vector<uint8_t>&
     std::vector<float> out((size_t)rows * cols);
     for (int64_t r = 0; r < rows; r++) dequantize_row(t, m.data() + r * rb, out.data() + r * cols, cols);
     return out;
+}
+
+// x prepared on the host for type t's dot products (dot_prepare_vec), and the activations those products see.
+struct PreparedVec {
+    std::vector<uint8_t> xq;
+    std::vector<float> seen;
+};
+inline PreparedVec prepare_vec_host(DType t, const std::vector<float>& x) {
+    const int64_t n = (int64_t)x.size();
+    PreparedVec p{std::vector<uint8_t>(dot_vec_bytes(t, n)), std::vector<float>(n)};
+    dot_prepare_vec(t, x.data(), p.xq.data(), n);
+    dequantize_row(dot_vec_type(t), p.xq.data(), p.seen.data(), n);
+    return p;
 }
 
 constexpr DType kAllTypes[] = {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_BF16, DType::DTYPE_Q8_0,

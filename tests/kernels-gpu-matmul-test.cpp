@@ -83,10 +83,9 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
             const auto w = quantize_matrix(t, randn((size_t)s.rows * s.cols, 0.5f, 51), s.rows, s.cols);
             const auto wf = dequantize_matrix(t, w, s.rows, s.cols);
             const std::vector<float> x = randn(s.cols, 1.0f, 52);
-            std::vector<uint8_t> xq_cpu(dot_vec_bytes(t, s.cols));
-            dot_prepare_vec(t, x.data(), xq_cpu.data(), s.cols);
-            std::vector<float> xv(s.cols);  // the activations the products see
-            dequantize_row(dot_vec_type(t), xq_cpu.data(), xv.data(), s.cols);
+            const PreparedVec px = prepare_vec_host(t, x);
+            const std::vector<uint8_t>& xq_cpu = px.xq;
+            const std::vector<float>& xv = px.seen;
 
             DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, s.cols)), dy(s.rows * sizeof(float));
             gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), s.cols, nullptr);
@@ -111,10 +110,9 @@ TEST_F(Gpu, MatvecShortQuantRowsFromAnyRow) {
         const auto w = quantize_matrix(t, randn((size_t)rows * cols, 0.5f, 55), rows, cols);
         const auto wf = dequantize_matrix(t, w, rows, cols);
         const std::vector<float> x = randn(cols, 1.0f, 56);
-        std::vector<uint8_t> xq(dot_vec_bytes(t, cols));
-        dot_prepare_vec(t, x.data(), xq.data(), cols);
-        std::vector<float> xv(cols);
-        dequantize_row(dot_vec_type(t), xq.data(), xv.data(), cols);
+        const PreparedVec px = prepare_vec_host(t, x);
+        const std::vector<uint8_t>& xq = px.xq;
+        const std::vector<float>& xv = px.seen;
         const size_t rb = dtype_row_bytes(t, cols);
         DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float));
         gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);

@@ -42,6 +42,8 @@
 
 using namespace ember;
 using ember::gpu_test::DeviceMem;
+using ember::gpu_test::PreparedVec;
+using ember::gpu_test::prepare_vec_host;
 using ember::gpu_test::quantize_matrix;
 using ember::gpu_test::randn;
 
@@ -219,10 +221,9 @@ void bench_matvec(const Device& d, const Args& a) {
                 std::string("matvec ") + dtype_name(t) + " " + std::to_string(rows) + "x" + std::to_string(cols);
             const auto w = quantize_matrix(t, wf, rows, cols);
             const std::vector<float> x = randn(cols, 1.0f, 2);
-            std::vector<uint8_t> xq(dot_vec_bytes(t, cols));
-            dot_prepare_vec(t, x.data(), xq.data(), cols);
-            std::vector<float> xv(cols);
-            dequantize_row(dot_vec_type(t), xq.data(), xv.data(), cols);
+            const PreparedVec px = prepare_vec_host(t, x);
+            const std::vector<uint8_t>& xq = px.xq;
+            const std::vector<float>& xv = px.seen;
             const int n_copies = copies_for(d, (double)w.size(), (double)w.size());
             std::vector<std::unique_ptr<DeviceMem>> dw;
             for (int i = 0; i < n_copies; i++) dw.push_back(std::make_unique<DeviceMem>(w));
