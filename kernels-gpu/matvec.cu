@@ -1,7 +1,7 @@
 // GEMV (one token): y = W x. Decode reads every weight byte once, so the kernel is bandwidth-bound: each thread of a
 // row's group streams 16-byte units, and the group's partial sums meet in warp shuffles (and shared memory).
 // Q8_0/Q4_0 rows stream through a two-stage cp.async pipeline in shared memory (QuantStages) where their alignment
-// allows.
+// allows, rows of up to 16 blocks in runs of whole rows.
 #include <algorithm>
 #include <string>
 
@@ -113,6 +113,78 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();
 }
 
+// Short Q8_0/Q4_0 rows (at most kShortRowBlocks blocks: a predictor's fc2, whose rows are its rank), from any 2-byte
+// aligned start: a warp takes runs of R = kRunBlocks / n_blocks whole rows, which lie back to back, so a run is one
+// byte range. Its 16-byte vectors (from the range's start rounded down) go to shared memory with cp.async in two
+// stages, the next run's copy in flight while this one is summed. Lanes take the run's blocks in turn, each
+// block's product goes to a slot, and a lane then adds each of its rows' slots in block order.
+// ember-gpu-bench --only matvec, H200: a 70B predictor's fc2 (28672 rows of 288 columns, Q8_0: 306-byte rows, no
+// multiple of 16) 9.7 us per unit, 6.2 in runs (ncu: 11.8-12.5 against 8.1-8.7 us); a 13B's (13824 x 672, 21
+// blocks) took as long either way (ncu: 9.1-9.2 against 9.1-9.6 us), so rows of more blocks keep the other paths.
+constexpr int kShortRowBlocks = 16;
+constexpr int kRunBlocks = 64;
+
+template <DType T>
+__global__ void __launch_bounds__(kThreads)
+    matvec_quant_short_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
+                              int64_t n_rows, int n_blocks, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    constexpr int BB = QuantStages<T, kRunBlocks>::kBlockBytes;
+    constexpr int kVecs = (kRunBlocks * BB + 15) / 16 + 2;  // the rounding down, and a block's last word read past
+    constexpr int kWarps = kThreads / 32;
+    __shared__ uint4 stages[kWarps][2][kVecs];
+    __shared__ float part[kWarps][kRunBlocks];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int8_t* xqs = static_cast<const int8_t*>(xq);
+    const float* xd = reinterpret_cast<const float*>(xqs + (int64_t)n_blocks * QK8_0);
+    const int R = kRunBlocks / n_blocks;
+    const int64_t n_runs = (n_rows + R - 1) / R;
+    const int64_t step = (int64_t)gridDim.x * kWarps;
+    // Run u into stage s; returns where its first row lies in the stage (bytes). Commits a group either way.
+    auto issue = [&](int64_t u, int s) -> int {
+        int lead = 0;
+        if (u < n_runs) {
+            const uint8_t* begin = w + u * R * row_bytes;
+            const uint8_t* end = begin + min((int64_t)R, n_rows - u * R) * row_bytes;
+            const uint8_t* base = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(begin) & ~(uintptr_t)15);
+            lead = (int)(begin - base);
+            const int n_vecs = (int)((end - base + 15) / 16);
+            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], base + 16 * i);
+        }
+        cp_async_commit();
+        return lead;
+    };
+    int s = 0;
+    int64_t u = (int64_t)blockIdx.x * kWarps + warp;
+    int lead = issue(u, 0);
+    for (; u < n_runs; u += step) {
+        const int next_lead = issue(u + step, s ^ 1);
+        cp_async_wait<1>();  // this run's group has landed
+        __syncwarp();
+        const int rows = (int)min((int64_t)R, n_rows - u * R);
+        const uint8_t* t8 = reinterpret_cast<const uint8_t*>(stages[warp][s]);
+        const uint32_t* t32 = reinterpret_cast<const uint32_t*>(stages[warp][s]);
+        for (int q = lane; q < rows * n_blocks; q += 32) {
+            const int i = q / n_blocks, j = q - i * n_blocks;
+            const int off = lead + i * (int)row_bytes + j * BB;
+            const float dw = fp16_bits_to_f32(*reinterpret_cast<const uint16_t*>(t8 + off));
+            const int isum = block_isum_words<T>(t32 + ((off + 2) >> 2), ((off + 2) & 3) * 8, xqs + j * QK8_0);
+            part[warp][q] = dw * xd[j] * (float)isum;
+        }
+        __syncwarp();
+        for (int i = lane; i < rows; i += 32) {
+            float sum = 0.0f;
+            for (int j = 0; j < n_blocks; j++) sum += part[warp][i * n_blocks + j];
+            y[u * R + i] = sum;
+        }
+        __syncwarp();  // every lane is done with stage s and the slots before they are refilled
+        s ^= 1;
+        lead = next_lead;
+    }
+    cp_async_wait<0>();
+}
+
 // Blocks of kernel the device holds at once (its SMs times blocks per SM).
 template <typename K>
 int64_t resident_blocks(K kernel) {
@@ -133,11 +205,27 @@ void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_ro
                    n_rows, n_cols, row_bytes);
 }
 
+template <DType T>
+void launch_quant_short(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
+                        cudaStream_t stream) {
+    static const int64_t resident = resident_blocks(matvec_quant_short_kernel<T>);
+    const int n_blocks = (int)(n_cols / QK8_0);
+    const int64_t rows_per_run = kRunBlocks / n_blocks;
+    const int64_t runs = (n_rows + rows_per_run - 1) / rows_per_run;
+    const int64_t grid = std::min((runs + kThreads / 32 - 1) / (kThreads / 32), resident);
+    launch_chained(matvec_quant_short_kernel<T>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y, n_rows,
+                   n_blocks, row_bytes);
+}
+
 template <DType T, int U>
 void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, cudaStream_t stream) {
     const size_t row_bytes = dtype_row_bytes(T, n_cols);
     const auto* wb = static_cast<const uint8_t*>(w);
     if constexpr (dtype_is_quant(T)) {
+        if (n_cols <= kShortRowBlocks * QK8_0 && reinterpret_cast<uintptr_t>(w) % 2 == 0) {
+            launch_quant_short<T>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+            return;
+        }
         if (quant_rows_tileable(w, row_bytes)) {
             // ember-gpu-bench --shape 70b, H200: a row per warp for many rows; 4 warps a row below 4096 rows (k
             // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count. Q8_0

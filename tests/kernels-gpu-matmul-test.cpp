@@ -68,15 +68,17 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
         // Q8_0/Q4_0 rows whose bytes are a multiple of 16 stream through shared memory with 4 warps a row (1500x4096,
-        // 3x11008, 1100x16640: whole and short tiles, uneven shares), or two (4096x12544: the two shares have 4 and 3
-        // tiles), or one (9000x512: more rows than the GPU holds warps, so the warps stride and prefetch across
-        // rows); 1030x96, 700x2080 and the first two (rows of 54 or 102 bytes, ...) take the per-unit path, as do
-        // the rows of predictors' fc2 (4099x288, 2000x672: 306 and 714 bytes for Q8_0).
+        // 3x11008, 1100x16640: whole and short tiles, uneven shares), two (4096x12544: the two shares have 4 and 3
+        // tiles) or one (16400x768: more rows than the GPU holds warps, so the warps stride and prefetch across
+        // rows); 700x2080 and 2000x672 (rows of 2210 or 714 bytes for Q8_0) take the per-unit path. Rows of at most
+        // 16 blocks go in runs of whole rows: 64 one-block rows a run (1x32: a run shorter than that), 9-block rows (a
+        // 70B predictor's fc2) 7 a run with a short last run (4099x288), 3-block rows 21 a run (37x96, 1030x96), and
+        // more runs than the GPU holds warps (9000x512).
         std::vector<Shape> shapes = {{1, 32},     {37, 96},      {1500, 4096}, {3, 11008},
                                      {700, 2080}, {1100, 16640}, {1030, 96},   {9000, 512}};
         if (quant)
             shapes.insert(shapes.end(),
-                          {{4096, 12544}, {4099, 288}, {2000, 672}});
+                          {{4096, 12544}, {16400, 768}, {4099, 288}, {2000, 672}});
         if (!quant) shapes.insert(shapes.end(), {{5, 1}, {129, 100}, {2000, 33}, {9, 4100}});
         for (const Shape s : shapes) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
@@ -102,8 +104,8 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
     }
 }
 
-// Quantized rows from any row of a matrix (the predictor's fc2 in two row ranges, gpu::predictor_scores_rows): the
-// first row starts at every offset modulo 16, and nothing past the last row is written.
+// Short quantized rows from any row of a matrix (the predictor's fc2 in two row ranges, gpu::predictor_scores_rows):
+// the first run starts at every offset modulo 16, and nothing past the last row is written.
 TEST_F(Gpu, MatvecShortQuantRowsFromAnyRow) {
     for (DType t : {DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
         const int64_t rows = 500, cols = 288;
