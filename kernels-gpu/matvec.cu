@@ -222,7 +222,7 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
     const size_t row_bytes = dtype_row_bytes(T, n_cols);
     const auto* wb = static_cast<const uint8_t*>(w);
     if constexpr (dtype_is_quant(T)) {
-        if (n_cols <= kShortRowBlocks * QK8_0 && reinterpret_cast<uintptr_t>(w) % 2 == 0) {
+        if (n_cols > 0 && n_cols <= kShortRowBlocks * QK8_0 && reinterpret_cast<uintptr_t>(w) % 2 == 0) {
             launch_quant_short<T>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             return;
         }
