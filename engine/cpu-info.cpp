@@ -19,6 +19,7 @@
 #include <sys/sysctl.h>
 #elif defined(__linux__)
 #include <sched.h>
+#include <unistd.h>
 #endif
 
 namespace ember {
@@ -65,6 +66,23 @@ int os_physical_cores() {
 }
 
 }  // namespace
+
+uint64_t host_physical_memory_bytes() {
+#if defined(_WIN32)
+    MEMORYSTATUSEX status;
+    status.dwLength = sizeof status;
+    return GlobalMemoryStatusEx(&status) ? (uint64_t)status.ullTotalPhys : 0;
+#elif defined(__APPLE__)
+    uint64_t bytes = 0;
+    size_t len = sizeof bytes;
+    return sysctlbyname("hw.memsize", &bytes, &len, nullptr, 0) == 0 ? bytes : 0;
+#elif defined(__linux__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+#else
+    return 0;
+#endif
+}
 
 int cpu_physical_cores() {
     const int n = os_physical_cores();

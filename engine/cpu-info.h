@@ -1,5 +1,6 @@
-// What the host CPU offers: physical cores (for the default thread count).
+// What the host CPU offers: physical cores (for the default thread count), and the memory beside it.
 #pragma once
+#include <cstdint>
 #include <vector>
 
 namespace ember {
@@ -12,6 +13,10 @@ int cpu_physical_cores();
 // CPU: where pinned workers go, so that no two share a core through SMT. Linux only; empty elsewhere or when /sys
 // does not say.
 std::vector<int> cpu_core_leaders();
+
+// The host's physical memory in bytes (sysconf on Linux, hw.memsize on macOS, GlobalMemoryStatusEx on Windows); 0
+// where the OS does not say.
+uint64_t host_physical_memory_bytes();
 
 // The OPENBLAS_CORETYPE value this CPU should run with when OpenBLAS fell back to its generic kernels on it (see
 // kernels-cpu/matmul.h), else "".

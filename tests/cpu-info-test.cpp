@@ -26,6 +26,20 @@ TEST(CpuInfo, PhysicalCoresIsAtLeastOne) {
 }
 
 #if defined(__linux__)
+// The same figure as /proc/meminfo's MemTotal (kB), within 64 MiB.
+TEST(CpuInfo, PhysicalMemoryMatchesProcMeminfo) {
+    const uint64_t bytes = host_physical_memory_bytes();
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    uint64_t kb = 0;
+    while (meminfo >> key && key != "MemTotal:") meminfo.ignore(1 << 10, '\n');
+    ASSERT_EQ(key, "MemTotal:") << "/proc/meminfo has no MemTotal line";
+    meminfo >> kb;
+    EXPECT_GT(bytes, 0u);
+    EXPECT_LE(bytes, kb * 1024 + (64ull << 20));
+    EXPECT_LE(kb * 1024, bytes + (64ull << 20));
+}
+
 std::pair<std::string, std::string> core_of(int cpu) {
     const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
     std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
