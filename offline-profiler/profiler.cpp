@@ -34,6 +34,17 @@ std::string format(const char* fmt, ...) {
 
 }  // namespace
 
+uint64_t profile_sample_bytes_per_token(const ModelInfo& info) {
+    return (uint64_t)info.n_layers * ((uint64_t)info.dim * sizeof(float) + (uint64_t)info.n_ff);
+}
+
+int64_t profile_default_tokens(bool train_on_gpu, uint64_t sample_bytes_per_token, uint64_t host_memory) {
+    if (!train_on_gpu || host_memory == 0 || sample_bytes_per_token == 0) return kProfileTokensCpu;
+    const uint64_t fit = host_memory / 10 * 4 / sample_bytes_per_token;
+    return std::clamp<int64_t>((int64_t)std::min<uint64_t>(fit, (uint64_t)kProfileTokensGpu), kProfileTokensCpu,
+                               kProfileTokensGpu);
+}
+
 ModelProfile profile_model(const Model& model, const std::vector<int32_t>& tokens, const ProfileParams& p,
                            std::vector<ProfileLayerReport>* report) {
     if (tokens.empty()) throw Error("profile_model: no tokens");

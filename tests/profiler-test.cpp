@@ -147,6 +147,28 @@ TEST(Profiler, AutoRankKeepsTheCheapestCandidatePerLayer) {
     EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), info.n_layers + 3);  // title, header, layers, total
 }
 
+// Training on the CPU: 4096 tokens whatever the memory. On the GPU: 16384 where 40 % of the memory holds their
+// samples, fewer (down to 4096) where it does not, 4096 when the memory is unknown.
+TEST(Profiler, DefaultTokensFollowWhereTrainingRunsAndHostMemory) {
+    using namespace ember;
+    ModelInfo info;
+    info.n_layers = 32, info.dim = 4096, info.n_ff = 11008;  // a 7B
+    const uint64_t per = profile_sample_bytes_per_token(info);
+    EXPECT_EQ(per, 32u * (4096u * 4u + 11008u));
+    const uint64_t gib = 1ull << 30;
+    EXPECT_EQ(profile_default_tokens(false, per, 1024 * gib), kProfileTokensCpu);
+    EXPECT_EQ(profile_default_tokens(true, per, 128 * gib), kProfileTokensGpu);  // 14.4 GB of samples
+    EXPECT_EQ(profile_default_tokens(true, per, 0), kProfileTokensCpu);
+    EXPECT_EQ(profile_default_tokens(true, per, 16 * gib), (int64_t)(16 * gib / 10 * 4 / per));  // 7833
+    EXPECT_EQ(profile_default_tokens(true, per, 4 * gib), kProfileTokensCpu);  // 1958 would fit: raised to 4096
+    info.n_layers = 80, info.dim = 8192, info.n_ff = 28672;  // a 70B: 4.9 MB a token
+    const uint64_t per70 = profile_sample_bytes_per_token(info);
+    const int64_t t70 = profile_default_tokens(true, per70, 128 * gib);
+    EXPECT_GT(t70, kProfileTokensCpu);
+    EXPECT_LT(t70, kProfileTokensGpu);
+    EXPECT_LE((uint64_t)t70 * per70, 128 * gib / 10 * 4);
+}
+
 TEST(Profiler, RejectsBadParameters) {
     std::unique_ptr<ember::Model> model = load_model();
     ember::ProfileParams p;

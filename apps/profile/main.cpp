@@ -12,6 +12,7 @@
 #include "apps/app-args.h"
 #include "apps/app-io.h"
 #include "apps/app-model.h"
+#include "engine/cpu-info.h"
 #include "offline-profiler/profiler.h"
 #include "predictor/profile.h"
 
@@ -32,6 +33,7 @@ int run(int argc, char** argv) {
     args.add_string({"-f", "--file"}, &corpus, "FNAME", "calibration text file");
     args.add_string({"-o", "--output"}, &out, "FNAME", "profile file to write");
     args.add_i64({"--tokens"}, &max_tokens, "profile at most this many tokens, all kept as training samples");
+    args.set_default_text("--tokens", "4096; up to 16384 when the predictors train on a GPU and host RAM holds them");
     args.add_int({"-c", "--ctx-size"}, &p.n_ctx, "tokens per chunk, each from an empty context");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &mp.n_gpu_layers,
@@ -51,7 +53,9 @@ int run(int argc, char** argv) {
     if (corpus.empty()) throw Error("no calibration text given (use -f FILE)");
     if (out.empty()) throw Error("no output file given (use -o FILE)");
     if (p.n_ctx < 1) throw Error("-c: invalid value '" + std::to_string(p.n_ctx) + "' (expected >= 1)");
-    if (max_tokens < 2) throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 2)");
+    const bool tokens_given = args.seen("--tokens");
+    if (tokens_given && max_tokens < 2)
+        throw Error("--tokens: invalid value '" + std::to_string(max_tokens) + "' (expected >= 2)");
     app_check_placement(args, mp);
     p.train.weight_type = type == "f32" ? DType::DTYPE_F32 : type == "f16" ? DType::DTYPE_F16 : DType::DTYPE_Q8_0;
     p.auto_rank = rank == "auto";
@@ -77,8 +81,6 @@ int run(int argc, char** argv) {
         throw Error("--lr: invalid value (expected a positive number)");
     if (!(p.train.recall_target > 0.0f && p.train.recall_target <= 1.0f))
         throw Error("--recall: invalid value (expected 0 < x <= 1)");
-    p.max_tokens = max_tokens;
-    p.max_samples = max_tokens;
     const std::string text = app_read_file("-f", corpus);
 
     double load_ms = 0;
@@ -89,6 +91,14 @@ int run(int argc, char** argv) {
         throw Error("--train-on gpu: the model did not load onto a GPU (no CUDA device, a build without CUDA, or "
                     "-ngl 0)");
     p.train.gpu = train_on == "gpu" || (train_on == "auto" && on_gpu);
+    if (!tokens_given) {
+        max_tokens = profile_default_tokens(p.train.gpu, profile_sample_bytes_per_token(model->info()),
+                                            host_physical_memory_bytes());
+        std::fprintf(stderr, "profile: at most %lld calibration tokens (--tokens sets another count)\n",
+                     (long long)max_tokens);
+    }
+    p.max_tokens = max_tokens;
+    p.max_samples = max_tokens;
     std::fprintf(stderr, "profile: dense pass on %s, predictors train on the %s\n", model->backend().c_str(),
                  p.train.gpu ? "GPU" : "CPU");
     if (model->info().ffn_act != "relu")
