@@ -57,8 +57,9 @@ uint64_t profile_sample_bytes_per_token(const ModelInfo& info);
 
 // The calibration tokens ember-profile takes when --tokens is not given. Predictors trained on more tokens skip more
 // neurons at the same recall (docs/benchmarks.md: ember-synth's 7B skipped 62-64 % of its neurons after 4096 tokens,
-// 78-79 % after 16384), and cost training time in proportion: 4096 when they train on the CPU; on the GPU as many of
-// 16384 as keep the samples within 40 % of host_memory, never fewer than 4096 (4096 when host_memory is 0: unknown).
+// 78-79 % after 16384), and cost training time in proportion: 4096 when they train on the CPU; on the GPU (beside a
+// model that fits there whole: ember-profile's call) as many of 16384 as keep the samples within 40 % of
+// host_memory, never fewer than 4096 (4096 when host_memory is 0: unknown).
 int64_t profile_default_tokens(bool train_on_gpu, uint64_t sample_bytes_per_token, uint64_t host_memory);
 
 // The table ember-profile prints at the end: per layer rank, threshold, recall, precision, predicted and true

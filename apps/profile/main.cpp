@@ -13,6 +13,7 @@
 #include "apps/app-io.h"
 #include "apps/app-model.h"
 #include "engine/cpu-info.h"
+#include "engine/placement.h"
 #include "offline-profiler/profiler.h"
 #include "predictor/profile.h"
 
@@ -33,7 +34,9 @@ int run(int argc, char** argv) {
     args.add_string({"-f", "--file"}, &corpus, "FNAME", "calibration text file");
     args.add_string({"-o", "--output"}, &out, "FNAME", "profile file to write");
     args.add_i64({"--tokens"}, &max_tokens, "profile at most this many tokens, all kept as training samples");
-    args.set_default_text("--tokens", "4096; up to 16384 when the predictors train on a GPU and host RAM holds them");
+    args.set_default_text("--tokens",
+                          "4096; up to 16384 when the whole model and its predictors' training are on a GPU and host "
+                          "RAM holds the samples");
     args.add_int({"-c", "--ctx-size"}, &p.n_ctx, "tokens per chunk, each from an empty context");
     args.add_int({"-t", "--threads"}, &p.n_threads, "number of threads (0 = physical cores)");
     args.add_int({"-ngl", "--gpu-layers", "--n-gpu-layers"}, &mp.n_gpu_layers,
@@ -92,7 +95,10 @@ int run(int argc, char** argv) {
                     "-ngl 0)");
     p.train.gpu = train_on == "gpu" || (train_on == "auto" && on_gpu);
     if (!tokens_given) {
-        max_tokens = profile_default_tokens(p.train.gpu, profile_sample_bytes_per_token(model->info()),
+        // Beside a model that only partly fits, the card has little room left and training falls back to the CPU.
+        const bool whole_model_on_gpu = model->placement().mode == PlacementMode::PLACEMENT_GPU;
+        max_tokens = profile_default_tokens(p.train.gpu && whole_model_on_gpu,
+                                            profile_sample_bytes_per_token(model->info()),
                                             host_physical_memory_bytes());
         std::fprintf(stderr, "profile: at most %lld calibration tokens (--tokens sets another count)\n",
                      (long long)max_tokens);
