@@ -148,6 +148,53 @@ __device__ __forceinline__ int block_isum_words(const uint32_t* p, int sh, const
     return s;
 }
 
+// A Q4_0 block's integer sum against Q8 activations, sum((n - 8) x) over its 32 nibbles n, is also sum(n x) - 8
+// sum(x), exactly in int32. Where a lane keeps a block's activations in registers for many rows, it keeps the second
+// term too (x_offset), and the raw nibbles (0..15, valid signed bytes) go to dp4a as they are: per word of quants a
+// funnel shift, two masks and two dp4a, where re-signing the nibbles (nibbles_minus_8) takes six more.
+
+// 32 int8 activations at x (16-byte aligned) as 8 words.
+__device__ __forceinline__ void load_x_words(const int8_t* __restrict__ x, int (&xs)[8]) {
+    const int4 xa = *reinterpret_cast<const int4*>(x), xb = *reinterpret_cast<const int4*>(x + 16);
+    xs[0] = xa.x, xs[1] = xa.y, xs[2] = xa.z, xs[3] = xa.w;
+    xs[4] = xb.x, xs[5] = xb.y, xs[6] = xb.z, xs[7] = xb.w;
+}
+
+// -8 times the sum of the 32 activations in xs.
+__device__ __forceinline__ int x_offset(const int (&xs)[8]) {
+    int s = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) s = __dp4a(xs[i], 0x01010101, s);
+    return -8 * s;
+}
+
+// block_isum_words<Q8_0>'s sum (the same int) from the activations' words xs.
+__device__ __forceinline__ int q8_block_isum_regs(const uint32_t* p, int sh, const int (&xs)[8]) {
+    uint32_t w[9];
+#pragma unroll
+    for (int i = 0; i < 9; i++) w[i] = p[i];
+    int s = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) s = __dp4a((int)__funnelshift_r(w[i], w[i + 1], sh), xs[i], s);
+    return s;
+}
+
+// block_isum_words<Q4_0>'s sum (the same int) from the activations' words xs and their x_offset.
+__device__ __forceinline__ int q4_block_isum_offset(const uint32_t* p, int sh, const int (&xs)[8], int x_off) {
+    // Elements 0..15 are the low nibbles of the 16 bytes, elements 16..31 their high nibbles.
+    uint32_t w[5];
+#pragma unroll
+    for (int i = 0; i < 5; i++) w[i] = p[i];
+    int s = x_off;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const unsigned q = __funnelshift_r(w[i], w[i + 1], sh);
+        s = __dp4a((int)(q & 0x0f0f0f0fu), xs[i], s);
+        s = __dp4a((int)((q >> 4) & 0x0f0f0f0fu), xs[4 + i], s);
+    }
+    return s;
+}
+
 // This lane's part of the dot product of the nb (<= TB) blocks in a shared-memory tile, blocks b0 .. b0 + nb - 1 of
 // a row, with prepared activations (xqs: int8 quants, xd: their block scales).
 template <DType T, int TB>

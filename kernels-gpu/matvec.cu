@@ -1,7 +1,8 @@
 // GEMV (one token): y = W x. Decode reads every weight byte once, so the kernel is bandwidth-bound: each thread of a
 // row's group streams 16-byte units, and the group's partial sums meet in warp shuffles (and shared memory).
-// Q8_0/Q4_0 rows stream through a two-stage cp.async pipeline in shared memory (QuantStages) where their alignment
-// allows, rows of up to 16 blocks in runs of whole rows.
+// Q8_0/Q4_0 rows stream through cp.async pipelines in shared memory where their alignment allows: with each lane's
+// activations held in registers where a warp's share of a row is 2 to 8 runs of 32 blocks, else in two-stage tiles
+// (QuantStages); rows of up to 16 blocks go in runs of whole rows.
 #include <algorithm>
 #include <string>
 
@@ -113,6 +114,115 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();
 }
 
+// Q8_0/Q4_0 rows split into W warps' shares (as the kernel above splits them: multiples of 8 blocks) of NB (2..8)
+// runs of 32 blocks, the last run possibly partial: a lane takes block 32 i + lane of run i of its share, in every
+// row, so it loads the activations of its NB blocks into registers once (for Q4_0 with each block's x_offset) and
+// the runs' arithmetic reads only weights, from shared memory. The kernel above loads 32 activations a block from L1
+// for every row: at the 70B shape in Q4_0 that traffic, twice the weights' bytes, held the L1 at 80-85 % and the
+// GEMV at 50-67 % of peak (ncu). Runs stream through kXregStages shared-memory stages. Each lane adds its blocks in
+// the order of the kernel above, two runs at a time (its 64-block tiles).
+constexpr int kXregStages = 4;
+constexpr int kXregMinRuns = 2, kXregMaxRuns = 8;
+
+template <DType T, int NB, int W>
+__global__ void __launch_bounds__(kThreads)
+    matvec_quant_xreg_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
+                             int64_t n_rows, int64_t n_cols, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    constexpr int BB = QuantStages<T, 32>::kBlockBytes;
+    constexpr int kRunVecs = 32 * BB / 16;  // a run of 32 blocks is 576 (Q4_0) or 1088 bytes
+    constexpr int kWarps = kThreads / 32, kRows = kWarps / W;
+    __shared__ uint4 stages[kWarps][kXregStages][kRunVecs + 1];  // a spare vector: the last block's words read past
+    __shared__ float part[kWarps];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int slot = warp / W, sub = warp % W;
+    const int8_t* xqs = static_cast<const int8_t*>(xq);
+    const float* xd = reinterpret_cast<const float*>(xqs + n_cols);
+    const int n_blocks = (int)(n_cols / QK8_0);
+    const int share = ((n_blocks + W - 1) / W + 7) / 8 * 8;
+    const int b_begin = min(n_blocks, sub * share), n_mine = min(n_blocks, b_begin + share) - b_begin;
+    const int64_t step = (int64_t)gridDim.x * kRows;
+    // Run i of row r into stage s; commits a (possibly empty) group either way. A partial run holds a multiple of 8
+    // blocks (9 or 17 vectors each).
+    auto issue = [&](int64_t r, int i, int s) {
+        if (r < n_rows) {
+            const uint8_t* src = w + r * row_bytes + (size_t)(b_begin + 32 * i) * BB;
+            const int n_vecs = min(32, n_mine - 32 * i) * BB / 16;
+#pragma unroll
+            for (int k = 0; k < (kRunVecs + 31) / 32; k++) {
+                const int v = lane + 32 * k;
+                if (v < n_vecs) cp_async16(&stages[warp][s][v], src + 16 * v);
+            }
+        }
+        cp_async_commit();
+    };
+    int64_t group = (int64_t)blockIdx.x * kRows;
+#pragma unroll
+    for (int q = 0; q < kXregStages - 1; q++) issue(group + slot + (q / NB) * step, q % NB, q);
+    // The activations load while the first runs are in flight.
+    int xs[NB][8], xo[NB];
+    float xdv[NB];
+#pragma unroll
+    for (int i = 0; i < NB; i++) {
+        const int j = 32 * i + lane;  // this lane's block of run i, within the share
+        if (j < n_mine) {
+            load_x_words(xqs + (int64_t)(b_begin + j) * QK8_0, xs[i]);
+            xdv[i] = xd[b_begin + j];
+        } else {
+            for (int k = 0; k < 8; k++) xs[i][k] = 0;
+            xdv[i] = 0.0f;
+        }
+        if constexpr (T == DType::DTYPE_Q4_0) xo[i] = x_offset(xs[i]);
+    }
+    int s = 0;
+    for (; group < n_rows; group += step) {  // uniform in the block
+        const int64_t r = group + slot;
+        float acc = 0.0f, pair = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NB; i++) {
+            constexpr int kAhead = kXregStages - 1;
+            const int sn = s + kAhead < kXregStages ? s + kAhead : s + kAhead - kXregStages;
+            issue(r + ((i + kAhead) / NB) * step, (i + kAhead) % NB, sn);
+            cp_async_wait<kAhead>();  // this run's group has landed
+            __syncwarp();
+            const uint8_t* t8 = reinterpret_cast<const uint8_t*>(stages[warp][s]);
+            const int off = lane * BB + 2;
+            const float dw = fp16_bits_to_f32(*reinterpret_cast<const uint16_t*>(t8 + lane * BB));
+            const uint32_t* p = reinterpret_cast<const uint32_t*>(t8) + (off >> 2);
+            int isum;
+            if constexpr (T == DType::DTYPE_Q4_0)
+                isum = q4_block_isum_offset(p, (off & 3) * 8, xs[i], xo[i]);
+            else
+                isum = q8_block_isum_regs(p, (off & 3) * 8, xs[i]);
+            const float v = 32 * i + lane < n_mine ? dw * xdv[i] * (float)isum : 0.0f;
+            if (i % 2 == 0) {
+                pair = v;
+                if (i + 1 == NB) acc += pair;
+            } else {
+                acc += pair + v;
+            }
+            __syncwarp();  // every lane is done with stage s before it is refilled
+            s = s + 1 < kXregStages ? s + 1 : 0;
+        }
+        const float sum = warp_sum(acc);
+        if constexpr (W == 1) {
+            if (lane == 0 && r < n_rows) y[r] = sum;
+        } else {
+            if (lane == 0) part[warp] = sum;
+            __syncthreads();
+            if (sub == 0 && lane == 0 && r < n_rows) {
+                float tot = 0.0f;
+#pragma unroll
+                for (int i = 0; i < W; i++) tot += part[warp + i];
+                y[r] = tot;
+            }
+            __syncthreads();
+        }
+    }
+    cp_async_wait<0>();
+}
+
 // Short Q8_0/Q4_0 rows (at most kShortRowBlocks blocks: a predictor's fc2, whose rows are its rank), from any 2-byte
 // aligned start: a warp takes runs of R = kRunBlocks / n_blocks whole rows, which lie back to back, so a run is one
 // byte range. Its 16-byte vectors (from the range's start rounded down) go to shared memory with cp.async in two
@@ -205,6 +315,49 @@ void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_ro
                    n_rows, n_cols, row_bytes);
 }
 
+template <DType T, int NB, int W>
+void launch_quant_xreg(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
+                       cudaStream_t stream) {
+    static const int64_t resident = resident_blocks(matvec_quant_xreg_kernel<T, NB, W>);
+    constexpr int64_t kRows = kThreads / 32 / W;
+    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    launch_chained(matvec_quant_xreg_kernel<T, NB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
+                   n_rows, n_cols, row_bytes);
+}
+
+template <DType T, int W>
+bool launch_quant_xreg_runs(int64_t runs, const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols,
+                            size_t row_bytes, cudaStream_t stream) {
+    switch (runs) {
+        case 2: launch_quant_xreg<T, 2, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 3: launch_quant_xreg<T, 3, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 4: launch_quant_xreg<T, 4, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 5: launch_quant_xreg<T, 5, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 6: launch_quant_xreg<T, 6, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 7: launch_quant_xreg<T, 7, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        case 8: launch_quant_xreg<T, 8, W>(w, xq, y, n_rows, n_cols, row_bytes, stream); return true;
+        default: return false;
+    }
+}
+
+// Rows through matvec_quant_xreg_kernel where W warps a row (at least w_min) split each row into shares of
+// kXregMinRuns to kXregMaxRuns runs of 32 blocks (the last one possibly partial); false where none does.
+template <DType T>
+bool try_quant_xreg(int w_min, const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols,
+                    size_t row_bytes, cudaStream_t stream) {
+    const int64_t n_blocks = n_cols / QK8_0;
+    for (int wp = w_min; wp <= 4; wp *= 2) {
+        const int64_t share = ((n_blocks + wp - 1) / wp + 7) / 8 * 8;
+        const int64_t runs = (share + 31) / 32;
+        if (runs > kXregMaxRuns) continue;
+        if (runs < kXregMinRuns) return false;
+        if (wp == 1) return launch_quant_xreg_runs<T, 1>(runs, w, xq, y, n_rows, n_cols, row_bytes, stream);
+        if (wp == 2) return launch_quant_xreg_runs<T, 2>(runs, w, xq, y, n_rows, n_cols, row_bytes, stream);
+        return launch_quant_xreg_runs<T, 4>(runs, w, xq, y, n_rows, n_cols, row_bytes, stream);
+    }
+    return false;
+}
+
 template <DType T>
 void launch_quant_short(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                         cudaStream_t stream) {
@@ -232,9 +385,15 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
             // rows, twice Q4_0's bytes a block, gain from 2 warps a row up to 16384 rows (--shape 7b: 11008x4096
             // 17.2 -> 15.6 us, 4096x11008 18.6 -> 15.7, 4096x4096 9.1 -> 8.4); Q4_0 rows lost 6-7 % at 11008x4096
             // and 4096x4096.
+            int w_min = 1;
             if (n_rows < kSplitRowsBelow)
-                launch_quant_async<T, kQuantStageBlocks, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+                w_min = 4;
             else if (n_cols >= 3 * n_rows || (T == DType::DTYPE_Q8_0 && n_rows < kQ8HalfRowsBelow))
+                w_min = 2;
+            if (try_quant_xreg<T>(w_min, wb, xq, y, n_rows, n_cols, row_bytes, stream)) return;
+            if (w_min == 4)
+                launch_quant_async<T, kQuantStageBlocks, 4>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
+            else if (w_min == 2)
                 launch_quant_async<T, kQuantStageBlocks, 2>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             else
                 launch_quant_async<T, kQuantStageBlocks, 1>(wb, xq, y, n_rows, n_cols, row_bytes, stream);

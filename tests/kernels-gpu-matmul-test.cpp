@@ -7,6 +7,7 @@
 
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
+#include "kernels-cpu/quant.h"
 #include "kernels-gpu/cublas-check.h"
 #include "kernels-gpu/dot.h"
 #include "kernels-gpu/matmul.h"
@@ -73,7 +74,9 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
         // rows); 700x2080 and 2000x672 (rows of 2210 or 714 bytes for Q8_0) take the per-unit path. Rows of at most
         // 16 blocks go in runs of whole rows: 64 one-block rows a run (1x32: a run shorter than that), 9-block rows (a
         // 70B predictor's fc2) 7 a run with a short last run (4099x288), 3-block rows 21 a run (37x96, 1030x96), and
-        // more runs than the GPU holds warps (9000x512).
+        // more runs than the GPU holds warps (9000x512). Rows whose shares hold 2 to 8 runs of 32 blocks keep their
+        // activations in registers instead (MatvecQuantRowsWithActivationsInRegisters): here 3x11008, 1100x16640 and
+        // 4096x12544, each with a partial last run.
         std::vector<Shape> shapes = {{1, 32},     {37, 96},      {1500, 4096}, {3, 11008},
                                      {700, 2080}, {1100, 16640}, {1030, 96},   {9000, 512}};
         if (quant)
@@ -100,6 +103,40 @@ TEST_F(Gpu, MatvecMatchesCpuEveryType) {
                 for (int64_t c = 0; c < s.cols; c++) mag += std::fabs((double)wf[r * s.cols + c] * xv[c]);
                 ASSERT_NEAR(got[r], want, 2e-5 * mag + 1e-6) << "row " << r;
             }
+        }
+    }
+}
+
+// Q8_0/Q4_0 rows whose warps' shares hold 2 to 8 runs of 32 blocks keep each lane's activations in registers
+// (matvec_quant_xreg_kernel). For Q4_0: one warp a row with 4 runs (4101x4096: the last group of rows is partial)
+// and 5 (an odd count: the last run has no partner), two warps of 6 runs (4096x12288), four warps of 2 and 6 runs
+// (1025x8192, 300x24576), four warps of 4 runs where the last share has only 3 (500x13824: its fourth run is
+// empty), and more rows than the GPU holds warps (20000x2048: the warps stride over the rows several times). Q8_0
+// takes two warps a row below 16384 rows, so its shares there are half as long.
+TEST_F(Gpu, MatvecQuantRowsWithActivationsInRegisters) {
+    const std::vector<Shape> shapes = {{4101, 4096}, {4099, 5120},  {4096, 12288}, {1025, 8192},
+                                       {300, 24576}, {500, 13824}, {20000, 2048}};
+    for (DType t : {DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
+        for (const Shape s : shapes) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
+            const auto w = quantize_matrix(t, randn((size_t)s.rows * s.cols, 0.5f, 57), s.rows, s.cols);
+            const std::vector<float> x = randn(s.cols, 1.0f, 58);
+            const PreparedVec px = prepare_vec_host(t, x);
+            DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, s.cols)), dy((s.rows + 1) * sizeof(float));
+            CUDA_CHECK(cudaMemset(dy.as(), 0xff, (s.rows + 1) * sizeof(float)));  // NaN where nothing is written
+            gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), s.cols, nullptr);
+            gpu::matvec(t, dw.as(), dxq.as(), dy.as<float>(), s.rows, s.cols, nullptr);
+            const auto got = dy.to_host<float>();
+            const size_t rb = dtype_row_bytes(t, s.cols);
+            std::vector<float> row(s.cols);
+            for (int64_t r = 0; r < s.rows; r++) {
+                const float want = dot_row_ref(t, w.data() + r * rb, px.xq.data(), s.cols);
+                dequantize_row(t, w.data() + r * rb, row.data(), s.cols);
+                double mag = 0.0;
+                for (int64_t c = 0; c < s.cols; c++) mag += std::fabs((double)row[c] * px.seen[c]);
+                ASSERT_NEAR(got[r], want, 2e-5 * mag + 1e-6) << "row " << r;
+            }
+            EXPECT_TRUE(std::isnan(got[s.rows])) << "the matvec wrote past its last row";
         }
     }
 }
