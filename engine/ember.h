@@ -121,7 +121,8 @@ public:
     int planned_n_ctx() const { return planned_n_ctx_; }
     KvType planned_cache_type_k() const { return planned_cache_type_k_; }
     KvType planned_cache_type_v() const { return planned_cache_type_v_; }
-    // True when a profile was given: the FFN runs through the predictors and the sparse operators.
+    // True when a profile was given and some layer's FFN runs through its predictor and the sparse operators (not
+    // when the placement runs every FFN dense in VRAM: engine/placement.h).
     bool sparse() const;
     // Bytes of all layers' predictors in their run type (0 when dense).
     uint64_t predictor_bytes() const;

@@ -142,7 +142,7 @@ std::string Model::backend() const {
     return std::string("CUDA ") + placement_mode_name(placement_->mode);
 }
 
-bool Model::sparse() const { return !llama_->sparse.empty(); }
+bool Model::sparse() const { return !llama_->sparse.empty() && placement_ffn_sparse(*placement_); }
 
 uint64_t Model::predictor_bytes() const {
     uint64_t b = 0;

@@ -26,6 +26,13 @@ const char* placement_mode_name(PlacementMode m) {
     return "?";
 }
 
+bool placement_ffn_sparse(const Placement& p) {
+    if (p.layers.empty()) return true;
+    for (const LayerPlacement& lp : p.layers)
+        if (!lp.ffn_gpu_dense) return true;
+    return false;
+}
+
 int Placement::n_hot_total() const {
     int n = 0;
     for (const LayerPlacement& l : layers) n += (int)l.hot.size();
@@ -107,14 +114,24 @@ void neuron_costs(const PlacementModel& m, int l, std::vector<double>& e) {
     }
 }
 
-// Everything in VRAM: the GPU mode's plan (sparse with every neuron hot when there is a profile).
+// Whether everything in VRAM runs the FFN sparse (predictor, every neuron hot) rather than dense: with a profile,
+// where the FFN's weights take at least a byte each. Below that (Q4_0) the dense matvecs read so few bytes that the
+// predictor's and the sparse kernels' fixed costs outweigh the rows they skip: 7B models all on an H200, construction
+// profiles (docs/benchmarks.md, 2026-11-27): F16 sparse 302 t/s against dense 230, Q8_0 397 against 356, Q4_0 454
+// against 499.
+bool gpu_ffn_sparse(const PlacementModel& m) {
+    return m.has_profile && (double)m.ffn_dense_bytes >= 3.0 * (double)m.dim * (double)m.n_ff;
+}
+
+// Everything in VRAM: the GPU mode's plan (sparse with every neuron hot where gpu_ffn_sparse says so).
 Placement all_gpu(const PlacementModel& m) {
     Placement p;
     p.mode = PlacementMode::PLACEMENT_GPU;
     p.layers.resize(m.n_layers);
+    const bool sparse = gpu_ffn_sparse(m);
     for (LayerPlacement& lp : p.layers) {
         lp.attn_gpu = true;
-        if (m.has_profile) {
+        if (sparse) {
             lp.predictor_gpu = true;
             lp.hot.resize(m.n_ff);
             for (int i = 0; i < m.n_ff; i++) lp.hot[i] = i;

@@ -89,8 +89,15 @@ struct Placement {
 
 // Plans under req for m. Throws ember::Error naming the field when the request is invalid (bandwidths <= 0,
 // n_gpu_layers < -1) or m is inconsistent (freq rows of the wrong length, values outside [0, 1]).
-// Deterministic: the same inputs give the same plan.
+// Deterministic: the same inputs give the same plan. Everything in VRAM (mode gpu) runs each FFN sparse, through its
+// predictor with every neuron hot, when there is a profile and the FFN's weights take a byte or more each; FFNs of
+// fewer bytes a weight (Q4_0) run dense there, which decodes faster.
 Placement placement_plan(const PlacementModel& m, const PlacementRequest& req);
+
+// Whether a model with a profile runs some layer's FFN through its predictor under p: a layer split between GPU and
+// CPU, or a layer whose FFN stays on the CPU (no layers: everything on the CPU); false when every FFN is dense in
+// VRAM.
+bool placement_ffn_sparse(const Placement& p);
 
 // Recomputes the accounting fields (vram_*, *_bytes_per_token, bound) of p for m and req from its layer decisions:
 // used after loading a placement file, and by the planner itself.

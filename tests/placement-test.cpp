@@ -67,7 +67,8 @@ PlacementModel model_7b(bool profile = true) {
     return m;
 }
 
-// Three layers of 8 neurons with round numbers. Expected bytes per neuron (gate 10, up + down 20):
+// Three layers of 8 neurons of width 8 with round numbers (1.25 bytes a weight: everything in VRAM runs the FFN
+// sparse). Expected bytes per neuron (gate 10, up + down 20):
 //   layer 0: f = {1, .5, .25, .25, 0, 0, 0, 0}, mean .25, share .5 -> s = 2, pred = {1, 1, .5, .5, 0...}
 //            -> e = {30, 20, 10, 10, 0, 0, 0, 0}, sum 70
 //   layer 1: no row, share .25 -> f = pred = .25 -> e = 7.5 each, sum 60
@@ -78,7 +79,7 @@ PlacementModel model_tiny(bool profile = true) {
     m.model_name = "tiny";
     m.n_layers = 3;
     m.n_ff = 8;
-    m.dim = 16;
+    m.dim = 8;
     m.n_vocab = 32;
     m.attn_bytes = 1000;
     m.kv_bytes_per_layer = 200;
@@ -308,6 +309,55 @@ TEST(Placement, EverythingFitsGoesGpu) {
         EXPECT_EQ(placement_plan(m, request(p.vram_total)).mode, PlacementMode::PLACEMENT_GPU);
         EXPECT_NE(placement_plan(m, request(p.vram_total - 1)).mode, PlacementMode::PLACEMENT_GPU);
     }
+}
+
+// The 7B-like model's FFN stored at `block_bytes` per 32 weights (18: Q4_0, 34: Q8_0), its predictors Q8_0.
+PlacementModel model_7b_quant(uint64_t block_bytes) {
+    PlacementModel m = model_7b(true);
+    const uint64_t dim = 4096, n_ff = 11008, rank = 1024;
+    m.ffn_dense_bytes = 3 * n_ff * dim / 32 * block_bytes;
+    m.neuron_bytes = 3 * dim / 32 * block_bytes;
+    m.gate_row_bytes = dim / 32 * block_bytes;
+    m.predictor_bytes = (dim * rank + rank * n_ff) / 32 * 34;
+    return m;
+}
+
+// Everything in VRAM with a profile: FFNs of a byte or more a weight (F16 in EverythingFitsGoesGpu, Q8_0 here) run
+// sparse, every neuron hot behind its predictor; Q4_0 FFNs run dense, their predictors left out of VRAM, so the
+// plan needs the dense bytes only.
+TEST(Placement, EverythingFitsRunsQ4FfnDense) {
+    for (uint64_t block_bytes : {18u, 34u}) {
+        const bool q4 = block_bytes == 18;
+        SCOPED_TRACE(q4 ? "Q4_0" : "Q8_0");
+        const PlacementModel m = model_7b_quant(block_bytes);
+        const Placement p = placement_plan(m, request(64 * kGiB));
+        ASSERT_EQ(p.mode, PlacementMode::PLACEMENT_GPU);
+        uint64_t weights = m.output_bytes;
+        for (const LayerPlacement& lp : p.layers) {
+            EXPECT_TRUE(lp.attn_gpu);
+            EXPECT_EQ(lp.ffn_gpu_dense, q4);
+            EXPECT_EQ(lp.predictor_gpu, !q4);
+            EXPECT_EQ((int)lp.hot.size(), q4 ? 0 : m.n_ff);
+            weights += m.attn_bytes + m.ffn_norm_bytes +
+                       (q4 ? m.ffn_dense_bytes : m.predictor_bytes + (uint64_t)m.n_ff * m.neuron_bytes);
+        }
+        EXPECT_EQ(p.vram_weights, weights);
+        EXPECT_EQ(placement_ffn_sparse(p), !q4);
+        EXPECT_EQ(placement_plan(m, request(p.vram_total)).mode, PlacementMode::PLACEMENT_GPU);
+        EXPECT_NE(placement_plan(m, request(p.vram_total - 1)).mode, PlacementMode::PLACEMENT_GPU);
+    }
+}
+
+// Some FFN runs through a predictor on every plan with a profile but one that holds every FFN dense in VRAM.
+TEST(Placement, FfnSparseUnlessEveryFfnIsDenseInVram) {
+    const PlacementModel m = model_7b(true);
+    EXPECT_TRUE(placement_ffn_sparse(placement_plan(m, request(0))));                      // cpu
+    EXPECT_TRUE(placement_ffn_sparse(placement_plan(m, request(64 * kGiB))));              // gpu, F16: sparse
+    EXPECT_TRUE(placement_ffn_sparse(placement_plan(m, request(6 * kGiB))));               // hybrid
+    EXPECT_TRUE(placement_ffn_sparse(placement_plan(m, request(64 * kGiB, 46e9, 3e12, 8))));  // 8 layers offloaded
+    EXPECT_FALSE(placement_ffn_sparse(placement_plan(m, request(64 * kGiB, 46e9, 3e12, 40))));  // all, -ngl 40
+    EXPECT_FALSE(placement_ffn_sparse(placement_plan(model_7b_quant(18), request(64 * kGiB))));  // gpu, Q4_0
+    EXPECT_TRUE(placement_ffn_sparse(Placement{}));                                     // no layers: the CPU's
 }
 
 TEST(Placement, BudgetZeroIsCpu) {
