@@ -44,6 +44,26 @@ __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restr
     if (g == 0 && r < n_rows) y[r] = sum;
 }
 
+// Row r's dot product from its W warps' sums (each a warp_sum; the row's warps are warp - warp % W onwards): y[r],
+// added in warp order where W > 1. Every thread of the block calls it (the barriers), with r >= n_rows too.
+template <int W>
+__device__ __forceinline__ void store_row_sum(float sum, float* part, int warp, int lane, int64_t r, int64_t n_rows,
+                                              float* __restrict__ y) {
+    if constexpr (W == 1) {
+        if (lane == 0 && r < n_rows) y[r] = sum;
+    } else {
+        if (lane == 0) part[warp] = sum;
+        __syncthreads();
+        if (warp % W == 0 && lane == 0 && r < n_rows) {
+            float tot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < W; i++) tot += part[warp + i];
+            y[r] = tot;
+        }
+        __syncthreads();
+    }
+}
+
 // Q8_0/Q4_0 rows through the cp.async pipeline (QuantStages): W warps per row (each a contiguous share of its
 // blocks, split at multiples of 8 blocks), kThreads / (32 W) rows per block, the blocks striding over the rows. Each
 // warp's sequence of tiles runs through two shared-memory stages, the next tile's copy in flight while the current
@@ -96,20 +116,7 @@ __global__ void __launch_bounds__(kThreads)
             __syncwarp();  // every lane is done with stage s before it is refilled
             s ^= 1;
         }
-        const float sum = warp_sum(acc);
-        if constexpr (W == 1) {
-            if (lane == 0 && r < n_rows) y[r] = sum;
-        } else {
-            if (lane == 0) part[warp] = sum;
-            __syncthreads();
-            if (sub == 0 && lane == 0 && r < n_rows) {
-                float tot = 0.0f;
-#pragma unroll
-                for (int i = 0; i < W; i++) tot += part[warp + i];
-                y[r] = tot;
-            }
-            __syncthreads();
-        }
+        store_row_sum<W>(warp_sum(acc), part, warp, lane, r, n_rows, y);
     }
     cp_async_wait<0>();
 }
@@ -205,20 +212,7 @@ __global__ void __launch_bounds__(kThreads)
             __syncwarp();  // every lane is done with stage s before it is refilled
             s = s + 1 < kXregStages ? s + 1 : 0;
         }
-        const float sum = warp_sum(acc);
-        if constexpr (W == 1) {
-            if (lane == 0 && r < n_rows) y[r] = sum;
-        } else {
-            if (lane == 0) part[warp] = sum;
-            __syncthreads();
-            if (sub == 0 && lane == 0 && r < n_rows) {
-                float tot = 0.0f;
-#pragma unroll
-                for (int i = 0; i < W; i++) tot += part[warp + i];
-                y[r] = tot;
-            }
-            __syncthreads();
-        }
+        store_row_sum<W>(warp_sum(acc), part, warp, lane, r, n_rows, y);
     }
     cp_async_wait<0>();
 }
@@ -305,24 +299,28 @@ int64_t resident_blocks(K kernel) {
     return (int64_t)std::max(1, sms) * std::max(1, per_sm);
 }
 
+// A GEMV kernel of W warps a row: as many blocks as the rows need, at most `resident` (the blocks then stride over
+// the rows).
+template <int W, typename K>
+void launch_row_blocks(K kernel, int64_t resident, const uint8_t* w, const void* xq, float* y, int64_t n_rows,
+                       int64_t n_cols, size_t row_bytes, cudaStream_t stream) {
+    constexpr int64_t kRows = kThreads / 32 / W;
+    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    launch_chained(kernel, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y, n_rows, n_cols, row_bytes);
+}
+
 template <DType T, int TB, int W>
 void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                         cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_async_kernel<T, TB, W>);
-    constexpr int64_t kRows = kThreads / 32 / W;
-    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
-    launch_chained(matvec_quant_async_kernel<T, TB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
-                   n_rows, n_cols, row_bytes);
+    launch_row_blocks<W>(matvec_quant_async_kernel<T, TB, W>, resident, w, xq, y, n_rows, n_cols, row_bytes, stream);
 }
 
 template <DType T, int NB, int W>
 void launch_quant_xreg(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                        cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_xreg_kernel<T, NB, W>);
-    constexpr int64_t kRows = kThreads / 32 / W;
-    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
-    launch_chained(matvec_quant_xreg_kernel<T, NB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
-                   n_rows, n_cols, row_bytes);
+    launch_row_blocks<W>(matvec_quant_xreg_kernel<T, NB, W>, resident, w, xq, y, n_rows, n_cols, row_bytes, stream);
 }
 
 template <DType T, int W>
