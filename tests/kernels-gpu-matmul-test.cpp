@@ -68,20 +68,21 @@ struct Shape {
 TEST_F(Gpu, MatvecMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
-        // Q8_0/Q4_0 rows whose bytes are a multiple of 16 stream through shared memory with 4 warps a row (1500x4096,
-        // 3x11008, 1100x16640: whole and short tiles, uneven shares), two (4096x12544: the two shares have 4 and 3
-        // tiles) or one (16400x768: more rows than the GPU holds warps, so the warps stride and prefetch across
-        // rows); 700x2080 and 2000x672 (rows of 2210 or 714 bytes for Q8_0) take the per-unit path. Rows of at most
-        // 16 blocks go in runs of whole rows: 64 one-block rows a run (1x32: a run shorter than that), 9-block rows (a
-        // 70B predictor's fc2) 7 a run with a short last run (4099x288), 3-block rows 21 a run (37x96, 1030x96), and
-        // more runs than the GPU holds warps (9000x512). Rows whose shares hold 2 to 8 runs of 32 blocks keep their
-        // activations in registers instead (MatvecQuantRowsWithActivationsInRegisters): here 3x11008, 1100x16640 and
-        // 4096x12544, each with a partial last run.
+        // Q8_0/Q4_0 rows whose bytes are a multiple of 16 stream through shared memory. Where a warp's share of a row
+        // is 2 to 8 runs of 32 blocks, each lane keeps its activations in registers (3x11008 and 1100x16640 with 4
+        // warps a row, 4096x12544 with 2, each with a partial last run; more in
+        // MatvecQuantRowsWithActivationsInRegisters). Other rows go in two-stage tiles with 4 warps a row (1500x4096:
+        // one tile a share; 5x40960: shares of 5 tiles, too long for registers), two (4096x2048 in Q8_0, one tile a
+        // share) or one (16400x768: more rows than the GPU holds warps, so the warps stride and prefetch across rows);
+        // 700x2080 and 2000x672 (rows of 2210 or 714 bytes for Q8_0) take the per-unit path. Rows of at most 16 blocks
+        // go in runs of whole rows: 64 one-block rows a run (1x32: a run shorter than that), 9-block rows (a 70B
+        // predictor's fc2) 7 a run with a short last run (4099x288), 3-block rows 21 a run (37x96, 1030x96), and more
+        // runs than the GPU holds warps (9000x512).
         std::vector<Shape> shapes = {{1, 32},     {37, 96},      {1500, 4096}, {3, 11008},
                                      {700, 2080}, {1100, 16640}, {1030, 96},   {9000, 512}};
         if (quant)
             shapes.insert(shapes.end(),
-                          {{4096, 12544}, {16400, 768}, {4099, 288}, {2000, 672}});
+                          {{4096, 12544}, {16400, 768}, {4099, 288}, {2000, 672}, {5, 40960}, {4096, 2048}});
         if (!quant) shapes.insert(shapes.end(), {{5, 1}, {129, 100}, {2000, 33}, {9, 4100}});
         for (const Shape s : shapes) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols));
