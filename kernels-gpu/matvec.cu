@@ -299,28 +299,26 @@ int64_t resident_blocks(K kernel) {
     return (int64_t)std::max(1, sms) * std::max(1, per_sm);
 }
 
-// A GEMV kernel of W warps a row: as many blocks as the rows need, at most `resident` (the blocks then stride over
-// the rows).
-template <int W, typename K>
-void launch_row_blocks(K kernel, int64_t resident, const uint8_t* w, const void* xq, float* y, int64_t n_rows,
-                       int64_t n_cols, size_t row_bytes, cudaStream_t stream) {
-    constexpr int64_t kRows = kThreads / 32 / W;
-    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
-    launch_chained(kernel, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y, n_rows, n_cols, row_bytes);
-}
-
+// Both launchers name their kernel in launch_chained, where the chained-launch source test finds it (its first
+// statements must be the wait and the release).
 template <DType T, int TB, int W>
 void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                         cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_async_kernel<T, TB, W>);
-    launch_row_blocks<W>(matvec_quant_async_kernel<T, TB, W>, resident, w, xq, y, n_rows, n_cols, row_bytes, stream);
+    constexpr int64_t kRows = kThreads / 32 / W;
+    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    launch_chained(matvec_quant_async_kernel<T, TB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
+                   n_rows, n_cols, row_bytes);
 }
 
 template <DType T, int NB, int W>
 void launch_quant_xreg(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                        cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_xreg_kernel<T, NB, W>);
-    launch_row_blocks<W>(matvec_quant_xreg_kernel<T, NB, W>, resident, w, xq, y, n_rows, n_cols, row_bytes, stream);
+    constexpr int64_t kRows = kThreads / 32 / W;
+    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    launch_chained(matvec_quant_xreg_kernel<T, NB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
+                   n_rows, n_cols, row_bytes);
 }
 
 template <DType T, int W>

@@ -64,7 +64,7 @@ TEST(ChainedLaunchSources, EveryChainedKernelWaitsFirst) {
         }
     }
     // The decode step's kernels at least: a change that stopped chaining them would show here.
-    for (const char* k : {"rmsnorm_kernel", "rmsnorm_vec_kernel", "matvec_quant_async_kernel", "matvec_kernel",
+    for (const char* k : {"rmsnorm_kernel", "rmsnorm_vec_kernel", "matvec_quant_async_kernel", "matvec_quant_xreg_kernel", "matvec_kernel",
                           "quantize_q8_kernel", "rope_store_kv_kernel", "attn_partial_kernel", "attn_combine_kernel",
                           "add_kernel", "copy_signal_kernel", "wait_kernel", "add_from_host_kernel",
                           "down_partial_kernel", "swiglu_kernel", "reglu_kernel"})
