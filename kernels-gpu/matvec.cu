@@ -44,6 +44,12 @@ __global__ void matvec_kernel(const uint8_t* __restrict__ w, const void* __restr
     if (g == 0 && r < n_rows) y[r] = sum;
 }
 
+// Blocks of a row each of its W warps takes (the last warp's share may be shorter): multiples of 8 blocks, so that
+// every share of a tileable row starts 16-byte aligned. The kernels and the host's choice of kernel use it alike.
+__host__ __device__ constexpr int64_t warp_share_blocks(int64_t n_blocks, int W) {
+    return ((n_blocks + W - 1) / W + 7) / 8 * 8;
+}
+
 // Row r's dot product from its W warps' sums (each a warp_sum; the row's warps are warp - warp % W onwards): y[r],
 // added in warp order where W > 1. Every thread of the block calls it (the barriers), with r >= n_rows too.
 template <int W>
@@ -83,7 +89,7 @@ __global__ void __launch_bounds__(kThreads)
     const int8_t* xqs = static_cast<const int8_t*>(xq);
     const float* xd = reinterpret_cast<const float*>(xqs + n_cols);
     const int64_t n_blocks = n_cols / QK8_0;
-    const int64_t share = ((n_blocks + W - 1) / W + 7) / 8 * 8;
+    const int64_t share = warp_share_blocks(n_blocks, W);
     const int64_t b_begin = min(n_blocks, sub * share), b_end = min(n_blocks, b_begin + share);
     const int n_tiles = (int)((b_end - b_begin + TB - 1) / TB);
     const int64_t step = (int64_t)gridDim.x * kRows;
@@ -147,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
     const int8_t* xqs = static_cast<const int8_t*>(xq);
     const float* xd = reinterpret_cast<const float*>(xqs + n_cols);
     const int n_blocks = (int)(n_cols / QK8_0);
-    const int share = ((n_blocks + W - 1) / W + 7) / 8 * 8;
+    const int share = (int)warp_share_blocks(n_blocks, W);
     const int b_begin = min(n_blocks, sub * share), n_mine = min(n_blocks, b_begin + share) - b_begin;
     const int64_t step = (int64_t)gridDim.x * kRows;
     // Run i of row r into stage s; commits a (possibly empty) group either way. A partial run holds a multiple of 8
@@ -299,14 +305,20 @@ int64_t resident_blocks(K kernel) {
     return (int64_t)std::max(1, sms) * std::max(1, per_sm);
 }
 
+// Blocks for a kernel of W warps a row: as many as the rows need, at most `resident` (they then stride over the rows).
+template <int W>
+int64_t row_blocks_grid(int64_t n_rows, int64_t resident) {
+    constexpr int64_t kRows = kThreads / 32 / W;
+    return std::min((n_rows + kRows - 1) / kRows, resident);
+}
+
 // Both launchers name their kernel in launch_chained, where the chained-launch source test finds it (its first
 // statements must be the wait and the release).
 template <DType T, int TB, int W>
 void launch_quant_async(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                         cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_async_kernel<T, TB, W>);
-    constexpr int64_t kRows = kThreads / 32 / W;
-    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    const int64_t grid = row_blocks_grid<W>(n_rows, resident);
     launch_chained(matvec_quant_async_kernel<T, TB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
                    n_rows, n_cols, row_bytes);
 }
@@ -315,8 +327,7 @@ template <DType T, int NB, int W>
 void launch_quant_xreg(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                        cudaStream_t stream) {
     static const int64_t resident = resident_blocks(matvec_quant_xreg_kernel<T, NB, W>);
-    constexpr int64_t kRows = kThreads / 32 / W;
-    const int64_t grid = std::min((n_rows + kRows - 1) / kRows, resident);
+    const int64_t grid = row_blocks_grid<W>(n_rows, resident);
     launch_chained(matvec_quant_xreg_kernel<T, NB, W>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y,
                    n_rows, n_cols, row_bytes);
 }
@@ -343,8 +354,7 @@ bool try_quant_xreg(int w_min, const uint8_t* w, const void* xq, float* y, int64
                     size_t row_bytes, cudaStream_t stream) {
     const int64_t n_blocks = n_cols / QK8_0;
     for (int wp = w_min; wp <= 4; wp *= 2) {
-        const int64_t share = ((n_blocks + wp - 1) / wp + 7) / 8 * 8;
-        const int64_t runs = (share + 31) / 32;
+        const int64_t runs = (warp_share_blocks(n_blocks, wp) + 31) / 32;
         if (runs > kXregMaxRuns) continue;
         if (runs < kXregMinRuns) return false;
         if (wp == 1) return launch_quant_xreg_runs<T, 1>(runs, w, xq, y, n_rows, n_cols, row_bytes, stream);
