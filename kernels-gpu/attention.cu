@@ -1,5 +1,6 @@
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -20,7 +21,6 @@ constexpr int kChunk = 128;  // positions per block
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxHeadDim = 256;
-constexpr int kPosPerWarp = 4;  // scores: keys loaded together by one warp before their reductions
 
 struct AttnParams {
     const float* q;  // (n_tokens, n_heads, head_dim)
@@ -75,142 +75,342 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// Block (split s, head, token): the softmax of positions [s * kChunk, ...) of this token, unnormalised:
-// m = max score, l = sum_t exp(score_t - m), o = sum_t exp(score_t - m) v_t. KT, VT: the caches' element types
-// (float or __half); VEC: elements per load (4 or 1).
-template <typename KT, typename VT, int VEC>
-__global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnParams p) {
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+// Sums each of a[0 .. N) over the warp in N - 1 + log2(32 / N) shuffles rather than 5 N: in each halving step (lane
+// offsets 16, 8, ...) a lane keeps one half of its values, the one its offset bit names, and adds its partner's copy
+// of that half; then the one value left is summed over the remaining lanes. Returns the total of
+// a[head_of_lane<N>(lane)]; a is clobbered. N: a power of two up to 32.
+template <int N>
+__device__ __forceinline__ float warp_sum_many(float (&a)[N], int lane) {
+    static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "a power of two up to 32");
+    int off = 16;
+#pragma unroll
+    for (int n = N; n > 1; n /= 2, off /= 2) {
+        const bool upper = (lane & off) != 0;
+#pragma unroll
+        for (int i = 0; i < n / 2; i++) {
+            const float send = upper ? a[i] : a[i + n / 2];
+            const float keep = upper ? a[i + n / 2] : a[i];
+            a[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+        }
+    }
+    float v = a[0];
+#pragma unroll
+    for (; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// The index whose total warp_sum_many<N> leaves in this lane, and the lanes that hold each total once (the others
+// hold copies): those with the full-sum offsets' bits clear.
+template <int N>
+__device__ __forceinline__ int head_of_lane(int lane) {
+    int h = 0, off = 16;
+#pragma unroll
+    for (int n = N; n > 1; n /= 2, off /= 2)
+        if (lane & off) h += n / 2;
+    return h;
+}
+template <int N>
+__device__ __forceinline__ bool lane_writes_sum(int lane) {
+    return (lane & (32 / N - 1)) == 0;
+}
+
+// The query heads one block of attn_partial_kernel<..., GH> takes: at most GH heads of one KV head's group, inside
+// the run [head_begin, head_begin + n_run). Block row y = (KV head - the run's first) * pieces + piece, where each
+// KV head's group is cut into pieces of GH heads.
+struct HeadPiece {
+    int first;  // first query head
+    int n;      // heads, 0 .. GH (0: the piece lies outside the run)
+};
+__device__ __forceinline__ HeadPiece head_piece(const AttnParams& p, int y, int gh) {
+    const int pieces = (p.group + gh - 1) / gh;
+    const int kvh = p.head_begin / p.group + y / pieces, piece = y % pieces;
+    const int lo = max(kvh * p.group + piece * gh, p.head_begin);
+    const int hi = min(min(kvh * p.group + min((piece + 1) * gh, p.group), p.head_begin + p.n_run), p.n_heads);
+    return {lo, max(hi - lo, 0)};
+}
+
+// Block (split s, piece of heads, token): for each of its query heads (heads sharing one KV head, so that every key
+// and value row is read once for all of them), the softmax of positions [s * kChunk, ...) of this token,
+// unnormalised: m = max score, l = sum_t exp(score_t - m), o = sum_t exp(score_t - m) v_t. KT, VT: the caches'
+// element types (float or __half); VEC: elements per load (4 or 1); GH: query heads a block takes at most.
+// W warps share the chunk's positions: 4 for one head a block, 8 where a block takes several (more warps to wait on
+// memory while the others compute).
+template <typename KT, typename VT, int VEC, int GH, int W>
+__global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
+    static_assert(kChunk <= 32 * W && W % 2 == 0, "a thread per position in the softmax");
+    constexpr int kPos = GH >= 8 ? 4 : 8;           // keys a warp loads together before their sums
+    constexpr int kPer = kMaxHeadDim / (32 * VEC);  // loads per lane covering one head
+    // The warps' sums of the values meet in shared memory: all at once where that fits in 32 KiB (GH * W <= 32),
+    // else in two rounds through half as many slots.
+    constexpr bool kOneRound = GH * W <= 32;
+    constexpr int kSlots = kOneRound ? W : W / 2;
     wait_for_previous_kernel();
     release_next_kernel();
-    const int split = blockIdx.x, hh = blockIdx.y, tok = blockIdx.z;
-    const int h = p.head_begin + hh;
+    const int split = blockIdx.x, tok = blockIdx.z;
+    const HeadPiece hp = head_piece(p, blockIdx.y, GH);
     const int n_kv = first_n_kv(p) + tok;
     const int t0 = split * kChunk;
-    if (t0 >= n_kv) return;  // whole block: this token has fewer positions
+    if (t0 >= n_kv || hp.n == 0) return;  // whole block: this token has fewer positions, or no head here
     const int t1 = min(t0 + kChunk, n_kv), len = t1 - t0;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    constexpr int kPer = kMaxHeadDim / (32 * VEC);  // loads per lane covering one head
+    const int64_t kv_off = (int64_t)(hp.first / p.group) * p.head_dim;
 
-    __shared__ __align__(16) float sq[kMaxHeadDim];
-    __shared__ float sp[kChunk];
-    __shared__ float sred[kWarps][kMaxHeadDim];
-    const float* q = p.q + ((int64_t)tok * p.n_heads + h) * p.head_dim;
-    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) sq[d] = q[d];
+    __shared__ __align__(16) float sq[GH][kMaxHeadDim];
+    __shared__ float sp[GH][kChunk];
+    __shared__ float sred[kSlots][GH][kMaxHeadDim];
+    __shared__ float swarp[2][W][GH];  // the warps' maxima, then their sums
+    for (int i = 0; i < hp.n; i++) {
+        const float* q = p.q + ((int64_t)tok * p.n_heads + hp.first + i) * p.head_dim;
+        for (int d = threadIdx.x; d < p.head_dim; d += 32 * W) sq[i][d] = q[d];
+    }
     __syncthreads();
-    const int64_t kv_off = (int64_t)(h / p.group) * p.head_dim;
 
-    // Scores: one warp per key, kPosPerWarp keys in flight per warp.
-    for (int tb = t0 + warp * kPosPerWarp; tb < t1; tb += kWarps * kPosPerWarp) {
-        float acc[kPosPerWarp];
+    // Scores: one warp per key, kPos keys in flight per warp, each dotted with every head of the piece.
+    const int h_lane = head_of_lane<GH>(lane);
+    const bool writes = lane_writes_sum<GH>(lane) && h_lane < hp.n;
+    for (int tb = t0 + warp * kPos; tb < t1; tb += W * kPos) {
+        float acc[kPos][GH];
 #pragma unroll
-        for (int j = 0; j < kPosPerWarp; j++) {
-            acc[j] = 0.0f;
+        for (int j = 0; j < kPos; j++) {
+#pragma unroll
+            for (int i = 0; i < GH; i++) acc[j][i] = 0.0f;
             if (tb + j < t1) {
                 const KT* kr = static_cast<const KT*>(p.k) + (int64_t)(tb + j) * p.kv_stride + kv_off;
 #pragma unroll
-                for (int i = 0; i < kPer; i++) {
-                    const int d = (lane + 32 * i) * VEC;
+                for (int u = 0; u < kPer; u++) {
+                    const int d = (lane + 32 * u) * VEC;
                     if (d < p.head_dim) {
                         float kv[VEC];
                         load_cache<KT, VEC>(kr + d, kv);
-                        float dot = kv[0] * sq[d];
 #pragma unroll
-                        for (int e = 1; e < VEC; e++) dot += kv[e] * sq[d + e];
-                        acc[j] += dot;
+                        for (int i = 0; i < GH; i++) {
+                            if (i < hp.n) {
+                                float dot = kv[0] * sq[i][d];
+#pragma unroll
+                                for (int e = 1; e < VEC; e++) dot += kv[e] * sq[i][d + e];
+                                acc[j][i] += dot;
+                            }
+                        }
                     }
                 }
             }
         }
 #pragma unroll
-        for (int j = 0; j < kPosPerWarp; j++) acc[j] = warp_sum(acc[j]);
-        if (lane == 0) {
-#pragma unroll
-            for (int j = 0; j < kPosPerWarp; j++)
-                if (tb + j < t1) sp[tb + j - t0] = acc[j] * p.scale;
+        for (int j = 0; j < kPos; j++) {
+            const float sum = warp_sum_many<GH>(acc[j], lane);
+            if (writes && tb + j < t1) sp[h_lane][tb + j - t0] = sum * p.scale;
         }
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (int t = 0; t < len; t++) m = fmaxf(m, sp[t]);
-    __syncthreads();  // every thread has its max before the scores are overwritten
-    for (int t = threadIdx.x; t < len; t += kThreads) sp[t] = expf(sp[t] - m);
+
+    // Softmax over the chunk, thread t on position t: the maxima, then exp(score - max) in place and their sums.
+    const int t = threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < GH; i++) {
+        const float w = warp_max(i < hp.n && t < len ? sp[i][t] : -INFINITY);
+        if (lane == 0) swarp[0][warp][i] = w;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < GH; i++) {
+        float m = swarp[0][0][i];
+#pragma unroll
+        for (int w = 1; w < W; w++) m = fmaxf(m, swarp[0][w][i]);
+        float e = 0.0f;
+        if (i < hp.n && t < len) {
+            e = expf(sp[i][t] - m);
+            sp[i][t] = e;
+        }
+        e = warp_sum(e);
+        if (lane == 0) swarp[1][warp][i] = e;
+    }
     __syncthreads();
 
-    // Weighted values: warp w takes positions w, w + kWarps, ...; its lanes cover the head.
-    float o[kPer][VEC];
+    // Weighted values: warp w takes positions w, w + W, ...; its lanes cover the head.
+    float o[GH][kPer][VEC];
 #pragma unroll
-    for (int i = 0; i < kPer; i++)
+    for (int i = 0; i < GH; i++)
 #pragma unroll
-        for (int e = 0; e < VEC; e++) o[i][e] = 0.0f;
-#pragma unroll 2
-    for (int t = warp; t < len; t += kWarps) {
-        const float pt = sp[t];
-        const VT* vr = static_cast<const VT*>(p.v) + (int64_t)(t0 + t) * p.kv_stride + kv_off;
+        for (int u = 0; u < kPer; u++)
 #pragma unroll
-        for (int i = 0; i < kPer; i++) {
-            const int d = (lane + 32 * i) * VEC;
+            for (int e = 0; e < VEC; e++) o[i][u][e] = 0.0f;
+#pragma unroll 4
+    for (int tt = warp; tt < len; tt += W) {
+        const VT* vr = static_cast<const VT*>(p.v) + (int64_t)(t0 + tt) * p.kv_stride + kv_off;
+#pragma unroll
+        for (int u = 0; u < kPer; u++) {
+            const int d = (lane + 32 * u) * VEC;
             if (d < p.head_dim) {
                 float vv[VEC];
                 load_cache<VT, VEC>(vr + d, vv);
 #pragma unroll
-                for (int e = 0; e < VEC; e++) o[i][e] += pt * vv[e];
+                for (int i = 0; i < GH; i++) {
+                    if (i < hp.n) {
+                        const float pt = sp[i][tt];
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) o[i][u][e] += pt * vv[e];
+                    }
+                }
             }
         }
     }
+    auto store = [&](int slot) {
 #pragma unroll
-    for (int i = 0; i < kPer; i++) {
-        const int d = (lane + 32 * i) * VEC;
-        if (d < p.head_dim) {
+        for (int i = 0; i < GH; i++)
 #pragma unroll
-            for (int e = 0; e < VEC; e++) sred[warp][d + e] = o[i][e];
+            for (int u = 0; u < kPer; u++) {
+                const int d = (lane + 32 * u) * VEC;
+                if (i < hp.n && d < p.head_dim) {
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) sred[slot][i][d + e] = o[i][u][e];
+                }
+            }
+    };
+    if constexpr (kOneRound) {
+        store(warp);
+    } else {  // warp w + kSlots's sums into warp w's, then those stored
+        if (warp >= kSlots) store(warp - kSlots);
+        __syncthreads();
+        if (warp < kSlots) {
+#pragma unroll
+            for (int i = 0; i < GH; i++)
+#pragma unroll
+                for (int u = 0; u < kPer; u++) {
+                    const int d = (lane + 32 * u) * VEC;
+                    if (i < hp.n && d < p.head_dim) {
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) o[i][u][e] += sred[warp][i][d + e];
+                    }
+                }
         }
+        __syncthreads();
+        if (warp < kSlots) store(warp);
     }
     __syncthreads();
-    const int64_t idx = ((int64_t)tok * p.n_run + hh) * p.n_splits + split;
     const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
-    float* po = p.part + idx * p.head_dim;
-    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+    const int64_t idx0 = ((int64_t)tok * p.n_run + hp.first - p.head_begin) * p.n_splits + split;
+    for (int x = threadIdx.x; x < hp.n * p.head_dim; x += 32 * W) {
+        const int i = x / p.head_dim, d = x % p.head_dim;
         float s = 0.0f;
 #pragma unroll
-        for (int w = 0; w < kWarps; w++) s += sred[w][d];
-        po[d] = s;
+        for (int w = 0; w < kSlots; w++) s += sred[w][i][d];
+        p.part[(idx0 + (int64_t)i * p.n_splits) * p.head_dim + d] = s;
     }
-    if (threadIdx.x == 0) {
-        float l = 0.0f;
-        for (int t = 0; t < len; t++) l += sp[t];
-        p.part[n_part * p.head_dim + idx] = m;
+    if (threadIdx.x < hp.n) {
+        const int i = threadIdx.x;
+        float mx = swarp[0][0][i], l = 0.0f;  // the max again from shared memory: a thread's own index
+#pragma unroll
+        for (int w = 0; w < W; w++) mx = fmaxf(mx, swarp[0][w][i]), l += swarp[1][w][i];
+        const int64_t idx = idx0 + (int64_t)i * p.n_splits;
+        p.part[n_part * p.head_dim + idx] = mx;
         p.part[n_part * p.head_dim + n_part + idx] = l;
     }
 }
 
+// The block's maximum and sum of one value per thread (kThreads threads), the same in every thread; `red` holds
+// kWarps floats and is free again on return.
+__device__ __forceinline__ float block_max(float v, float* red) {
+    v = warp_max(v);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    float m = red[0];
+#pragma unroll
+    for (int w = 1; w < kWarps; w++) m = fmaxf(m, red[w]);
+    __syncthreads();
+    return m;
+}
+__device__ __forceinline__ float block_sum(float v, float* red) {
+    v = warp_sum(v);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    float s = red[0];
+#pragma unroll
+    for (int w = 1; w < kWarps; w++) s += red[w];
+    __syncthreads();
+    return s;
+}
+
 // Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
+// M and the denominator over the block's threads; then kThreads splits at a time have their weights e^(m_s - M) in
+// shared memory while each thread adds its elements of their o_s, loads of several splits in flight together.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
+    constexpr int kPer = kMaxHeadDim / kThreads;  // elements of the head a thread adds
     wait_for_previous_kernel();
     release_next_kernel();
-    const int hh = blockIdx.x, tok = blockIdx.y;
+    __shared__ float red[kWarps];
+    __shared__ float sw[kThreads];
+    const int hh = blockIdx.x, tok = blockIdx.y, tid = threadIdx.x;
     const int n_splits = (first_n_kv(p) + tok + kChunk - 1) / kChunk;
     const int64_t idx0 = ((int64_t)tok * p.n_run + hh) * p.n_splits;
     const int64_t n_part = (int64_t)p.n_tokens * p.n_run * p.n_splits;
     const float* pm = p.part + n_part * p.head_dim + idx0;
     const float* pl = pm + n_part;
-    float mx = -INFINITY;
-    for (int s = 0; s < n_splits; s++) mx = fmaxf(mx, pm[s]);
-    float l = 0.0f;
-    for (int s = 0; s < n_splits; s++) l += expf(pm[s] - mx) * pl[s];
-    const float inv_l = 1.0f / l;
     float* out = p.out + ((int64_t)tok * p.n_heads + p.head_begin + hh) * p.head_dim;
-    for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {  // whole warps when head_dim % 32 == 0
-        float acc = 0.0f;
-        for (int s = 0; s < n_splits; s++) acc += expf(pm[s] - mx) * p.part[(idx0 + s) * p.head_dim + d];
-        out[d] = acc * inv_l;
+    auto put = [&](int d, float v) {  // whole warps when head_dim % 32 == 0
+        out[d] = v;
         if (p.out_qs != nullptr) {
             const int64_t b = ((int64_t)(p.head_begin + hh) * p.head_dim + d) / QK8_0;
-            quantize_q8_block_warp(acc * inv_l, d % QK8_0, p.out_qs + b * QK8_0, p.out_qd + b);
+            quantize_q8_block_warp(v, d % QK8_0, p.out_qs + b * QK8_0, p.out_qd + b);
         }
+    };
+    if (n_splits == 1) {  // a short context: the one partial, normalised
+        const float inv = 1.0f / pl[0];
+        for (int d = tid; d < p.head_dim; d += kThreads) put(d, p.part[idx0 * p.head_dim + d] * inv);
+        return;
+    }
+    float mx = -INFINITY;
+    for (int s = tid; s < n_splits; s += kThreads) mx = fmaxf(mx, pm[s]);
+    mx = block_max(mx, red);
+    float l = 0.0f;
+    for (int s = tid; s < n_splits; s += kThreads) l += expf(pm[s] - mx) * pl[s];
+    const float inv_l = 1.0f / block_sum(l, red);
+    float acc[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; u++) acc[u] = 0.0f;
+    const float* po = p.part + idx0 * p.head_dim;
+    for (int s0 = 0; s0 < n_splits; s0 += kThreads) {
+        sw[tid] = s0 + tid < n_splits ? expf(pm[s0 + tid] - mx) : 0.0f;
+        __syncthreads();
+        const int n = min(kThreads, n_splits - s0);
+#pragma unroll
+        for (int u = 0; u < kPer; u++) {
+            const int d = tid + u * kThreads;
+            if (d < p.head_dim) {
+                const float* col = po + (int64_t)s0 * p.head_dim + d;
+#pragma unroll 8
+                for (int j = 0; j < n; j++) acc[u] += sw[j] * col[(int64_t)j * p.head_dim];
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int u = 0; u < kPer; u++) {
+        const int d = tid + u * kThreads;
+        if (d < p.head_dim) put(d, acc[u] * inv_l);
     }
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+// SMs of the current device, asked once per device.
+int device_sms() {
+    static std::atomic<int> cached[64] = {};
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    std::atomic<int>& c = cached[dev % 64];
+    int n = c.load(std::memory_order_relaxed);
+    if (n == 0) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+        c.store(n, std::memory_order_relaxed);
+    }
+    return n;
+}
 
 void check_args(const char* fn, const AttentionArgs& a) {
     if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim)
@@ -247,14 +447,25 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     // Loads of 4 elements: 16 bytes of floats, 8 of halves, from rows and heads that start at multiples of 4.
     const bool vec4 =
         a.head_dim % 4 == 0 && a.kv_stride % 4 == 0 && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
-    const dim3 grid(p.n_splits, n_run, n_tokens);
+    // Query heads sharing a KV head go to one block, up to 8 (4 for groups of 2 to 4), so that each key and value is
+    // read once for all of them; fewer where that leaves fewer blocks than SMs (a short context's few chunks). A group
+    // of one, or rows that take one-element loads: one head a block.
+    int gh = !vec4 || p.group == 1 ? 1 : p.group <= 4 ? 4 : 8;
+    const int first_kvh = head_begin / p.group, last_kvh = (head_begin + n_run - 1) / p.group;
+    auto rows_of = [&](int g) { return (last_kvh - first_kvh + 1) * ((p.group + g - 1) / g); };
+    while (gh > 1 && (int64_t)p.n_splits * rows_of(gh) * n_tokens < device_sms()) gh = gh == 8 ? 4 : 1;
+    const dim3 grid(p.n_splits, rows_of(gh), n_tokens);
     with_kv_cache_types(a.k_type, a.v_type, [&](auto kt, auto vt) {
         using KT = decltype(kt);
         using VT = decltype(vt);
-        if (vec4)
-            launch_chained(attn_partial_kernel<KT, VT, 4>, grid, dim3(kThreads), 0, stream, p);
+        if (gh == 8)
+            launch_chained(attn_partial_kernel<KT, VT, 4, 8, 8>, grid, dim3(32 * 8), 0, stream, p);
+        else if (gh == 4)
+            launch_chained(attn_partial_kernel<KT, VT, 4, 4, 8>, grid, dim3(32 * 8), 0, stream, p);
+        else if (vec4)
+            launch_chained(attn_partial_kernel<KT, VT, 4, 1, 4>, grid, dim3(32 * 4), 0, stream, p);
         else
-            launch_chained(attn_partial_kernel<KT, VT, 1>, grid, dim3(kThreads), 0, stream, p);
+            launch_chained(attn_partial_kernel<KT, VT, 1, 1, 4>, grid, dim3(32 * 4), 0, stream, p);
     });
     launch_chained(attn_combine_kernel, dim3(n_run, n_tokens), dim3(kThreads), 0, stream, p);
 }

@@ -371,8 +371,12 @@ std::string attn_name(const AttnCase& c) {
 // Decode: the CPU reference per head. The GPU splits positions into chunks and combines partial softmaxes, a
 // different float order: outputs (convex combinations of values of size ~1) agree to 1e-4 relative.
 TEST_F(Gpu, AttentionDecodeMatchesCpu) {
+    // Groups of 1 to 14 query heads a KV head: blocks take up to 8 heads of one group (12: pieces of 8 and 4; 14: of 8
+    // and 6), and the head range 1.. below starts inside the first group.
     for (const AttnCase c : {AttnCase{4, 4, 64, 1}, AttnCase{8, 2, 80, 300}, AttnCase{6, 3, 33, 257},
-                             AttnCase{2, 1, 256, 129}, AttnCase{32, 8, 128, 1000}, AttnCase{3, 3, 7, 128}}) {
+                             AttnCase{2, 1, 256, 129}, AttnCase{32, 8, 128, 1000}, AttnCase{3, 3, 7, 128},
+                             AttnCase{64, 8, 128, 700}, AttnCase{12, 1, 64, 200}, AttnCase{28, 2, 32, 150},
+                             AttnCase{16, 2, 256, 300}}) {
         SCOPED_TRACE(attn_name(c));
         const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim;
         const std::vector<float> q = randn((size_t)c.n_heads * c.head_dim, 1.0f, 21);
@@ -451,7 +455,7 @@ TEST_F(Gpu, AttentionPrefillMatchesCpuCausal) {
         int pos0, n_tokens;
     };
     for (const Case c : {Case{{4, 4, 64, 0}, 0, 1}, Case{{8, 2, 80, 0}, 0, 37}, Case{{6, 3, 33, 0}, 100, 29},
-                         Case{{32, 32, 128, 0}, 130, 140}}) {
+                         Case{{32, 32, 128, 0}, 130, 140}, Case{{16, 2, 64, 0}, 50, 90}}) {
         const int n_kv = c.pos0 + c.n_tokens;
         SCOPED_TRACE(attn_name(c.a) + " pos0=" + std::to_string(c.pos0) + " tokens=" + std::to_string(c.n_tokens));
         const int64_t kv_stride = (int64_t)c.a.n_kv_heads * c.a.head_dim;
@@ -494,7 +498,8 @@ TEST_F(Gpu, AttentionPrefillMatchesCpuCausal) {
 // Caches of F16 keys, values or both, read as floats on both sides: decode and prefill against the CPU reference over
 // the same half-precision rows, to the tolerance of the tests above; head_dim 33 takes the one-element loads.
 TEST_F(Gpu, AttentionHalfCachesMatchCpu) {
-    for (const AttnCase c : {AttnCase{8, 2, 80, 300}, AttnCase{6, 3, 33, 257}, AttnCase{32, 8, 128, 1000}}) {
+    for (const AttnCase c : {AttnCase{8, 2, 80, 300}, AttnCase{6, 3, 33, 257}, AttnCase{32, 8, 128, 1000},
+                             AttnCase{64, 8, 128, 400}}) {
         for (const auto& [kt, vt] : kCacheTypes) {
             SCOPED_TRACE(attn_name(c) + " caches " + dtype_name(kt) + "/" + dtype_name(vt));
             const int64_t kv_stride = (int64_t)c.n_kv_heads * c.head_dim;

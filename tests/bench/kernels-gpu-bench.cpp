@@ -318,7 +318,7 @@ void bench_attention(const Device& d, const Args& a) {
             time_ms(a.iters, [&](int) { gpu::rope(dq.as<float>(), (int)a.heads, (int)kKV - 1, rp, nullptr); });
         print_bw(d, "rope q (one token)", 2.0 * q.size() * 4, ms);
     }
-    for (int64_t kv_heads : {a.heads, a.heads / 4}) {
+    for (int64_t kv_heads : {a.heads, a.heads / 4, a.heads / 8}) {
         const int64_t kv_stride = kv_heads * kHeadDim;
         const std::vector<float> q = randn(a.heads * kHeadDim, 1.0f, 6);
         const std::vector<float> k = randn((size_t)kKV * kv_stride, 1.0f, 7),
