@@ -143,6 +143,8 @@ __device__ __forceinline__ HeadPiece head_piece(const AttnParams& p, int y, int 
 // memory while the others compute).
 template <typename KT, typename VT, int VEC, int GH, int W>
 __global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
+    wait_for_previous_kernel();
+    release_next_kernel();
     static_assert(kChunk <= 32 * W && W % 2 == 0, "a thread per position in the softmax");
     constexpr int kPos = GH >= 8 ? 4 : 8;           // keys a warp loads together before their sums
     constexpr int kPer = kMaxHeadDim / (32 * VEC);  // loads per lane covering one head
@@ -150,8 +152,6 @@ __global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
     // else in two rounds through half as many slots.
     constexpr bool kOneRound = GH * W <= 32;
     constexpr int kSlots = kOneRound ? W : W / 2;
-    wait_for_previous_kernel();
-    release_next_kernel();
     const int split = blockIdx.x, tok = blockIdx.z;
     const HeadPiece hp = head_piece(p, blockIdx.y, GH);
     const int n_kv = first_n_kv(p) + tok;
@@ -340,9 +340,9 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // M and the denominator over the block's threads; then kThreads splits at a time have their weights e^(m_s - M) in
 // shared memory while each thread adds its elements of their o_s, loads of several splits in flight together.
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
-    constexpr int kPer = kMaxHeadDim / kThreads;  // elements of the head a thread adds
     wait_for_previous_kernel();
     release_next_kernel();
+    constexpr int kPer = kMaxHeadDim / kThreads;  // elements of the head a thread adds
     __shared__ float red[kWarps];
     __shared__ float sw[kThreads];
     const int hh = blockIdx.x, tok = blockIdx.y, tid = threadIdx.x;
