@@ -324,30 +324,26 @@ void llama_attention_block(const ModelInfo& info, const LlamaModel& m, int l, Ll
                      kv_dim);
     });
 
-    // Causal attention: token i sees positions 0 .. pos_i of its own sequence. Work items are (token, head) pairs.
-    const int n_heads = info.n_heads;
-    pool.parallel_for((int64_t)n * n_heads, 1, [&](int64_t begin, int64_t end) {
-        thread_local std::vector<float> scores;  // grows once to the longest context seen
-        for (int64_t item = begin; item < end; item++) {
-            const int i = (int)(item / n_heads), h = (int)(item % n_heads);
-            if ((int)scores.size() < st.batch_kv[i]->n_ctx) scores.resize(st.batch_kv[i]->n_ctx);
-            AttentionArgs a;
-            a.q = st.q.data() + i * q_dim;
-            a.k_cache = k_cache_of(i);
-            a.v_cache = v_cache_of(i);
-            a.k_type = st.batch_kv[i]->k_type;
-            a.v_type = st.batch_kv[i]->v_type;
-            a.out = st.attn.data() + i * q_dim;
-            a.scores = scores.data();
-            a.n_kv = st.batch_pos[i] + 1;
-            a.n_heads = n_heads;
-            a.n_kv_heads = info.n_kv_heads;
-            a.head_dim = info.head_dim;
-            a.kv_stride = kv_dim;
-            a.scale = 1.0f / std::sqrt((float)info.head_dim);
-            attention_heads(a, h, h + 1);
-        }
-    });
+    // Causal attention: token i sees positions 0 .. pos_i of its own sequence; the query heads that share a KV head
+    // read its keys and values together (attention_tokens).
+    std::vector<AttentionArgs>& args = st.attn_args;
+    args.resize(n);
+    for (int i = 0; i < n; i++) {
+        AttentionArgs& a = args[i];
+        a.q = st.q.data() + i * q_dim;
+        a.k_cache = k_cache_of(i);
+        a.v_cache = v_cache_of(i);
+        a.k_type = st.batch_kv[i]->k_type;
+        a.v_type = st.batch_kv[i]->v_type;
+        a.out = st.attn.data() + i * q_dim;
+        a.n_kv = st.batch_pos[i] + 1;
+        a.n_heads = info.n_heads;
+        a.n_kv_heads = info.n_kv_heads;
+        a.head_dim = info.head_dim;
+        a.kv_stride = kv_dim;
+        a.scale = 1.0f / std::sqrt((float)info.head_dim);
+    }
+    attention_tokens(args.data(), n, st.attn_partials, pool);
     // Output projection and residual: x += attn * wo^T (xn is free again, used as the product).
     linear(L.wo, st.attn.data(), xn, n, st, pool);
     add_inplace(x, xn, (int64_t)n * dim, pool);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/ember.h"
+#include "kernels-cpu/attention.h"
 #include "kernels-cpu/dtype.h"
 #include "kernels-cpu/rope.h"
 #include "kernels-cpu/thread-pool.h"
@@ -71,6 +72,9 @@ struct LlamaState {
     std::vector<float> k;        // (n_batch, kv_dim)
     std::vector<float> v;        // (n_batch, kv_dim)
     std::vector<float> attn;     // (n_batch, n_heads * head_dim)
+    std::vector<AttentionArgs> attn_args;  // (n_batch) each token's attention (attention_tokens)
+    std::vector<float> attn_partials;      // a decode step's attention split by ranges of positions: per token, every
+                                           // head's partials (kernels-cpu/attention.h), grown on first use
     std::vector<float> gate;     // (n_batch, n_ff)
     std::vector<float> up;       // (n_batch, n_ff)
     std::vector<float> gemm_scratch;    // batched matmul's scratch (its dot path's converted activations)

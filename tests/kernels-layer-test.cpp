@@ -2,6 +2,7 @@
 // on seeded random inputs of odd sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include "kernels-cpu/norm.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/rope.h"
+#include "kernels-cpu/thread-pool.h"
 
 namespace {
 
@@ -148,6 +150,87 @@ TEST(Attention, F16CachesMatchReference) {
     check_attention(ember::DType::DTYPE_F16, ember::DType::DTYPE_F16);
     check_attention(ember::DType::DTYPE_F16, ember::DType::DTYPE_F32);
     check_attention(ember::DType::DTYPE_F32, ember::DType::DTYPE_F16);
+}
+
+// The engine's grouped attention (attention_tokens) against the per-head reference, for tokens of one to four ranges
+// of positions, caches of either type, groups of 1 to 4 heads; and the same bits for any thread count and whether a
+// token runs alone or in a batch (its ranges then run as separate work items or on one thread).
+struct GroupedCase {
+    int n_heads, n_kv_heads, head_dim;
+    std::vector<int> n_kv;  // per token
+    ember::DType k_type, v_type;
+};
+
+std::vector<float> run_grouped(const GroupedCase& c, const std::vector<int>& tokens, int threads,
+                               std::vector<float>* want) {
+    const int kv_stride = c.n_kv_heads * c.head_dim, q_dim = c.n_heads * c.head_dim;
+    int max_kv = 0;
+    for (int n : c.n_kv) max_kv = std::max(max_kv, n);
+    const auto q = random_vec((size_t)q_dim * c.n_kv.size(), 21);
+    const auto k = random_vec((size_t)max_kv * kv_stride, 22), v = random_vec((size_t)max_kv * kv_stride, 23);
+    std::vector<uint8_t> kc(k.size() * ember::dtype_row_bytes(c.k_type, 1)), vc(v.size() * ember::dtype_row_bytes(c.v_type, 1));
+    ember::quantize_row(c.k_type, k.data(), kc.data(), (int64_t)k.size());
+    ember::quantize_row(c.v_type, v.data(), vc.data(), (int64_t)v.size());
+    std::vector<float> out((size_t)q_dim * c.n_kv.size(), 777.0f), scores(max_kv);
+    std::vector<ember::AttentionArgs> args;
+    for (int i : tokens) {
+        ember::AttentionArgs a;
+        a.q = q.data() + (size_t)i * q_dim;
+        a.k_cache = kc.data();
+        a.v_cache = vc.data();
+        a.k_type = c.k_type;
+        a.v_type = c.v_type;
+        a.out = out.data() + (size_t)i * q_dim;
+        a.scores = scores.data();
+        a.n_kv = c.n_kv[i];
+        a.n_heads = c.n_heads;
+        a.n_kv_heads = c.n_kv_heads;
+        a.head_dim = c.head_dim;
+        a.kv_stride = kv_stride;
+        a.scale = 1.0f / std::sqrt((float)c.head_dim);
+        args.push_back(a);
+    }
+    if (want != nullptr) {  // the reference, head by head
+        want->assign(out.size(), 777.0f);
+        for (ember::AttentionArgs a : args) {
+            a.out = want->data() + (a.q - q.data());
+            ember::attention_heads(a, 0, c.n_heads);
+        }
+    }
+    ember::ThreadPool pool(threads);
+    std::vector<float> partials;
+    ember::attention_tokens(args.data(), (int)args.size(), partials, pool);
+    return out;
+}
+
+TEST(Attention, GroupedMatchesPerHeadReferenceWithSameBitsEverywhere) {
+    using ember::DType;
+    const std::vector<GroupedCase> cases = {
+        {6, 2, 12, {37}, DType::DTYPE_F32, DType::DTYPE_F32},
+        {8, 2, 64, {1300, 5, 512, 513}, DType::DTYPE_F32, DType::DTYPE_F32},
+        {4, 4, 32, {1100, 600}, DType::DTYPE_F16, DType::DTYPE_F16},
+        {8, 2, 128, {2000}, DType::DTYPE_F16, DType::DTYPE_F32},
+        {8, 2, 128, {1025, 7}, DType::DTYPE_F32, DType::DTYPE_F16},
+    };
+    for (const GroupedCase& c : cases) {
+        SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " head_dim " +
+                     std::to_string(c.head_dim) + " " + ember::dtype_name(c.k_type) + "/" +
+                     ember::dtype_name(c.v_type));
+        std::vector<int> all(c.n_kv.size());
+        for (size_t i = 0; i < all.size(); i++) all[i] = (int)i;
+        std::vector<float> want;
+        const std::vector<float> one = run_grouped(c, all, 1, &want);
+        for (size_t e = 0; e < want.size(); e++)
+            ASSERT_NEAR(one[e], want[e], 1e-5 * (1 + std::fabs(want[e]))) << "element " << e;
+        // 1 thread runs each (token, KV head) on one thread; 5 threads split a lone long token into ranges.
+        EXPECT_EQ(run_grouped(c, all, 5, nullptr), one);
+        for (int i : all) {
+            const std::vector<float> alone = run_grouped(c, {i}, 5, nullptr);
+            const size_t q_dim = (size_t)c.n_heads * c.head_dim;
+            EXPECT_TRUE(std::equal(alone.begin() + i * q_dim, alone.begin() + (i + 1) * q_dim, one.begin() + i * q_dim))
+                << "token " << i << " alone";
+        }
+    }
 }
 
 TEST(Attention, OtherCacheTypesAreRefused) {
