@@ -260,7 +260,8 @@ __global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
             }
         }
     }
-    auto store = [&](int slot) {
+    // fn(sum, head, element) over this lane's sums of the heads present.
+    auto each_sum = [&](auto fn) {
 #pragma unroll
         for (int i = 0; i < GH; i++)
 #pragma unroll
@@ -268,27 +269,17 @@ __global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
                 const int d = (lane + 32 * u) * VEC;
                 if (i < hp.n && d < p.head_dim) {
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) sred[slot][i][d + e] = o[i][u][e];
+                    for (int e = 0; e < VEC; e++) fn(o[i][u][e], i, d + e);
                 }
             }
     };
+    auto store = [&](int slot) { each_sum([&](float& x, int i, int c) { sred[slot][i][c] = x; }); };
     if constexpr (kOneRound) {
         store(warp);
     } else {  // warp w + kSlots's sums into warp w's, then those stored
         if (warp >= kSlots) store(warp - kSlots);
         __syncthreads();
-        if (warp < kSlots) {
-#pragma unroll
-            for (int i = 0; i < GH; i++)
-#pragma unroll
-                for (int u = 0; u < kPer; u++) {
-                    const int d = (lane + 32 * u) * VEC;
-                    if (i < hp.n && d < p.head_dim) {
-#pragma unroll
-                        for (int e = 0; e < VEC; e++) o[i][u][e] += sred[warp][i][d + e];
-                    }
-                }
-        }
+        if (warp < kSlots) each_sum([&](float& x, int i, int c) { x += sred[warp][i][c]; });
         __syncthreads();
         if (warp < kSlots) store(warp);
     }
