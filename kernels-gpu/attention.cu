@@ -304,27 +304,19 @@ __global__ void __launch_bounds__(32 * W) attn_partial_kernel(AttnParams p) {
     }
 }
 
-// The block's maximum and sum of one value per thread (kThreads threads), the same in every thread; `red` holds
-// kWarps floats and is free again on return.
-__device__ __forceinline__ float block_max(float v, float* red) {
-    v = warp_max(v);
+// op (max or +) over one value per thread of the block (kThreads threads), the result in every thread, the warps'
+// results combined in warp order; `red` holds kWarps floats and is free again on return.
+template <typename Op>
+__device__ __forceinline__ float block_reduce(float v, float* red, Op op) {
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
     if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
     __syncthreads();
-    float m = red[0];
+    float r = red[0];
 #pragma unroll
-    for (int w = 1; w < kWarps; w++) m = fmaxf(m, red[w]);
+    for (int w = 1; w < kWarps; w++) r = op(r, red[w]);
     __syncthreads();
-    return m;
-}
-__device__ __forceinline__ float block_sum(float v, float* red) {
-    v = warp_sum(v);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-    __syncthreads();
-    float s = red[0];
-#pragma unroll
-    for (int w = 1; w < kWarps; w++) s += red[w];
-    __syncthreads();
-    return s;
+    return r;
 }
 
 // Block (head, token): out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over this token's splits, M = max m_s.
@@ -357,10 +349,10 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     }
     float mx = -INFINITY;
     for (int s = tid; s < n_splits; s += kThreads) mx = fmaxf(mx, pm[s]);
-    mx = block_max(mx, red);
+    mx = block_reduce(mx, red, [](float x, float y) { return fmaxf(x, y); });
     float l = 0.0f;
     for (int s = tid; s < n_splits; s += kThreads) l += expf(pm[s] - mx) * pl[s];
-    const float inv_l = 1.0f / block_sum(l, red);
+    const float inv_l = 1.0f / block_reduce(l, red, [](float x, float y) { return x + y; });
     float acc[kPer];
 #pragma unroll
     for (int u = 0; u < kPer; u++) acc[u] = 0.0f;
