@@ -19,6 +19,7 @@
 #include "kernels-cpu/attention.h"
 #include "kernels-cpu/quant.h"
 #include "kernels-cpu/thread-pool.h"
+#include "tests/bench/bench-types.h"
 
 using namespace ember;
 
@@ -31,21 +32,17 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr,
-                 "ember-attention-bench: %s\nusage: ember-attention-bench [-t threads] [--n-kv N] [--heads H] "
-                 "[--kv-heads K] [--head-dim D] [--type f32|f16] [-i iters]\n",
-                 msg.c_str());
-    std::exit(2);
+    ember_bench::bench_usage("ember-attention-bench",
+                             "[-t threads] [--n-kv N] [--heads H] [--kv-heads K] [--head-dim D] [--type f32|f16] "
+                             "[-i iters]",
+                             msg);
 }
 
 Args parse(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string k = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) usage(k + " needs a value");
-            return argv[++i];
-        };
+    for (ember_bench::BenchFlags f(argc, argv, usage); f.next();) {
+        const std::string& k = f.flag();
+        auto val = [&] { return f.value(); };
         if (k == "-t") a.threads = std::atoi(val().c_str());
         else if (k == "--n-kv") a.n_kv = std::atoi(val().c_str());
         else if (k == "--heads") a.heads = std::atoi(val().c_str());

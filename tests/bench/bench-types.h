@@ -1,8 +1,10 @@
-// What the benchmarks read from their command lines alike: comma-separated lists ("--types f16,q4_0"), the model
-// shapes they run at ("--shape 70b") and the CPU kernels' prefetch level ("--prefetch l2").
+// What the benchmarks read from their command lines alike: their flags in turn, comma-separated lists ("--types
+// f16,q4_0"), the model shapes they run at ("--shape 70b") and the CPU kernels' prefetch level ("--prefetch l2").
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,36 @@
 #include "kernels-cpu/dtype.h"
 
 namespace ember_bench {
+
+// Prints "NAME: MSG" and "usage: NAME SYNOPSIS" to stderr and exits with status 2.
+[[noreturn]] inline void bench_usage(const char* name, const char* synopsis, const std::string& msg) {
+    std::fprintf(stderr, "%s: %s\nusage: %s %s\n", name, msg.c_str(), name, synopsis);
+    std::exit(2);
+}
+
+// The flags of a command line in turn: `for (BenchFlags f(argc, argv, usage); f.next();)`, f.flag() the current
+// one, f.value() the argument after it; without one, value() calls usage("FLAG needs a value"), which must not return.
+class BenchFlags {
+public:
+    BenchFlags(int argc, char** argv, void (*usage)(const std::string&)) : argc_(argc), argv_(argv), usage_(usage) {}
+    bool next() {
+        if (++i_ >= argc_) return false;
+        flag_ = argv_[i_];
+        return true;
+    }
+    const std::string& flag() const { return flag_; }
+    std::string value() {
+        if (i_ + 1 >= argc_) usage_(flag_ + " needs a value");
+        return argv_[++i_];
+    }
+
+private:
+    int argc_;
+    char** argv_;
+    void (*usage_)(const std::string&);
+    int i_ = 0;
+    std::string flag_;
+};
 
 // --prefetch l1|l2: sets the CPU kernels' prefetch level (kernels-cpu/dot.h). Returns false, changing nothing, for any
 // other value.

@@ -41,23 +41,19 @@ struct Args {
     int64_t cycle_mib = 384;   // matvec cycles through copies of the matrix totalling at least this (> L3)
 };
 
-[[noreturn]] void usage(const char* msg) {
-    std::fprintf(stderr,
-                 "ember-kernel-bench: %s\nusage: ember-kernel-bench [-t threads] [-s seconds] [--types f32,f16,...] "
-                 "[--shape ROWSxCOLS] [--tokens N] [--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] "
-                 "[--cycle-mib N] [--prefetch l1|l2]\n",
-                 msg);
-    std::exit(2);
+[[noreturn]] void usage(const std::string& msg) {
+    ember_bench::bench_usage("ember-kernel-bench",
+                             "[-t threads] [-s seconds] [--types f32,f16,...] [--shape ROWSxCOLS] [--tokens N] "
+                             "[--no-matmul] [--isa avx512vnni|avx512|avx2|scalar] [--peak-mib N] [--cycle-mib N] "
+                             "[--prefetch l1|l2]",
+                             msg);
 }
 
 Args parse(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string k = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) usage((k + " needs a value").c_str());
-            return argv[++i];
-        };
+    for (ember_bench::BenchFlags f(argc, argv, usage); f.next();) {
+        const std::string& k = f.flag();
+        auto val = [&] { return f.value(); };
         if (k == "-t") {
             a.threads = std::atoi(val().c_str());
         } else if (k == "-s") {

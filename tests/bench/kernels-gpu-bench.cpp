@@ -65,22 +65,18 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(
-        stderr,
-        "ember-gpu-bench: %s\nusage: ember-gpu-bench [-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] "
-        "[--active FRACTION] [--types f32,f16,bf16,q8_0,q4_0] [--only matvec,matmul,attention,predictor,sparse,steps]\n",
-        msg.c_str());
-    std::exit(2);
+    ember_bench::bench_usage("ember-gpu-bench",
+                             "[-i iterations] [--shape 7b|13b|70b] [--tokens N] [--rank R] [--active FRACTION] "
+                             "[--types f32,f16,bf16,q8_0,q4_0] "
+                             "[--only matvec,matmul,attention,predictor,sparse,steps]",
+                             msg);
 }
 
 Args parse(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string k = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) usage(k + " needs a value");
-            return argv[++i];
-        };
+    for (ember_bench::BenchFlags f(argc, argv, usage); f.next();) {
+        const std::string& k = f.flag();
+        auto val = [&] { return f.value(); };
         if (k == "-i") {
             a.iters = std::atoi(val().c_str());
         } else if (k == "--tokens") {

@@ -21,6 +21,7 @@
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/thread-pool.h"
 #include "predictor/train.h"
+#include "tests/bench/bench-types.h"
 
 using namespace ember;
 
@@ -50,24 +51,21 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr,
-                 "ember-predictor-train-bench: %s\nusage: ember-predictor-train-bench [--threads N] [--samples N] "
-                 "[--epochs N] [--ranks 32,64,...] [--r0 N] [--type f32|f16|q8_0] [--dim N] [--n-ff N] "
-                 "[--batch N] [--lr X] [--no-search]\n",
-                 msg.c_str());
-    std::exit(2);
+    ember_bench::bench_usage("ember-predictor-train-bench",
+                             "[--threads N] [--samples N] [--epochs N] [--ranks 32,64,...] [--r0 N] "
+                             "[--type f32|f16|q8_0] [--dim N] [--n-ff N] [--batch N] [--lr X] [--no-search]",
+                             msg);
 }
 
 Args parse(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string k = argv[i];
+    for (ember_bench::BenchFlags f(argc, argv, usage); f.next();) {
+        const std::string& k = f.flag();
         if (k == "--no-search") {
             a.search = false;
             continue;
         }
-        if (i + 1 >= argc) usage("missing value for " + k);
-        const std::string v = argv[++i];
+        const std::string v = f.value();
         if (k == "--threads") a.threads = std::atoi(v.c_str());
         else if (k == "--samples") a.samples = std::atoll(v.c_str());
         else if (k == "--epochs") a.epochs = std::atoi(v.c_str());

@@ -58,24 +58,18 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(
-        stderr,
-        "ember-sparse-ffn-bench: %s\nusage: ember-sparse-ffn-bench [--threads N] [--types f32,f16,...] "
-        "[--active-frac F]... [--iters N] [--isa avx512vnni|avx512|avx2|scalar] "
-        "[--ops gate+up,down,ffn,fused,batch] [--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] "
-        "[--prefetch l1|l2]\n",
-        msg.c_str());
-    std::exit(2);
+    ember_bench::bench_usage("ember-sparse-ffn-bench",
+                             "[--threads N] [--types f32,f16,...] [--active-frac F]... [--iters N] "
+                             "[--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] "
+                             "[--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2]",
+                             msg);
 }
 
 Args parse(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; i++) {
-        const std::string k = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) usage(k + " needs a value");
-            return argv[++i];
-        };
+    for (ember_bench::BenchFlags f(argc, argv, usage); f.next();) {
+        const std::string& k = f.flag();
+        auto val = [&] { return f.value(); };
         if (k == "--threads") {
             a.threads = std::atoi(val().c_str());
         } else if (k == "--iters") {
