@@ -1,6 +1,5 @@
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -381,20 +380,6 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-// SMs of the current device, asked once per device.
-int device_sms() {
-    static std::atomic<int> cached[64] = {};
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    std::atomic<int>& c = cached[dev % 64];
-    int n = c.load(std::memory_order_relaxed);
-    if (n == 0) {
-        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        c.store(n, std::memory_order_relaxed);
-    }
-    return n;
-}
-
 void check_args(const char* fn, const AttentionArgs& a) {
     if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim)
         throw Error(std::string(fn) + ": head_dim " + std::to_string(a.head_dim) + ", expected 1 .. " +
@@ -436,7 +421,7 @@ void launch(const AttentionArgs& a, int head_begin, int n_run, int n_tokens, int
     int gh = !vec4 || p.group == 1 ? 1 : p.group <= 4 ? 4 : 8;
     const int first_kvh = head_begin / p.group, last_kvh = (head_begin + n_run - 1) / p.group;
     auto rows_of = [&](int g) { return (last_kvh - first_kvh + 1) * ((p.group + g - 1) / g); };
-    while (gh > 1 && (int64_t)p.n_splits * rows_of(gh) * n_tokens < device_sms()) gh = gh == 8 ? 4 : 1;
+    while (gh > 1 && (int64_t)p.n_splits * rows_of(gh) * n_tokens < device_sm_count()) gh = gh == 8 ? 4 : 1;
     const dim3 grid(p.n_splits, rows_of(gh), n_tokens);
     with_kv_cache_types(a.k_type, a.v_type, [&](auto kt, auto vt) {
         using KT = decltype(kt);

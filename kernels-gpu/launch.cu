@@ -11,22 +11,37 @@ namespace {
 // Built like every kernel of this library: whether its image holds the waits tells whether theirs do.
 __global__ void probe_kernel() { wait_for_previous_kernel(); }
 
+constexpr int kMaxDevices = 64;  // devices whose attributes are kept
+
+// Attribute A of device dev (0 <= dev < kMaxDevices), asked of the driver once. The attributes kept are positive, so
+// 0 marks one not asked yet.
+template <cudaDeviceAttr A>
+int kept_attribute(int dev) {
+    static std::atomic<int> known[kMaxDevices];
+    int v = known[dev].load(std::memory_order_relaxed);
+    if (v == 0) {
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, A, dev));
+        known[dev].store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
 }  // namespace
 
 bool chained_launches_supported() {
-    constexpr int kMaxDevices = 64;
-    static std::atomic<int> known[kMaxDevices];  // 0 not asked yet, 1 no, 2 yes
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     if (dev < 0 || dev >= kMaxDevices) return false;
-    int v = known[dev].load(std::memory_order_relaxed);
-    if (v == 0) {
-        int major = 0;
-        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        v = major >= 9 ? 2 : 1;
-        known[dev].store(v, std::memory_order_relaxed);
-    }
-    return v == 2;
+    return kept_attribute<cudaDevAttrComputeCapabilityMajor>(dev) >= 9;
+}
+
+int device_sm_count() {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev >= 0 && dev < kMaxDevices) return kept_attribute<cudaDevAttrMultiProcessorCount>(dev);
+    int n = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
 }
 
 bool kernel_waits_for_previous(const void* kernel) {

@@ -36,6 +36,9 @@ __device__ __forceinline__ void release_next_kernel() {
 // Whether launches on the current device can be chained: compute capability 9.0 or later. Cached per device.
 bool chained_launches_supported();
 
+// SMs of the current device. Cached per device.
+int device_sm_count();
+
 // Whether the kernel's loaded image holds the waits: its code was compiled for virtual architecture 9.0 or later
 // (a build whose architecture list stops below 90 runs on a newer card from older PTX, without them). Cached per
 // kernel.

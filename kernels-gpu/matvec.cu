@@ -298,11 +298,9 @@ __global__ void __launch_bounds__(kThreads)
 // Blocks of kernel the device holds at once (its SMs times blocks per SM).
 template <typename K>
 int64_t resident_blocks(K kernel) {
-    int dev = 0, sms = 0, per_sm = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    int per_sm = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
-    return (int64_t)std::max(1, sms) * std::max(1, per_sm);
+    return (int64_t)std::max(1, device_sm_count()) * std::max(1, per_sm);
 }
 
 // Blocks for a kernel of W warps a row: as many as the rows need, at most `resident` (they then stride over the rows).
