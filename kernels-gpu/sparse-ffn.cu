@@ -181,12 +181,12 @@ __global__ void __launch_bounds__(kThreads * kRowGroups)
     }
 }
 
-// y[c] = sum of the kPartials partials in a fixed order: warp w of a block adds partials w, w + kReduceWarps, ... of
+// y[c] = sum of the n_parts partials in a fixed order: warp w of a block adds partials w, w + kReduceWarps, ... of
 // the block's 32 columns (one per lane), then the warps' sums are added in warp order. Each thread has
-// kPartials / kReduceWarps loads to wait for rather than kPartials.
+// n_parts / kReduceWarps loads to wait for rather than n_parts.
 constexpr int kReduceWarps = 8;
 __global__ void __launch_bounds__(32 * kReduceWarps)
-    down_reduce_kernel(const float* __restrict__ part, float* __restrict__ y, int64_t dim) {
+    down_reduce_kernel(const float* __restrict__ part, float* __restrict__ y, int64_t dim, int n_parts) {
     wait_for_previous_kernel();
     release_next_kernel();
     __shared__ float sums[kReduceWarps][32];
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
     float s = 0.0f;
     if (c < dim) {
 #pragma unroll
-        for (int i = warp; i < kPartials; i += kReduceWarps) s += part[(int64_t)i * dim + c];
+        for (int i = warp; i < n_parts; i += kReduceWarps) s += part[(int64_t)i * dim + c];
     }
     sums[warp][lane] = s;
     __syncthreads();
@@ -204,6 +204,171 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
 #pragma unroll
         for (int w = 1; w < kReduceWarps; w++) t += sums[w][lane];
         y[c] = t;
+    }
+}
+
+// ---- Down projection of Q8_0/Q4_0 rows in column slices ----
+// Block (slice s, part p): the part's share of the list, [k p / P, k (p + 1) / P), through a kSliceStages-deep cp.async
+// pipeline of R rows a stage, each row's bytes of the slice (kSliceBlocks quant blocks: 1152 bytes of Q4_0, 2176 of
+// Q8_0) copied 16 bytes at a time. Thread (b, g) owns quant block b of the slice, so it keeps that block's 32 sums in
+// registers for every row its group g takes (rows g, g + kSliceGroups, ... of each stage); the groups' sums are then
+// added in group order, and part[p] gets the slice. The per-thread loads of down_partial_kernel (2 bytes of a quant
+// block at a time, eight threads to a block) kept it at 15 % of peak (ember-gpu-bench, 70B shape, Q4_0, H200);
+// this kernel reaches 25 %, bound by its arithmetic (ncu: SM pipes 52 % busy, DRAM 20 %, 14 warps an SM).
+constexpr int kSliceBlocks = 64;   // quant blocks of a row per slice and threads per group
+constexpr int kSliceGroups = 4;    // groups of threads taking alternate rows of a stage
+constexpr int kSliceStages = 4;    // pipeline depth: three stages' copies in flight while one is summed
+constexpr int kMaxSliceParts = 64;  // parts of the list at most: sparse_down_scratch_floats holds their slices
+constexpr int kSliceWindow = 512;   // rows of a part whose indices and h are staged in shared memory at a time
+
+// Rows a stage holds: about 9 KiB of either type (the stages stay within the 48 KiB of a plain launch).
+template <DType T>
+__host__ __device__ constexpr int slice_stage_rows() {
+    return T == DType::DTYPE_Q4_0 ? 8 : 4;
+}
+template <DType T>
+__host__ __device__ constexpr int quant_block_bytes() {
+    return T == DType::DTYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);
+}
+template <DType T>
+constexpr size_t slice_smem_bytes() {
+    // + 16: a block's last quant word may be read one word past its stage's last row
+    return (size_t)kSliceStages * slice_stage_rows<T>() * kSliceBlocks * quant_block_bytes<T>() + 16;
+}
+
+// Byte i of w as the float (byte - bias), exactly: a byte permute puts it in the low mantissa bits of 2^23, and
+// bias_2p23 (2^23 + bias) is taken off. Three instructions an element with the multiply-add, where a conversion from
+// int runs at a quarter of the FMA rate.
+__device__ __forceinline__ float byte_as_float(uint32_t w, int i, float bias_2p23) {
+    return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7540u + (unsigned)i)) - bias_2p23;
+}
+
+// acc[e] += s * q_e for the 32 quants q_e of the Q8_0/Q4_0 block at byte o of shared memory (o even): s is h times
+// the block's scale, q_e its signed quant (Q4_0: nibble - 8).
+template <DType T>
+__device__ __forceinline__ void add_block_scaled(const uint8_t* smem, int o, float h, float (&acc)[32]) {
+    const float s = h * fp16_bits_to_f32(*reinterpret_cast<const uint16_t*>(smem + o));
+    const int qo = o + 2;
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(smem + (qo & ~3));
+    const int sh = (qo & 3) * 8;
+    if constexpr (T == DType::DTYPE_Q8_0) {
+        uint32_t w[9];
+#pragma unroll
+        for (int i = 0; i < 9; i++) w[i] = p[i];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const uint32_t q = __funnelshift_r(w[i], w[i + 1], sh) ^ 0x80808080u;  // signed byte + 128
+#pragma unroll
+            for (int b = 0; b < 4; b++) acc[4 * i + b] = fmaf(s, byte_as_float(q, b, 8388736.0f), acc[4 * i + b]);
+        }
+    } else {
+        uint32_t w[5];
+#pragma unroll
+        for (int i = 0; i < 5; i++) w[i] = p[i];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            // Elements 0..15 are the low nibbles of the 16 bytes, elements 16..31 their high nibbles.
+            const uint32_t q = __funnelshift_r(w[i], w[i + 1], sh);
+            const uint32_t lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                acc[4 * i + b] = fmaf(s, byte_as_float(lo, b, 8388616.0f), acc[4 * i + b]);
+                acc[16 + 4 * i + b] = fmaf(s, byte_as_float(hi, b, 8388616.0f), acc[16 + 4 * i + b]);
+            }
+        }
+    }
+}
+
+template <DType T>
+__global__ void __launch_bounds__(kSliceBlocks * kSliceGroups, 2)
+    down_slices_quant_kernel(const uint8_t* __restrict__ w, const float* __restrict__ h,
+                             const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev,
+                             float* __restrict__ part, int64_t dim, size_t row_bytes) {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    constexpr int R = slice_stage_rows<T>(), BB = quant_block_bytes<T>();
+    constexpr int kStageBytes = R * kSliceBlocks * BB;
+    constexpr int kThreadsPerBlock = kSliceBlocks * kSliceGroups;
+    constexpr int kCopies = (R * kSliceBlocks * BB / 16 + kThreadsPerBlock - 1) / kThreadsPerBlock;  // per thread
+    extern __shared__ __align__(16) uint8_t smem[];
+    // The window's rows, read once: a row's index (-1 where h is 0, a row not read) and its h. Without them each
+    // stage's copies waited on loads of h and the list.
+    __shared__ int32_t win_rows[kSliceWindow];
+    __shared__ float win_h[kSliceWindow];
+    const int b = threadIdx.x, g = threadIdx.y, tid = g * kSliceBlocks + b;
+    const int n_blocks = (int)(dim / QK8_0);
+    const int first = blockIdx.x * kSliceBlocks;         // the slice's first quant block
+    const int nb = min(kSliceBlocks, n_blocks - first);  // its blocks: a multiple of 8 (tileable rows)
+    const int seg_vecs = nb * BB / 16, seg_bytes = nb * BB;  // a row's bytes of the slice
+    const size_t slice_off = (size_t)first * BB;
+    // This thread's copies of a stage: 16 bytes v of the slice of stage row r.
+    int copy_r[kCopies], copy_v[kCopies];
+#pragma unroll
+    for (int c = 0; c < kCopies; c++) {
+        const int i = tid + c * kThreadsPerBlock;
+        copy_r[c] = i < R * seg_vecs ? i / seg_vecs : R;  // R: no copy
+        copy_v[c] = i - copy_r[c] * seg_vecs;
+    }
+    float acc[32];
+#pragma unroll
+    for (int e = 0; e < 32; e++) acc[e] = 0.0f;
+    const int64_t k = *k_dev, P = gridDim.y;
+    const int64_t j0 = k * blockIdx.y / P, j1 = k * (blockIdx.y + 1) / P;
+    for (int64_t w0 = j0; w0 < j1; w0 += kSliceWindow) {
+        const int n_rows = (int)min((int64_t)kSliceWindow, j1 - w0);
+        __syncthreads();  // the last window's rows are no longer read
+        for (int i = tid; i < n_rows; i += kThreadsPerBlock) {
+            const float hj = h[w0 + i];
+            win_h[i] = hj;
+            win_rows[i] = hj != 0.0f ? active[w0 + i] : -1;
+        }
+        __syncthreads();
+        const int n_stages = (n_rows + R - 1) / R;
+        // Window rows [R stage, R stage + R) into stage buffer stage % kSliceStages.
+        auto issue = [&](int stage) {
+            if (stage < n_stages) {
+                uint8_t* dst = smem + (stage % kSliceStages) * kStageBytes;
+#pragma unroll
+                for (int c = 0; c < kCopies; c++) {
+                    const int r = stage * R + copy_r[c];
+                    if (copy_r[c] < R && r < n_rows && win_rows[r] >= 0)
+                        cp_async16(dst + copy_r[c] * seg_bytes + 16 * copy_v[c],
+                                   w + (size_t)win_rows[r] * row_bytes + slice_off + 16 * copy_v[c]);
+                }
+            }
+            cp_async_commit();
+        };
+#pragma unroll
+        for (int st = 0; st < kSliceStages - 1; st++) issue(st);
+        for (int st = 0; st < n_stages; st++) {
+            issue(st + kSliceStages - 1);
+            cp_async_wait<kSliceStages - 1>();  // stage st has landed (for this thread's copies)
+            __syncthreads();                     // and for everyone's
+            const uint8_t* src = smem + (st % kSliceStages) * kStageBytes;
+            if (b < nb) {
+                for (int r = g; r < R && st * R + r < n_rows; r += kSliceGroups) {
+                    const float hj = win_h[st * R + r];
+                    if (hj != 0.0f) add_block_scaled<T>(src, r * seg_bytes + b * BB, hj, acc);
+                }
+            }
+            __syncthreads();  // everyone is done with this buffer before it is refilled
+        }
+        cp_async_wait<0>();
+    }
+    // Groups 1.. leave their sums in shared memory (the stages are free now); group 0 adds them in group order.
+    float* sums = reinterpret_cast<float*>(smem);  // [group - 1][e][b]
+    if (g > 0) {
+#pragma unroll
+        for (int e = 0; e < 32; e++) sums[((g - 1) * 32 + e) * kSliceBlocks + b] = acc[e];
+    }
+    __syncthreads();
+    if (g == 0 && b < nb) {
+        for (int q = 0; q < kSliceGroups - 1; q++)
+#pragma unroll
+            for (int e = 0; e < 32; e++) acc[e] += sums[(q * 32 + e) * kSliceBlocks + b];
+        float4* out = reinterpret_cast<float4*>(part + (int64_t)blockIdx.y * dim + (int64_t)(first + b) * 32);
+#pragma unroll
+        for (int e = 0; e < 8; e++) out[e] = make_float4(acc[4 * e], acc[4 * e + 1], acc[4 * e + 2], acc[4 * e + 3]);
     }
 }
 
@@ -250,7 +415,25 @@ void launch_down(const void* w, const float* h, const int32_t* active, const int
     launch_chained(down_partial_kernel<T, U>, grid, dim3(kThreads, kRowGroups), 0, stream,
                    static_cast<const uint8_t*>(w), h, active, k, scratch, dim, dtype_row_bytes(T, dim));
     launch_chained(down_reduce_kernel, dim3((unsigned)((dim + 31) / 32)), dim3(32 * kReduceWarps), 0, stream, scratch,
-                   y, dim);
+                   y, dim, kPartials);
+}
+
+// Q8_0/Q4_0 rows that can be tiled take the column slices (about two blocks per SM, at most kMaxSliceParts parts of
+// the list: the parts depend on the device and the row length, not on k, so a device gives the same bits on every
+// run); others the per-unit kernel.
+template <DType T>
+void down_quant(const void* w, const float* h, const int32_t* active, const int32_t* k, float* y, int64_t dim,
+                float* scratch, cudaStream_t stream) {
+    const size_t rb = dtype_row_bytes(T, dim);
+    if (!quant_rows_tileable(w, rb) || !aligned16(scratch))
+        return launch_down<T, kUnit>(w, h, active, k, y, dim, scratch, stream);
+    const int64_t n_slices = (dim / QK8_0 + kSliceBlocks - 1) / kSliceBlocks;
+    const int64_t parts = std::clamp<int64_t>((2 * device_sm_count() + n_slices - 1) / n_slices, 1, kMaxSliceParts);
+    launch_chained(down_slices_quant_kernel<T>, dim3((unsigned)n_slices, (unsigned)parts),
+                   dim3(kSliceBlocks, kSliceGroups), slice_smem_bytes<T>(), stream, static_cast<const uint8_t*>(w), h,
+                   active, k, scratch, dim, rb);
+    launch_chained(down_reduce_kernel, dim3((unsigned)((dim + 31) / 32)), dim3(32 * kReduceWarps), 0, stream, scratch,
+                   y, dim, (int)parts);
 }
 
 template <DType T>
@@ -283,7 +466,7 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     throw Error("gpu::sparse_gate_up: weight type " + std::to_string((uint32_t)w.wt) + " is not supported");
 }
 
-size_t sparse_down_scratch_floats(int64_t dim) { return (size_t)kPartials * (size_t)dim; }
+size_t sparse_down_scratch_floats(int64_t dim) { return (size_t)std::max(kPartials, kMaxSliceParts) * (size_t)dim; }
 
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, const int32_t* k, float* y,
                  int64_t dim, float* scratch, cudaStream_t stream) {
@@ -297,9 +480,9 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
         case DType::DTYPE_BF16:
             return down_float<DType::DTYPE_BF16>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_Q8_0:
-            return launch_down<DType::DTYPE_Q8_0, kUnit>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_quant<DType::DTYPE_Q8_0>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_Q4_0:
-            return launch_down<DType::DTYPE_Q4_0, kUnit>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_quant<DType::DTYPE_Q4_0>(w_down_t, h, active, k, y, dim, scratch, stream);
     }
     throw Error("gpu::sparse_down: weight type " + std::to_string((uint32_t)wt) + " is not supported");
 }

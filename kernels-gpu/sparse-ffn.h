@@ -22,9 +22,11 @@ void sparse_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
 size_t sparse_down_scratch_floats(int64_t dim);
 
 // y (dim) = sum_j h[j] * row active[j] of w_down_t (n_ff, dim) of type wt, for j < *k; y is overwritten (zeros for
-// *k == 0). Rows with h[j] == 0 are not read. Blocks cover (a slice of y, a fixed group of interleaved subsets of
-// the list); each adds its subsets' sums and writes the partial slice into `scratch`, and a second kernel adds the
-// partials in a fixed order: no atomics, so the result is the same on every run.
+// *k == 0). Rows with h[j] == 0 are not read. Blocks cover (a slice of y, a fixed part of the list); each adds its
+// part's rows and writes the partial slice into `scratch`, and a second kernel adds the partials in a fixed order: no
+// atomics, so the result is the same on every run. Q8_0/Q4_0 rows whose length in bytes is a multiple of 16 go
+// through shared memory a slice of 64 quant blocks at a time, one block of it per thread; other rows are read by the
+// threads directly, 8 elements each.
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, const int32_t* k, float* y,
                  int64_t dim, float* scratch, cudaStream_t stream);
 

@@ -115,15 +115,18 @@ TEST_F(Gpu, SparseGateUpMatchesCpuEveryType) {
 }
 
 // y = sum_j h_j row_{a_j}, against sparse_down_ref (double): |error| <= 1e-5 * sum_j |h_j w_jc|. Some h_j are 0
-// (ReLU zeros), whose rows are skipped as on the CPU.
+// (ReLU zeros), whose rows are skipped as on the CPU. Q8_0/Q4_0 rows of 256, 2048, 4096 and 5120 take the column
+// slices: fewer neurons than parts of the list (most parts empty), many pipeline stages a part, parts longer than
+// the 512 rows staged at a time (36000 neurons), repeated neurons, and a short last slice (5120 = 64 + 64 + 32
+// blocks); the others the per-unit kernel.
 TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
-        std::vector<GateUpCase> cases = {{64, 100, 0, false},
-                                         {96, 300, 31, false},
-                                         {4096, 1000, 333, true},
-                                         {2080, 11008, 1100, false},
-                                         {32, 5, 5, false}};
+        std::vector<GateUpCase> cases = {{64, 100, 0, false},        {96, 300, 31, false},
+                                         {4096, 1000, 333, true},    {2080, 11008, 1100, false},
+                                         {32, 5, 5, false},          {256, 3000, 5, false},
+                                         {2048, 6000, 4000, false},  {5120, 3000, 2500, true},
+                                         {256, 50, 0, false},        {256, 40000, 36000, false}};
         if (!quant) cases.insert(cases.end(), {{100, 77, 50, true}, {1, 10, 10, false}});
         for (const GateUpCase c : cases) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " dim=" + std::to_string(c.dim) +
@@ -153,21 +156,24 @@ TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
     }
 }
 
-// The same inputs give the same bits on every run (no atomics in sparse_down).
+// The same inputs give the same bits on every run (no atomics in sparse_down), through both kernels.
 TEST_F(Gpu, SparseDownIsDeterministic) {
     const int64_t dim = 4096, n_ff = 11008;
-    const auto down_t = quantize_matrix(DType::DTYPE_F16, randn((size_t)n_ff * dim, 0.1f, 84), n_ff, dim);
-    const auto active = make_active(n_ff, 2000, false, 85);
-    DeviceMem dw(down_t), dh(randn(active.size(), 1.0f, 86)), dy(dim * sizeof(float));
-    DeviceMem dscratch(gpu::sparse_down_scratch_floats(dim) * sizeof(float));
-    DeviceList list(active, n_ff);
-    std::vector<float> first;
-    for (int run = 0; run < 3; run++) {
-        gpu::sparse_down(DType::DTYPE_F16, dw.as(), dh.as<float>(), list.active.as<int32_t>(), list.count.as<int32_t>(),
-                         dy.as<float>(), dim, dscratch.as<float>(), nullptr);
-        const auto got = dy.to_host<float>();
-        if (run == 0) first = got;
-        ASSERT_EQ(got, first) << "run " << run;
+    for (DType t : {DType::DTYPE_F16, DType::DTYPE_Q4_0}) {
+        SCOPED_TRACE(dtype_name(t));
+        const auto down_t = quantize_matrix(t, randn((size_t)n_ff * dim, 0.1f, 84), n_ff, dim);
+        const auto active = make_active(n_ff, 2000, false, 85);
+        DeviceMem dw(down_t), dh(randn(active.size(), 1.0f, 86)), dy(dim * sizeof(float));
+        DeviceMem dscratch(gpu::sparse_down_scratch_floats(dim) * sizeof(float));
+        DeviceList list(active, n_ff);
+        std::vector<float> first;
+        for (int run = 0; run < 3; run++) {
+            gpu::sparse_down(t, dw.as(), dh.as<float>(), list.active.as<int32_t>(), list.count.as<int32_t>(),
+                             dy.as<float>(), dim, dscratch.as<float>(), nullptr);
+            const auto got = dy.to_host<float>();
+            if (run == 0) first = got;
+            ASSERT_EQ(got, first) << "run " << run;
+        }
     }
 }
 
