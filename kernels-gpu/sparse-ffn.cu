@@ -207,34 +207,35 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
     }
 }
 
-// ---- Down projection of Q8_0/Q4_0 rows in column slices ----
+// ---- Down projection in column slices ----
 // Block (slice s, part p): the part's share of the list, [k p / P, k (p + 1) / P), through a kSliceStages-deep cp.async
-// pipeline of R rows a stage, each row's bytes of the slice (kSliceBlocks quant blocks: 1152 bytes of Q4_0, 2176 of
-// Q8_0) copied 16 bytes at a time. Thread (b, g) owns quant block b of the slice, so it keeps that block's 32 sums in
-// registers for every row its group g takes (rows g, g + kSliceGroups, ... of each stage); the groups' sums are then
-// added in group order, and part[p] gets the slice. The per-thread loads of down_partial_kernel (2 bytes of a quant
-// block at a time, eight threads to a block) kept it at 15 % of peak (ember-gpu-bench, 70B shape, Q4_0, H200);
-// this kernel reaches 25 %, bound by its arithmetic (ncu: SM pipes 52 % busy, DRAM 20 %, 14 warps an SM).
-constexpr int kSliceBlocks = 64;   // quant blocks of a row per slice and threads per group
-constexpr int kSliceGroups = 4;    // groups of threads taking alternate rows of a stage
-constexpr int kSliceStages = 4;    // pipeline depth: three stages' copies in flight while one is summed
+// pipeline of R rows a stage, each row's bytes of the slice (Units 32-element units: 64 quant blocks, 1152 bytes of
+// Q4_0 and 2176 of Q8_0; 32 units, 2048 bytes of F16) copied 16 bytes at a time. Thread (u, g) owns unit u of the
+// slice, so it keeps that unit's 32 sums in registers for every row its group g takes (rows g, g + kSliceGroups, ...
+// of each stage); the groups' sums are then added in group order, and part[p] gets the slice. The per-thread loads of
+// down_partial_kernel (8 elements a thread; 2 bytes at a time of a quant block) kept it at 15 % of peak
+// (ember-gpu-bench, 70B shape, Q4_0, H200); this kernel reaches 25 % there, bound by its arithmetic (ncu: SM pipes
+// 52 % busy, DRAM 20 %, 14 warps an SM).
+constexpr int kSliceGroups = 4;     // groups of threads taking alternate rows of a stage
+constexpr int kSliceStages = 4;     // pipeline depth: three stages' copies in flight while one is summed
 constexpr int kMaxSliceParts = 64;  // parts of the list at most: sparse_down_scratch_floats holds their slices
 constexpr int kSliceWindow = 512;   // rows of a part whose indices and h are staged in shared memory at a time
 
-// Rows a stage holds: about 9 KiB of either type (the stages stay within the 48 KiB of a plain launch).
+// A type's slice: its 32-element units, their bytes, and the rows of a stage (about 8-9 KiB, so that the stages stay
+// within the 48 KiB of a plain launch).
 template <DType T>
-__host__ __device__ constexpr int slice_stage_rows() {
-    return T == DType::DTYPE_Q4_0 ? 8 : 4;
-}
-template <DType T>
-__host__ __device__ constexpr int quant_block_bytes() {
-    return T == DType::DTYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);
-}
-template <DType T>
-constexpr size_t slice_smem_bytes() {
-    // + 16: a block's last quant word may be read one word past its stage's last row
-    return (size_t)kSliceStages * slice_stage_rows<T>() * kSliceBlocks * quant_block_bytes<T>() + 16;
-}
+struct SliceShape {
+    static constexpr bool kQuant = T == DType::DTYPE_Q8_0 || T == DType::DTYPE_Q4_0;
+    static constexpr int kUnits = kQuant ? 64 : 32;  // also the threads of a group
+    static constexpr int kUnitBytes = T == DType::DTYPE_Q8_0   ? (int)sizeof(block_q8_0)
+                                      : T == DType::DTYPE_Q4_0 ? (int)sizeof(block_q4_0)
+                                      : T == DType::DTYPE_F32  ? 128
+                                                               : 64;
+    static constexpr int kRows = T == DType::DTYPE_Q4_0 ? 8 : T == DType::DTYPE_F32 ? 2 : 4;
+    static constexpr int kStageBytes = kRows * kUnits * kUnitBytes;
+    // + 16: a quant block's last word may be read one word past its stage's last row
+    static constexpr size_t kSmemBytes = (size_t)kSliceStages * kStageBytes + 16;
+};
 
 // Byte i of w as the float (byte - bias), exactly: a byte permute puts it in the low mantissa bits of 2^23, and
 // bias_2p23 (2^23 + bias) is taken off. Three instructions an element with the multiply-add, where a conversion from
@@ -279,26 +280,38 @@ __device__ __forceinline__ void add_block_scaled(const uint8_t* smem, int o, flo
     }
 }
 
+// acc[e] += h * x_e for the 32 elements x_e of an F32/F16/BF16 unit at byte o of shared memory (16-byte aligned).
 template <DType T>
-__global__ void __launch_bounds__(kSliceBlocks * kSliceGroups, 2)
-    down_slices_quant_kernel(const uint8_t* __restrict__ w, const float* __restrict__ h,
-                             const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev,
-                             float* __restrict__ part, int64_t dim, size_t row_bytes) {
+__device__ __forceinline__ void add_unit(const uint8_t* smem, int o, float h, float (&acc)[32]) {
+    const uint4* p = reinterpret_cast<const uint4*>(smem + o);
+#pragma unroll
+    for (int q = 0; q < 32 / kUnit; q++) {
+        float v[kUnit];
+        load_elems<T, kUnit>(reinterpret_cast<const uint8_t*>(p), (int64_t)q * kUnit, v);
+#pragma unroll
+        for (int e = 0; e < kUnit; e++) acc[q * kUnit + e] = fmaf(h, v[e], acc[q * kUnit + e]);
+    }
+}
+
+template <DType T>
+__global__ void __launch_bounds__(SliceShape<T>::kUnits * kSliceGroups, 2)
+    down_slices_kernel(const uint8_t* __restrict__ w, const float* __restrict__ h, const int32_t* __restrict__ active,
+                       const int32_t* __restrict__ k_dev, float* __restrict__ part, int64_t dim, size_t row_bytes) {
     wait_for_previous_kernel();
     release_next_kernel();
-    constexpr int R = slice_stage_rows<T>(), BB = quant_block_bytes<T>();
-    constexpr int kStageBytes = R * kSliceBlocks * BB;
-    constexpr int kThreadsPerBlock = kSliceBlocks * kSliceGroups;
-    constexpr int kCopies = (R * kSliceBlocks * BB / 16 + kThreadsPerBlock - 1) / kThreadsPerBlock;  // per thread
+    using S = SliceShape<T>;
+    constexpr int R = S::kRows, BB = S::kUnitBytes, kUnits = S::kUnits, kStageBytes = S::kStageBytes;
+    constexpr int kThreadsPerBlock = kUnits * kSliceGroups;
+    constexpr int kCopies = (kStageBytes / 16 + kThreadsPerBlock - 1) / kThreadsPerBlock;  // per thread
     extern __shared__ __align__(16) uint8_t smem[];
     // The window's rows, read once: a row's index (-1 where h is 0, a row not read) and its h. Without them each
     // stage's copies waited on loads of h and the list.
     __shared__ int32_t win_rows[kSliceWindow];
     __shared__ float win_h[kSliceWindow];
-    const int b = threadIdx.x, g = threadIdx.y, tid = g * kSliceBlocks + b;
-    const int n_blocks = (int)(dim / QK8_0);
-    const int first = blockIdx.x * kSliceBlocks;         // the slice's first quant block
-    const int nb = min(kSliceBlocks, n_blocks - first);  // its blocks: a multiple of 8 (tileable rows)
+    const int b = threadIdx.x, g = threadIdx.y, tid = g * kUnits + b;
+    const int n_units = (int)(dim / 32);
+    const int first = blockIdx.x * kUnits;         // the slice's first unit
+    const int nb = min(kUnits, n_units - first);   // its units (quant: a multiple of 8 in rows of 16-byte multiples)
     const int seg_vecs = nb * BB / 16, seg_bytes = nb * BB;  // a row's bytes of the slice
     const size_t slice_off = (size_t)first * BB;
     // This thread's copies of a stage: 16 bytes v of the slice of stage row r.
@@ -348,7 +361,11 @@ __global__ void __launch_bounds__(kSliceBlocks * kSliceGroups, 2)
             if (b < nb) {
                 for (int r = g; r < R && st * R + r < n_rows; r += kSliceGroups) {
                     const float hj = win_h[st * R + r];
-                    if (hj != 0.0f) add_block_scaled<T>(src, r * seg_bytes + b * BB, hj, acc);
+                    if (hj == 0.0f) continue;
+                    if constexpr (S::kQuant)
+                        add_block_scaled<T>(src, r * seg_bytes + b * BB, hj, acc);
+                    else
+                        add_unit<T>(src, r * seg_bytes + b * BB, hj, acc);
                 }
             }
             __syncthreads();  // everyone is done with this buffer before it is refilled
@@ -359,13 +376,13 @@ __global__ void __launch_bounds__(kSliceBlocks * kSliceGroups, 2)
     float* sums = reinterpret_cast<float*>(smem);  // [group - 1][e][b]
     if (g > 0) {
 #pragma unroll
-        for (int e = 0; e < 32; e++) sums[((g - 1) * 32 + e) * kSliceBlocks + b] = acc[e];
+        for (int e = 0; e < 32; e++) sums[((g - 1) * 32 + e) * kUnits + b] = acc[e];
     }
     __syncthreads();
     if (g == 0 && b < nb) {
         for (int q = 0; q < kSliceGroups - 1; q++)
 #pragma unroll
-            for (int e = 0; e < 32; e++) acc[e] += sums[(q * 32 + e) * kSliceBlocks + b];
+            for (int e = 0; e < 32; e++) acc[e] += sums[(q * 32 + e) * kUnits + b];
         float4* out = reinterpret_cast<float4*>(part + (int64_t)blockIdx.y * dim + (int64_t)(first + b) * 32);
 #pragma unroll
         for (int e = 0; e < 8; e++) out[e] = make_float4(acc[4 * e], acc[4 * e + 1], acc[4 * e + 2], acc[4 * e + 3]);
@@ -418,31 +435,28 @@ void launch_down(const void* w, const float* h, const int32_t* active, const int
                    y, dim, kPartials);
 }
 
-// Q8_0/Q4_0 rows that can be tiled take the column slices (about two blocks per SM, at most kMaxSliceParts parts of
-// the list: the parts depend on the device and the row length, not on k, so a device gives the same bits on every
-// run); others the per-unit kernel.
+// Rows of 32-element units, 16-byte aligned and a multiple of 16 bytes long, take the column slices (about two
+// blocks per SM, at most kMaxSliceParts parts of the list: the parts depend on the device and the row length, not on
+// k, so a device gives the same bits on every run); others the per-unit kernel.
 template <DType T>
-void down_quant(const void* w, const float* h, const int32_t* active, const int32_t* k, float* y, int64_t dim,
-                float* scratch, cudaStream_t stream) {
+void down_rows(const void* w, const float* h, const int32_t* active, const int32_t* k, float* y, int64_t dim,
+               float* scratch, cudaStream_t stream) {
+    using S = SliceShape<T>;
     const size_t rb = dtype_row_bytes(T, dim);
-    if (!quant_rows_tileable(w, rb) || !aligned16(scratch))
-        return launch_down<T, kUnit>(w, h, active, k, y, dim, scratch, stream);
-    const int64_t n_slices = (dim / QK8_0 + kSliceBlocks - 1) / kSliceBlocks;
-    const int64_t parts = std::clamp<int64_t>((2 * device_sm_count() + n_slices - 1) / n_slices, 1, kMaxSliceParts);
-    launch_chained(down_slices_quant_kernel<T>, dim3((unsigned)n_slices, (unsigned)parts),
-                   dim3(kSliceBlocks, kSliceGroups), slice_smem_bytes<T>(), stream, static_cast<const uint8_t*>(w), h,
-                   active, k, scratch, dim, rb);
-    launch_chained(down_reduce_kernel, dim3((unsigned)((dim + 31) / 32)), dim3(32 * kReduceWarps), 0, stream, scratch,
-                   y, dim, (int)parts);
-}
-
-template <DType T>
-void down_float(const void* w, const float* h, const int32_t* active, const int32_t* k, float* y, int64_t dim,
-                float* scratch, cudaStream_t stream) {
-    if (dim % kUnit == 0 && aligned16(w))
+    if (dim % 32 == 0 && quant_rows_tileable(w, rb) && aligned16(scratch)) {
+        const int64_t n_slices = (dim / 32 + S::kUnits - 1) / S::kUnits;
+        const int64_t parts = std::clamp<int64_t>((2 * device_sm_count() + n_slices - 1) / n_slices, 1, kMaxSliceParts);
+        launch_chained(down_slices_kernel<T>, dim3((unsigned)n_slices, (unsigned)parts), dim3(S::kUnits, kSliceGroups),
+                       S::kSmemBytes, stream, static_cast<const uint8_t*>(w), h, active, k, scratch, dim, rb);
+        launch_chained(down_reduce_kernel, dim3((unsigned)((dim + 31) / 32)), dim3(32 * kReduceWarps), 0, stream,
+                       scratch, y, dim, (int)parts);
+    } else if constexpr (S::kQuant) {
         launch_down<T, kUnit>(w, h, active, k, y, dim, scratch, stream);
-    else
+    } else if (dim % kUnit == 0 && aligned16(w)) {
+        launch_down<T, kUnit>(w, h, active, k, y, dim, scratch, stream);
+    } else {
         launch_down<T, 1>(w, h, active, k, y, dim, scratch, stream);
+    }
 }
 
 }  // namespace
@@ -474,15 +488,15 @@ void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* 
     check_dim("gpu::sparse_down", wt, dim);
     switch (wt) {
         case DType::DTYPE_F32:
-            return down_float<DType::DTYPE_F32>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_rows<DType::DTYPE_F32>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_F16:
-            return down_float<DType::DTYPE_F16>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_rows<DType::DTYPE_F16>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_BF16:
-            return down_float<DType::DTYPE_BF16>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_rows<DType::DTYPE_BF16>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_Q8_0:
-            return down_quant<DType::DTYPE_Q8_0>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_rows<DType::DTYPE_Q8_0>(w_down_t, h, active, k, y, dim, scratch, stream);
         case DType::DTYPE_Q4_0:
-            return down_quant<DType::DTYPE_Q4_0>(w_down_t, h, active, k, y, dim, scratch, stream);
+            return down_rows<DType::DTYPE_Q4_0>(w_down_t, h, active, k, y, dim, scratch, stream);
     }
     throw Error("gpu::sparse_down: weight type " + std::to_string((uint32_t)wt) + " is not supported");
 }

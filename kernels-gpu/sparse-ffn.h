@@ -24,9 +24,9 @@ size_t sparse_down_scratch_floats(int64_t dim);
 // y (dim) = sum_j h[j] * row active[j] of w_down_t (n_ff, dim) of type wt, for j < *k; y is overwritten (zeros for
 // *k == 0). Rows with h[j] == 0 are not read. Blocks cover (a slice of y, a fixed part of the list); each adds its
 // part's rows and writes the partial slice into `scratch`, and a second kernel adds the partials in a fixed order: no
-// atomics, so the result is the same on every run. Q8_0/Q4_0 rows whose length in bytes is a multiple of 16 go
-// through shared memory a slice of 64 quant blocks at a time, one block of it per thread; other rows are read by the
-// threads directly, 8 elements each.
+// atomics, so the result is the same on every run. Rows of 32-element units (dim % 32 == 0) whose length in bytes is
+// a multiple of 16 go through shared memory a slice at a time (64 quant blocks, or 1024 F32/F16/BF16 elements), a
+// unit of it per thread; other rows are read by the threads directly, 8 elements (or 1) each.
 void sparse_down(DType wt, const void* w_down_t, const float* h, const int32_t* active, const int32_t* k, float* y,
                  int64_t dim, float* scratch, cudaStream_t stream);
 

@@ -115,10 +115,11 @@ TEST_F(Gpu, SparseGateUpMatchesCpuEveryType) {
 }
 
 // y = sum_j h_j row_{a_j}, against sparse_down_ref (double): |error| <= 1e-5 * sum_j |h_j w_jc|. Some h_j are 0
-// (ReLU zeros), whose rows are skipped as on the CPU. Q8_0/Q4_0 rows of 256, 2048, 4096 and 5120 take the column
-// slices: fewer neurons than parts of the list (most parts empty), many pipeline stages a part, parts longer than
-// the 512 rows staged at a time (36000 neurons), repeated neurons, and a short last slice (5120 = 64 + 64 + 32
-// blocks); the others the per-unit kernel.
+// (ReLU zeros), whose rows are skipped as on the CPU. Rows of 32-element units that are a multiple of 16 bytes long
+// take the column slices: fewer neurons than parts of the list (most parts empty), many pipeline stages a part, parts
+// longer than the 512 rows staged at a time (36000 neurons), repeated neurons, and short last slices (Q8_0/Q4_0 5120 =
+// 64 + 64 + 32 blocks; F32/F16/BF16 2080 = 32 + 32 + 1 units). The others take the per-unit kernel: Q8_0/Q4_0 rows
+// of 2 or 3 blocks or 2080 elements, F32/F16/BF16 rows of 40 (units of 8) and of 100 or 1 (single elements).
 TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
     for (DType t : kAllTypes) {
         const bool quant = dtype_block_elems(t) > 1;
@@ -127,7 +128,7 @@ TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
                                          {32, 5, 5, false},          {256, 3000, 5, false},
                                          {2048, 6000, 4000, false},  {5120, 3000, 2500, true},
                                          {256, 50, 0, false},        {256, 40000, 36000, false}};
-        if (!quant) cases.insert(cases.end(), {{100, 77, 50, true}, {1, 10, 10, false}});
+        if (!quant) cases.insert(cases.end(), {{100, 77, 50, true}, {1, 10, 10, false}, {40, 60, 30, true}});
         for (const GateUpCase c : cases) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " dim=" + std::to_string(c.dim) +
                          " n_ff=" + std::to_string(c.n_ff) + " k=" + std::to_string(c.k));
@@ -158,9 +159,9 @@ TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
 
 // The same inputs give the same bits on every run (no atomics in sparse_down), through both kernels.
 TEST_F(Gpu, SparseDownIsDeterministic) {
-    const int64_t dim = 4096, n_ff = 11008;
-    for (DType t : {DType::DTYPE_F16, DType::DTYPE_Q4_0}) {
-        SCOPED_TRACE(dtype_name(t));
+    for (const auto& [t, dim] : {std::pair{DType::DTYPE_F16, 4096}, {DType::DTYPE_Q4_0, 4096}, {DType::DTYPE_F16, 4104}}) {
+        const int64_t n_ff = 11008;
+        SCOPED_TRACE(std::string(dtype_name(t)) + " dim=" + std::to_string(dim));
         const auto down_t = quantize_matrix(t, randn((size_t)n_ff * dim, 0.1f, 84), n_ff, dim);
         const auto active = make_active(n_ff, 2000, false, 85);
         DeviceMem dw(down_t), dh(randn(active.size(), 1.0f, 86)), dy(dim * sizeof(float));
