@@ -139,12 +139,15 @@ bool llama_sparse_ffn_batch(const ModelInfo& info, const LlamaModel& m, int l, L
 // 15 % (3.6 MiB), and a 70B hybrid's cold share (about 1.5 MiB a layer) ran 3-6 % slower with it.
 constexpr int64_t kOnePassMinQuantGateBytes = 3 << 20;
 
+bool llama_sparse_rows_one_pass(DType t, int64_t dim, int64_t k, int n_threads) {
+    const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
+    const bool enough_rows = k * (int64_t)dtype_row_bytes(t, dim) >= kOnePassMinQuantGateBytes;
+    return n_threads >= 8 && (float_rows || enough_rows);
+}
+
 void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
                        int k, float* h, float* y, LlamaState& st, ThreadPool& pool) {
-    const DType t = gw.wt;
-    const bool float_rows = t == DType::DTYPE_F32 || t == DType::DTYPE_F16 || t == DType::DTYPE_BF16;
-    const bool enough_rows = (int64_t)k * (int64_t)dtype_row_bytes(t, gw.dim) >= kOnePassMinQuantGateBytes;
-    const bool one_pass = pool.size() >= 8 && (float_rows || enough_rows);
+    const bool one_pass = llama_sparse_rows_one_pass(gw.wt, gw.dim, k, pool.size());
     const size_t scratch = one_pass ? sparse_ffn_scratch_floats(k, gw.dim) : sparse_down_scratch_floats(k, gw.dim);
     if (st.ffn_scratch.size() < scratch)
         throw Error("sparse FFN: scratch for " + std::to_string(k) + " neurons not sized");

@@ -48,6 +48,8 @@ SparseGateUpWeights llama_gate_up_weights(const ModelInfo& info, const LlamaLaye
 // Uses st.ffn_scratch.
 void llama_sparse_rows(const LlamaSparseFfn& S, const SparseGateUpWeights& gw, const void* xq, const int32_t* active,
                        int k, float* h, float* y, LlamaState& st, ThreadPool& pool);
+// Whether llama_sparse_rows takes the one pass for k listed rows of type t and dim elements on n_threads threads.
+bool llama_sparse_rows_one_pass(DType t, int64_t dim, int64_t k, int n_threads);
 
 // One token: x_out (dim) = sparse FFN of st.xn's first row through layer l's predictor and sparse operators.
 // Counts neurons and bytes read in st.sparse_stats. When st.ffn_observer is set it sees h scattered to n_ff.
