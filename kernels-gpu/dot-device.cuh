@@ -120,9 +120,17 @@ __device__ __forceinline__ int nibbles_minus_8(unsigned v) {
     return (int)(((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u);
 }
 
-// The integer dot product of one Q8_0/Q4_0 block's quants with 32 int8 activations (16-byte aligned), the quants
-// read as 32-bit words from shared memory: they start at byte 4 * p + sh / 8 of the words at p (sh 0 or 16), so each
-// quant word is a funnel shift of two loaded words.
+// A Q8_0/Q4_0 block's quants as 32-bit words from shared memory: they start at byte 4 * p + sh / 8 of the words at p
+// (sh 0 or 16), so quant word i of the N + 1 words loaded here is __funnelshift_r(w[i], w[i + 1], sh), for N = 8 (Q8_0)
+// or 4 (Q4_0).
+template <int N>
+__device__ __forceinline__ void load_quant_words(const uint32_t* p, uint32_t (&w)[N + 1]) {
+#pragma unroll
+    for (int i = 0; i <= N; i++) w[i] = p[i];
+}
+
+// The integer dot product of one Q8_0/Q4_0 block's quants (load_quant_words) with 32 int8 activations (16-byte
+// aligned).
 template <DType T>
 __device__ __forceinline__ int block_isum_words(const uint32_t* p, int sh, const int8_t* __restrict__ x) {
     const int4 xa = *reinterpret_cast<const int4*>(x), xb = *reinterpret_cast<const int4*>(x + 16);
@@ -130,14 +138,12 @@ __device__ __forceinline__ int block_isum_words(const uint32_t* p, int sh, const
     int s = 0;
     if constexpr (T == DType::DTYPE_Q8_0) {
         uint32_t w[9];
-#pragma unroll
-        for (int i = 0; i < 9; i++) w[i] = p[i];
+        load_quant_words<8>(p, w);
 #pragma unroll
         for (int i = 0; i < 8; i++) s = __dp4a((int)__funnelshift_r(w[i], w[i + 1], sh), xs[i], s);
     } else {
         uint32_t w[5];
-#pragma unroll
-        for (int i = 0; i < 5; i++) w[i] = p[i];
+        load_quant_words<4>(p, w);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const unsigned q = __funnelshift_r(w[i], w[i + 1], sh);
@@ -171,8 +177,7 @@ __device__ __forceinline__ int x_offset(const int (&xs)[8]) {
 // block_isum_words<Q8_0>'s sum (the same int) from the activations' words xs.
 __device__ __forceinline__ int q8_block_isum_regs(const uint32_t* p, int sh, const int (&xs)[8]) {
     uint32_t w[9];
-#pragma unroll
-    for (int i = 0; i < 9; i++) w[i] = p[i];
+    load_quant_words<8>(p, w);
     int s = 0;
 #pragma unroll
     for (int i = 0; i < 8; i++) s = __dp4a((int)__funnelshift_r(w[i], w[i + 1], sh), xs[i], s);
@@ -183,8 +188,7 @@ __device__ __forceinline__ int q8_block_isum_regs(const uint32_t* p, int sh, con
 __device__ __forceinline__ int q4_block_isum_offset(const uint32_t* p, int sh, const int (&xs)[8], int x_off) {
     // Elements 0..15 are the low nibbles of the 16 bytes, elements 16..31 their high nibbles.
     uint32_t w[5];
-#pragma unroll
-    for (int i = 0; i < 5; i++) w[i] = p[i];
+    load_quant_words<4>(p, w);
     int s = x_off;
 #pragma unroll
     for (int i = 0; i < 4; i++) {

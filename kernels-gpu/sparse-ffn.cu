@@ -254,8 +254,7 @@ __device__ __forceinline__ void add_block_scaled(const uint8_t* smem, int o, flo
     const int sh = (qo & 3) * 8;
     if constexpr (T == DType::DTYPE_Q8_0) {
         uint32_t w[9];
-#pragma unroll
-        for (int i = 0; i < 9; i++) w[i] = p[i];
+        load_quant_words<8>(p, w);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             const uint32_t q = __funnelshift_r(w[i], w[i + 1], sh) ^ 0x80808080u;  // signed byte + 128
@@ -264,8 +263,7 @@ __device__ __forceinline__ void add_block_scaled(const uint8_t* smem, int o, flo
         }
     } else {
         uint32_t w[5];
-#pragma unroll
-        for (int i = 0; i < 5; i++) w[i] = p[i];
+        load_quant_words<4>(p, w);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             // Elements 0..15 are the low nibbles of the 16 bytes, elements 16..31 their high nibbles.
