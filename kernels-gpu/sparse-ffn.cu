@@ -208,14 +208,14 @@ __global__ void __launch_bounds__(32 * kReduceWarps)
 }
 
 // ---- Down projection in column slices ----
-// Block (slice s, part p): the part's share of the list, [k p / P, k (p + 1) / P), through a kSliceStages-deep cp.async
-// pipeline of R rows a stage, each row's bytes of the slice (Units 32-element units: 64 quant blocks, 1152 bytes of
-// Q4_0 and 2176 of Q8_0; 32 units, 2048 bytes of F16) copied 16 bytes at a time. Thread (u, g) owns unit u of the
-// slice, so it keeps that unit's 32 sums in registers for every row its group g takes (rows g, g + kSliceGroups, ...
-// of each stage); the groups' sums are then added in group order, and part[p] gets the slice. The per-thread loads of
-// down_partial_kernel (8 elements a thread; 2 bytes at a time of a quant block) kept it at 15 % of peak
-// (ember-gpu-bench, 70B shape, Q4_0, H200); this kernel reaches 25 % there, bound by its arithmetic (ncu: SM pipes
-// 52 % busy, DRAM 20 %, 14 warps an SM).
+// Block (slice s, part p): the part's share of the list, [k p / P, k (p + 1) / P), through a kSliceStages-deep
+// cp.async pipeline of R rows a stage, each row's bytes of the slice (SliceShape's units of 32 elements: 64 quant
+// blocks, 1152 bytes of Q4_0 and 2176 of Q8_0; 32 units, 2048 bytes of F16) copied 16 bytes at a time. Thread (u, g)
+// owns unit u of the slice, so it keeps that unit's 32 sums in registers for every row its group g takes (rows g,
+// g + kSliceGroups, ... of each stage); the groups' sums are then added in group order, and part[p] gets the slice.
+// The per-thread loads of down_partial_kernel (8 elements a thread; 2 bytes at a time of a quant block) kept it at
+// 15 % of peak (ember-gpu-bench, 70B shape, Q4_0, H200); this kernel reaches 25 % there, bound by its arithmetic
+// (ncu: SM pipes 52 % busy, DRAM 20 %, 14 warps an SM).
 constexpr int kSliceGroups = 4;     // groups of threads taking alternate rows of a stage
 constexpr int kSliceStages = 4;     // pipeline depth: three stages' copies in flight while one is summed
 constexpr int kMaxSliceParts = 64;  // parts of the list at most: sparse_down_scratch_floats holds their slices

@@ -159,7 +159,9 @@ TEST_F(Gpu, SparseDownMatchesCpuEveryType) {
 
 // The same inputs give the same bits on every run (no atomics in sparse_down), through both kernels.
 TEST_F(Gpu, SparseDownIsDeterministic) {
-    for (const auto& [t, dim] : {std::pair{DType::DTYPE_F16, 4096}, {DType::DTYPE_Q4_0, 4096}, {DType::DTYPE_F16, 4104}}) {
+    const std::pair<DType, int64_t> cases[] = {
+        {DType::DTYPE_F16, 4096}, {DType::DTYPE_Q4_0, 4096}, {DType::DTYPE_F16, 4104}};
+    for (const auto& [t, dim] : cases) {
         const int64_t n_ff = 11008;
         SCOPED_TRACE(std::string(dtype_name(t)) + " dim=" + std::to_string(dim));
         const auto down_t = quantize_matrix(t, randn((size_t)n_ff * dim, 0.1f, 84), n_ff, dim);
