@@ -72,12 +72,14 @@ inline void app_check_placement(const ArgParser& args, const ModelParams& mp) {
 // -ctk / -ctv (llama.cpp's --cache-type-k / --cache-type-v): the KV cache's element types, read into names and
 // applied by app_apply_cache_types to a session's parameters and to the model's (whose GPU placement reserves VRAM
 // for that cache).
+// The apps' default is llama.cpp's: F16 keys and values, half the cache's memory (and VRAM on a GPU placement) and
+// half what attention reads per token. The library's own default (SessionParams, ModelParams) stays F32.
 struct CacheTypeArgs {
-    std::string k = "f32", v = "f32";
+    std::string k = "f16", v = "f16";
 };
 inline void app_add_cache_type_args(ArgParser& args, CacheTypeArgs& c) {
     args.add_choice({"-ctk", "--cache-type-k"}, &c.k, {"f32", "f16"},
-                    "KV cache type of the keys (f16: half the cache, its VRAM and its reads)");
+                    "KV cache type of the keys (f32: twice the cache, its VRAM and its reads)");
     args.add_choice({"-ctv", "--cache-type-v"}, &c.v, {"f32", "f16"}, "KV cache type of the values (as -ctk)");
 }
 inline void app_apply_cache_types(const CacheTypeArgs& c, SessionParams& sp) {

@@ -58,25 +58,31 @@ TEST(AppsCli, GreedyMatchesLlamaCppReference) {
     for (const auto& c : ref["cases"]) {
         const std::string prompt = c["prompt"];
         const std::string expected = prompt + c["greedy_text"].get<std::string>();
-        const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "64", "--temp", "0"});
+        const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "64", "--temp", "0", "-ctk",
+                                                        "f32", "-ctv", "f32"});
         ASSERT_EQ(r.rc, 0) << r.err;
         EXPECT_EQ(r.out, expected) << "prompt: " << prompt;
     }
 }
 
-// -ctk / -ctv f16: the greedy text of the F32 cache (llama.cpp's reference) with the keys and values in F16; other
-// types are refused naming the flag.
-TEST(AppsCli, F16KvCacheKeepsTheGreedyText) {
+// The KV cache is F16 unless -ctk / -ctv say otherwise (llama.cpp's default), and keeps the greedy text of the F32
+// cache (llama.cpp's reference); other types are refused naming the flag.
+TEST(AppsCli, KvCacheIsF16ByDefaultAndKeepsTheGreedyText) {
     const nlohmann::json ref = nlohmann::json::parse(slurp(kReference));
     const auto& c = ref["cases"][0];
     const std::string prompt = c["prompt"];
-    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0", "-ctk",
-                                                    "f16", "-ctv", "f16"});
+    const RunResult r = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0"});
     ASSERT_EQ(r.rc, 0) << r.err;
-    const RunResult r32 = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0"});
+    EXPECT_TRUE(contains(r.err, "kv cache = f16 / f16")) << r.err;
+    const RunResult r32 = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "32", "--temp", "0", "-ctk",
+                                                      "f32", "-ctv", "f32"});
     ASSERT_EQ(r32.rc, 0) << r32.err;
+    EXPECT_TRUE(contains(r32.err, "kv cache = f32 / f32")) << r32.err;
     EXPECT_EQ(r.out, r32.out);
     EXPECT_EQ(r.out.rfind(prompt, 0), 0u) << r.out;
+    const RunResult mixed = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", prompt, "-n", "4", "-ctv", "f32"});
+    ASSERT_EQ(mixed.rc, 0) << mixed.err;
+    EXPECT_TRUE(contains(mixed.err, "kv cache = f16 / f32")) << mixed.err;
     const RunResult bad = run_process(EMBER_CLI_BIN, {"-m", kModel, "-p", "Hi", "-ctv", "q4_0"});
     EXPECT_EQ(bad.rc, 1);
     EXPECT_TRUE(contains(bad.err, "-ctv: invalid value 'q4_0'")) << bad.err;

@@ -32,11 +32,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-// One server for the tests that need nothing special: 2 slots of 1024 tokens, metrics on.
+// One server for the tests that need nothing special: 2 slots of 1024 tokens, metrics on, and an F32 KV cache like
+// the one llama.cpp's reference ran with.
 class ServerE2E : public testing::Test {
 protected:
     static void SetUpTestSuite() {
-        server_ = new ServerProcess({"-m", kModel, "-np", "2", "-c", "2048", "-t", "1", "--metrics"});
+        server_ = new ServerProcess(
+            {"-m", kModel, "-np", "2", "-c", "2048", "-t", "1", "--metrics", "-ctk", "f32", "-ctv", "f32"});
         const json ref = json::parse(slurp(kReference));
         prompt_ = new std::string(ref["cases"][0]["prompt"].get<std::string>());
         greedy_ = new std::string(ref["cases"][0]["greedy_text"].get<std::string>());

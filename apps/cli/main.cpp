@@ -95,7 +95,7 @@ bool parse_args(int argc, char** argv, CliParams& p) {
     return true;
 }
 
-void log_sampler(const Sampler& s, const Session& session, int n_predict) {
+void log_sampler(const Sampler& s, const Session& session, const SessionParams& sp_session, int n_predict) {
     const SamplerParams& sp = s.params();
     std::fprintf(stderr, "sampler seed: %llu\n", (unsigned long long)s.seed());
     std::fprintf(stderr,
@@ -104,8 +104,9 @@ void log_sampler(const Sampler& s, const Session& session, int n_predict) {
                  sp.repeat_last_n, sp.repeat_penalty, sp.top_k, sp.top_p, sp.min_p, sp.temp);
     std::fprintf(stderr, "sampler chain: %s\n",
                  sp.temp <= 0 ? "penalties -> greedy" : "penalties -> top-k -> top-p -> min-p -> temp -> dist");
-    std::fprintf(stderr, "generate: n_ctx = %d, n_predict = %d, n_threads = %d\n\n", session.n_ctx(), n_predict,
-                 session.n_threads());
+    std::fprintf(stderr, "generate: n_ctx = %d, n_predict = %d, n_threads = %d, kv cache = %s / %s\n\n",
+                 session.n_ctx(), n_predict, session.n_threads(), kv_type_name(sp_session.cache_type_k),
+                 kv_type_name(sp_session.cache_type_v));
 }
 
 int run(int argc, char** argv) {
@@ -118,7 +119,7 @@ int run(int argc, char** argv) {
     Session session(*model, p.session);
     if (p.sampler.repeat_last_n == -1) p.sampler.repeat_last_n = session.n_ctx();
     Sampler sampler(p.sampler, model->info().n_vocab);
-    log_sampler(sampler, session, p.generate.n_predict);
+    log_sampler(sampler, session, p.session, p.generate.n_predict);
     Generator gen(*model, session, sampler);
     GenerateTimings total;
 
