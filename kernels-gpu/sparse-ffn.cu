@@ -21,7 +21,8 @@ constexpr int kRowGroups = 4;               // down: subsets one block adds up i
 constexpr int kPartials = kSplits / kRowGroups;  // down: partial ys left for down_reduce_kernel
 
 // One warp per active neuron: h[j] = act(gate row . x) * (up row . x), the up row skipped where a ReLU gate is not
-// positive. Rows of any type through row_dot_partial (Q8_0/Q4_0 rows that can be tiled take gate_up_quant_kernel).
+// positive. Rows of any type through row_dot_partial: F32 rows, and the others where gate_up_tiles_kernel cannot take
+// them (rows not 16-byte aligned or not a multiple of 16 bytes long).
 template <DType T, int U>
 __global__ void __launch_bounds__(kThreads)
     gate_up_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
@@ -46,76 +47,138 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// The same for Q8_0/Q4_0 rows that can be tiled, through the cp.async pipeline (QuantStages): each warp streams its
-// neurons' gate rows, then up rows, a tile at a time through two shared-memory stages, the next tile's copy in flight
-// while one is summed. After a gate row the first tile of its up row is already on its way; where a ReLU gate turns
-// out not positive, that copy is dropped and the next neuron's gate row is fetched instead.
-template <DType T, int TB>
+// ---- Gate/up rows through a cp.async pipeline ----
+// Q8_0/Q4_0 rows that can be tiled (quant_rows_tileable) and 16-byte aligned F16/BF16 rows stream through shared
+// memory a tile at a time, NS tiles per warp: NS - 1 tiles' copies are in flight while the warp sums one. The warp's
+// tiles follow its neurons' rows in order, gate row then up row; the up row's first tiles are fetched before the
+// gate's sum is known, as if the neuron fired. Where a ReLU gate turns out not positive, those copies are waited for
+// and dropped, and the pipeline restarts at the next neuron's gate row.
+constexpr int kFloatTileVecs = 128;  // F16/BF16 tiles: 128 16-byte units of 8 elements (2 KiB), 4 a lane
+
+// Two stages: deeper pipelines took more shared memory and registers, hence fewer warps an SM, and lost
+// (ember-gpu-bench --only sparse --active 0.15, H200, 70B / 7B shapes, us, for 2, 3 and 4 stages: F16 57.4 / 14.7,
+// 68.5 / 14.8, 69.1 / 17.1; Q8_0 30.5 / 9.4, 33.9 / 9.6, 27.9 / 10.7; Q4_0 26.0 / 7.9, 26.3 / 8.1, 28.2 / 8.1).
+constexpr int kGateUpStages = 2;
+
+template <DType T>
+struct GateUpTile {
+    static constexpr bool kQuant = dtype_is_quant(T);
+    using Q = QuantStages<T, kQuantStageBlocks>;
+    static constexpr int kVecs = kQuant ? Q::kVecs : kFloatTileVecs;  // a stage's 16-byte vectors
+    static constexpr int kElems = kQuant ? kQuantStageBlocks * QK8_0 : kFloatTileVecs * kUnit;
+    static constexpr int kBytes = kQuant ? kQuantStageBlocks * Q::kBlockBytes : kFloatTileVecs * 16;
+};
+
+// Tile t (n_vecs vectors) of a float row, summed into acc: lane l takes units l, l + 32, ... of the tile, so it adds
+// the same units of the row in the same order as row_dot_partial<T, kUnit, 32>.
+template <DType T>
+__device__ __forceinline__ void tile_dot_float(const uint4* tile, int n_vecs, int64_t e0, const float* __restrict__ x,
+                                               int lane, float& acc) {
+#pragma unroll
+    for (int m = 0; m < kFloatTileVecs / 32; m++) {
+        const int v = lane + 32 * m;
+        if (v < n_vecs) {
+            float w[kUnit];
+            load_elems<T, kUnit>(reinterpret_cast<const uint8_t*>(tile), (int64_t)v * kUnit, w);
+            const float4* xp = reinterpret_cast<const float4*>(x + e0 + (int64_t)v * kUnit);
+            const float4 a = xp[0], b = xp[1];
+            acc += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w;
+            acc += w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+        }
+    }
+}
+
+template <DType T, int NS>
 __global__ void __launch_bounds__(kThreads)
-    gate_up_quant_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
+    gate_up_tiles_kernel(const uint8_t* __restrict__ gate, const uint8_t* __restrict__ up, const void* __restrict__ xq,
                          const int32_t* __restrict__ active, const int32_t* __restrict__ k_dev, float* __restrict__ h,
                          int64_t dim, size_t row_bytes, SparseAct act) {
     wait_for_previous_kernel();
     release_next_kernel();
-    using S = QuantStages<T, TB>;
-    __shared__ uint4 stages[kWarps][2][S::kVecs];
+    using Tl = GateUpTile<T>;
+    __shared__ uint4 stages[kWarps][NS][Tl::kVecs];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int k = *k_dev;
-    const int8_t* xqs = static_cast<const int8_t*>(xq);
-    const float* xd = reinterpret_cast<const float*>(xqs + dim);
-    const int64_t n_blocks = dim / QK8_0;
-    const int n_tiles = (int)((n_blocks + TB - 1) / TB);
-    const int64_t stride = (int64_t)gridDim.x * kWarps;
-    auto tile_blocks = [&](int t) { return (int)min((int64_t)TB, n_blocks - (int64_t)t * TB); };
-    // Tile t of neuron j's gate (part 0) or up (part 1) row into stage s; commits a group either way.
-    auto issue = [&](int64_t j, int part, int t, int s) {
-        if (j < k) {
-            const uint8_t* src = (part == 0 ? gate : up) + (size_t)active[j] * row_bytes + (size_t)t * TB * S::kBlockBytes;
-            stage_blocks_async<T, TB>(stages[warp][s], src, tile_blocks(t), lane);
+    const int n_tiles = (int)((dim + Tl::kElems - 1) / Tl::kElems);
+    const int stride = (int)gridDim.x * kWarps;
+    struct Cursor {
+        int j;     // the neuron's place in the list
+        int part;  // 0: its gate row, 1: its up row
+        int t;     // the tile of that row
+    };
+    auto advance = [&](Cursor& c) {
+        if (++c.t < n_tiles) return;
+        c.t = 0;
+        if (c.part == 0) {
+            c.part = 1;
+        } else {
+            c.part = 0;
+            c.j += stride;
+        }
+    };
+    // The copy of tile c into stage s; commits a group either way, so that every stage is one group.
+    auto issue = [&](const Cursor& c, int s) {
+        if (c.j < k) {
+            const size_t at = (size_t)c.t * Tl::kBytes;
+            const uint8_t* src = (c.part == 0 ? gate : up) + (size_t)active[c.j] * row_bytes + at;
+            const int n_vecs = (int)(min((size_t)Tl::kBytes, row_bytes - at) / 16);
+            for (int i = lane; i < n_vecs; i += 32) cp_async16(&stages[warp][s][i], src + 16 * i);
         }
         cp_async_commit();
     };
-    int64_t j = (int64_t)blockIdx.x * kWarps + warp;
-    int part = 0, t = 0, s = 0;
-    float acc = 0.0f, g = 0.0f;
-    issue(j, 0, 0, 0);
-    while (j < k) {  // uniform per warp
-        // The next tile, taking the up row as needed.
-        int64_t jn = j;
-        int pn = part, tn = t + 1;
-        if (tn == n_tiles) {
-            tn = 0;
-            if (part == 0)
-                pn = 1;
-            else
-                pn = 0, jn = j + stride;
+    Cursor c{(int)blockIdx.x * kWarps + warp, 0, 0};  // the tile summed next, in stage sc
+    Cursor in = c;                                    // the tile copied next, into stage si
+    int sc = 0, si = 0;
+    auto fill = [&]() {  // the first NS - 1 tiles from c on
+        in = c;
+        si = sc;
+        for (int i = 0; i < NS - 1; i++) {
+            issue(in, si);
+            advance(in);
+            si = (si + 1) % NS;
         }
-        issue(jn, pn, tn, s ^ 1);
-        cp_async_wait<1>();  // this tile's group has landed
+    };
+    fill();
+    float acc = 0.0f, g = 0.0f;
+    while (c.j < k) {  // uniform per warp
+        issue(in, si);
+        advance(in);
+        si = (si + 1) % NS;
+        cp_async_wait<NS - 1>();  // the oldest group, tile c's, has landed
         __syncwarp();
-        acc += tile_dot_quant<T, TB>(stages[warp][s], tile_blocks(t), (int64_t)t * TB, xqs, xd, lane);
-        __syncwarp();  // every lane is done with stage s before it is refilled
-        s ^= 1;
-        if (++t < n_tiles) continue;
+        if constexpr (Tl::kQuant) {
+            const int64_t n_blocks = dim / QK8_0, b0 = (int64_t)c.t * kQuantStageBlocks;
+            const int nb = (int)min((int64_t)kQuantStageBlocks, n_blocks - b0);
+            const int8_t* xqs = static_cast<const int8_t*>(xq);
+            acc += tile_dot_quant<T, kQuantStageBlocks>(stages[warp][sc], nb, b0, xqs,
+                                                        reinterpret_cast<const float*>(xqs + dim), lane);
+        } else {
+            const int64_t e0 = (int64_t)c.t * Tl::kElems;
+            tile_dot_float<T>(stages[warp][sc], (int)(min((int64_t)Tl::kElems, dim - e0) / kUnit), e0,
+                              static_cast<const float*>(xq), lane, acc);
+        }
+        __syncwarp();  // every lane is done with stage sc before it is refilled
+        sc = (sc + 1) % NS;
+        if (++c.t < n_tiles) continue;
         const float sum = warp_sum(acc);  // the same in every lane: the warp takes the branches together
         acc = 0.0f;
-        t = 0;
-        if (part == 0) {
+        c.t = 0;
+        if (c.part == 0) {
             g = sum;
             if (act != SparseAct::SPARSE_ACT_RELU || g > 0.0f) {
-                part = 1;  // its first tile is in stage s
+                c.part = 1;  // its first tiles are on their way
                 continue;
             }
-            if (lane == 0) h[j] = 0.0f;
-            j += stride;
-            cp_async_wait<0>();  // the up tile no one needs has landed in stage s: refill it with the next gate
+            if (lane == 0) h[c.j] = 0.0f;
+            c.j += stride;
+            cp_async_wait<0>();  // the up tiles no one needs have landed: drop them
             __syncwarp();
-            issue(j, 0, 0, s);
+            fill();
         } else {
             const float out = act == SparseAct::SPARSE_ACT_RELU ? g * sum : g / (1.0f + expf(-g)) * sum;
-            if (lane == 0) h[j] = out;
-            part = 0;
-            j += stride;  // its first gate tile is in stage s
+            if (lane == 0) h[c.j] = out;
+            c.part = 0;
+            c.j += stride;  // its first gate tiles are on their way
         }
     }
     cp_async_wait<0>();
@@ -402,9 +465,12 @@ void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     const size_t rb = dtype_row_bytes(T, w.dim);
     const auto* gate = static_cast<const uint8_t*>(w.w_gate);
     const auto* up = static_cast<const uint8_t*>(w.w_up);
-    if constexpr (dtype_is_quant(T)) {
-        if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb)) {
-            launch_chained(gate_up_quant_kernel<T, kQuantStageBlocks>, dim3((unsigned)blocks), dim3(kThreads), 0,
+    constexpr bool tiles = dtype_is_quant(T) || T == DType::DTYPE_F16 || T == DType::DTYPE_BF16;
+    if constexpr (tiles) {
+        // Float rows also need x 16-byte aligned (tile_dot_float's float4 loads); quant rows read Q8_0 x by blocks.
+        const bool x_ok = dtype_is_quant(T) || aligned16(xq);
+        if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb) && x_ok && w.dim % kUnit == 0) {
+            launch_chained(gate_up_tiles_kernel<T, kGateUpStages>, dim3((unsigned)blocks), dim3(kThreads), 0,
                            stream, gate, up, xq, active, k, h, w.dim, rb, w.act);
             return;
         }

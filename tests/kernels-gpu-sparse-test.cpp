@@ -61,7 +61,8 @@ TEST_F(Gpu, SparseGateUpMatchesCpuEveryType) {
         const bool quant = dtype_block_elems(t) > 1;
         // Q8_0/Q4_0 rows of 1024, 4096 and 16640 go through shared memory (a short tile; two tiles; 8 whole and a
         // short one); 9000 of 12000 neurons are more than the 4096 warps launched, so that warps take several
-        // neurons in turn (the ReLU half whose gates are not positive drop the up tile already on its way).
+        // neurons in turn (the ReLU half whose gates are not positive drop the up tiles already on their way; rows of
+        // one tile also the next gate tiles). F16/BF16 rows of 64 to 16640 take 2 KiB tiles, the last one short.
         std::vector<GateUpCase> cases = {{64, 100, 0, false},         {96, 300, 31, false},   {4096, 1000, 333, true},
                                          {1024, 11008, 1100, false}, {16640, 200, 150, true}, {256, 12000, 9000, true}};
         if (!quant) cases.push_back({100, 77, 50, true});  // rows of 100: the per-element path
