@@ -129,38 +129,18 @@ inline int hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-struct Q8W {
-    using Block = block_q8_0;
-    static constexpr bool kNibbles = false;
-    static __m256i load1(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
-    static __m512i load2(const Block* b) { return pair(load1(b[0]), load1(b[1])); }
-    static __m512i dot(__m512i w, __m512i x) { return dot_i8(w, x); }
-    static int isum1(__m256i w, __m256i x) {
-        const __m256i sx = _mm256_mask_sub_epi8(x, _mm256_movepi8_mask(w), _mm256_setzero_si256(), x);
-        return hsum_i32(dot_u8(_mm256_abs_epi8(w), sx));
-    }
-};
-// Q4_0 weights stay unsigned nibbles q in [0, 15]: sum (q - 8) x = sum q x - 8 sum x, both exact integers,
-// with sum x computed once per activation block and shared by all rows.
-struct Q4W {
-    using Block = block_q4_0;
-    static constexpr bool kNibbles = true;
-    static __m256i load1(const Block& b) {  // 32 nibbles in element order: low nibbles, then high nibbles
-        const __m128i q = _mm_loadu_si128((const __m128i*)b.qs);
-        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
-    }
-    static __m512i load2(const Block* b) {
-        // 128-bit lanes [q0, q0, q1, q1], lanes 1 and 3 shifted to their high nibbles
-        const __m512i a = _mm512_castsi256_si512(_mm256_set_m128i(_mm_loadu_si128((const __m128i*)b[1].qs),
-                                                                  _mm_loadu_si128((const __m128i*)b[0].qs)));
-        const __m512i z = _mm512_shuffle_i64x2(a, a, _MM_SHUFFLE(1, 1, 0, 0));
-        return _mm512_and_si512(_mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00u, z, 4), _mm512_set1_epi8(15));
-    }
-    static __m512i dot(__m512i w, __m512i x) { return dot_u8(w, x); }
-    static int isum1(__m256i w, __m256i x) {
-        return hsum_i32(dot_u8(w, x)) - 8 * hsum_i32(dot_u8(_mm256_set1_epi8(1), x));
-    }
-};
+// The byte products of one unsigned-by-signed pair of vectors plus another, as 16 int32 sums: exact, since every
+// int16 partial of maddubs stays within 2 * 2 * 15 * 128 for the nibbles and ones that are summed this way.
+#if defined(EMBER_AVX512_VNNI)
+inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, x0), u1, x1);
+}
+#else
+inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
+    const __m512i p16 = _mm512_add_epi16(_mm512_maddubs_epi16(u0, x0), _mm512_maddubs_epi16(u1, x1));
+    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
+}
+#endif
 
 // m[j] holds blocks 2j (int32 0..7) and 2j+1 (int32 8..15): returns the 8 blocks' sums in block order.
 inline __m256i reduce8(const __m512i m[4]) {
@@ -172,6 +152,105 @@ inline __m256i reduce8(const __m512i m[4]) {
     const __m256i v = _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
     return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
+
+// a's 128-bit lane j holds block j, b's block 4 + j (4 int32 each): returns the 8 blocks' sums in block order.
+inline __m256i reduce4x2(__m512i a, __m512i b) {
+    const __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i u = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));  // per lane [A, B, A, B]
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, u));
+}
+
+// The 16-byte pieces at p[0], p[stride], p[2 * stride], p[3 * stride] as the four 128-bit lanes of one vector.
+inline __m512i lanes4(const void* at, size_t stride) {
+    const uint8_t* p = (const uint8_t*)at;
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)p));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(p + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(p + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(p + 3 * stride)), 3);
+}
+
+// Each weight type's work on 8 blocks: X, the activations' 8 Q8_0 blocks laid out for it (once per 8 blocks, shared
+// by all rows); W, the row's 8 blocks unpacked (once per row); isum8, the 8 blocks' exact integer dot products.
+struct Q8W {
+    using Block = block_q8_0;
+    static __m256i load1(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
+    static __m512i load2(const Block* b) { return pair(load1(b[0]), load1(b[1])); }
+    struct X {
+        __m512i v[4];  // blocks 2k and 2k + 1
+    };
+    struct W {
+        __m512i v[4];
+    };
+    static X prep(const block_q8_0* x) {
+        X r;
+        for (int k = 0; k < 4; k++) r.v[k] = load2(x + 2 * k);
+        return r;
+    }
+    static W unpack(const Block* b) {
+        W r;
+        for (int k = 0; k < 4; k++) r.v[k] = load2(b + 2 * k);
+        return r;
+    }
+    static __m256i isum8(const W& w, const X& x) {
+        __m512i m[4];
+        for (int k = 0; k < 4; k++) m[k] = dot_i8(w.v[k], x.v[k]);
+        return reduce8(m);
+    }
+    static int isum1(__m256i w, __m256i x) {
+        const __m256i sx = _mm256_mask_sub_epi8(x, _mm256_movepi8_mask(w), _mm256_setzero_si256(), x);
+        return hsum_i32(dot_u8(_mm256_abs_epi8(w), sx));
+    }
+};
+// Q4_0 weights stay unsigned nibbles q in [0, 15]: sum (q - 8) x = sum q x - 8 sum x, both exact integers,
+// with sum x computed once per activation block and shared by all rows. A block's 16 bytes hold elements 0-15 in
+// their low nibbles and 16-31 in their high ones, so the activations are split the same way (X.lo: elements 0-15 of
+// 4 blocks, one block per 128-bit lane; X.hi: elements 16-31) and the weight bytes need no reordering: 4 blocks'
+// bytes in one vector, masked for the low nibbles and shifted for the high ones.
+struct Q4W {
+    using Block = block_q4_0;
+    static __m256i load1(const Block& b) {  // 32 nibbles in element order: low nibbles, then high nibbles
+        const __m128i q = _mm_loadu_si128((const __m128i*)b.qs);
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+    }
+    struct X {
+        __m512i lo[2], hi[2];  // blocks 4k..4k+3
+        __m256i corr;          // 8 * sum x, per block
+    };
+    struct W {
+        __m512i lo[2], hi[2];
+    };
+    static X prep(const block_q8_0* x) {
+        X r;
+        for (int k = 0; k < 2; k++) {
+            r.lo[k] = lanes4(x[4 * k].qs, sizeof(block_q8_0));
+            r.hi[k] = lanes4(x[4 * k].qs + 16, sizeof(block_q8_0));
+        }
+        const __m512i ones = _mm512_set1_epi8(1);
+        r.corr = _mm256_slli_epi32(reduce4x2(dot_u8_2(ones, r.lo[0], ones, r.hi[0]),
+                                             dot_u8_2(ones, r.lo[1], ones, r.hi[1])),
+                                   3);
+        return r;
+    }
+    static W unpack(const Block* b) {
+        W r;
+        const __m512i m = _mm512_set1_epi8(15);
+        for (int k = 0; k < 2; k++) {
+            const __m512i q = lanes4(b[4 * k].qs, sizeof(Block));
+            r.lo[k] = _mm512_and_si512(q, m);
+            r.hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
+        }
+        return r;
+    }
+    static __m256i isum8(const W& w, const X& x) {
+        return _mm256_sub_epi32(reduce4x2(dot_u8_2(w.lo[0], x.lo[0], w.hi[0], x.hi[0]),
+                                          dot_u8_2(w.lo[1], x.lo[1], w.hi[1], x.hi[1])),
+                                x.corr);
+    }
+    static int isum1(__m256i w, __m256i x) {
+        return hsum_i32(dot_u8(w, x)) - 8 * hsum_i32(dot_u8(_mm256_set1_epi8(1), x));
+    }
+};
 
 // The 8 fp16 scales of 8 consecutive weight blocks, via word permutes of the blocks' bytes (8 scalar inserts
 // would cost more than the rest of the block's work).
@@ -205,20 +284,11 @@ void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         const __m256 dx = scales8(x + b);
-        __m512i xv[4];
-        for (int k = 0; k < 4; k++) xv[k] = pair(Q8W::load1(x[b + 2 * k]), Q8W::load1(x[b + 2 * k + 1]));
-        __m256i corr = _mm256_setzero_si256();  // 8 * sum x per block, for the Q4_0 nibble offset
-        if constexpr (Q::kNibbles) {
-            __m512i s[4];
-            for (int k = 0; k < 4; k++) s[k] = dot_u8(_mm512_set1_epi8(1), xv[k]);
-            corr = _mm256_slli_epi32(reduce8(s), 3);
-        }
+        const typename Q::X xv = Q::prep(x + b);
         for (int r = 0; r < R; r++) {
             const Block* wb = (const Block*)w.row(r) + b;
             for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + w.ahead(r));
-            __m512i m[4];
-            for (int k = 0; k < 4; k++) m[k] = Q::dot(Q::load2(wb + 2 * k), xv[k]);
-            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            const __m256i isum = Q::isum8(Q::unpack(wb), xv);
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(wscales8(wb), dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
             _mm256_store_ps(p, prod);
@@ -349,23 +419,12 @@ void row_quant_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys,
     for (; b + 8 <= nb; b += 8) {
         const Block* wb = (const Block*)w + b;
         for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
-        __m512i wv[4];
-        for (int k = 0; k < 4; k++) wv[k] = Q::load2(wb + 2 * k);
+        const typename Q::W wv = Q::unpack(wb);
         const __m256 dw = wscales8(wb);
         for (int t = 0; t < T; t++) {
             const block_q8_0* xt = x[t] + b;
             const __m256 dx = scales8(xt);
-            __m512i xv[4];
-            for (int k = 0; k < 4; k++) xv[k] = pair(Q8W::load1(xt[2 * k]), Q8W::load1(xt[2 * k + 1]));
-            __m256i corr = _mm256_setzero_si256();
-            if constexpr (Q::kNibbles) {
-                __m512i c[4];
-                for (int k = 0; k < 4; k++) c[k] = dot_u8(_mm512_set1_epi8(1), xv[k]);
-                corr = _mm256_slli_epi32(reduce8(c), 3);
-            }
-            __m512i m[4];
-            for (int k = 0; k < 4; k++) m[k] = Q::dot(wv[k], xv[k]);
-            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            const __m256i isum = Q::isum8(wv, Q::prep(xt));
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
             _mm256_store_ps(p[t], prod);
