@@ -14,6 +14,7 @@
 
 #include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/prefetch-isa.h"
+#include "kernels-cpu/sums-isa.h"
 
 namespace ember {
 
@@ -112,14 +113,54 @@ inline __m256i dot_u8(__m256i u, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
 }
 
+// u0 * x0 + u1 * x1 bytewise (unsigned by signed), as 8 int32 sums: exact, since every int16 partial stays within
+// 2 * 2 * 15 * 128 for the nibbles and ones summed this way.
+inline __m256i dot_u8_2(__m256i u0, __m256i x0, __m256i u1, __m256i x1) {
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(u0, x0), _mm256_maddubs_epi16(u1, x1));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// One vector holding the 8 blocks' integer sums, in block order.
+inline __m256i reduce8(const __m256i m[8]) {
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]), _mm256_hadd_epi32(m[6], m[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+// m[k]'s low 128-bit lane holds block 2k, its high lane block 2k + 1 (4 int32 each): the 8 blocks' sums in order.
+inline __m256i reduce4x2(const __m256i m[4]) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+    return _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));  // lanes: 0 2 4 6 | 1 3 5 7
+}
+
+// Each weight type's work on 8 blocks: X, the activations' 8 Q8_0 blocks laid out for it (once per 8 blocks, shared
+// by all rows); W, the row's 8 blocks unpacked (once per row); isum8, the 8 blocks' exact integer dot products.
+// load and dot: one block in element order, for the last blocks of a row.
 struct Q8W {
     using Block = block_q8_0;
     static constexpr bool kNibbles = false;
     static __m256i load(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
     static __m256i dot(__m256i w, __m256i x) { return dot_i8(w, x); }
+    struct X {
+        __m256i v[8];
+    };
+    using W = X;
+    static X prep(const block_q8_0* x) {
+        X r;
+        for (int k = 0; k < 8; k++) r.v[k] = load(x[k]);
+        return r;
+    }
+    static W unpack(const Block* b) { return prep(b); }
+    static __m256i isum8(const W& w, const X& x) {
+        __m256i m[8];
+        for (int k = 0; k < 8; k++) m[k] = dot_i8(w.v[k], x.v[k]);
+        return reduce8(m);
+    }
 };
 // Q4_0 weights stay unsigned nibbles q in [0, 15]: sum (q - 8) x = sum q x - 8 sum x, both exact integers,
-// with sum x computed once per activation block and shared by all rows.
+// with sum x computed once per activation block and shared by all rows. A block's 16 bytes hold elements 0-15 in
+// their low nibbles and 16-31 in their high ones, so the activations are split the same way (X.lo[k]: elements 0-15
+// of blocks 2k and 2k + 1, one per 128-bit lane; X.hi[k]: elements 16-31) and two blocks' weight bytes are one
+// vector, masked for the low nibbles and shifted for the high ones.
 struct Q4W {
     using Block = block_q4_0;
     static constexpr bool kNibbles = true;
@@ -128,14 +169,44 @@ struct Q4W {
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
     }
     static __m256i dot(__m256i w, __m256i x) { return dot_u8(w, x); }
+    static __m256i lanes2(const void* a, const void* b) {
+        return _mm256_loadu2_m128i((const __m128i*)b, (const __m128i*)a);
+    }
+    struct X {
+        __m256i lo[4], hi[4];
+        __m256i corr;  // 8 * sum x, per block
+    };
+    struct W {
+        __m256i lo[4], hi[4];
+    };
+    static X prep(const block_q8_0* x) {
+        X r;
+        const __m256i ones = _mm256_set1_epi8(1);
+        __m256i s[4];
+        for (int k = 0; k < 4; k++) {
+            r.lo[k] = lanes2(x[2 * k].qs, x[2 * k + 1].qs);
+            r.hi[k] = lanes2(x[2 * k].qs + 16, x[2 * k + 1].qs + 16);
+            s[k] = dot_u8_2(ones, r.lo[k], ones, r.hi[k]);
+        }
+        r.corr = _mm256_slli_epi32(reduce4x2(s), 3);
+        return r;
+    }
+    static W unpack(const Block* b) {
+        W r;
+        const __m256i m = _mm256_set1_epi8(15);
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = lanes2(b[2 * k].qs, b[2 * k + 1].qs);
+            r.lo[k] = _mm256_and_si256(q, m);
+            r.hi[k] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m);
+        }
+        return r;
+    }
+    static __m256i isum8(const W& w, const X& x) {
+        __m256i m[4];
+        for (int k = 0; k < 4; k++) m[k] = dot_u8_2(w.lo[k], x.lo[k], w.hi[k], x.hi[k]);
+        return _mm256_sub_epi32(reduce4x2(m), x.corr);
+    }
 };
-
-// One vector holding the 8 blocks' integer sums, in block order.
-inline __m256i reduce8(const __m256i m[8]) {
-    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
-    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(m[4], m[5]), _mm256_hadd_epi32(m[6], m[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
-}
 
 template <typename Block>
 inline __m256 scales8(const Block* b) {
@@ -149,30 +220,30 @@ void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x,
     float sum[R];
     for (int r = 0; r < R; r++) sum[r] = 0.0f;
     alignas(32) float p[8];
+    __m128 acc[(R + 3) / 4];  // R >= 2: the rows' sums, 4 per vector
+    for (auto& a : acc) a = _mm_setzero_ps();
     int64_t b = 0;
     const __m256i ones = _mm256_set1_epi8(1);
     for (; b + 8 <= nb; b += 8) {
         const __m256 dx = scales8(x + b);
-        __m256i xv[8];
-        for (int k = 0; k < 8; k++) xv[k] = _mm256_loadu_si256((const __m256i*)x[b + k].qs);
-        __m256i corr = _mm256_setzero_si256();  // 8 * sum x per block, for the Q4_0 nibble offset
-        if constexpr (Q::kNibbles) {
-            __m256i s[8];
-            for (int k = 0; k < 8; k++) s[k] = dot_u8(ones, xv[k]);
-            corr = _mm256_slli_epi32(reduce8(s), 3);
-        }
+        const typename Q::X xv = Q::prep(x + b);
+        __m256 prods[R];
         for (int r = 0; r < R; r++) {
             const Block* wb = (const Block*)(w + r * stride) + b;
             for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
-            __m256i m[8];
-            for (int k = 0; k < 8; k++) m[k] = Q::dot(Q::load(wb[k]), xv[k]);
-            const __m256i isum = _mm256_sub_epi32(reduce8(m), corr);
+            const __m256i isum = Q::isum8(Q::unpack(wb), xv);
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scales8(wb), dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
-            _mm256_store_ps(p, prod);
-            for (int k = 0; k < 8; k++) sum[r] += p[k];
+            if constexpr (R == 1) {
+                _mm256_store_ps(p, prod);
+                for (int k = 0; k < 8; k++) sum[r] += p[k];
+            } else {
+                prods[r] = prod;
+            }
         }
+        if constexpr (R > 1) add_in_order<R>(acc, prods);
     }
+    if constexpr (R > 1) sums_out<R>(acc, sum);
     for (; b < nb; b++) {
         const __m256i xv = _mm256_loadu_si256((const __m256i*)x[b].qs);
         const float dx = _cvtsh_ss(x[b].d);
