@@ -97,7 +97,10 @@ TEST_P(KernelsDot, DotRowMatchesReference) {
 
 TEST_P(KernelsDot, DotRowsMatchesReference) {
     const DotCase c = std::get<0>(GetParam());
-    for (int64_t n : {dtype_block_elems(c.type) == 1 ? (int64_t)33 : (int64_t)96, (int64_t)256, (int64_t)4096}) {
+    // 96: only the last-blocks loop; 256: only 8-block steps; 288: both, the rows' sums passing from vector lanes to
+    // the scalar loop
+    for (int64_t n : {dtype_block_elems(c.type) == 1 ? (int64_t)33 : (int64_t)96, (int64_t)256, (int64_t)288,
+                      (int64_t)4096}) {
         for (int64_t rows : {1, 2, 3, 4, 5, 7, 8, 9, 13}) {
             for (size_t pad : {(size_t)0, (size_t)18}) {  // a stride with padding after each row
                 const size_t stride = dtype_row_bytes(c.type, n) + pad;

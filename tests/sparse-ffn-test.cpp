@@ -717,7 +717,7 @@ TEST(SparseFfnGateUp, DotRowPrefetchEqualsDotRow) {
     }
 }
 
-// dot_row_xs (where a table has it): one row against 1..17 activation vectors (groups of 8 and a partial group),
+// dot_row_xs (where a table has it): one row against 1..17 activation vectors (groups of 8 and partial groups),
 // each result the same bits as dot_row's, for every type and length (tails included).
 TEST(SparseFfnGateUp, DotRowXsEqualsDotRow) {
     int tables = 0;
@@ -736,7 +736,7 @@ TEST(SparseFfnGateUp, DotRowXsEqualsDotRow) {
             for (const char* level : simd_levels()) {
                 const DotKernels* kern = dot_kernels_for(level);
                 if (!kern->dot_row_xs) continue;
-                for (int n_x : {1, 3, 8, 9, 17}) {
+                for (int n_x : {1, 2, 3, 5, 8, 9, 15, 17}) {  // full and partial groups of 4 and of 8
                     SCOPED_TRACE(std::string(dtype_name(t)) + " n " + std::to_string(n) + " simd " + level + ", " +
                                  std::to_string(n_x) + " vectors");
                     std::vector<const void*> xs(n_x);
