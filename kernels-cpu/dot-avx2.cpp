@@ -14,6 +14,7 @@
 
 #include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/prefetch-isa.h"
+#include "kernels-cpu/rows-isa.h"
 #include "kernels-cpu/sums-isa.h"
 
 namespace ember {
@@ -73,8 +74,8 @@ struct BF16W {
 };
 
 // R rows at w, w + stride, ...: each step reads one 64-byte line per row (16 F32 or 32 F16/BF16 elements).
-template <typename L, int R>
-void rows_float(const uint8_t* w, size_t stride, size_t pf, const float* x, float* y, int64_t n) {
+template <typename L, int R, typename Rows>
+void rows_float(const Rows& w, const float* x, float* y, int64_t n) {
     constexpr int kVecs = 64 / (8 * L::kBytes);  // vectors of 8 per step: 2 (F32) or 4 (F16/BF16)
     constexpr int kStep = 8 * kVecs;
     __m256 acc[R][2];
@@ -84,18 +85,18 @@ void rows_float(const uint8_t* w, size_t stride, size_t pf, const float* x, floa
         __m256 xv[kVecs];
         for (int v = 0; v < kVecs; v++) xv[v] = _mm256_loadu_ps(x + i + 8 * v);
         for (int r = 0; r < R; r++) {
-            const uint8_t* wr = w + r * stride;
-            prefetch(wr + i * L::kBytes + pf);
+            const uint8_t* wr = w.row(r);
+            prefetch(wr + i * L::kBytes + w.ahead(r));
             for (int v = 0; v < kVecs; v++) acc[r][v & 1] = _mm256_fmadd_ps(L::load(wr, i + 8 * v), xv[v], acc[r][v & 1]);
         }
     }
     for (; i + 8 <= n; i += 8) {
         const __m256 xv = _mm256_loadu_ps(x + i);
-        for (int r = 0; r < R; r++) acc[r][0] = _mm256_fmadd_ps(L::load(w + r * stride, i), xv, acc[r][0]);
+        for (int r = 0; r < R; r++) acc[r][0] = _mm256_fmadd_ps(L::load(w.row(r), i), xv, acc[r][0]);
     }
     for (int r = 0; r < R; r++) {
         float s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
-        for (int64_t j = i; j < n; j++) s += L::scalar(w + r * stride, j) * x[j];
+        for (int64_t j = i; j < n; j++) s += L::scalar(w.row(r), j) * x[j];
         y[r] = s;
     }
 }
@@ -214,8 +215,8 @@ inline __m256 scales8(const Block* b) {
                                          (short)b[2].d, (short)b[1].d, (short)b[0].d));
 }
 
-template <typename Q, int R>
-void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x, float* y, int64_t nb) {
+template <typename Q, int R, typename Rows>
+void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
     using Block = typename Q::Block;
     float sum[R];
     for (int r = 0; r < R; r++) sum[r] = 0.0f;
@@ -229,8 +230,8 @@ void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x,
         const typename Q::X xv = Q::prep(x + b);
         __m256 prods[R];
         for (int r = 0; r < R; r++) {
-            const Block* wb = (const Block*)(w + r * stride) + b;
-            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
+            const Block* wb = (const Block*)w.row(r) + b;
+            for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + w.ahead(r));
             const __m256i isum = Q::isum8(Q::unpack(wb), xv);
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scales8(wb), dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
@@ -249,7 +250,7 @@ void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x,
         const float dx = _cvtsh_ss(x[b].d);
         const int corr = Q::kNibbles ? 8 * hsum_i32(dot_u8(ones, xv)) : 0;
         for (int r = 0; r < R; r++) {
-            const Block& wb = ((const Block*)(w + r * stride))[b];
+            const Block& wb = ((const Block*)w.row(r))[b];
             float pr = _cvtsh_ss(wb.d) * dx * (float)(hsum_i32(Q::dot(Q::load(wb), xv)) - corr);
             EMBER_NO_CONTRACT(pr);
             sum[r] += pr;
@@ -258,17 +259,23 @@ void rows_quant(const uint8_t* w, size_t stride, size_t pf, const block_q8_0* x,
     for (int r = 0; r < R; r++) y[r] = sum[r];
 }
 
-template <int R>
-void rows_any(DType wt, const uint8_t* w, size_t stride, size_t pf, const void* xq, float* y, int64_t n) {
+// R rows, as `w` places them.
+template <int R, typename Rows>
+void rows_any(DType wt, const Rows& w, const void* xq, float* y, int64_t n) {
     switch (wt) {
-        case DType::DTYPE_F32: rows_float<F32W, R>(w, stride, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_F16: rows_float<F16W, R>(w, stride, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, stride, pf, (const float*)xq, y, n); return;
-        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK8_0); return;
-        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, stride, pf, (const block_q8_0*)xq, y, n / QK4_0); return;
+        case DType::DTYPE_F32: rows_float<F32W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_F16: rows_float<F16W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_BF16: rows_float<BF16W, R>(w, (const float*)xq, y, n); return;
+        case DType::DTYPE_Q8_0: rows_quant<Q8W, R>(w, (const block_q8_0*)xq, y, n / QK8_0); return;
+        case DType::DTYPE_Q4_0: rows_quant<Q4W, R>(w, (const block_q8_0*)xq, y, n / QK4_0); return;
     }
     throw std::invalid_argument("dot_rows (avx2): weight type " + std::to_string((uint32_t)wt) +
                                 " has no dot product, expected f32, f16, bf16, q8_0 or q4_0");
+}
+
+template <int R>
+void rows_any(DType wt, const uint8_t* w, size_t stride, size_t pf, const void* xq, float* y, int64_t n) {
+    rows_any<R>(wt, StridedRows{w, stride, pf}, xq, y, n);
 }
 
 void avx2_dot_rows(DType wt, const void* w, size_t stride, const void* xq, float* y, int64_t n_rows, int64_t n) {
@@ -298,6 +305,23 @@ float avx2_dot_row_prefetch(DType wt, const void* w, const void* next, const voi
     const size_t pf = (size_t)((uintptr_t)next - (uintptr_t)w);
     rows_any<1>(wt, (const uint8_t*)w, 0, pf, xq, &y, n);
     return y;
+}
+
+void avx2_dot_rows_gather(DType wt, const void* const* rows, const void* const* nexts, const void* xq, float* ys,
+                          int64_t n_rows, int64_t n) {
+    const uint8_t* const* w = (const uint8_t* const*)rows;
+    size_t pf[kRows];
+    for (int64_t r = 0; r < n_rows; r += kRows) {
+        const int g = (int)std::min<int64_t>(kRows, n_rows - r);
+        for (int q = 0; q < g; q++)  // as dot_row_prefetch: the distance to the row's `next`, modulo 2^64
+            pf[q] = (size_t)((uintptr_t)nexts[r + q] - (uintptr_t)w[r + q]);
+        switch (g) {
+            case 4: rows_any<4>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            case 3: rows_any<3>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            case 2: rows_any<2>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+            default: rows_any<1>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
+        }
+    }
 }
 
 void avx2_dequantize_row(DType t, const void* x, float* y, int64_t n) {
@@ -509,7 +533,8 @@ void avx2_axpy_rows(DType t, const void* const* rows_v, const float* a, int64_t 
 void avx2_axpy_row(DType t, const void* w, float a, float* y, int64_t n) { avx2_axpy_rows(t, &w, &a, 1, y, n); }
 
 const DotKernels kAvx2 = {"avx2", avx2_dot_row, avx2_dot_rows, avx2_dequantize_row, avx2_quantize_q8_0,
-                          avx2_dot_row_prefetch, avx2_axpy_row, avx2_axpy_rows, nullptr, nullptr};
+                          avx2_dot_row_prefetch, avx2_axpy_row, avx2_axpy_rows, nullptr,
+                          avx2_dot_rows_gather};
 
 }  // namespace
 

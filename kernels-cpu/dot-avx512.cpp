@@ -15,6 +15,7 @@
 
 #include "kernels-cpu/dot-isa.h"
 #include "kernels-cpu/prefetch-isa.h"
+#include "kernels-cpu/rows-isa.h"
 #include "kernels-cpu/sums-isa.h"
 
 namespace ember {
@@ -54,21 +55,6 @@ struct BF16W {
 };
 
 // R rows at w, w + stride, ...: each step reads two 64-byte lines per row (32 F32 or 64 F16/BF16 elements).
-// Where the R rows of one pass are: `stride` bytes apart from w, each prefetching pf bytes ahead (dot_rows), or
-// anywhere, each with its own prefetch distance (dot_rows_gather).
-struct StridedRows {
-    const uint8_t* w;
-    size_t stride, pf;
-    const uint8_t* row(int r) const { return w + r * stride; }
-    size_t ahead(int) const { return pf; }
-};
-struct GatheredRows {
-    const uint8_t* const* w;
-    const size_t* pf;
-    const uint8_t* row(int r) const { return w[r]; }
-    size_t ahead(int r) const { return pf[r]; }
-};
-
 template <typename L, int R, typename Rows>
 void rows_float(const Rows& w, const float* x, float* y, int64_t n) {
     constexpr int kVecs = 128 / (16 * L::kBytes);  // vectors of 16 per step: 2 (F32) or 4 (F16/BF16)
