@@ -218,33 +218,23 @@ inline __m256 scales8(const Block* b) {
 template <typename Q, int R, typename Rows>
 void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
     using Block = typename Q::Block;
-    float sum[R];
-    for (int r = 0; r < R; r++) sum[r] = 0.0f;
-    alignas(32) float p[8];
-    __m128 acc[(R + 3) / 4];  // R >= 2: the rows' sums, 4 per vector
-    for (auto& a : acc) a = _mm_setzero_ps();
+    BlockSums<R> sums;
     int64_t b = 0;
     const __m256i ones = _mm256_set1_epi8(1);
     for (; b + 8 <= nb; b += 8) {
         const __m256 dx = scales8(x + b);
         const typename Q::X xv = Q::prep(x + b);
-        __m256 prods[R];
         for (int r = 0; r < R; r++) {
             const Block* wb = (const Block*)w.row(r) + b;
             for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + w.ahead(r));
             const __m256i isum = Q::isum8(Q::unpack(wb), xv);
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(scales8(wb), dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
-            if constexpr (R == 1) {
-                _mm256_store_ps(p, prod);
-                for (int k = 0; k < 8; k++) sum[r] += p[k];
-            } else {
-                prods[r] = prod;
-            }
+            sums.put(r, prod);
         }
-        if constexpr (R > 1) add_in_order<R>(acc, prods);
+        sums.step();
     }
-    if constexpr (R > 1) sums_out<R>(acc, sum);
+    sums.flush();
     for (; b < nb; b++) {
         const __m256i xv = _mm256_loadu_si256((const __m256i*)x[b].qs);
         const float dx = _cvtsh_ss(x[b].d);
@@ -253,10 +243,10 @@ void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
             const Block& wb = ((const Block*)w.row(r))[b];
             float pr = _cvtsh_ss(wb.d) * dx * (float)(hsum_i32(Q::dot(Q::load(wb), xv)) - corr);
             EMBER_NO_CONTRACT(pr);
-            sum[r] += pr;
+            sums.sum[r] += pr;
         }
     }
-    for (int r = 0; r < R; r++) y[r] = sum[r];
+    for (int r = 0; r < R; r++) y[r] = sums.sum[r];
 }
 
 // R rows, as `w` places them.

@@ -265,32 +265,22 @@ inline __m256 scales8(const Block* b) {
 template <typename Q, int R, typename Rows>
 void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
     using Block = typename Q::Block;
-    float sum[R];
-    for (int r = 0; r < R; r++) sum[r] = 0.0f;
-    alignas(32) float p[8];
-    __m128 acc[(R + 3) / 4];  // R >= 2: the rows' sums, 4 per vector
-    for (auto& a : acc) a = _mm_setzero_ps();
+    BlockSums<R> sums;
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         const __m256 dx = scales8(x + b);
         const typename Q::X xv = Q::prep(x + b);
-        __m256 prods[R];
         for (int r = 0; r < R; r++) {
             const Block* wb = (const Block*)w.row(r) + b;
             for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + w.ahead(r));
             const __m256i isum = Q::isum8(Q::unpack(wb), xv);
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(wscales8(wb), dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
-            if constexpr (R == 1) {
-                _mm256_store_ps(p, prod);
-                for (int k = 0; k < 8; k++) sum[r] += p[k];
-            } else {
-                prods[r] = prod;
-            }
+            sums.put(r, prod);
         }
-        if constexpr (R > 1) add_in_order<R>(acc, prods);
+        sums.step();
     }
-    if constexpr (R > 1) sums_out<R>(acc, sum);
+    sums.flush();
     for (; b < nb; b++) {
         const __m256i xv = Q8W::load1(x[b]);
         const float dx = _cvtsh_ss(x[b].d);
@@ -298,10 +288,10 @@ void rows_quant(const Rows& w, const block_q8_0* x, float* y, int64_t nb) {
             const Block& wb = ((const Block*)w.row(r))[b];
             float pr = _cvtsh_ss(wb.d) * dx * (float)Q::isum1(Q::load1(wb), xv);
             EMBER_NO_CONTRACT(pr);
-            sum[r] += pr;
+            sums.sum[r] += pr;
         }
     }
-    for (int r = 0; r < R; r++) y[r] = sum[r];
+    for (int r = 0; r < R; r++) y[r] = sums.sum[r];
 }
 
 // R rows, as `w` places them.
@@ -408,34 +398,25 @@ template <typename Q, int T>
 void row_quant_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys, int64_t nb) {
     using Block = typename Q::Block;
     const block_q8_0* x[T];
-    float sum[T];
-    for (int t = 0; t < T; t++) x[t] = (const block_q8_0*)xs[t], sum[t] = 0.0f;
-    alignas(32) float p[8];
-    __m128 acc[(T + 3) / 4];  // T >= 2: the vectors' sums, 4 per vector
-    for (auto& a : acc) a = _mm_setzero_ps();
+    for (int t = 0; t < T; t++) x[t] = (const block_q8_0*)xs[t];
+    BlockSums<T> sums;
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         const Block* wb = (const Block*)w + b;
         for (size_t off = 0; off < 8 * sizeof(Block); off += 64) prefetch((const uint8_t*)wb + off + pf);
         const typename Q::W wv = Q::unpack(wb);
         const __m256 dw = wscales8(wb);
-        __m256 prods[T];
         for (int t = 0; t < T; t++) {
             const block_q8_0* xt = x[t] + b;
             const __m256 dx = scales8(xt);
             const __m256i isum = Q::isum8(wv, Q::prep(xt));
             __m256 prod = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
             EMBER_NO_CONTRACT(prod);
-            if constexpr (T == 1) {
-                _mm256_store_ps(p, prod);
-                for (int k = 0; k < 8; k++) sum[t] += p[k];
-            } else {
-                prods[t] = prod;
-            }
+            sums.put(t, prod);
         }
-        if constexpr (T > 1) add_in_order<T>(acc, prods);
+        sums.step();
     }
-    if constexpr (T > 1) sums_out<T>(acc, sum);
+    sums.flush();
     for (; b < nb; b++) {
         const Block& wb = ((const Block*)w)[b];
         for (int t = 0; t < T; t++) {
@@ -443,10 +424,10 @@ void row_quant_xs(const uint8_t* w, size_t pf, const void* const* xs, float* ys,
             const float dx = _cvtsh_ss(x[t][b].d);
             float pr = _cvtsh_ss(wb.d) * dx * (float)Q::isum1(Q::load1(wb), xv);
             EMBER_NO_CONTRACT(pr);
-            sum[t] += pr;
+            sums.sum[t] += pr;
         }
     }
-    for (int t = 0; t < T; t++) ys[t] = sum[t];
+    for (int t = 0; t < T; t++) ys[t] = sums.sum[t];
 }
 
 // Kernel::run<T> for one row against T vectors, by type: floats (n elements) and quantized rows (n / 32 blocks).

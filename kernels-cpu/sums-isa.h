@@ -41,5 +41,33 @@ inline void sums_out(const __m128* acc, float* out) {
     for (int i = 0; i < N; i++) out[i] = lanes[i];
 }
 
+// The running float sums of N rows (or of one row against N vectors) of a quantized dot kernel: each step puts each
+// row's 8 block products, then adds them in block order; one row adds them with scalar adds, several in vector lanes
+// (add_in_order). After the last 8-block step, flush(); the last blocks then add to sum[] one by one.
+template <int N>
+struct BlockSums {
+    float sum[N] = {};
+    __m128 acc[(N + 3) / 4];
+    __m256 prods[N];
+    BlockSums() {
+        for (auto& a : acc) a = _mm_setzero_ps();
+    }
+    void put(int r, __m256 prod) {
+        if constexpr (N == 1) {
+            alignas(32) float p[8];
+            _mm256_store_ps(p, prod);
+            for (int k = 0; k < 8; k++) sum[r] += p[k];
+        } else {
+            prods[r] = prod;
+        }
+    }
+    void step() {
+        if constexpr (N > 1) add_in_order<N>(acc, prods);
+    }
+    void flush() {
+        if constexpr (N > 1) sums_out<N>(acc, sum);
+    }
+};
+
 }  // namespace
 }  // namespace ember
