@@ -73,7 +73,8 @@ struct BF16W {
     static float scalar(const void* w, int64_t i) { return bf16_to_f32(load_u16(w, i)); }
 };
 
-// R rows at w, w + stride, ...: each step reads one 64-byte line per row (16 F32 or 32 F16/BF16 elements).
+// R rows, where `w` (rows-isa.h) places them: each step reads one 64-byte line per row
+// (16 F32 or 32 F16/BF16 elements).
 template <typename L, int R, typename Rows>
 void rows_float(const Rows& w, const float* x, float* y, int64_t n) {
     constexpr int kVecs = 64 / (8 * L::kBytes);  // vectors of 8 per step: 2 (F32) or 4 (F16/BF16)

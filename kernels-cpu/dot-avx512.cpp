@@ -54,7 +54,8 @@ struct BF16W {
     }
 };
 
-// R rows at w, w + stride, ...: each step reads two 64-byte lines per row (32 F32 or 64 F16/BF16 elements).
+// R rows, where `w` (rows-isa.h) places them: each step reads two 64-byte lines per row
+// (32 F32 or 64 F16/BF16 elements).
 template <typename L, int R, typename Rows>
 void rows_float(const Rows& w, const float* x, float* y, int64_t n) {
     constexpr int kVecs = 128 / (16 * L::kBytes);  // vectors of 16 per step: 2 (F32) or 4 (F16/BF16)
