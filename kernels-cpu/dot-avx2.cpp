@@ -300,22 +300,12 @@ float avx2_dot_row_prefetch(DType wt, const void* w, const void* next, const voi
 
 void avx2_dot_rows_gather(DType wt, const void* const* rows, const void* const* nexts, const void* xq, float* ys,
                           int64_t n_rows, int64_t n) {
-    const uint8_t* const* w = (const uint8_t* const*)rows;
-    size_t pf[kRows];
     // Q8_0 rows one at a time: with 16 ymm registers four rows' blocks and their activations do not fit, and on a
     // 16-core Xeon four at a time read them no faster than one by one (0-15 % slower in two runs).
     const int per_pass = wt == DType::DTYPE_Q8_0 ? 1 : kRows;
-    for (int64_t r = 0; r < n_rows; r += per_pass) {
-        const int g = (int)std::min<int64_t>(per_pass, n_rows - r);
-        for (int q = 0; q < g; q++)  // as dot_row_prefetch: the distance to the row's `next`, modulo 2^64
-            pf[q] = (size_t)((uintptr_t)nexts[r + q] - (uintptr_t)w[r + q]);
-        switch (g) {
-            case 4: rows_any<4>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            case 3: rows_any<3>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            case 2: rows_any<2>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            default: rows_any<1>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-        }
-    }
+    gathered_passes(rows, nexts, n_rows, per_pass, [&](auto g, const GatheredRows& w, int64_t r) {
+        rows_any<decltype(g)::value>(wt, w, xq, ys + r, n);
+    });
 }
 
 void avx2_dequantize_row(DType t, const void* x, float* y, int64_t n) {

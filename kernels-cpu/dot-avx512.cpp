@@ -345,20 +345,9 @@ float avx512_dot_row_prefetch(DType wt, const void* w, const void* next, const v
 
 void avx512_dot_rows_gather(DType wt, const void* const* rows, const void* const* nexts, const void* xq, float* ys,
                             int64_t n_rows, int64_t n) {
-    const uint8_t* const* w = (const uint8_t* const*)rows;
-    size_t pf[kRows];
-    int64_t r = 0;
-    for (; r < n_rows; r += kRows) {
-        const int g = (int)std::min<int64_t>(kRows, n_rows - r);
-        for (int q = 0; q < g; q++)  // as dot_row_prefetch: the distance to the row's `next`, modulo 2^64
-            pf[q] = (size_t)((uintptr_t)nexts[r + q] - (uintptr_t)w[r + q]);
-        switch (g) {
-            case 4: rows_any<4>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            case 3: rows_any<3>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            case 2: rows_any<2>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-            default: rows_any<1>(wt, GatheredRows{w + r, pf}, xq, ys + r, n); break;
-        }
-    }
+    gathered_passes(rows, nexts, n_rows, kRows, [&](auto g, const GatheredRows& w, int64_t r) {
+        rows_any<decltype(g)::value>(wt, w, xq, ys + r, n);
+    });
 }
 
 // One float row against T vectors: rows_float<L, 1>'s arithmetic for each (the same accumulators, steps, tail and
