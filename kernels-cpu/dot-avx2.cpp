@@ -145,7 +145,7 @@ struct Q8W {
     struct X {
         __m256i v[8];
     };
-    using W = X;
+    using W = X;  // weights and activations are both Q8_0 blocks
     static X prep(const block_q8_0* x) {
         X r;
         for (int k = 0; k < 8; k++) r.v[k] = load(x[k]);

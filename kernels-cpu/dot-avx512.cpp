@@ -97,16 +97,21 @@ inline __m512i dot_i8(__m512i w, __m512i x) {
 
 inline __m512i pair(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
-// maddubs with an unsigned first operand: 16 int32 partial sums of u[k] * x[k] (u <= 15, or 1).
+// maddubs with an unsigned first operand: 8 int32 partial sums of u[k] * x[k] (u <= 15, or 1), for a single block;
+// dot_u8_2: u0 * x0 + u1 * x1 as 16 int32 sums, exact, since every int16 partial of maddubs stays within
+// 2 * 2 * 15 * 128 for the nibbles and ones that are summed this way.
 #if defined(EMBER_AVX512_VNNI)
-inline __m512i dot_u8(__m512i u, __m512i x) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x); }
 inline __m256i dot_u8(__m256i u, __m256i x) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x); }
-#else
-inline __m512i dot_u8(__m512i u, __m512i x) {
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), _mm512_set1_epi16(1));
+inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, x0), u1, x1);
 }
+#else
 inline __m256i dot_u8(__m256i u, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+}
+inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
+    const __m512i p16 = _mm512_add_epi16(_mm512_maddubs_epi16(u0, x0), _mm512_maddubs_epi16(u1, x1));
+    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
 }
 #endif
 
@@ -116,19 +121,6 @@ inline int hsum_i32(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(s);
 }
-
-// The byte products of one unsigned-by-signed pair of vectors plus another, as 16 int32 sums: exact, since every
-// int16 partial of maddubs stays within 2 * 2 * 15 * 128 for the nibbles and ones that are summed this way.
-#if defined(EMBER_AVX512_VNNI)
-inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, x0), u1, x1);
-}
-#else
-inline __m512i dot_u8_2(__m512i u0, __m512i x0, __m512i u1, __m512i x1) {
-    const __m512i p16 = _mm512_add_epi16(_mm512_maddubs_epi16(u0, x0), _mm512_maddubs_epi16(u1, x1));
-    return _mm512_madd_epi16(p16, _mm512_set1_epi16(1));
-}
-#endif
 
 // m[j] holds blocks 2j (int32 0..7) and 2j+1 (int32 8..15): returns the 8 blocks' sums in block order.
 inline __m256i reduce8(const __m512i m[4]) {
@@ -167,19 +159,13 @@ struct Q8W {
     struct X {
         __m512i v[4];  // blocks 2k and 2k + 1
     };
-    struct W {
-        __m512i v[4];
-    };
+    using W = X;  // weights and activations are both Q8_0 blocks
     static X prep(const block_q8_0* x) {
         X r;
         for (int k = 0; k < 4; k++) r.v[k] = load2(x + 2 * k);
         return r;
     }
-    static W unpack(const Block* b) {
-        W r;
-        for (int k = 0; k < 4; k++) r.v[k] = load2(b + 2 * k);
-        return r;
-    }
+    static W unpack(const Block* b) { return prep(b); }
     static __m256i isum8(const W& w, const X& x) {
         __m512i m[4];
         for (int k = 0; k < 4; k++) m[k] = dot_i8(w.v[k], x.v[k]);
