@@ -378,8 +378,6 @@ __global__ void __launch_bounds__(kThreads) attn_combine_kernel(AttnParams p) {
     }
 }
 
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
 void check_args(const char* fn, const AttentionArgs& a) {
     if (a.head_dim <= 0 || a.head_dim > kMaxHeadDim)
         throw Error(std::string(fn) + ": head_dim " + std::to_string(a.head_dim) + ", expected 1 .. " +

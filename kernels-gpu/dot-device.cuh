@@ -2,6 +2,7 @@
 // spread over a group of G threads; shared by matvec and sparse_gate_up.
 #pragma once
 #include "kernels-gpu/dtype-device.cuh"
+#include "kernels-gpu/launch.cuh"
 
 namespace ember::gpu {
 
@@ -74,10 +75,10 @@ __device__ __forceinline__ float row_dot_partial(const uint8_t* __restrict__ row
     return acc;
 }
 
-// Rows that can go through shared memory 16 bytes at a time (QuantStages below): 16-byte aligned, their length in
-// bytes a multiple of 16.
-__host__ __device__ inline bool quant_rows_tileable(const void* w, size_t row_bytes) {
-    return reinterpret_cast<uintptr_t>(w) % 16 == 0 && row_bytes % 16 == 0;
+// Rows of any type that can go through shared memory 16 bytes at a time (QuantStages below, the sparse gate/up's
+// tiles): 16-byte aligned, their length in bytes a multiple of 16.
+__host__ __device__ inline bool rows_tileable(const void* w, size_t row_bytes) {
+    return aligned16(w) && row_bytes % 16 == 0;
 }
 
 // ---- Quantized rows through a two-stage cp.async pipeline ----
@@ -85,7 +86,7 @@ __host__ __device__ inline bool quant_rows_tileable(const void* w, size_t row_by
 // Instead a warp streams its rows' blocks a tile of TB blocks at a time from global into its own shared memory with
 // cp.async (coalesced 16-byte copies, no registers on the way, so more warps fit an SM) while it computes the tile
 // before from there: the next tile's loads are in flight during each tile's arithmetic. Needs 16-byte aligned rows whose length in bytes is
-// a multiple of 16 (quant_rows_tileable), which makes every 8th block 16-byte aligned.
+// a multiple of 16 (rows_tileable), which makes every 8th block 16-byte aligned.
 template <DType T, int TB>
 struct QuantStages {
     static constexpr int kBlockBytes = T == DType::DTYPE_Q8_0 ? (int)sizeof(block_q8_0) : (int)sizeof(block_q4_0);

@@ -15,6 +15,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <utility>
 
 #include "kernels-gpu/cuda-check.h"
@@ -38,6 +39,10 @@ bool chained_launches_supported();
 
 // SMs of the current device. Cached per device.
 int device_sm_count();
+
+// Whether p is 16-byte aligned, as the kernels that load 16 bytes at a time (float4, uint4, cp.async) need their
+// pointers to be; the launchers check it to choose between such a kernel and a plainer one.
+__host__ __device__ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Whether the kernel's loaded image holds the waits: its code was compiled for virtual architecture 9.0 or later
 // (a build whose architecture list stops below 90 runs on a newer card from older PTX, without them). Cached per

@@ -383,7 +383,7 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
             launch_quant_short<T>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             return;
         }
-        if (quant_rows_tileable(w, row_bytes)) {
+        if (rows_tileable(w, row_bytes)) {
             // ember-gpu-bench --shape 70b, H200: a row per warp for many rows; 4 warps a row below 4096 rows (k
             // and v of GQA: 1024 rows left most warps idle); 2 for rows over 3 times longer than their count. Q8_0
             // rows, twice Q4_0's bytes a block, gain from 2 warps a row up to 16384 rows (--shape 7b: 11008x4096
@@ -414,8 +414,6 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
                        n_cols, row_bytes);
     }
 }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // F32/F16/BF16: 16-byte units when every row and x allow them, else one element per thread step.
 template <DType T>

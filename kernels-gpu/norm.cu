@@ -138,8 +138,6 @@ __global__ void __launch_bounds__(1024)
 
 constexpr int kMaxVecThreads = 1024, kMaxVecs = 4;
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Launches rmsnorm_vec_kernel where the rows allow it; returns false (nothing launched) where they do not.
 bool launch_vec(float* x, const float* add, const float* add_host, const float* w, int64_t n, float eps, float* out,
                 int8_t* qs, float* qd, int n_rows, cudaStream_t stream) {

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- Gate/up rows through a cp.async pipeline ----
-// Q8_0/Q4_0 rows that can be tiled (quant_rows_tileable) and 16-byte aligned F16/BF16 rows stream through shared
+// Q8_0/Q4_0 rows that can be tiled (rows_tileable) and 16-byte aligned F16/BF16 rows stream through shared
 // memory a tile at a time, NS tiles per warp: NS - 1 tiles' copies are in flight while the warp sums one. The warp's
 // tiles follow its neurons' rows in order, gate row then up row; the up row's first tiles are fetched before the
 // gate's sum is known, as if the neuron fired. Where a ReLU gate turns out not positive, those copies are waited for
@@ -450,8 +450,6 @@ __global__ void __launch_bounds__(SliceShape<T>::kUnits * kSliceGroups, 2)
     }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 void check_dim(const char* fn, DType wt, int64_t dim) {
     if (dim % dtype_block_elems(wt) != 0)
         throw Error(std::string(fn) + ": " + dtype_name(wt) + " rows of " + std::to_string(dim) +
@@ -469,7 +467,7 @@ void launch_gate_up(const SparseGateUpWeights& w, const void* xq, const int32_t*
     if constexpr (tiles) {
         // Float rows also need x 16-byte aligned (tile_dot_float's float4 loads); quant rows read Q8_0 x by blocks.
         const bool x_ok = dtype_is_quant(T) || aligned16(xq);
-        if (quant_rows_tileable(gate, rb) && quant_rows_tileable(up, rb) && x_ok && w.dim % kUnit == 0) {
+        if (rows_tileable(gate, rb) && rows_tileable(up, rb) && x_ok && w.dim % kUnit == 0) {
             launch_chained(gate_up_tiles_kernel<T, kGateUpStages>, dim3((unsigned)blocks), dim3(kThreads), 0,
                            stream, gate, up, xq, active, k, h, w.dim, rb, w.act);
             return;
@@ -507,7 +505,7 @@ void down_rows(const void* w, const float* h, const int32_t* active, const int32
                float* scratch, cudaStream_t stream) {
     using S = SliceShape<T>;
     const size_t rb = dtype_row_bytes(T, dim);
-    if (dim % 32 == 0 && quant_rows_tileable(w, rb) && aligned16(scratch)) {
+    if (dim % 32 == 0 && rows_tileable(w, rb) && aligned16(scratch)) {
         const int64_t n_slices = (dim / 32 + S::kUnits - 1) / S::kUnits;
         const int64_t parts = std::clamp<int64_t>((2 * device_sm_count() + n_slices - 1) / n_slices, 1, kMaxSliceParts);
         launch_chained(down_slices_kernel<T>, dim3((unsigned)n_slices, (unsigned)parts), dim3(S::kUnits, kSliceGroups),
