@@ -302,7 +302,7 @@ void avx2_dot_rows_gather(DType wt, const void* const* rows, const void* const* 
                           int64_t n_rows, int64_t n) {
     // Q8_0 rows one at a time: with 16 ymm registers four rows' blocks and their activations do not fit, and on a
     // 16-core Xeon four at a time read them no faster than one by one (0-15 % slower in two runs).
-    const int per_pass = wt == DType::DTYPE_Q8_0 ? 1 : kRows;
+    const int per_pass = wt == DType::DTYPE_Q8_0 ? 1 : kGatherPassRows;
     gathered_passes(rows, nexts, n_rows, per_pass, [&](auto g, const GatheredRows& w, int64_t r) {
         rows_any<decltype(g)::value>(wt, w, xq, ys + r, n);
     });

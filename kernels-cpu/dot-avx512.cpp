@@ -331,7 +331,7 @@ float avx512_dot_row_prefetch(DType wt, const void* w, const void* next, const v
 
 void avx512_dot_rows_gather(DType wt, const void* const* rows, const void* const* nexts, const void* xq, float* ys,
                             int64_t n_rows, int64_t n) {
-    gathered_passes(rows, nexts, n_rows, kRows, [&](auto g, const GatheredRows& w, int64_t r) {
+    gathered_passes(rows, nexts, n_rows, kGatherPassRows, [&](auto g, const GatheredRows& w, int64_t r) {
         rows_any<decltype(g)::value>(wt, w, xq, ys + r, n);
     });
 }

@@ -42,6 +42,10 @@ struct DotKernels {
                             int64_t n_rows, int64_t n);
 };
 
+// dot_rows_gather reads its rows in passes of up to this many (AVX2's Q8_0 rows: one): a caller choosing which rows
+// to prefetch (nexts) reaches past the current pass by asking for rows a multiple of it further on.
+constexpr int kGatherPassRows = 4;
+
 // Tables; only call the ISA ones where the CPU supports them (dot_kernels_for checks).
 const DotKernels* dot_kernels_portable();
 #if defined(EMBER_X86)
