@@ -87,8 +87,20 @@ void predictor_hidden(const PredictorGpuWeights& p, const float* x, const Predic
         xq = s.xq;
     }
     gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
-    gpu::dot_prepare_relu_vec(p.type, s.hidden, s.xq, p.rank, stream);  // relu(hidden), prepared for fc2
+    if (p.hidden_relu)
+        gpu::dot_prepare_relu_vec(p.type, s.hidden, s.xq, p.rank, stream);  // relu(hidden), prepared for fc2
+    else if (dot_vec_type(p.type) != DType::DTYPE_F32)
+        gpu::dot_prepare_vec(p.type, s.hidden, s.xq, p.rank, stream);  // hidden as fc2's Q8_0 activations
 }
+
+namespace {
+
+// What fc2 reads after predictor_hidden: s.xq, or s.hidden itself (a linear predictor with F32 activations).
+const void* fc2_input(const PredictorGpuWeights& p, const PredictorGpuScratch& s) {
+    return !p.hidden_relu && dot_vec_type(p.type) == DType::DTYPE_F32 ? static_cast<const void*>(s.hidden) : s.xq;
+}
+
+}  // namespace
 
 void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScratch& s, int row_begin, int row_end,
                            float* scores, cudaStream_t stream) {
@@ -98,13 +110,13 @@ void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScrat
                     " neurons, expected 0 <= begin <= end <= " + std::to_string(p.n_ff));
     if (p.rank <= 0 || p.dim <= 0 || row_end == row_begin) return;
     const auto* fc2 = static_cast<const uint8_t*>(p.fc2) + (size_t)row_begin * dtype_row_bytes(p.type, p.rank);
-    gpu::matvec(p.type, fc2, s.xq, scores + row_begin, row_end - row_begin, p.rank, stream);
+    gpu::matvec(p.type, fc2, fc2_input(p, s), scores + row_begin, row_end - row_begin, p.rank, stream);
 }
 
 void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,
                       cudaStream_t stream, const void* x_prepared) {
     predictor_hidden(p, x, s, stream, x_prepared);
-    predictor_scores_rows(p, s, 0, p.n_ff, scores, stream);  // scores (n_ff) = fc2 · relu(hidden)
+    predictor_scores_rows(p, s, 0, p.n_ff, scores, stream);  // scores (n_ff) = fc2 · (relu'd) hidden
 }
 
 void predictor_active(const float* scores, int n_ff, float threshold, int32_t* active, int32_t* count,

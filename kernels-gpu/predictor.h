@@ -1,6 +1,7 @@
 // The activation predictor on the GPU (Deja Vu, ICML'23, section 3; PowerInfer, SOSP'24, section 5.1); mirrors
 // predictor/predictor.h's predictor_scores (one token) and predictor_active, with device pointers:
-//   scores = fc2 · relu(fc1 · x),   active = ascending { i : scores[i] > threshold }, count written on the device,
+//   scores = fc2 · relu(fc1 · x) (fc2 · (fc1 · x) for a linear predictor),
+//   active = ascending { i : scores[i] > threshold }, count written on the device,
 // so the sparse FFN kernels read the list and its length without a round trip to the host.
 #pragma once
 #include <cuda_runtime.h>
@@ -20,6 +21,7 @@ struct PredictorGpuWeights {
     int dim = 0;
     int rank = 0;
     int n_ff = 0;
+    bool hidden_relu = true;  // PredictorHidden::PREDICTOR_HIDDEN_RELU; false: linear, no activation
     float threshold = 0.0f;
 };
 
@@ -36,7 +38,8 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
                       cudaStream_t stream, const void* x_prepared = nullptr);
 
 // predictor_scores in two steps, so that some scores can be ready before the others: predictor_hidden leaves
-// relu(fc1 · x) prepared for fc2 in s.xq (x_prepared as above), and each predictor_scores_rows call then writes
+// relu(fc1 · x) prepared for fc2 in s.xq (x_prepared as above; a linear predictor whose fc2 reads F32 activations
+// reads s.hidden as it is), and each predictor_scores_rows call then writes
 // scores[row_begin, row_end) from it. A row's score may round differently than in one call over all rows (the
 // matvec picks its split of a row by the row count). Throws ember::Error for rows outside [0, n_ff) or
 // row_end < row_begin (an empty range writes nothing).

@@ -253,6 +253,7 @@ std::shared_ptr<LlamaGpu> llama_gpu_upload(const ModelInfo& info, const LlamaMod
             G.predictor.dim = pw.dim;
             G.predictor.rank = pw.rank;
             G.predictor.n_ff = pw.n_ff;
+            G.predictor.hidden_relu = pw.hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU;
             G.predictor.threshold = pw.threshold;
             G.predictor.fc1 = up.put(pw.fc1.data(), pw.fc1.size());
             G.predictor.fc2 = up.put_rows(pw.fc2.data(), dtype_row_bytes(pw.type, pw.rank), order);

@@ -11,6 +11,10 @@
 
 namespace ember {
 
+const char* predictor_hidden_name(PredictorHidden h) {
+    return h == PredictorHidden::PREDICTOR_HIDDEN_LINEAR ? "linear" : "relu";
+}
+
 void predictor_validate(const Predictor& p) {
     if (p.dim <= 0 || p.rank <= 0 || p.n_ff <= 0)
         throw Error("predictor: dim, rank and n_ff must be positive, found dim=" + std::to_string(p.dim) +
@@ -29,7 +33,8 @@ void predictor_run(const Predictor& p, const float* x, float* scores, float* hid
     // F32 weights take F32 activations (dot_vec_type(F32) == F32), for which dot_prepare_vec is a plain copy:
     // x and hidden are already in prepared form, so no extra scratch is needed.
     matvec(wt, p.fc1.data(), x, hidden, p.rank, p.dim, pool);       // hidden (rank) = fc1 · x
-    for (int k = 0; k < p.rank; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;  // relu
+    if (p.hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU)
+        for (int k = 0; k < p.rank; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;
     matvec(wt, p.fc2.data(), hidden, scores, p.n_ff, p.rank, pool);  // scores (n_ff) = fc2 · hidden
 }
 
@@ -47,6 +52,7 @@ PredictorWeights predictor_pack(const Predictor& p, DType type) {
     w.dim = p.dim;
     w.rank = p.rank;
     w.n_ff = p.n_ff;
+    w.hidden = p.hidden;
     w.threshold = p.threshold;
     const size_t row1 = dtype_row_bytes(type, p.dim), row2 = dtype_row_bytes(type, p.rank);
     w.fc1.resize(row1 * (size_t)p.rank);
@@ -85,7 +91,8 @@ void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, f
         matmul(p.type, p.fc1.data(), x, hidden, n_tokens, p.rank, p.dim, s.gemm.data(), pool);
     }
     const int64_t n_hidden = (int64_t)n_tokens * p.rank;
-    for (int64_t k = 0; k < n_hidden; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;  // relu
+    if (p.hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU)
+        for (int64_t k = 0; k < n_hidden; k++) hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;
     if (n_tokens == 1) {
         dot_prepare_vec(p.type, hidden, s.xq.data(), p.rank);
         matvec(p.type, p.fc2.data(), s.xq.data(), scores, p.n_ff, p.rank, pool);  // scores (n_ff) = fc2 · hidden

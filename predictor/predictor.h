@@ -1,6 +1,7 @@
 // The per-layer activation predictor (Deja Vu, ICML'23, section 3; PowerInfer, SOSP'24, section 5.1): a low-rank
 // MLP that reads the FFN input and scores every FFN neuron; neurons scoring above the threshold are computed.
 //   scores = fc2 · relu(fc1 · x),   active = { i : scores[i] > threshold }
+// or, for a linear predictor (PredictorHidden::PREDICTOR_HIDDEN_LINEAR), scores = fc2 · (fc1 · x).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -10,9 +11,19 @@
 
 namespace ember {
 
+// The hidden layer's activation. ReLU is what PowerInfer's predictors and ember-profile's trained ones use. Linear
+// serves a rule that is low-rank and linear in x (ember-synth's construction): a ReLU predictor needs twice the
+// rank for it, as z = relu(z) - relu(-z), so twice the bytes in VRAM and per token.
+enum class PredictorHidden {
+    PREDICTOR_HIDDEN_RELU,
+    PREDICTOR_HIDDEN_LINEAR,
+};
+const char* predictor_hidden_name(PredictorHidden h);  // "relu", "linear"
+
 struct Predictor {
     int dim = 0;              // FFN input width (the model's dim)
     int rank = 0;             // hidden width of the predictor
+    PredictorHidden hidden = PredictorHidden::PREDICTOR_HIDDEN_RELU;
     int n_ff = 0;             // FFN neurons scored
     float threshold = 0.0f;   // neuron i is predicted active when scores[i] > threshold
     std::vector<float> fc1;   // (rank, dim) row-major, row k = hidden unit k
@@ -22,8 +33,8 @@ struct Predictor {
 // Throws ember::Error naming the field when sizes are not positive or fc1/fc2 do not hold rank*dim / n_ff*rank floats.
 void predictor_validate(const Predictor& p);
 
-// scores (n_ff) = fc2 · relu(fc1 · x). x: dim floats; hidden: rank floats of scratch. Does not validate (hot path);
-// call predictor_validate once at load.
+// scores (n_ff) = fc2 · relu(fc1 · x) (fc2 · (fc1 · x) when linear). x: dim floats; hidden: rank floats of scratch.
+// Does not validate (hot path); call predictor_validate once at load.
 void predictor_run(const Predictor& p, const float* x, float* scores, float* hidden, ThreadPool& pool);
 
 // The predictor as the engine runs it: fc1 and fc2 converted once (at load) to `type` and read by matvec (one token)
@@ -34,6 +45,7 @@ struct PredictorWeights {
     int dim = 0;
     int rank = 0;
     int n_ff = 0;
+    PredictorHidden hidden = PredictorHidden::PREDICTOR_HIDDEN_RELU;
     float threshold = 0.0f;
     std::vector<uint8_t> fc1;  // (rank, dim) rows of `type`
     std::vector<uint8_t> fc2;  // (n_ff, rank) rows of `type`
@@ -54,7 +66,7 @@ void predictor_scratch_init(const PredictorWeights& p, int n_tokens, PredictorSc
 // The largest scratch any of `ps` needs for n_tokens, so that one scratch serves every layer.
 void predictor_scratch_init(const std::vector<const PredictorWeights*>& ps, int n_tokens, PredictorScratch& s);
 
-// scores (n_tokens, n_ff) = fc2 · relu(fc1 · x) for x (n_tokens, dim), row-major. One token runs through matvec,
+// scores (n_tokens, n_ff) = fc2 · relu(fc1 · x) (no relu when linear) for x (n_tokens, dim), row-major. One token runs through matvec,
 // a batch through matmul; both in p.type. No allocation: s from predictor_scratch_init for at least n_tokens.
 void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, float* scores, PredictorScratch& s,
                       ThreadPool& pool);

@@ -12,7 +12,11 @@ namespace ember {
 namespace {
 
 constexpr const char* kArch = "ember-profile";
-constexpr uint32_t kVersion = 1;
+// Version 1: ReLU predictors. Version 2 adds the key predictor_hidden ("relu" or "linear"); linear predictors are
+// written as version 2 so that a reader without them rejects the file instead of running them with a ReLU. ReLU
+// profiles stay version 1 (with the key too), which every reader takes.
+constexpr uint32_t kVersionRelu = 1;
+constexpr uint32_t kVersionHidden = 2;
 // PowerInfer's single, model-wide predictor threshold (gguf-py constants, PowerInfer.SPARSE_THRESHOLD).
 constexpr const char* kPowerInferThreshold = "powerinfer.sparse_threshold";
 
@@ -155,6 +159,21 @@ public:
         return v;
     }
 
+    // The hidden activation of every layer's predictor: key predictor_hidden, required from version 2; a version 1
+    // file that has it must say "relu".
+    PredictorHidden predictor_hidden(uint32_t version) const {
+        const std::string k = key("predictor_hidden");
+        if (!f_.has(k)) {
+            if (version == kVersionRelu) return PredictorHidden::PREDICTOR_HIDDEN_RELU;
+            fail("missing key " + k + " (required by version " + std::to_string(version) + ")");
+        }
+        const std::string v = f_.get_string(k);
+        if (v == "relu") return PredictorHidden::PREDICTOR_HIDDEN_RELU;
+        if (v == "linear" && version == kVersionHidden) return PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
+        fail("key " + k + ": expected \"relu\"" + (version == kVersionHidden ? " or \"linear\"" : "") +
+             " (version " + std::to_string(version) + "), found \"" + v + "\"");
+    }
+
     int positive(const std::string& k) const {
         const uint32_t v = f_.get_u32(k);
         if (v == 0 || v > (uint32_t)std::numeric_limits<int>::max())
@@ -164,9 +183,10 @@ public:
 
     ModelProfile read_ember() const {
         const uint32_t version = f_.get_u32(key("version"));
-        if (version != kVersion)
-            fail("key " + key("version") + ": expected " + std::to_string(kVersion) + ", found " +
-                 std::to_string(version));
+        if (version != kVersionRelu && version != kVersionHidden)
+            fail("key " + key("version") + ": expected " + std::to_string(kVersionRelu) + " or " +
+                 std::to_string(kVersionHidden) + ", found " + std::to_string(version));
+        const PredictorHidden hidden = predictor_hidden(version);
         ModelProfile p;
         p.model_name = f_.get_string(key("model_name"));
         p.n_layers = positive(key("n_layers"));
@@ -181,6 +201,7 @@ public:
         for (int l = 0; l < p.n_layers; l++) {
             LayerProfile& lp = p.layers[l];
             read_predictor(l, p.dim, p.n_ff, threshold[l], &lp.predictor, &p.weight_type);
+            lp.predictor.hidden = hidden;
             lp.freq = freq(l, p.n_ff, false);
             lp.sparsity = sparsity[l];
             lp.recall = recall[l];
@@ -274,10 +295,19 @@ void profile_write(const ModelProfile& p, const std::string& path) {
                         std::to_string(pr.dim) + " rank=" + std::to_string(pr.rank));
     }
 
+    const PredictorHidden hidden = p.layers.empty() ? PredictorHidden::PREDICTOR_HIDDEN_RELU
+                                                    : p.layers[0].predictor.hidden;
+    for (int l = 1; l < p.n_layers; l++)
+        if (p.layers[l].predictor.hidden != hidden)
+            throw Error(where + "layer " + std::to_string(l) + ": predictor hidden activation " +
+                        predictor_hidden_name(p.layers[l].predictor.hidden) + ", expected " +
+                        predictor_hidden_name(hidden) + " (that of layer 0: a profile's predictors share one)");
+
     GGUFWriter w;
     w.set_string("general.architecture", kArch);
     w.set_string("general.name", p.model_name + " profile");
-    w.set_u32(key("version"), kVersion);
+    w.set_u32(key("version"), hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU ? kVersionRelu : kVersionHidden);
+    w.set_string(key("predictor_hidden"), predictor_hidden_name(hidden));
     w.set_string(key("model_name"), p.model_name);
     w.set_u32(key("n_layers"), (uint32_t)p.n_layers);
     w.set_u32(key("dim"), (uint32_t)p.dim);

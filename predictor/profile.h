@@ -2,12 +2,16 @@
 // the neuron firing frequencies and the trained activation predictor (predictor/predictor.h).
 //
 // Layout (general.architecture = "ember-profile"):
-//   ember.profile.version (u32, 1), .model_name (string), .n_layers / .dim / .n_ff (u32), .n_tokens (u64)
+//   ember.profile.version (u32, 1 or 2), .model_name (string), .n_layers / .dim / .n_ff (u32), .n_tokens (u64)
+//   ember.profile.predictor_hidden (string)   "relu" or "linear" (predictor.h), every layer's; version 2 needs it,
+//                                             and only version 2 may say "linear" (version 1 files are all ReLU)
 //   ember.profile.threshold / .sparsity / .recall / .precision   f32 arrays, one entry per layer
 //   powerinfer.sparse_threshold (f32)   layer 0's threshold, the single global key PowerInfer reads
 //   blk.N.ffn_freq   F32      ne = {n_ff}           (absent when the profile has no frequencies)
 //   blk.N.fc1.weight F32/F16/Q8_0  ne = {dim, rank} PowerInfer's predictor tensor names and ggml layout; every
 //   blk.N.fc2.weight F32/F16/Q8_0  ne = {rank, n_ff} layer's fc1 and fc2 in one type, the type they run in
+// The writer gives ReLU predictors version 1 and linear ones version 2, so that a reader that knows only version 1
+// refuses a linear profile rather than running it with a ReLU.
 // profile_read also takes the predictors out of a PowerInfer model file (magic "PWRI", or any GGUF holding
 // blk.0.fc1.weight): threshold from powerinfer.sparse_threshold, no frequencies, no measurements.
 #pragma once
@@ -24,7 +28,7 @@ namespace ember {
 
 struct LayerProfile {
     std::vector<float> freq;  // (n_ff) share of tokens on which each neuron fired, in [0, 1]; empty when unknown
-    Predictor predictor;      // dim, rank, n_ff, threshold, fc1 (rank, dim), fc2 (n_ff, rank)
+    Predictor predictor;      // dim, rank, hidden, n_ff, threshold, fc1 (rank, dim), fc2 (n_ff, rank)
     // Measured on held-out tokens, each in [0, 1]; NaN when not measured (predictors read from PowerInfer files).
     float sparsity = 0.0f;    // share of neurons the predictor skips
     float recall = 0.0f;      // share of truly active neurons it predicts active

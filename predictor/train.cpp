@@ -63,7 +63,8 @@ void init_normal_rows(std::vector<float>& w, int64_t rows, int64_t cols, double 
     });
 }
 
-// Batched float forward pass: hpre (n, rank) = X · fc1^T, h = relu(hpre), scores (n, n_ff) = h · fc2^T.
+// Batched float forward pass: hpre (n, rank) = X · fc1^T, h = relu(hpre) (hpre itself for a linear predictor),
+// scores (n, n_ff) = h · fc2^T.
 struct Forward {
     std::vector<float> hpre, h, scores, scratch;
     Forward(const Predictor& p, int64_t max_n)
@@ -71,7 +72,8 @@ struct Forward {
           scratch((size_t)std::max(matmul_scratch_floats(p.rank, p.dim), matmul_scratch_floats(p.n_ff, p.rank))) {}
     void run(const Predictor& p, const float* x, int64_t n, ThreadPool& pool) {
         matmul(kF32, p.fc1.data(), x, hpre.data(), n, p.rank, p.dim, scratch.data(), pool);
-        for (int64_t j = 0; j < n * p.rank; j++) h[j] = hpre[j] > 0.0f ? hpre[j] : 0.0f;
+        const bool relu = p.hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU;
+        for (int64_t j = 0; j < n * p.rank; j++) h[j] = !relu || hpre[j] > 0.0f ? hpre[j] : 0.0f;
         matmul(kF32, p.fc2.data(), h.data(), scores.data(), n, p.n_ff, p.rank, scratch.data(), pool);
     }
 };

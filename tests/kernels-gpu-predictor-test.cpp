@@ -26,26 +26,33 @@ Predictor random_predictor(int dim, int rank, int n_ff, uint32_t seed) {
     return p;
 }
 
-// scores: float sums in another order (1e-4 of sum_k |fc2_ik| h_k). With Q8_0 weights the hidden vector is
+// scores: float sums in another order (1e-4 of sum_k |fc2_ik| |h_k|). With Q8_0 weights the hidden vector is
 // quantized again; a hidden value a float ulp away from a rounding boundary may land one quant step off, so up to 4
-// such steps (4 max_k |fc2_ik| * max(h) / 127) are allowed on top.
+// such steps (4 max_k |fc2_ik| * max |h| / 127) are allowed on top. ReLU and linear predictors (a linear one's
+// hidden vector keeps its negative values, which the scores must see).
 TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
     struct Shape {
         int dim, rank, n_ff;
     };
     ThreadPool pool(1);
+    for (PredictorHidden act : {PredictorHidden::PREDICTOR_HIDDEN_RELU, PredictorHidden::PREDICTOR_HIDDEN_LINEAR})
     for (DType t : {DType::DTYPE_F32, DType::DTYPE_F16, DType::DTYPE_Q8_0}) {
         for (const Shape sh : {Shape{64, 32, 1000}, Shape{4096, 256, 11008}, Shape{96, 64, 33}}) {
-            SCOPED_TRACE(std::string(dtype_name(t)) + " dim=" + std::to_string(sh.dim) +
-                         " rank=" + std::to_string(sh.rank) + " n_ff=" + std::to_string(sh.n_ff));
-            const Predictor p = random_predictor(sh.dim, sh.rank, sh.n_ff, 101);
+            SCOPED_TRACE(std::string(dtype_name(t)) + " " + predictor_hidden_name(act) + " dim=" +
+                         std::to_string(sh.dim) + " rank=" + std::to_string(sh.rank) + " n_ff=" +
+                         std::to_string(sh.n_ff));
+            Predictor p = random_predictor(sh.dim, sh.rank, sh.n_ff, 101);
+            p.hidden = act;
             const PredictorWeights pw = predictor_pack(p, t);
             PredictorScratch s;
             predictor_scratch_init(pw, 1, s);
             const std::vector<float> x = randn(sh.dim, 1.0f, 102);
             std::vector<float> want(sh.n_ff);
             predictor_scores(pw, x.data(), 1, want.data(), s, pool);
-            const std::vector<float> hidden(s.hidden.begin(), s.hidden.begin() + sh.rank);  // relu(fc1 x)
+            const std::vector<float> hidden(s.hidden.begin(), s.hidden.begin() + sh.rank);  // (relu'd) fc1 x
+            if (act == PredictorHidden::PREDICTOR_HIDDEN_LINEAR) {
+                ASSERT_LT(*std::min_element(hidden.begin(), hidden.end()), 0.0f);  // the test sees negative units
+            }
 
             DeviceMem dfc1(pw.fc1), dfc2(pw.fc2), dx(x), dscores(sh.n_ff * sizeof(float));
             gpu::PredictorGpuWeights g;
@@ -53,6 +60,7 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
             g.fc1 = dfc1.as();
             g.fc2 = dfc2.as();
             g.dim = sh.dim, g.rank = sh.rank, g.n_ff = sh.n_ff, g.threshold = p.threshold;
+            g.hidden_relu = act == PredictorHidden::PREDICTOR_HIDDEN_RELU;
             DeviceMem dxq(gpu::predictor_xq_bytes(g)), dhidden(sh.rank * sizeof(float));
             gpu::predictor_scores(g, dx.as<float>(), dscores.as<float>(), {dxq.as(), dhidden.as<float>()}, nullptr);
             const auto got = dscores.to_host<float>();
@@ -81,11 +89,12 @@ TEST_F(Gpu, PredictorScoresMatchCpuEveryType) {
             EXPECT_EQ(dsplit.to_host<float>(), split);
 
             const auto fc2 = dequantize_matrix(t, pw.fc2, sh.n_ff, sh.rank);
-            const float hmax = *std::max_element(hidden.begin(), hidden.end());
+            float hmax = 0.0f;
+            for (float h : hidden) hmax = std::max(hmax, std::fabs(h));
             for (int i = 0; i < sh.n_ff; i++) {
                 double mag = 0.0, wmax = 0.0;
                 for (int k = 0; k < sh.rank; k++) {
-                    mag += std::fabs((double)fc2[(size_t)i * sh.rank + k]) * hidden[k];
+                    mag += std::fabs((double)fc2[(size_t)i * sh.rank + k]) * std::fabs(hidden[k]);
                     wmax = std::max(wmax, std::fabs((double)fc2[(size_t)i * sh.rank + k]));
                 }
                 const double requant = t == DType::DTYPE_Q8_0 ? 4.0 * wmax * hmax / 127.0 : 0.0;

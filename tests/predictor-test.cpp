@@ -87,11 +87,14 @@ struct HiddenRule {
     }
 };
 
+// ReLU and linear hidden units (the linear reference keeps the negative ones).
 TEST(Predictor, RunMatchesDoubleReference) {
+    for (PredictorHidden act : {PredictorHidden::PREDICTOR_HIDDEN_RELU, PredictorHidden::PREDICTOR_HIDDEN_LINEAR})
     for (int threads : {1, 2}) {
         ThreadPool pool(threads);
         for (auto [dim, rank, n_ff] : {std::tuple{64, 16, 256}, std::tuple{37, 5, 101}, std::tuple{256, 64, 1024}}) {
-            const Predictor p = random_predictor(dim, rank, n_ff, 7u + dim);
+            Predictor p = random_predictor(dim, rank, n_ff, 7u + dim);
+            p.hidden = act;
             predictor_validate(p);
             std::mt19937 rng(11);
             const std::vector<float> x = randn(rng, dim, 1.0f);
@@ -101,7 +104,7 @@ TEST(Predictor, RunMatchesDoubleReference) {
             for (int k = 0; k < rank; k++) {
                 double s = 0.0;
                 for (int c = 0; c < dim; c++) s += (double)p.fc1[(size_t)k * dim + c] * x[c];
-                h[k] = s > 0.0 ? s : 0.0;
+                h[k] = act == PredictorHidden::PREDICTOR_HIDDEN_LINEAR || s > 0.0 ? s : 0.0;
             }
             double max_err = 0.0;
             for (int i = 0; i < n_ff; i++) {
@@ -113,7 +116,8 @@ TEST(Predictor, RunMatchesDoubleReference) {
                 const double err = std::fabs(scores[i] - s) / (mag + 1e-30);
                 max_err = std::max(max_err, err);
             }
-            EXPECT_LT(max_err, 1e-5) << "dim=" << dim << " rank=" << rank << " n_ff=" << n_ff;
+            EXPECT_LT(max_err, 1e-5) << predictor_hidden_name(act) << " dim=" << dim << " rank=" << rank
+                                     << " n_ff=" << n_ff;
         }
     }
 }
@@ -273,6 +277,52 @@ TEST(Predictor, BadInputsThrowNamingTheField) {
     expect_error([&] { predictor_train(s, args, pool); }, "multiples of 32");
     args.weight_type = DType::DTYPE_Q4_0;
     expect_error([&] { predictor_train(s, args, pool); }, "weight_type");
+}
+
+// A linear predictor through every path that scores tokens: packed (F32, one token and a batch of them) against
+// the float run, and the float evaluation of predictor_evaluate, on labels that the linear scores themselves define:
+// a path that put the hidden units through a ReLU would lose the negative ones and miss neurons.
+TEST(Predictor, LinearPredictorThroughEveryScoringPath) {
+    ThreadPool pool(2);
+    constexpr int dim = 64, rank = 32, n_ff = 200, n = 40;
+    Predictor p = random_predictor(dim, rank, n_ff, 5);
+    p.hidden = PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
+    p.threshold = 0.3f;
+    std::mt19937 rng(6);
+    PredictorSamples s;
+    s.dim = dim, s.n_ff = n_ff;
+    s.x = randn(rng, (size_t)n * dim, 1.0f);
+    s.fired.resize((size_t)n * n_ff);
+    std::vector<float> want((size_t)n * n_ff), hidden(rank);
+    for (int j = 0; j < n; j++) {
+        predictor_run(p, &s.x[(size_t)j * dim], &want[(size_t)j * n_ff], hidden.data(), pool);
+        for (int i = 0; i < n_ff; i++) s.fired[(size_t)j * n_ff + i] = want[(size_t)j * n_ff + i] > p.threshold + 1e-3f;
+    }
+    // The same weights with a ReLU score differently: the negative hidden units matter here.
+    Predictor relu = p;
+    relu.hidden = PredictorHidden::PREDICTOR_HIDDEN_RELU;
+    std::vector<float> relu_scores(n_ff);
+    predictor_run(relu, s.x.data(), relu_scores.data(), hidden.data(), pool);
+    EXPECT_NE(relu_scores, std::vector<float>(want.begin(), want.begin() + n_ff));
+
+    const PredictorWeights w = predictor_pack(p, DType::DTYPE_F32);
+    EXPECT_EQ(w.hidden, PredictorHidden::PREDICTOR_HIDDEN_LINEAR);
+    PredictorScratch scratch;
+    predictor_scratch_init(w, n, scratch);
+    std::vector<float> one(n_ff), batch((size_t)n * n_ff);
+    predictor_scores(w, s.x.data(), n, batch.data(), scratch, pool);
+    for (int j = 0; j < n; j++) {
+        predictor_scores(w, &s.x[(size_t)j * dim], 1, one.data(), scratch, pool);
+        for (int i = 0; i < n_ff; i++) {
+            const float ref = want[(size_t)j * n_ff + i];
+            ASSERT_NEAR(one[i], ref, 1e-4f * (1.0f + std::fabs(ref))) << "token " << j << " neuron " << i;
+            ASSERT_NEAR(batch[(size_t)j * n_ff + i], ref, 1e-4f * (1.0f + std::fabs(ref)))
+                << "batch, token " << j << " neuron " << i;
+        }
+    }
+    const PredictorMetrics m = predictor_evaluate(p, s, pool);
+    EXPECT_EQ(m.recall, 1.0);
+    EXPECT_GT(m.recall, predictor_evaluate(relu, s, pool).recall);
 }
 
 // The threshold and the held-out metrics are those of the predictor as the engine runs it: packed in its type and

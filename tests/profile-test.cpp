@@ -76,6 +76,7 @@ void expect_same(const ember::ModelProfile& a, const ember::ModelProfile& b, flo
         EXPECT_EQ(x.predictor.dim, y.predictor.dim);
         EXPECT_EQ(x.predictor.rank, y.predictor.rank);
         EXPECT_EQ(x.predictor.n_ff, y.predictor.n_ff);
+        EXPECT_EQ(x.predictor.hidden, y.predictor.hidden);
         EXPECT_EQ(x.predictor.threshold, y.predictor.threshold);
         expect_near(x.predictor.fc1, y.predictor.fc1, rel);
         expect_near(x.predictor.fc2, y.predictor.fc2, rel);
@@ -105,11 +106,14 @@ struct RawProfile {
     int threshold_count = 0;                 // threshold array length when nonzero
     uint32_t freq_type = 0;                  // ggml type of ffn_freq (F32 = 0)
     std::string f16_tensor;                  // predictor tensor stored as F16 (the others are F32)
+    uint32_t version = 1;                    // ember.profile.version
+    std::string hidden;                      // ember.profile.predictor_hidden when not empty
 
     std::string write(const std::string& name) const {
         ember::GGUFWriter w;
         w.set_string("general.architecture", "ember-profile");
-        w.set_u32("ember.profile.version", 1);
+        w.set_u32("ember.profile.version", version);
+        if (!hidden.empty()) w.set_string("ember.profile.predictor_hidden", hidden);
         w.set_string("ember.profile.model_name", p.model_name);
         w.set_u32("ember.profile.n_layers", p.n_layers);
         w.set_u32("ember.profile.dim", p.dim);
@@ -366,6 +370,13 @@ TEST(Profile, CorruptionsNameTheCulprit) {
         {"freq-dtype", [](RawProfile& r) { r.freq_type = 1; }, {"blk.0.ffn_freq", "F32", "F16"}},
         {"threshold-count", [](RawProfile& r) { r.threshold_count = 3; },
          {"ember.profile.threshold", "expected 2", "found 3"}},
+        {"version-3", [](RawProfile& r) { r.version = 3; }, {"ember.profile.version", "1 or 2", "found 3"}},
+        {"linear-in-version-1", [](RawProfile& r) { r.hidden = "linear"; },
+         {"ember.profile.predictor_hidden", "version 1", "\"linear\""}},
+        {"version-2-without-hidden", [](RawProfile& r) { r.version = 2; },
+         {"missing key ember.profile.predictor_hidden", "version 2"}},
+        {"unknown-hidden", [](RawProfile& r) { r.version = 2, r.hidden = "tanh"; },
+         {"ember.profile.predictor_hidden", "\"relu\" or \"linear\"", "\"tanh\""}},
     };
     for (const Corruption& c : cases) {
         SCOPED_TRACE(c.name);
@@ -375,6 +386,36 @@ TEST(Profile, CorruptionsNameTheCulprit) {
         std::vector<std::string> named = c.named;
         named.push_back(path);
         expect_error([&] { ember::profile_read(path); }, named);
+        std::remove(path.c_str());
+    }
+}
+
+// A version 1 file with the key saying "relu", and a version 2 file saying either, read as such.
+TEST(Profile, HandWrittenHiddenKeysRead) {
+    for (auto [version, hidden] : {std::pair{1u, "relu"}, std::pair{2u, "relu"}, std::pair{2u, "linear"}}) {
+        RawProfile r;
+        r.version = version, r.hidden = hidden;
+        const std::string path = r.write("raw-hidden");
+        const ember::ModelProfile p = ember::profile_read(path);
+        for (const ember::LayerProfile& lp : p.layers)
+            EXPECT_STREQ(ember::predictor_hidden_name(lp.predictor.hidden), hidden) << "version " << version;
+        std::remove(path.c_str());
+    }
+}
+
+// Linear predictors are written as version 2 with the key, and read back as linear; ReLU ones stay version 1 (the
+// key says "relu"), readable by a reader that knows only version 1.
+TEST(Profile, RoundTripHiddenActivation) {
+    for (auto hidden : {ember::PredictorHidden::PREDICTOR_HIDDEN_RELU, ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR}) {
+        ember::ModelProfile p = make_profile();
+        for (ember::LayerProfile& lp : p.layers) lp.predictor.hidden = hidden;
+        const std::string path = tmp_path(ember::predictor_hidden_name(hidden));
+        ember::profile_write(p, path);
+        auto f = ember::GGUFFile::open(path);
+        const bool linear = hidden == ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
+        EXPECT_EQ(f->get_u32("ember.profile.version"), linear ? 2u : 1u);
+        EXPECT_EQ(f->get_string("ember.profile.predictor_hidden"), ember::predictor_hidden_name(hidden));
+        expect_same(p, ember::profile_read(*f), 0.0f);
         std::remove(path.c_str());
     }
 }
@@ -392,6 +433,9 @@ TEST(Profile, WriteRejectsBadProfiles) {
     p = make_profile(2, 8, 12, 4);
     p.layers[0].recall = 2.0f;
     expect_error([&] { ember::profile_write(p, tmp_path("bad")); }, {"ember.profile.recall"});
+    p = make_profile(3, 8, 12, 4);
+    p.layers[2].predictor.hidden = ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
+    expect_error([&] { ember::profile_write(p, tmp_path("bad")); }, {"layer 2", "linear", "expected relu"});
 }
 
 TEST(Profile, CheckModelStories260K) {
