@@ -417,24 +417,30 @@ void SynthBuilder::record_predictor(int l, const std::vector<float>& b, const st
                                     const std::vector<double>& s, const float* gate) {
     const int dim = p_.dim, n_ff = p_.n_ff, r0 = r0_, n = n_cal_;
     const int half = r0 + 1;  // B's rows and u
+    const bool relu = p_.predictor_hidden == PredictorHidden::PREDICTOR_HIDDEN_RELU;
     Predictor pr;
     pr.dim = dim;
     pr.n_ff = n_ff;
-    pr.rank = (2 * half + 31) / 32 * 32;
+    pr.hidden = p_.predictor_hidden;
+    pr.rank = ((relu ? 2 : 1) * half + 31) / 32 * 32;
     pr.fc1.assign((size_t)pr.rank * dim, 0.0f);
     pr.fc2.assign((size_t)n_ff * pr.rank, 0.0f);
+    // Hidden unit k < half is row k of B (u for k = r0); with a ReLU, unit half + k is its negation.
     for (int k = 0; k < half; k++) {
         const float* src = k < r0 ? b.data() + (size_t)k * dim : u_.data();
         float* plus = pr.fc1.data() + (size_t)k * dim;
-        float* minus = pr.fc1.data() + (size_t)(half + k) * dim;
-        for (int j = 0; j < dim; j++) plus[j] = src[j], minus[j] = -src[j];
+        for (int j = 0; j < dim; j++) plus[j] = src[j];
+        if (relu) {
+            float* minus = pr.fc1.data() + (size_t)(half + k) * dim;
+            for (int j = 0; j < dim; j++) minus[j] = -src[j];
+        }
     }
     for (int i = 0; i < n_ff; i++) {
         float* row = pr.fc2.data() + (size_t)i * pr.rank;
         for (int k = 0; k < half; k++) {
             const float c = k < r0 ? a[(size_t)i * r0 + k] : a_shift[i];
             row[k] = c;
-            row[half + k] = -c;
+            if (relu) row[half + k] = -c;
         }
     }
     // Threshold for recall 0.99 on the calibration tokens, from the same scores the rule gives.

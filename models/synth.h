@@ -40,6 +40,8 @@ struct SynthParams {
     // Also return each layer's construction predictor (SynthReport::predictors): the gate's rank-(r0 + 1) part
     // written as a predictor. Costs (2 r0 + 2) (dim + n_ff) floats of memory per layer.
     bool construction_predictors = false;
+    // Their hidden activation: linear (rank r0 + 1) or ReLU (the same rule in +/- pairs, twice the rank).
+    PredictorHidden predictor_hidden = PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
 };
 
 // What calibration measured in one layer, on the calibration tokens (in-sample).
@@ -57,8 +59,9 @@ struct SynthLayerStats {
 struct SynthReport {
     std::vector<SynthLayerStats> layers;
     // With construction_predictors, per layer: scores = A (B x) + a (u . x), the firing rule without the noise E,
-    // as fc2 · relu(fc1 · x) with hidden units in +/- pairs (relu(h) - relu(-h) = h); rank = 2 (r0 + 1) rounded up
-    // to a multiple of 32 with zero units. threshold: the largest reaching recall 0.99 on the calibration tokens.
+    // as fc2 · (fc1 · x), rank r0 + 1, or with predictor_hidden ReLU as fc2 · relu(fc1 · x) with hidden units in
+    // +/- pairs (relu(h) - relu(-h) = h), rank 2 (r0 + 1); either rounded up to a multiple of 32 with zero units.
+    // threshold: the largest reaching recall 0.99 on the calibration tokens.
     std::vector<Predictor> predictors;
     std::vector<float> predictor_recall;     // on the calibration tokens at that threshold
     std::vector<float> predictor_precision;

@@ -18,6 +18,7 @@
 
 #include "engine/ember.h"
 #include "kernels-cpu/quant.h"
+#include "kernels-cpu/thread-pool.h"
 #include "models/synth.h"
 #include "predictor/profile.h"
 
@@ -432,6 +433,26 @@ TEST(SynthApp, FlagsAndErrors) {
     EXPECT_EQ(f->get_u64("ember.synth.seed"), 3u);
     EXPECT_EQ(f->find_tensor("output.weight")->type, (uint32_t)DType::DTYPE_Q8_0);
     std::remove(out.c_str());
+
+    // The construction predictors' hidden activation: linear by default, relu on request, nothing else.
+    r = run_synth("-o " + temp_path("bad") + " --predictor-hidden tanh");
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("--predictor-hidden: invalid value 'tanh'"), std::string::npos) << r.err;
+    const std::string prof = temp_path("app-profile");
+    for (const char* hidden : {"", "relu"}) {
+        const std::string flag = *hidden ? std::string(" --predictor-hidden ") + hidden : "";
+        r = run_synth("--dim 64 --layers 1 --n-ff 128 --heads 4 --gate-rank 20 -t 2 -q -o " + out +
+                      " --predictors-out " + prof + flag);
+        ASSERT_EQ(r.rc, 0) << r.err;
+        const ember::ModelProfile pr = ember::profile_read(prof);
+        const bool relu = *hidden != 0;
+        EXPECT_STREQ(ember::predictor_hidden_name(pr.layers[0].predictor.hidden), relu ? "relu" : "linear");
+        EXPECT_EQ(pr.layers[0].predictor.rank, relu ? 64 : 32);  // 2 * 21 and 21, each rounded up to 32
+        EXPECT_NE(r.err.find(relu ? "construction predictors, relu, of rank 64" : "construction predictors, linear, of rank 32"),
+                  std::string::npos) << r.err;
+    }
+    std::remove(out.c_str());
+    std::remove(prof.c_str());
 }
 
 }  // namespace
@@ -448,8 +469,8 @@ TEST(Synth, ConstructionPredictorsRunSparseWithHighRecall) {
     const ember::SynthReport r = ember::synth_write(p, path);
     ASSERT_EQ((int)r.predictors.size(), p.n_layers);
     for (int l = 0; l < p.n_layers; l++) {
-        EXPECT_EQ(r.predictors[l].rank % 32, 0);
-        EXPECT_GE(r.predictors[l].rank, 2 * (r.gate_rank + 1));
+        EXPECT_EQ(r.predictors[l].hidden, ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR);  // the default
+        EXPECT_EQ(r.predictors[l].rank, (r.gate_rank + 1 + 31) / 32 * 32);
         EXPECT_GE(r.predictor_recall[l], 0.99f - 1e-5f) << "layer " << l;
         EXPECT_GT(r.predictor_sparsity[l], 0.6f) << "layer " << l;
     }
@@ -513,6 +534,38 @@ TEST(Synth, ConstructionPredictorsRunSparseWithHighRecall) {
     EXPECT_LT(st.predicted_share(), 0.35);
     std::remove(path.c_str());
     std::remove(prof_path.c_str());
+}
+
+// The linear construction predictors score as the ReLU ones (the same rule at twice the rank, in +/- pairs) and
+// get the same thresholds; the model's bytes do not depend on the choice.
+TEST(Synth, LinearConstructionPredictorsScoreAsTheReluOnes) {
+    SynthParams p = small_model(DType::DTYPE_F16, 0.9f, 0.8f);
+    p.construction_predictors = true;
+    const std::string path = temp_path("construction-linear"), relu_path = temp_path("construction-relu");
+    const ember::SynthReport lin = ember::synth_write(p, path);
+    p.predictor_hidden = ember::PredictorHidden::PREDICTOR_HIDDEN_RELU;
+    const ember::SynthReport relu = ember::synth_write(p, relu_path);
+    EXPECT_EQ(slurp(path), slurp(relu_path));
+    ember::ThreadPool pool(2);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int l = 0; l < p.n_layers; l++) {
+        const ember::Predictor &a = lin.predictors[l], &b = relu.predictors[l];
+        EXPECT_EQ(a.hidden, ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR);
+        EXPECT_EQ(b.hidden, ember::PredictorHidden::PREDICTOR_HIDDEN_RELU);
+        EXPECT_EQ(a.rank, (lin.gate_rank + 1 + 31) / 32 * 32);
+        EXPECT_EQ(b.rank, (2 * (lin.gate_rank + 1) + 31) / 32 * 32);
+        EXPECT_EQ(a.threshold, b.threshold) << "layer " << l;
+        EXPECT_EQ(lin.predictor_recall[l], relu.predictor_recall[l]) << "layer " << l;
+        std::vector<float> x(p.dim), sa(p.n_ff), sb(p.n_ff), h(std::max(a.rank, b.rank));
+        for (float& v : x) v = nd(rng);
+        ember::predictor_run(a, x.data(), sa.data(), h.data(), pool);
+        ember::predictor_run(b, x.data(), sb.data(), h.data(), pool);
+        for (int i = 0; i < p.n_ff; i++)
+            ASSERT_NEAR(sa[i], sb[i], 1e-4f * (1.0f + std::fabs(sb[i]))) << "layer " << l << " neuron " << i;
+    }
+    std::remove(path.c_str());
+    std::remove(relu_path.c_str());
 }
 
 }  // namespace

@@ -58,6 +58,9 @@ int run(int argc, char** argv) {
     std::string predictors_out;
     args.add_string({"--predictors-out"}, &predictors_out, "FNAME",
                     "also write a profile holding the construction's predictors (the gate's low-rank rule, Q8_0)");
+    std::string predictor_hidden = "linear";
+    args.add_choice({"--predictor-hidden"}, &predictor_hidden, {"linear", "relu"},
+                    "hidden activation of those predictors: linear (rank r0+1), or relu (twice the rank)");
     args.add_flag({"-q", "--quiet"}, &quiet, "no per-layer progress");
     if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     // A preset sets the shape; explicit shape flags override it (parse order does not matter).
@@ -93,6 +96,8 @@ int run(int argc, char** argv) {
     SynthLog log;
     if (!quiet) log = [](const std::string& line) { std::fprintf(stderr, "ember-synth: %s\n", line.c_str()); };
     p.construction_predictors = !predictors_out.empty();
+    p.predictor_hidden = predictor_hidden == "relu" ? PredictorHidden::PREDICTOR_HIDDEN_RELU
+                                                    : PredictorHidden::PREDICTOR_HIDDEN_LINEAR;
     if (!predictors_out.empty() && predictors_out == out) throw Error("--predictors-out: same file as -o");
     const SynthReport r = synth_write(p, out, log);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -101,8 +106,9 @@ int run(int argc, char** argv) {
     if (!predictors_out.empty()) {
         const ModelProfile prof = synth_construction_profile(p, r);
         profile_write(prof, predictors_out);
-        std::fprintf(stderr, "ember-synth: wrote %s: construction predictors of rank %d (Q8_0), calibration recall "
-                     "%.3f, predicted sparsity %.3f (layer 0)\n", predictors_out.c_str(), prof.layers[0].predictor.rank,
+        std::fprintf(stderr, "ember-synth: wrote %s: construction predictors, %s, of rank %d (Q8_0), calibration "
+                     "recall %.3f, predicted sparsity %.3f (layer 0)\n", predictors_out.c_str(),
+                     predictor_hidden_name(prof.layers[0].predictor.hidden), prof.layers[0].predictor.rank,
                      (double)prof.layers[0].recall, (double)prof.layers[0].sparsity);
     }
     return 0;
