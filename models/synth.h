@@ -38,7 +38,7 @@ struct SynthParams {
     std::string vocab_from;  // GGUF whose tokenizer.* keys (and vocabulary size) the model takes; required
     int n_threads = 0;       // 0 = all hardware threads
     // Also return each layer's construction predictor (SynthReport::predictors): the gate's rank-(r0 + 1) part
-    // written as a predictor. Costs (2 r0 + 2) (dim + n_ff) floats of memory per layer.
+    // written as a predictor. Costs (r0 + 1) (dim + n_ff) floats of memory per layer (twice that with a ReLU).
     bool construction_predictors = false;
     // Their hidden activation: linear (rank r0 + 1) or ReLU (the same rule in +/- pairs, twice the rank).
     PredictorHidden predictor_hidden = PredictorHidden::PREDICTOR_HIDDEN_LINEAR;

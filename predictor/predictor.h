@@ -66,8 +66,9 @@ void predictor_scratch_init(const PredictorWeights& p, int n_tokens, PredictorSc
 // The largest scratch any of `ps` needs for n_tokens, so that one scratch serves every layer.
 void predictor_scratch_init(const std::vector<const PredictorWeights*>& ps, int n_tokens, PredictorScratch& s);
 
-// scores (n_tokens, n_ff) = fc2 · relu(fc1 · x) (no relu when linear) for x (n_tokens, dim), row-major. One token runs through matvec,
-// a batch through matmul; both in p.type. No allocation: s from predictor_scratch_init for at least n_tokens.
+// scores (n_tokens, n_ff) = fc2 · relu(fc1 · x) (no relu when linear) for x (n_tokens, dim), row-major. One token
+// runs through matvec, a batch through matmul; both in p.type. No allocation: s from predictor_scratch_init for at
+// least n_tokens.
 void predictor_scores(const PredictorWeights& p, const float* x, int n_tokens, float* scores, PredictorScratch& s,
                       ThreadPool& pool);
 

@@ -406,7 +406,8 @@ TEST(Profile, HandWrittenHiddenKeysRead) {
 // Linear predictors are written as version 2 with the key, and read back as linear; ReLU ones stay version 1 (the
 // key says "relu"), readable by a reader that knows only version 1.
 TEST(Profile, RoundTripHiddenActivation) {
-    for (auto hidden : {ember::PredictorHidden::PREDICTOR_HIDDEN_RELU, ember::PredictorHidden::PREDICTOR_HIDDEN_LINEAR}) {
+    using ember::PredictorHidden;
+    for (auto hidden : {PredictorHidden::PREDICTOR_HIDDEN_RELU, PredictorHidden::PREDICTOR_HIDDEN_LINEAR}) {
         ember::ModelProfile p = make_profile();
         for (ember::LayerProfile& lp : p.layers) lp.predictor.hidden = hidden;
         const std::string path = tmp_path(ember::predictor_hidden_name(hidden));

@@ -448,8 +448,9 @@ TEST(SynthApp, FlagsAndErrors) {
         const bool relu = *hidden != 0;
         EXPECT_STREQ(ember::predictor_hidden_name(pr.layers[0].predictor.hidden), relu ? "relu" : "linear");
         EXPECT_EQ(pr.layers[0].predictor.rank, relu ? 64 : 32);  // 2 * 21 and 21, each rounded up to 32
-        EXPECT_NE(r.err.find(relu ? "construction predictors, relu, of rank 64" : "construction predictors, linear, of rank 32"),
-                  std::string::npos) << r.err;
+        const char* said =
+            relu ? "construction predictors, relu, of rank 64" : "construction predictors, linear, of rank 32";
+        EXPECT_NE(r.err.find(said), std::string::npos) << r.err;
     }
     std::remove(out.c_str());
     std::remove(prof.c_str());
