@@ -1,11 +1,12 @@
 // ember-sparse-ffn-bench: one FFN layer of a 7B shape (dim 4096, n_ff 11008; or --shape 13b, 70b) per weight type,
 // with random active sets (10% of the neurons, and 100% as a control). Checks sparse_gate_up / sparse_down and the
 // fused sparse_ffn against their references (exit 1 if wrong), then prints time per call and GB/s of the weight rows
-// actually read (k gate + k up + k down rows) next to this machine's streaming read bandwidth, the dense FFN (three
-// matvecs) for comparison, and the load-time cost of sparse_down_transpose. Ops: gate+up, down, ffn (the two calls
-// one after the other), fused (sparse_ffn: the same work in one pass over the pool), and batch (sparse_ffn_batch:
-// --batch-tokens tokens, each with its own random list at the active fraction, as a prompt's batch; GB/s of the
-// union's rows, and the time per token).
+// actually read (k gate rows, and the up and down rows of the neurons that fire: every listed one under SiLU, the
+// default, about half under --act relu, as in a ReLU model's split layer) next to this machine's streaming read
+// bandwidth, the dense FFN (three matvecs) for comparison, and the load-time cost of sparse_down_transpose. Ops:
+// gate+up, down, ffn (the two calls one after the other), fused (sparse_ffn: the same work in one pass over the pool),
+// and batch (sparse_ffn_batch: --batch-tokens tokens, each with its own random list at the active fraction, as a
+// prompt's batch; GB/s of the rows the union reads, and the time per token).
 // Every timed call is preceded by one 64 MiB bandwidth sample: it evicts the last-level cache (a layer's active
 // rows, 27 MB for F16, would otherwise stay cached between calls as they never do in a 32-layer decode) and gives
 // the peak measured at the same moment. Each call also takes the next of 8 different active lists. A last-level
@@ -13,7 +14,7 @@
 // of the layer's weights at different addresses, taken in turn, so that their rows come from DRAM as in a model.
 //   ember-sparse-ffn-bench [--threads N] [--types f32,f16,bf16,q8_0,q4_0] [--active-frac F]... [--iters N]
 //                          [--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] [--no-dense]
-//                          [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2]
+//                          [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2] [--act silu|relu]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -55,13 +56,15 @@ struct Args {
     bool dense = true;
     int layers = 1;  // copies of the layer the sparse calls cycle through
     int batch_tokens = 32;
+    SparseAct act = SparseAct::SPARSE_ACT_SILU;  // --act: relu reads the up and down rows of positive gates only
 };
 
 [[noreturn]] void usage(const std::string& msg) {
     ember_bench::bench_usage("ember-sparse-ffn-bench",
                              "[--threads N] [--types f32,f16,...] [--active-frac F]... [--iters N] "
                              "[--isa avx512vnni|avx512|avx2|scalar] [--ops gate+up,down,ffn,fused,batch] "
-                             "[--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2]",
+                             "[--no-dense] [--layers N] [--batch-tokens N] [--shape 7b|13b|70b] [--prefetch l1|l2] "
+                             "[--act silu|relu]",
                              msg);
 }
 
@@ -92,6 +95,10 @@ Args parse(int argc, char** argv) {
             ember_bench::BenchShape shape;
             if (!ember_bench::bench_parse_shape(v, &shape)) usage("unknown shape '" + v + "', expected 7b, 13b or 70b");
             a.dim = shape.dim, a.n_ff = shape.n_ff;
+        } else if (k == "--act") {
+            const std::string v = val();
+            if (v != "silu" && v != "relu") usage("--act: expected silu or relu, got '" + v + "'");
+            a.act = v == "relu" ? SparseAct::SPARSE_ACT_RELU : SparseAct::SPARSE_ACT_SILU;
         } else if (k == "--no-dense") {
             a.dense = false;
         } else if (k == "--types") {
@@ -222,8 +229,8 @@ int main(int argc, char** argv) {
                                     nt);  // token t's prepared vector at t * xq_stride; token 0 for the rest
             for (int t = 0; t < nt; t++)
                 dot_prepare_vec(wt, x.data() + (size_t)t * args.dim, xq.data() + t * xq_stride, args.dim);
-            // SiLU so every listed neuron reads both rows (ReLU skips the up and down rows of negative gates).
-            const SparseGateUpWeights w{wt, gate.data(), up.data(), args.dim, SparseAct::SPARSE_ACT_SILU};
+            // SiLU: every listed neuron reads its three rows; ReLU skips the up and down rows of negative gates.
+            const SparseGateUpWeights w{wt, gate.data(), up.data(), args.dim, args.act};
 
             for (double frac : args.fracs) {
                 const int64_t k = std::max<int64_t>(1, std::llround(frac * args.n_ff));
@@ -263,6 +270,21 @@ int main(int argc, char** argv) {
                         continue;
                     }
                 }
+                // Each list's h (down takes its own list's) and how many of its neurons fire: the up and down rows
+                // read per call are the mean over the lists (every listed neuron under SiLU).
+                std::vector<std::vector<float>> h_of(kLists, std::vector<float>((size_t)k));
+                double fired = 0.0;
+                for (int i = 0; i < kLists; i++) {
+                    sparse_gate_up(w, xq.data(), lists[(size_t)i].data(), k, h_of[(size_t)i].data(), pool);
+                    fired += (double)std::count_if(h_of[(size_t)i].begin(), h_of[(size_t)i].end(),
+                                                   [](float v) { return v != 0.0f; });
+                }
+                fired /= kLists;
+                auto h_for = [&](const int32_t* a) {  // the h of list a
+                    for (int i = 0; i < kLists; i++)
+                        if (lists[(size_t)i].data() == a) return h_of[(size_t)i].data();
+                    return h.data();
+                };
                 // Times fn over the iterations: GB/s of `bytes` (the weights the call reads), `note` after the row.
                 auto time_bytes = [&](const std::string& op, const std::string& name, double bytes,
                                       const std::string& note, auto fn) {
@@ -273,7 +295,7 @@ int main(int argc, char** argv) {
                         pk = std::max(pk, peak.sample());
                         const int c = it % args.layers;
                         const SparseGateUpWeights wc{wt, layer_w(c, gate, gate_c), layer_w(c, up, up_c), args.dim,
-                                                     SparseAct::SPARSE_ACT_SILU};
+                                                     args.act};
                         const uint8_t* dc = layer_w(c, down_t, down_c);
                         const auto t0 = Clock::now();
                         fn(lists[(size_t)(it % kLists)].data(), wc, dc);
@@ -290,17 +312,17 @@ int main(int argc, char** argv) {
                     time_bytes(op, op, rows_read * (double)rb, "", fn);
                 };
                 using W = const SparseGateUpWeights&;
-                time("gate+up", 2.0 * k, [&](const int32_t* a, W wc, const uint8_t*) {
+                time("gate+up", k + fired, [&](const int32_t* a, W wc, const uint8_t*) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
                 });
-                time("down", 1.0 * k, [&](const int32_t* a, W, const uint8_t* dc) {
-                    sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, down_partials.data(), pool);
+                time("down", fired, [&](const int32_t* a, W, const uint8_t* dc) {
+                    sparse_down(wt, dc, h_for(a), a, k, y.data(), args.dim, down_partials.data(), pool);
                 });
-                time("ffn", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
+                time("ffn", k + 2.0 * fired, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_gate_up(wc, xq.data(), a, k, h.data(), pool);
                     sparse_down(wt, dc, h.data(), a, k, y.data(), args.dim, down_partials.data(), pool);
                 });
-                time("fused", 3.0 * k, [&](const int32_t* a, W wc, const uint8_t* dc) {
+                time("fused", k + 2.0 * fired, [&](const int32_t* a, W wc, const uint8_t* dc) {
                     sparse_ffn(wc, xq.data(), wt, dc, a, k, h.data(), y.data(), partials.data(), pool);
                 });
                 // A batch: token t takes list (t mod 8) shuffled against the others by an offset, so the tokens'
@@ -316,9 +338,16 @@ int main(int argc, char** argv) {
                 const int64_t kb = (int64_t)rows.size();
                 std::vector<float> hb((size_t)kb * nt), yb((size_t)args.dim * nt);
                 const std::string batch_op = "batch" + std::to_string(nt);
+                // Rows read: every union row's gate, the up and down rows of those that fire for any token.
+                sparse_ffn_batch(w, xq.data(), xq_stride, nt, wt, down_t.data(), rows.data(), masks.data(), kb,
+                                 hb.data(), yb.data(), pool);
+                int64_t fired_any = 0;
+                for (int64_t j = 0; j < kb; j++)
+                    fired_any += std::any_of(hb.begin() + j * nt, hb.begin() + (j + 1) * nt,
+                                             [](float v) { return v != 0.0f; });
                 char note[96];
                 std::snprintf(note, sizeof note, "union %.1f%%", 100.0 * kb / args.n_ff);
-                const double best = time_bytes("batch", batch_op, 3.0 * (double)kb * (double)rb, note,
+                const double best = time_bytes("batch", batch_op, (double)(kb + 2 * fired_any) * (double)rb, note,
                                                [&](const int32_t*, W wc, const uint8_t* dc) {
                                                    sparse_ffn_batch(wc, xq.data(), xq_stride, nt, wt, dc, rows.data(),
                                                                     masks.data(), kb, hb.data(), yb.data(), pool);
