@@ -335,6 +335,48 @@ TEST(AppsBench, DepthRunsEachTestAfterAContext) {
     EXPECT_TRUE(contains(bad.err, "-d: invalid value '-3'")) << bad.err;
 }
 
+// --interleave: every configuration is loaded before any test runs, then each test's repetitions alternate between
+// them (repetition i of each before repetition i + 1 of any); the results are those of the plain order's layout.
+TEST(AppsBench, InterleaveLoadsEveryRunFirstThenAlternatesRepetitions) {
+    const std::string model = std::string(EMBER_SOURCE_DIR) + "/models/tiny-relu-q8_0.gguf";
+    const std::string profile = std::string(EMBER_SOURCE_DIR) + "/models/tiny-relu-q8_0.profile.gguf";
+    const RunResult r = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "8", "-n", "4",
+                                                      "-r", "3", "--interleave", "-o", "json", "--mem-bw", "10"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const size_t load_dense = r.err.find("run: profile none,"), load_sparse = r.err.find("run: profile " + profile);
+    const size_t first_rep = r.err.find("interleave: test 1, repetition 1 of 3, 2 runs");
+    ASSERT_NE(load_dense, std::string::npos) << r.err;
+    ASSERT_NE(load_sparse, std::string::npos) << r.err;
+    ASSERT_NE(first_rep, std::string::npos) << r.err;
+    EXPECT_LT(load_dense, first_rep) << r.err;
+    EXPECT_LT(load_sparse, first_rep) << r.err;
+    // pp then tg, three rounds each, in order.
+    size_t at = first_rep;
+    for (int t = 1; t <= 2; t++)
+        for (int i = 1; i <= 3; i++) {
+            const std::string line =
+                "interleave: test " + std::to_string(t) + ", repetition " + std::to_string(i) + " of 3, 2 runs";
+            const size_t found = r.err.find(line, at);
+            ASSERT_NE(found, std::string::npos) << line << "\n" << r.err;
+            at = found;
+        }
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j.size(), 4u);
+    const char* tests[] = {"pp8", "tg4", "pp8", "tg4"};
+    for (size_t i = 0; i < 4; i++) {
+        EXPECT_EQ(j[i]["test"], tests[i]);
+        EXPECT_EQ(j[i]["ffn"], i < 2 ? "dense" : "sparse");
+        EXPECT_EQ(j[i]["samples_ts"].size(), 3u);
+        EXPECT_GT(j[i]["avg_ts"].get<double>(), 0.0);
+    }
+    EXPECT_GT(j[3]["predicted_active_share"].get<double>(), 0.0);
+    // Without the flag: no interleaving.
+    const RunResult plain = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "0",
+                                                          "-n", "4", "-r", "1", "--mem-bw", "10"});
+    ASSERT_EQ(plain.rc, 0) << plain.err;
+    EXPECT_FALSE(contains(plain.err, "interleave:")) << plain.err;
+}
+
 TEST(AppsBench, BadFlag) {
     const RunResult r = run_process(EMBER_BENCH_BIN, {"-m", kModel, "-o", "xml"});
     EXPECT_EQ(r.rc, 1);

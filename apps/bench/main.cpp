@@ -7,9 +7,12 @@
 // every test, so dense and sparse are measured in one run. Sparse rows count the bytes the decode steps actually
 // read (predictors and the active neurons' rows), and the summary sets the speed-up against the ratio of bytes.
 // -ngl and --vram-budget also take lists: every combination of profile, -ngl and budget is loaded and measured in
-// turn. With a GPU, each side's bytes per token (host RAM and VRAM) bound t/s at 1 / max(host bytes / host
-// bandwidth, VRAM bytes / VRAM bandwidth); the summary sets every GPU run against the first dense layer-offload run
-// (-ngl N) and --timeline FILE writes one traced decode step of each GPU run.
+// turn; with --interleave they are all loaded first and each test's repetitions go round-robin across them, so that
+// a machine whose speed drifts (other load, clocks, a neighbour's memory traffic) slows every configuration alike and
+// their ratios hold (all of them then need their memory at once). With a GPU, each side's bytes per token (host RAM
+// and VRAM) bound t/s at 1 / max(host bytes / host bandwidth, VRAM bytes / VRAM bandwidth); the summary sets every
+// GPU run against the first dense layer-offload run (-ngl N) and --timeline FILE writes one traced decode step of
+// each GPU run.
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -48,6 +51,7 @@ struct BenchParams {
     std::string output = "md";
     float mem_bw = 0;       // GB/s; 0: measure
     bool no_warmup = false;
+    bool interleave = false;  // every configuration loaded first, the repetitions round-robin across them
 };
 
 struct TestResult {
@@ -84,72 +88,96 @@ std::string iso_time_now() {
     return buf;
 }
 
-// Runs one test: pp (n_prompt > 0) or tg (n_gen > 0), after p.n_depth tokens of context (evaluated as a prompt,
-// untimed, in each repetition's fresh session).
-TestResult run_test(const Model& model, const BenchParams& p, int n_prompt, int n_gen) {
-    const Tokenizer& tok = model.tokenizer();
-    const int n_vocab = model.info().n_vocab;
-    const int n = n_prompt + n_gen, depth = p.n_depth;
-    std::mt19937 rng(1234);  // the same tokens every run
-    std::uniform_int_distribution<int32_t> any(0, n_vocab - 1);
-    std::vector<int32_t> tokens(depth + n);  // the context, then the test's tokens
-    for (int32_t& t : tokens) t = any(rng);
-    if (tok.add_bos_default() && tok.bos() >= 0) tokens[0] = tok.bos();
-    const int32_t* test_tokens = tokens.data() + depth;
+// One test: pp (n_prompt > 0) or tg (n_gen > 0), after p.n_depth tokens of context (evaluated as a prompt,
+// untimed, in each repetition's fresh session). warm_up(), then repetition() as often as wanted (the caller may run
+// other tests in between), then finish() for the result (with --timeline, after one traced decode step).
+class TestRun {
+public:
+    TestRun(const Model& model, const BenchParams& p, int n_prompt, int n_gen)
+        : model_(model), p_(p), n_prompt_(n_prompt), n_gen_(n_gen) {
+        const Tokenizer& tok = model.tokenizer();
+        const int n_vocab = model.info().n_vocab;
+        const int n = n_prompt + n_gen, depth = p.n_depth;
+        std::mt19937 rng(1234);  // the same tokens every run
+        std::uniform_int_distribution<int32_t> any(0, n_vocab - 1);
+        tokens_.resize(depth + n);  // the context, then the test's tokens
+        for (int32_t& t : tokens_) t = any(rng);
+        if (tok.add_bos_default() && tok.bos() >= 0) tokens_[0] = tok.bos();
 
-    SessionParams sp;
-    sp.n_ctx = depth + n;
-    sp.n_batch = std::max(1, std::min(p.n_batch, std::max(n, depth)));
-    sp.n_threads = p.n_threads;
-    sp.cpu_strict = p.cpu_strict != 0;
-    app_apply_cache_types(p.cache_types, sp);
+        sp_.n_ctx = depth + n;
+        sp_.n_batch = std::max(1, std::min(p.n_batch, std::max(n, depth)));
+        sp_.n_threads = p.n_threads;
+        sp_.cpu_strict = p.cpu_strict != 0;
+        app_apply_cache_types(p.cache_types, sp_);
 
-    TestResult r;
-    r.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-    r.n_prompt = n_prompt;
-    r.n_gen = n_gen;
-    r.n_depth = depth;
-    auto fill = [&](Session& session) {  // the context before the test, its counters dropped
-        if (depth == 0) return;
-        session.eval(std::vector<int32_t>(tokens.begin(), tokens.begin() + depth), false);
+        r_.name = (n_prompt > 0 ? "pp" : "tg") + std::to_string(n) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
+        r_.n_prompt = n_prompt;
+        r_.n_gen = n_gen;
+        r_.n_depth = depth;
+        r_.time = iso_time_now();
+        r_.sparse = model.sparse();
+    }
+
+    void warm_up() {
+        if (!p_.no_warmup) once(n_prompt_ > 0 ? n() : 1);  // llama-bench's warm-up: the whole prompt, or one token
+        r_.sparse_stats = SparseFfnStats();                // count the timed repetitions only
+    }
+
+    void repetition() {
+        const double ns = once(n());
+        r_.ns.push_back(ns);
+        r_.ts.push_back(1e9 * n() / ns);
+    }
+
+    TestResult finish() {
+        if (!p_.timeline_path.empty() && n_gen_ > 0 && n() >= 2) traced();
+        return r_;
+    }
+
+private:
+    int n() const { return n_prompt_ + n_gen_; }
+    const int32_t* test_tokens() const { return tokens_.data() + p_.n_depth; }
+
+    void fill(Session& session) const {  // the context before the test, its counters dropped
+        if (p_.n_depth == 0) return;
+        session.eval(std::vector<int32_t>(tokens_.begin(), tokens_.begin() + p_.n_depth), false);
         session.reset_sparse_stats();
-    };
-    r.time = iso_time_now();
-    r.sparse = model.sparse();
-    auto once = [&](int count) {  // evaluates the first `count` tokens; returns nanoseconds
-        Session session(model, sp);  // a fresh context per run, outside the timing
-        r.n_threads = session.n_threads();
+    }
+
+    double once(int count) {  // evaluates the first `count` tokens; returns nanoseconds
+        Session session(model_, sp_);  // a fresh context per run, outside the timing
+        r_.n_threads = session.n_threads();
         fill(session);
+        const int32_t* t = test_tokens();
         const auto t0 = std::chrono::steady_clock::now();
-        if (n_prompt > 0) {
-            session.eval(std::vector<int32_t>(test_tokens, test_tokens + count), false);
+        if (n_prompt_ > 0) {
+            session.eval(std::vector<int32_t>(t, t + count), false);
         } else {
-            for (int i = 0; i < count; i++) session.eval({test_tokens[i]}, false);
+            for (int i = 0; i < count; i++) session.eval({t[i]}, false);
         }
         const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-        r.sparse_stats += session.sparse_stats();
+        r_.sparse_stats += session.sparse_stats();
         return ns;
-    };
-    auto traced = [&] {  // one more decode step after 16 tokens, traced
-        Session session(model, sp);
-        fill(session);
-        const int warm = std::min(16, n - 1);
-        for (int i = 0; i < warm; i++) session.eval({test_tokens[i]}, false);
-        session.set_trace(true);
-        session.eval({test_tokens[warm]}, false);
-        if (session.timeline()) r.timeline = *session.timeline();
-    };
-    if (!p.no_warmup) once(n_prompt > 0 ? n : 1);  // llama-bench's warm-up: the whole prompt, or one token
-    r.sparse_stats = SparseFfnStats();              // count the timed repetitions only
-    for (int i = 0; i < p.reps; i++) {
-        const double ns = once(n);
-        r.ns.push_back(ns);
-        r.ts.push_back(1e9 * n / ns);
     }
-    if (!p.timeline_path.empty() && n_gen > 0 && n >= 2) traced();
-    return r;
-}
 
+    void traced() {  // one more decode step after 16 tokens, traced
+        Session session(model_, sp_);
+        fill(session);
+        const int32_t* t = test_tokens();
+        const int warm = std::min(16, n() - 1);
+        for (int i = 0; i < warm; i++) session.eval({t[i]}, false);
+        session.set_trace(true);
+        session.eval({t[warm]}, false);
+        if (session.timeline()) r_.timeline = *session.timeline();
+    }
+
+    const Model& model_;
+    const BenchParams& p_;
+    const int n_prompt_, n_gen_;
+    std::vector<int32_t> tokens_;
+    SessionParams sp_;
+    TestResult r_;
+};
 
 std::string fmt(const char* f, double a, double b = 0) {
     char buf[64];
@@ -214,6 +242,9 @@ int run(int argc, char** argv) {
     args.add_choice({"-o", "--output"}, &p.output, {"md", "json"}, "output format");
     args.add_float({"--mem-bw"}, &p.mem_bw, "memory bandwidth in GB/s for the bound (0 = measure)");
     args.add_flag({"--no-warmup"}, &p.no_warmup, "skip the warm-up run of each test");
+    args.add_flag({"--interleave"}, &p.interleave,
+                  "load every configuration (--profile, -ngl, --vram-budget lists) first, then run each test's "
+                  "repetitions round-robin across them, so that drift in the machine's speed touches all alike");
     if (!app_parse_args(args, argc, argv)) return 0;  // --help or --version
     if (p.n_prompt < 0) throw Error("-p: invalid value '" + std::to_string(p.n_prompt) + "' (expected >= 0)");
     if (p.n_gen < 0) throw Error("-n: invalid value '" + std::to_string(p.n_gen) + "' (expected >= 0)");
@@ -287,6 +318,9 @@ int run(int argc, char** argv) {
     };
     if (p.model.cpu_bandwidth_gbs == 0) p.model.cpu_bandwidth_gbs = mem_bw;  // the planner assumes the same
     std::vector<Run> runs;
+    // With --interleave every configuration stays loaded until all its tests are done: its model and its tests.
+    std::vector<std::unique_ptr<Model>> loaded;
+    std::vector<std::vector<TestRun>> pending;
     for (const std::string& profile : p.profiles) {
         for (int ngl : p.ngls) {
             for (double budget : p.budgets) {
@@ -310,11 +344,39 @@ int run(int argc, char** argv) {
                 run.backend = model->backend();
                 run.predictor_bytes = model->predictor_bytes();
                 run.placement = model->placement();
-                if (p.n_prompt > 0) run.results.push_back(run_test(*model, p, p.n_prompt, 0));
-                if (p.n_gen > 0) run.results.push_back(run_test(*model, p, 0, p.n_gen));
+                // Loaded together, runs planned against the free VRAM would each see what the others left.
+                const size_t n_runs = p.profiles.size() * p.ngls.size() * p.budgets.size();
+                if (p.interleave && n_runs > 1 && ngl == -1 && budget < 0 &&
+                    run.placement.mode != PlacementMode::PLACEMENT_CPU)
+                    throw Error("--interleave: the run with profile " + (profile.empty() ? "none" : profile) +
+                                " plans its GPU placement against the free VRAM (--vram-budget -1), which the "
+                                "other runs loaded with it share: give --vram-budget explicitly");
+                std::vector<TestRun> tests;
+                if (p.n_prompt > 0) tests.emplace_back(*model, p, p.n_prompt, 0);
+                if (p.n_gen > 0) tests.emplace_back(*model, p, 0, p.n_gen);
+                if (p.interleave) {
+                    pending.push_back(std::move(tests));
+                    loaded.push_back(std::move(model));
+                } else {
+                    for (TestRun& t : tests) {
+                        t.warm_up();
+                        for (int i = 0; i < p.reps; i++) t.repetition();
+                        run.results.push_back(t.finish());
+                    }
+                }
                 runs.push_back(std::move(run));
             }
         }
+    }
+    // --interleave: per test, every run's warm-up, then repetition i of every run before repetition i + 1 of any.
+    for (size_t t = 0; !pending.empty() && t < pending[0].size(); t++) {
+        for (std::vector<TestRun>& tests : pending) tests[t].warm_up();
+        for (int i = 0; i < p.reps; i++) {
+            std::fprintf(stderr, "interleave: test %zu, repetition %d of %d, %zu runs\n", t + 1, i + 1, p.reps,
+                         pending.size());
+            for (std::vector<TestRun>& tests : pending) tests[t].repetition();
+        }
+        for (size_t r = 0; r < pending.size(); r++) runs[r].results.push_back(pending[r][t].finish());
     }
 
     const ModelInfo& info = runs[0].info;
