@@ -370,11 +370,20 @@ TEST(AppsBench, InterleaveLoadsEveryRunFirstThenAlternatesRepetitions) {
         EXPECT_GT(j[i]["avg_ts"].get<double>(), 0.0);
     }
     EXPECT_GT(j[3]["predicted_active_share"].get<double>(), 0.0);
-    // Without the flag: no interleaving.
+    // The summary gives the speed-up's spread over the pairs of repetitions that ran back to back.
+    const RunResult md = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "0", "-n",
+                                                       "4", "-r", "2", "--interleave", "--mem-bw", "10"});
+    ASSERT_EQ(md.rc, 0) << md.err;
+    EXPECT_TRUE(std::regex_search(
+        md.out, std::regex(R"(sparse tg4 vs dense: speed-up [0-9.]+x \([0-9.]+-[0-9.]+x repetition by repetition\))")))
+        << md.out;
+    // Without the flag: no interleaving, no pairs.
     const RunResult plain = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "0",
-                                                          "-n", "4", "-r", "1", "--mem-bw", "10"});
+                                                          "-n", "4", "-r", "2", "--mem-bw", "10"});
     ASSERT_EQ(plain.rc, 0) << plain.err;
     EXPECT_FALSE(contains(plain.err, "interleave:")) << plain.err;
+    EXPECT_TRUE(contains(plain.out, "sparse tg4 vs dense: speed-up")) << plain.out;
+    EXPECT_FALSE(contains(plain.out, "repetition by repetition")) << plain.out;
 }
 
 TEST(AppsBench, BadFlag) {

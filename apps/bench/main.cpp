@@ -185,6 +185,18 @@ std::string fmt(const char* f, double a, double b = 0) {
     return buf;
 }
 
+// With --interleave, repetition i of two runs ran back to back: the spread of their ratios pair by pair.
+std::string pairwise(const BenchParams& p, const TestResult& r, const TestResult& base) {
+    if (!p.interleave || r.ts.empty() || r.ts.size() != base.ts.size()) return "";
+    double lo = 0, hi = 0;
+    for (size_t i = 0; i < r.ts.size(); i++) {
+        const double x = r.ts[i] / base.ts[i];
+        lo = i == 0 ? x : std::min(lo, x);
+        hi = i == 0 ? x : std::max(hi, x);
+    }
+    return fmt(" (%.2f-", lo) + fmt("%.2fx repetition by repetition)", hi);
+}
+
 // A markdown table with right-aligned columns except those flagged left.
 void print_table(const std::vector<std::string>& header, const std::vector<bool>& left,
                  const std::vector<std::vector<std::string>>& rows) {
@@ -518,9 +530,10 @@ int run(int argc, char** argv) {
                 const double speedup = stats_mean(r.ts) / stats_mean(dense_tg->ts);
                 const double bytes_ratio = bytes_per_token(*dense_tg, info, runs[0].placement) /
                                            bytes_per_token(r, info, run.placement);
-                std::printf("\nsparse %s vs dense: speed-up %.2fx, bytes ratio %.2fx: %.0f %% of the bytes bound "
+                std::printf("\nsparse %s vs dense: speed-up %.2fx%s, bytes ratio %.2fx: %.0f %% of the bytes bound "
                             "(profile %s, predictors %s)\n",
-                            r.name.c_str(), speedup, bytes_ratio, 100.0 * speedup / bytes_ratio, run.profile.c_str(),
+                            r.name.c_str(), speedup, pairwise(p, r, *dense_tg).c_str(), bytes_ratio,
+                            100.0 * speedup / bytes_ratio, run.profile.c_str(),
                             app_format_size(run.predictor_bytes).c_str());
             }
         }
@@ -531,10 +544,11 @@ int run(int argc, char** argv) {
             if (&run == layers_run || run.placement.mode == PlacementMode::PLACEMENT_CPU) continue;
             for (const TestResult& r : run.results) {
                 if (r.n_gen == 0) continue;
-                std::printf("\n%s (%s FFN, VRAM %s) vs %s -ngl %d (dense, VRAM %s), %s: speed-up %.2fx\n",
+                std::printf("\n%s (%s FFN, VRAM %s) vs %s -ngl %d (dense, VRAM %s), %s: speed-up %.2fx%s\n",
                             run.backend.c_str(), r.sparse ? "sparse" : "dense", vram_label(run).c_str(),
                             layers_run->backend.c_str(), layers_run->ngl, vram_label(*layers_run).c_str(),
-                            r.name.c_str(), stats_mean(r.ts) / stats_mean(layers_tg->ts));
+                            r.name.c_str(), stats_mean(r.ts) / stats_mean(layers_tg->ts),
+                            pairwise(p, r, *layers_tg).c_str());
             }
         }
     }
