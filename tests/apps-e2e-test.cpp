@@ -377,6 +377,16 @@ TEST(AppsBench, InterleaveLoadsEveryRunFirstThenAlternatesRepetitions) {
     EXPECT_TRUE(std::regex_search(
         md.out, std::regex(R"(sparse tg4 vs dense: speed-up [0-9.]+x \([0-9.]+-[0-9.]+x repetition by repetition\))")))
         << md.out;
+    // Without --mem-bw the bound takes the mean of a probe before each round, which stderr and the JSON report.
+    const RunResult probed = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "0",
+                                                           "-n", "2", "-r", "2", "--interleave", "-o", "json"});
+    ASSERT_EQ(probed.rc, 0) << probed.err;
+    std::smatch m;
+    const std::regex round_line(R"(memory bandwidth during the rounds: ([0-9.]+) GB/s \(measured: mean of 2 probes)");
+    ASSERT_TRUE(std::regex_search(probed.err, m, round_line)) << probed.err;
+    const double round_bw = std::stod(m[1].str());
+    EXPECT_GT(round_bw, 0.0);
+    for (const auto& t : nlohmann::json::parse(probed.out)) EXPECT_NEAR(t["mem_bw_gbs"].get<double>(), round_bw, 0.01);
     // Without the flag: no interleaving, no pairs.
     const RunResult plain = run_process(EMBER_BENCH_BIN, {"-m", model, "--profile", "none," + profile, "-p", "0",
                                                           "-n", "4", "-r", "2", "--mem-bw", "10"});

@@ -311,10 +311,12 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", version_string().c_str());
     double mem_bw = p.mem_bw;
     std::string mem_bw_source = "given with --mem-bw";
+    const int n_hw = std::max(1u, std::thread::hardware_concurrency());
+    auto probe = [&] { return memory_bandwidth_probe(2ull << 30, n_hw, 5); };
+    const std::string probe_text = "F32 matvec streaming 2 GiB, " + std::to_string(n_hw) + " threads, best of 5";
     if (mem_bw <= 0) {
-        const int n_hw = std::max(1u, std::thread::hardware_concurrency());
-        mem_bw = memory_bandwidth_probe(2ull << 30, n_hw, 5);
-        mem_bw_source = "measured: F32 matvec streaming 2 GiB, " + std::to_string(n_hw) + " threads, best of 5";
+        mem_bw = probe();
+        mem_bw_source = "measured: " + probe_text;
     }
     std::fprintf(stderr, "memory bandwidth: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
 
@@ -381,14 +383,26 @@ int run(int argc, char** argv) {
         }
     }
     // --interleave: per test, every run's warm-up, then repetition i of every run before repetition i + 1 of any.
+    // Without --mem-bw the host's bandwidth is probed again before each round, and the bound takes their mean: the
+    // machine the rounds ran on, not the one the run started on.
+    std::vector<double> round_bw;
     for (size_t t = 0; !pending.empty() && t < pending[0].size(); t++) {
         for (std::vector<TestRun>& tests : pending) tests[t].warm_up();
         for (int i = 0; i < p.reps; i++) {
+            if (p.mem_bw <= 0) round_bw.push_back(probe());
             std::fprintf(stderr, "interleave: test %zu, repetition %d of %d, %zu runs\n", t + 1, i + 1, p.reps,
                          pending.size());
             for (std::vector<TestRun>& tests : pending) tests[t].repetition();
         }
         for (size_t r = 0; r < pending.size(); r++) runs[r].results.push_back(pending[r][t].finish());
+    }
+    if (!round_bw.empty()) {
+        mem_bw = stats_mean(round_bw);
+        mem_bw_source = fmt("measured: mean of %.0f probes, one before each interleaved round (",
+                            (double)round_bw.size()) +
+                        fmt("%.2f-", *std::min_element(round_bw.begin(), round_bw.end())) +
+                        fmt("%.2f GB/s), ", *std::max_element(round_bw.begin(), round_bw.end())) + probe_text;
+        std::fprintf(stderr, "memory bandwidth during the rounds: %.2f GB/s (%s)\n", mem_bw, mem_bw_source.c_str());
     }
 
     const ModelInfo& info = runs[0].info;
