@@ -16,3 +16,8 @@ gtest_discover_tests(ember-kernels-cpu-test PROPERTIES LABELS "unit" DISCOVERY_T
 add_executable(ember-kernel-bench bench/kernels-cpu-bench.cpp)
 ember_target_defaults(ember-kernel-bench)
 target_link_libraries(ember-kernel-bench PRIVATE ember-kernels-cpu)
+
+# ember-pool-bench: what a ThreadPool::parallel_for costs beyond its work, after an idle gap.
+add_executable(ember-pool-bench bench/thread-pool-bench.cpp)
+ember_target_defaults(ember-pool-bench)
+target_link_libraries(ember-pool-bench PRIVATE ember-kernels-cpu)
