@@ -1,5 +1,6 @@
 // What the benchmarks read from their command lines alike: their flags in turn, comma-separated lists ("--types
-// f16,q4_0"), the model shapes they run at ("--shape 70b") and the CPU kernels' prefetch level ("--prefetch l2").
+// f16,q4_0"), the model shapes they run at ("--shape 70b") and the CPU kernels' prefetch level ("--prefetch l2");
+// and the median they print of their timings.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -96,6 +97,12 @@ inline bool bench_parse_shape(const std::string& name, BenchShape* out) {
     else
         return false;
     return true;
+}
+
+// The median of v (the upper one of an even count); v must not be empty.
+inline double bench_median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
 }
 
 }  // namespace ember_bench

@@ -178,11 +178,6 @@ std::vector<uint8_t> random_matrix(DType t, int64_t rows, int64_t cols, float sc
     return m;
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,7 +298,8 @@ int main(int argc, char** argv) {
                     }
                     const double best = *std::min_element(ts.begin(), ts.end());
                     std::printf("%-5s %6.1f%% %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f%s\n", dtype_name(wt),
-                                100.0 * k / args.n_ff, name.c_str(), best * 1e3, median(ts) * 1e3, bytes / 1e6,
+                                100.0 * k / args.n_ff, name.c_str(), best * 1e3,
+                                ember_bench::bench_median(ts) * 1e3, bytes / 1e6,
                                 bytes / best / 1e9, 100.0 * bytes / best / 1e9 / pk, pk,
                                 note.empty() ? "" : ("  " + note).c_str());
                     return best;
@@ -376,7 +372,8 @@ int main(int argc, char** argv) {
                 const double best = *std::min_element(ts.begin(), ts.end());
                 const double bytes = 3.0 * args.n_ff * rb;
                 std::printf("%-5s %7s %-9s %9.3f %9.3f %8.1f %8.2f %6.0f%% %9.1f\n", dtype_name(wt), "dense", "ffn",
-                            best * 1e3, median(ts) * 1e3, bytes / 1e6, bytes / best / 1e9,
+                            best * 1e3, ember_bench::bench_median(ts) * 1e3, bytes / 1e6,
+                            bytes / best / 1e9,
                             100.0 * bytes / best / 1e9 / pk, pk);
             }
             std::printf("%-5s transpose (%lld, %lld) -> (%lld, %lld) at load: %.3f s (best of 3)\n", dtype_name(wt),

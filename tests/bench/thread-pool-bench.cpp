@@ -40,15 +40,11 @@ struct Args {
 
 std::vector<double> parse_list(const std::string& flag, const std::string& list) {
     std::vector<double> out;
-    size_t b = 0;
-    while (b <= list.size()) {
-        const size_t e = std::min(list.find(',', b), list.size());
-        const std::string item = list.substr(b, e - b);
+    for (const std::string& item : ember_bench::bench_split_list(list)) {
         char* end = nullptr;
         const double v = std::strtod(item.c_str(), &end);
         if (item.empty() || *end != '\0' || !(v >= 0)) usage(flag + ": expected numbers >= 0, got '" + list + "'");
         out.push_back(v);
-        b = e + 1;
     }
     return out;
 }
@@ -89,11 +85,6 @@ int thread_slot() {
     static std::atomic<int> next{0};
     thread_local const int slot = next.fetch_add(1);
     return slot;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
 }
 
 }  // namespace
@@ -143,7 +134,8 @@ int main(int argc, char** argv) {
                 }
             }
             std::printf("%9.0f %9.1f %12.1f %14.2f %14.2f %13.2f\n", gap, work, ideal,
-                        *std::min_element(over.begin(), over.end()), median(over), (double)idle_sum / a.iters);
+                        *std::min_element(over.begin(), over.end()), ember_bench::bench_median(over),
+                        (double)idle_sum / a.iters);
         }
     }
     return 0;
