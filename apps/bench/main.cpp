@@ -114,11 +114,11 @@ public:
         r_.n_prompt = n_prompt;
         r_.n_gen = n_gen;
         r_.n_depth = depth;
-        r_.time = iso_time_now();
         r_.sparse = model.sparse();
     }
 
     void warm_up() {
+        r_.time = iso_time_now();  // when the test starts: with --interleave, long after its TestRun was made
         if (!p_.no_warmup) once(n_prompt_ > 0 ? n() : 1);  // llama-bench's warm-up: the whole prompt, or one token
         r_.sparse_stats = SparseFfnStats();                // count the timed repetitions only
     }
@@ -335,6 +335,7 @@ int run(int argc, char** argv) {
     // With --interleave every configuration stays loaded until all its tests are done: its model and its tests.
     std::vector<std::unique_ptr<Model>> loaded;
     std::vector<std::vector<TestRun>> pending;
+    const size_t n_runs = p.profiles.size() * p.ngls.size() * p.budgets.size();
     for (const std::string& profile : p.profiles) {
         for (int ngl : p.ngls) {
             for (double budget : p.budgets) {
@@ -359,7 +360,6 @@ int run(int argc, char** argv) {
                 run.predictor_bytes = model->predictor_bytes();
                 run.placement = model->placement();
                 // Loaded together, runs planned against the free VRAM would each see what the others left.
-                const size_t n_runs = p.profiles.size() * p.ngls.size() * p.budgets.size();
                 if (p.interleave && n_runs > 1 && ngl == -1 && budget < 0 &&
                     run.placement.mode != PlacementMode::PLACEMENT_CPU)
                     throw Error("--interleave: the run with profile " + (profile.empty() ? "none" : profile) +
