@@ -87,16 +87,28 @@ struct SparseFfnStats {
     uint64_t decode_weight_bytes = 0;  // weight bytes those steps read from host memory: all but the FFN,
                                        // predictors, active rows (with a GPU: only what the CPU side reads)
     uint64_t decode_gpu_weight_bytes = 0;  // with a GPU: weight bytes those steps read from VRAM
+    // With a GPU, per layer (empty when no layer splits its FFN): of the bytes above, those of the layer's split FFN
+    // halves, the cold rows the host read and the hot rows the GPU read, which run at the same time
+    // (engine/decode-bound.h).
+    std::vector<uint64_t> decode_split_host_bytes, decode_split_gpu_bytes;
     SparseFfnStats& operator+=(const SparseFfnStats& o) {
         tokens += o.tokens, neurons += o.neurons, predicted += o.predicted, fired += o.fired;
         decode_tokens += o.decode_tokens, decode_weight_bytes += o.decode_weight_bytes;
         decode_gpu_weight_bytes += o.decode_gpu_weight_bytes;
+        add_per_layer(decode_split_host_bytes, o.decode_split_host_bytes);
+        add_per_layer(decode_split_gpu_bytes, o.decode_split_gpu_bytes);
         return *this;
     }
     double predicted_share() const { return neurons ? (double)predicted / neurons : 0.0; }
     double bytes_per_decode_token() const { return decode_tokens ? (double)decode_weight_bytes / decode_tokens : 0.0; }
     double gpu_bytes_per_decode_token() const {
         return decode_tokens ? (double)decode_gpu_weight_bytes / decode_tokens : 0.0;
+    }
+
+private:
+    static void add_per_layer(std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+        if (a.size() < b.size()) a.resize(b.size(), 0);
+        for (size_t i = 0; i < b.size(); i++) a[i] += b[i];
     }
 };
 

@@ -838,6 +838,7 @@ private:
     bool host_waits_ = false;
     uint64_t host_bytes_ = 0, gpu_bytes_ = 0;
     uint64_t split_predicted_ = 0, split_fired_ = 0, split_neurons_ = 0;
+    std::vector<uint64_t> split_host_bytes_;  // (n_layers) this step's cold rows per split layer, else empty
     bool cpu_sparse_layer0_ = false;
 
     // The step's parts in order, with the residual moving where the next part runs: side.x_up() / x_down() move
@@ -1186,8 +1187,12 @@ private:
         for (int j = 0; j < k; j++) fired += gs_.cold_h[j] != 0.0f;
         split_predicted_ += k;
         split_fired_ += fired;
-        host_bytes_ += (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
-                       (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
+        const uint64_t cold_bytes =
+            (uint64_t)k * dtype_row_bytes(L.w_gate.type, dim) +
+            (uint64_t)fired * (dtype_row_bytes(L.w_up.type, dim) + dtype_row_bytes(S.w_down_t.type, dim));
+        host_bytes_ += cold_bytes;
+        split_host_bytes_.resize(info_.n_layers, 0);
+        split_host_bytes_[l] += cold_bytes;
     }
 
     // Counters: tokens and bytes per side. The CPU FFN layers counted themselves through llama_sparse_ffn_token,
@@ -1201,15 +1206,25 @@ private:
             s.tokens -= 1, s.decode_tokens -= 1;
         }
         int64_t hot_predicted = 0, hot_fired = 0;
-        for (int l = 0; l < info_.n_layers; l++)
-            if (g_.layers[l].split && g_.layers[l].n_hot > 0) {
-                hot_predicted += gs_.h_counts[l];
-                hot_fired += gs_.h_counts[info_.n_layers + l];
-                const LlamaLayer& L = m_.layers[l];
-                gpu_bytes_ += (uint64_t)gs_.h_counts[l] * dtype_row_bytes(L.w_gate.type, info_.dim) +
-                              (uint64_t)gs_.h_counts[info_.n_layers + l] *
-                                  (dtype_row_bytes(L.w_up.type, info_.dim) + dtype_row_bytes(L.w_down.type, info_.dim));
-            }
+        if (g_.split) {
+            s.decode_split_host_bytes.resize(info_.n_layers, 0);
+            s.decode_split_gpu_bytes.resize(info_.n_layers, 0);
+        }
+        for (int l = 0; l < info_.n_layers; l++) {
+            if (!g_.layers[l].split) continue;
+            if (l < (int)split_host_bytes_.size()) s.decode_split_host_bytes[l] += split_host_bytes_[l];
+            if (g_.layers[l].n_hot == 0) continue;
+            hot_predicted += gs_.h_counts[l];
+            hot_fired += gs_.h_counts[info_.n_layers + l];
+            const LlamaLayer& L = m_.layers[l];
+            const uint64_t hot_bytes =
+                (uint64_t)gs_.h_counts[l] * dtype_row_bytes(L.w_gate.type, info_.dim) +
+                (uint64_t)gs_.h_counts[info_.n_layers + l] *
+                    (dtype_row_bytes(L.w_up.type, info_.dim) + dtype_row_bytes(L.w_down.type, info_.dim));
+            gpu_bytes_ += hot_bytes;
+            s.decode_split_gpu_bytes[l] += hot_bytes;
+        }
+        split_host_bytes_.clear();
         s.tokens += 1;
         s.decode_tokens += 1;
         s.neurons += split_neurons_;

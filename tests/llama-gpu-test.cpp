@@ -144,6 +144,19 @@ TEST_F(LlamaGpu, TinyHybridTracksCpuSparse) {
         EXPECT_EQ(b.stats.decode_tokens, a.stats.decode_tokens);  // the prompt's tokens and the 32 generated
         EXPECT_GT(b.stats.decode_tokens, 32u);
         EXPECT_NEAR(b.stats.predicted_share(), a.stats.predicted_share(), 0.02) << prompt;
+        // Per layer, the split FFN's halves that run side by side (engine/decode-bound.h): parts of each side's
+        // total. On the CPU alone nothing splits.
+        const std::vector<uint64_t>& sh = b.stats.decode_split_host_bytes;
+        const std::vector<uint64_t>& sg = b.stats.decode_split_gpu_bytes;
+        ASSERT_EQ(sh.size(), (size_t)hybrid->info().n_layers);
+        ASSERT_EQ(sg.size(), sh.size());
+        uint64_t host = 0, gpu = 0;
+        for (size_t l = 0; l < sh.size(); l++) host += sh[l], gpu += sg[l];
+        EXPECT_GT(host, 0u);
+        EXPECT_GT(gpu, 0u);
+        EXPECT_LT(host, b.stats.decode_weight_bytes);
+        EXPECT_LT(gpu, b.stats.decode_gpu_weight_bytes);
+        EXPECT_TRUE(a.stats.decode_split_host_bytes.empty());
     }
 }
 
