@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "engine/atomic-file.h"
+#include "engine/decode-bound.h"
 #include "engine/error.h"
 
 namespace ember {
@@ -266,6 +267,7 @@ void placement_account(const PlacementModel& m, const PlacementRequest& req, Pla
     uint64_t weights = 0, kv = 0;
     double cpu = (double)m.embd_row_bytes, gpu = 0;
     std::vector<double> e;
+    std::vector<double> split_cpu(m.n_layers, 0.0), split_gpu(m.n_layers, 0.0);  // a split FFN's two halves
     for (int l = 0; l < m.n_layers; l++) {
         const LayerPlacement& lp = p.layers[l];
         if (lp.attn_gpu) {
@@ -302,6 +304,8 @@ void placement_account(const PlacementModel& m, const PlacementRequest& req, Pla
                             std::to_string(m.n_ff) + ")");
             gpu += (double)m.predictor_bytes + hot;
             cpu += cold;
+            split_gpu[l] = hot;
+            split_cpu[l] = cold;
         } else if (m.has_profile) {
             neuron_costs(m, l, e);
             cpu += (double)m.predictor_bytes;
@@ -331,6 +335,13 @@ void placement_account(const PlacementModel& m, const PlacementRequest& req, Pla
     p.gpu_bandwidth = req.gpu_bandwidth;
     const double t = std::max(cpu / req.cpu_bandwidth, gpu / req.gpu_bandwidth);
     p.bound_tokens_per_s = t > 0 ? 1.0 / t : std::numeric_limits<double>::infinity();
+    DecodeBytes b;
+    b.host = cpu;
+    b.gpu = gpu;
+    b.split_host = std::move(split_cpu);
+    b.split_gpu = std::move(split_gpu);
+    const double in_order = decode_bound_layer_order_ts(b, req.cpu_bandwidth, req.gpu_bandwidth);
+    p.layer_order_tokens_per_s = in_order > 0 ? in_order : std::numeric_limits<double>::infinity();
 }
 
 Placement placement_plan(const PlacementModel& m, const PlacementRequest& req) {
@@ -395,7 +406,8 @@ std::string placement_describe(const PlacementModel& m, const Placement& p) {
                   p.cpu_bytes_per_token, p.cpu_bytes_per_token / (1024.0 * 1024.0 * 1024.0), p.gpu_bytes_per_token,
                   p.gpu_bytes_per_token / (1024.0 * 1024.0 * 1024.0));
     s += buf;
-    std::snprintf(buf, sizeof buf, "bound: %.2f t/s\n", p.bound_tokens_per_s);
+    std::snprintf(buf, sizeof buf, "bound: %.2f t/s (%.2f t/s in layer order)\n", p.bound_tokens_per_s,
+                  p.layer_order_tokens_per_s);
     s += buf;
     s += std::string("output: ") + (p.output_gpu ? "GPU" : "CPU") + "\n";
     const bool valid = p.layers.size() == (size_t)m.n_layers;

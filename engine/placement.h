@@ -78,10 +78,13 @@ struct Placement {
     uint64_t vram_total = 0;
     uint64_t vram_budget = 0;
     // Expected weight bytes one decode step reads on each side (neurons counted at their frequency), and the
-    // decode speed those bytes bound at the request's bandwidths: 1 / max(cpu / cpu_bw, gpu / gpu_bw).
+    // decode speeds those bytes bound at the request's bandwidths (engine/decode-bound.h): 1 / max(cpu / cpu_bw,
+    // gpu / gpu_bw) with the sides always reading at the same time, and with the parts in the order the layers need
+    // them (only a split FFN's hot and cold halves overlap).
     double cpu_bytes_per_token = 0;
     double gpu_bytes_per_token = 0;
     double bound_tokens_per_s = 0;
+    double layer_order_tokens_per_s = 0;
     double cpu_bandwidth = 0;      // the request's bandwidths (bytes/s) the bound was computed with
     double gpu_bandwidth = 0;
     int n_hot_total() const;       // hot neurons over all layers

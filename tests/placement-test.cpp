@@ -741,6 +741,26 @@ TEST(Placement, RejectsBadInput) {
     EXPECT_EQ(message(ok, request(1000, 1, 1)), "(no error)");
 }
 
+// The bound in layer order (engine/decode-bound.h) adds the two sides' times, except a split FFN's halves, which
+// overlap: the same as the sides-in-parallel bound with one side, the plain sum with layer offload, in between for
+// a hybrid.
+TEST(Placement, LayerOrderBoundOverlapsOnlySplitHalves) {
+    const PlacementModel m = model_7b();
+    const double cbw = 46e9, gbw = 3e12;
+    const Placement cpu = placement_plan(m, request(0, cbw, gbw));
+    ASSERT_EQ(cpu.mode, PlacementMode::PLACEMENT_CPU);
+    EXPECT_DOUBLE_EQ(cpu.layer_order_tokens_per_s, cpu.bound_tokens_per_s);
+    const Placement layers = placement_plan(m, request(4 * kGiB, cbw, gbw, 10));
+    ASSERT_EQ(layers.mode, PlacementMode::PLACEMENT_LAYERS);
+    EXPECT_NEAR(1.0 / layers.layer_order_tokens_per_s,
+                layers.cpu_bytes_per_token / cbw + layers.gpu_bytes_per_token / gbw, 1e-12);
+    const Placement hybrid = placement_plan(m, request(4 * kGiB, cbw, gbw));
+    ASSERT_EQ(hybrid.mode, PlacementMode::PLACEMENT_HYBRID);
+    const double sum = hybrid.cpu_bytes_per_token / cbw + hybrid.gpu_bytes_per_token / gbw;
+    EXPECT_LT(1.0 / hybrid.layer_order_tokens_per_s, sum);
+    EXPECT_LE(hybrid.layer_order_tokens_per_s, hybrid.bound_tokens_per_s);
+}
+
 TEST(Placement, DescribeNamesEveryPart) {
     const PlacementModel m = model_tiny();
     Placement p = tiny_placement();
@@ -750,7 +770,10 @@ TEST(Placement, DescribeNamesEveryPart) {
     for (const char* part :
          {"placement: hybrid", "VRAM budget      0.00 GiB (5000 bytes)", "VRAM total       0.00 GiB (2230 bytes)",
           "weights        0.00 GiB (1930 bytes)", "KV cache       0.00 GiB (200 bytes)",
-          "scratch        0.00 GiB (100 bytes)", "CPU reads 2160 bytes", "GPU reads 1830 bytes", "bound: 0.46 t/s",
+          "scratch        0.00 GiB (100 bytes)", "CPU reads 2160 bytes", "GPU reads 1830 bytes",
+          // 2.16 s on the CPU, 0.915 s on the GPU; in layer order layer 0's halves overlap: its cold 30 bytes (0.03 s)
+          // with its hot 40 (0.02 s), so 3.075 - 0.02 s
+          "bound: 0.46 t/s (0.33 t/s in layer order)",
           "output: GPU",
           // hot neurons 0, 2, 5, 6 serve 30 + 10 of the layer's 70 expected bytes
           "layer   0: attention GPU, FFN split: 4 hot of 8 (57.1% of expected active bytes)\n",
