@@ -290,6 +290,7 @@ TEST(AppsBench, MarkdownRows) {
     EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\|\s+tg8 \|\s+[0-9.]+ ± [0-9.]+ \|)"))) << r.out;
     EXPECT_TRUE(contains(r.out, "weights read per generated token")) << r.out;
     EXPECT_TRUE(contains(r.out, "10.00 GB/s")) << r.out;
+    EXPECT_TRUE(contains(r.out, "| in layer order |")) << r.out;
 }
 
 TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
@@ -308,6 +309,9 @@ TEST(AppsBench, JsonParsesAndMeasuresBandwidth) {
     }
     EXPECT_GT(j[1]["achieved_gbs"].get<double>(), 0.0);
     EXPECT_GT(j[1]["bw_bound_ts"].get<double>(), 0.0);
+    // On the CPU alone every part reads host memory in turn: the bound in layer order is the same one.
+    EXPECT_NEAR(j[1]["bw_layer_order_bound_ts"].get<double>(), j[1]["bw_bound_ts"].get<double>(),
+                1e-9 * j[1]["bw_bound_ts"].get<double>());
 }
 
 // -d N: each test runs after N tokens of context (llama-bench's "@ dN" tests), in markdown and JSON.
