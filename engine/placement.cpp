@@ -333,15 +333,15 @@ void placement_account(const PlacementModel& m, const PlacementRequest& req, Pla
     p.gpu_bytes_per_token = gpu;
     p.cpu_bandwidth = req.cpu_bandwidth;
     p.gpu_bandwidth = req.gpu_bandwidth;
-    const double t = std::max(cpu / req.cpu_bandwidth, gpu / req.gpu_bandwidth);
-    p.bound_tokens_per_s = t > 0 ? 1.0 / t : std::numeric_limits<double>::infinity();
     DecodeBytes b;
     b.host = cpu;
     b.gpu = gpu;
     b.split_host = std::move(split_cpu);
     b.split_gpu = std::move(split_gpu);
-    const double in_order = decode_bound_layer_order_ts(b, req.cpu_bandwidth, req.gpu_bandwidth);
-    p.layer_order_tokens_per_s = in_order > 0 ? in_order : std::numeric_limits<double>::infinity();
+    // A plan that reads nothing is bound by nothing.
+    auto or_unbounded = [](double ts) { return ts > 0 ? ts : std::numeric_limits<double>::infinity(); };
+    p.bound_tokens_per_s = or_unbounded(decode_bound_parallel_ts(b, req.cpu_bandwidth, req.gpu_bandwidth));
+    p.layer_order_tokens_per_s = or_unbounded(decode_bound_layer_order_ts(b, req.cpu_bandwidth, req.gpu_bandwidth));
 }
 
 Placement placement_plan(const PlacementModel& m, const PlacementRequest& req) {
