@@ -10,9 +10,9 @@
 // turn; with --interleave they are all loaded first and each test's repetitions go round-robin across them, so that
 // a machine whose speed drifts (other load, clocks, a neighbour's memory traffic) slows every configuration alike and
 // their ratios hold (all of them then need their memory at once). With a GPU, each side's bytes per token (host RAM
-// and VRAM) bound t/s at 1 / max(host bytes / host bandwidth, VRAM bytes / VRAM bandwidth); the summary sets every
-// GPU run against the first dense layer-offload run (-ngl N) and --timeline FILE writes one traced decode step of
-// each GPU run.
+// and VRAM) bound t/s at 1 / max(host bytes / host bandwidth, VRAM bytes / VRAM bandwidth), and, taken in the order
+// the layers need them, at the bound in layer order (engine/decode-bound.h); the summary sets every GPU run against
+// the first dense layer-offload run (-ngl N) and --timeline FILE writes one traced decode step of each GPU run.
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -423,13 +423,14 @@ int run(int argc, char** argv) {
     const std::string desc = app_model_description(info);
     // The decode speeds the bytes each side reads allow (engine/decode-bound.h): with the two sides always reading at
     // the same time, and in the order the layers need them.
-    auto bound_ts = [&](const Run& run, const TestResult& r) {
-        return decode_bound_parallel_ts(decode_bytes(r, info, run.placement), mem_bw * 1e9,
-                                        run.placement.gpu_bandwidth);
+    struct Bounds {
+        double parallel, layer_order;
     };
-    auto layer_order_ts = [&](const Run& run, const TestResult& r) {
-        return decode_bound_layer_order_ts(decode_bytes(r, info, run.placement), mem_bw * 1e9,
-                                           run.placement.gpu_bandwidth);
+    auto bounds_ts = [&](const Run& run, const TestResult& r) {
+        const DecodeBytes b = decode_bytes(r, info, run.placement);
+        const double gpu_bw = run.placement.gpu_bandwidth;
+        return Bounds{decode_bound_parallel_ts(b, mem_bw * 1e9, gpu_bw),
+                      decode_bound_layer_order_ts(b, mem_bw * 1e9, gpu_bw)};
     };
     auto vram_label = [](const Run& run) {
         return run.placement.mode == PlacementMode::PLACEMENT_CPU ? std::string("-")
@@ -499,8 +500,9 @@ int run(int argc, char** argv) {
                 }
                 if (r.n_gen > 0) {
                     j["achieved_gbs"] = bpt * ts / 1e9;
-                    j["bw_bound_ts"] = bound_ts(run, r);
-                    j["bw_layer_order_bound_ts"] = layer_order_ts(run, r);
+                    const Bounds b = bounds_ts(run, r);
+                    j["bw_bound_ts"] = b.parallel;
+                    j["bw_layer_order_bound_ts"] = b.layer_order;
                 }
                 out.push_back(j);
             }
@@ -538,8 +540,8 @@ int run(int argc, char** argv) {
             const double bpt = bytes_per_token(r, info, run.placement);
             const double gbpt = gpu_bytes_per_token(r, run.placement);
             const double achieved = bpt * ts / 1e9;
-            const double bound = bound_ts(run, r);
-            const double in_order = layer_order_ts(run, r);
+            const Bounds b = bounds_ts(run, r);
+            const double bound = b.parallel, in_order = b.layer_order;
             bw_rows.push_back({run.backend, r.sparse ? "sparse" : "dense", r.name, fmt("%.2f", ts),
                                app_format_size((uint64_t)bpt), gpu ? app_format_size((uint64_t)gbpt) : "-",
                                r.sparse ? fmt("%.1f %%", 100.0 * r.sparse_stats.predicted_share()) : "100 %",
