@@ -15,6 +15,15 @@ namespace ember::gpu {
 // rows allow (n_cols % 8 == 0 and 16-byte aligned; Q8_0/Q4_0 rows always take units of 8). No scratch.
 void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, cudaStream_t stream);
 
+// Whether matvec_from_floats takes x as floats for these rows: Q8_0/Q4_0 rows of at most 16 blocks from a 2-byte
+// aligned w (a predictor's fc2, whose rows are its rank), where every block of the kernel can quantize x itself.
+bool matvec_quantizes_floats(DType wt, const void* w, int64_t n_cols);
+// matvec(wt, w, xq, ...) with xq = dot_prepare_vec(wt, x) (relu: dot_prepare_relu_vec), the preparation made inside
+// the matvec's launch rather than in a launch of its own: the same bits. Only where matvec_quantizes_floats holds;
+// throws ember::Error naming the function otherwise.
+void matvec_from_floats(DType wt, const void* w, const float* x, bool relu, float* y, int64_t n_rows, int64_t n_cols,
+                        cudaStream_t stream);
+
 // Device scratch and the cuBLAS handle for matmul, owned by the caller (a session's state).
 struct GemmWorkspace {
     cublasHandle_t handle = nullptr;  // set to the call's stream by matmul when it is on another one (a handle kept

@@ -5,12 +5,14 @@
 // (QuantStages); rows of up to 16 blocks go in runs of whole rows.
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "engine/error.h"
 #include "kernels-gpu/cuda-check.h"
 #include "kernels-gpu/dot-device.cuh"
 #include "kernels-gpu/launch.cuh"
 #include "kernels-gpu/matmul.h"
+#include "kernels-gpu/quantize-device.cuh"
 
 namespace ember::gpu {
 
@@ -234,7 +236,12 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int kShortRowBlocks = 16;
 constexpr int kRunBlocks = 64;
 
-template <DType T>
+// X: how xq holds the activations: XIN_Q8, prepared (dot_prepare_vec's layout); XIN_FLOATS / XIN_RELU_FLOATS, as
+// n_blocks * 32 floats that every block quantizes into shared memory first (of max(x, 0) for the latter), with
+// quantize_q8_kernel's arithmetic.
+enum XIn { XIN_Q8, XIN_FLOATS, XIN_RELU_FLOATS };
+
+template <DType T, XIn X>
 __global__ void __launch_bounds__(kThreads)
     matvec_quant_short_kernel(const uint8_t* __restrict__ w, const void* __restrict__ xq, float* __restrict__ y,
                               int64_t n_rows, int n_blocks, size_t row_bytes) {
@@ -248,6 +255,19 @@ __global__ void __launch_bounds__(kThreads)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int8_t* xqs = static_cast<const int8_t*>(xq);
     const float* xd = reinterpret_cast<const float*>(xqs + (int64_t)n_blocks * QK8_0);
+    if constexpr (X != XIN_Q8) {
+        __shared__ __align__(16) int8_t sq[kShortRowBlocks * QK8_0];
+        __shared__ float sd[kShortRowBlocks];
+        const float* xf = static_cast<const float*>(xq);
+        for (int b = warp; b < n_blocks; b += kWarps) {
+            float v = xf[b * QK8_0 + lane];
+            if constexpr (X == XIN_RELU_FLOATS) v = v > 0.0f ? v : 0.0f;
+            quantize_q8_block_warp(v, lane, sq + b * QK8_0, sd + b);
+        }
+        __syncthreads();
+        xqs = sq;
+        xd = sd;
+    }
     const int R = kRunBlocks / n_blocks;
     const int64_t n_runs = (n_rows + R - 1) / R;
     const int64_t step = (int64_t)gridDim.x * kWarps;
@@ -362,16 +382,22 @@ bool try_quant_xreg(int w_min, const uint8_t* w, const void* xq, float* y, int64
     return false;
 }
 
-template <DType T>
+template <DType T, XIn X = XIN_Q8>
 void launch_quant_short(const uint8_t* w, const void* xq, float* y, int64_t n_rows, int64_t n_cols, size_t row_bytes,
                         cudaStream_t stream) {
-    static const int64_t resident = resident_blocks(matvec_quant_short_kernel<T>);
+    static const int64_t resident = resident_blocks(matvec_quant_short_kernel<T, X>);
     const int n_blocks = (int)(n_cols / QK8_0);
     const int64_t rows_per_run = kRunBlocks / n_blocks;
     const int64_t runs = (n_rows + rows_per_run - 1) / rows_per_run;
     const int64_t grid = std::min((runs + kThreads / 32 - 1) / (kThreads / 32), resident);
-    launch_chained(matvec_quant_short_kernel<T>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y, n_rows,
+    launch_chained(matvec_quant_short_kernel<T, X>, dim3((unsigned)grid), dim3(kThreads), 0, stream, w, xq, y, n_rows,
                    n_blocks, row_bytes);
+}
+
+// The short rows' test of launch below, for any type (false for the float ones).
+bool short_quant_rows(DType wt, const void* w, int64_t n_cols) {
+    return dtype_is_quant(wt) && n_cols > 0 && n_cols % QK8_0 == 0 && n_cols <= kShortRowBlocks * QK8_0 &&
+           reinterpret_cast<uintptr_t>(w) % 2 == 0;
 }
 
 template <DType T, int U>
@@ -379,7 +405,7 @@ void launch(const void* w, const void* xq, float* y, int64_t n_rows, int64_t n_c
     const size_t row_bytes = dtype_row_bytes(T, n_cols);
     const auto* wb = static_cast<const uint8_t*>(w);
     if constexpr (dtype_is_quant(T)) {
-        if (n_cols > 0 && n_cols <= kShortRowBlocks * QK8_0 && reinterpret_cast<uintptr_t>(w) % 2 == 0) {
+        if (short_quant_rows(T, w, n_cols)) {
             launch_quant_short<T>(wb, xq, y, n_rows, n_cols, row_bytes, stream);
             return;
         }
@@ -445,6 +471,30 @@ void matvec(DType wt, const void* w, const void* xq, float* y, int64_t n_rows, i
     }
     throw Error("gpu::matvec: weight type " + std::to_string((uint32_t)wt) +
                 " is not supported, expected f32, f16, bf16, q8_0 or q4_0");
+}
+
+bool matvec_quantizes_floats(DType wt, const void* w, int64_t n_cols) { return short_quant_rows(wt, w, n_cols); }
+
+void matvec_from_floats(DType wt, const void* w, const float* x, bool relu, float* y, int64_t n_rows, int64_t n_cols,
+                        cudaStream_t stream) {
+    if (!short_quant_rows(wt, w, n_cols))
+        throw Error(std::string("gpu::matvec_from_floats: ") + dtype_name(wt) + " rows of " + std::to_string(n_cols) +
+                    " columns, expected Q8_0 or Q4_0 rows of a multiple of 32 up to " +
+                    std::to_string(kShortRowBlocks * QK8_0) + " columns from a 2-byte aligned start");
+    if (n_rows <= 0) return;
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const size_t row_bytes = dtype_row_bytes(wt, n_cols);
+    auto go = [&](auto x_in) {
+        constexpr XIn X = decltype(x_in)::value;
+        if (wt == DType::DTYPE_Q8_0)
+            launch_quant_short<DType::DTYPE_Q8_0, X>(wb, x, y, n_rows, n_cols, row_bytes, stream);
+        else
+            launch_quant_short<DType::DTYPE_Q4_0, X>(wb, x, y, n_rows, n_cols, row_bytes, stream);
+    };
+    if (relu)
+        go(std::integral_constant<XIn, XIN_RELU_FLOATS>());
+    else
+        go(std::integral_constant<XIn, XIN_FLOATS>());
 }
 
 }  // namespace ember::gpu

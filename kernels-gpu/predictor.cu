@@ -87,6 +87,7 @@ void predictor_hidden(const PredictorGpuWeights& p, const float* x, const Predic
         xq = s.xq;
     }
     gpu::matvec(p.type, p.fc1, xq, s.hidden, p.rank, p.dim, stream);  // hidden (rank) = fc1 · x
+    if (gpu::matvec_quantizes_floats(p.type, p.fc2, p.rank)) return;  // fc2's launches prepare s.hidden themselves
     if (p.hidden_relu)
         gpu::dot_prepare_relu_vec(p.type, s.hidden, s.xq, p.rank, stream);  // relu(hidden), prepared for fc2
     else if (dot_vec_type(p.type) != DType::DTYPE_F32)
@@ -110,7 +111,11 @@ void predictor_scores_rows(const PredictorGpuWeights& p, const PredictorGpuScrat
                     " neurons, expected 0 <= begin <= end <= " + std::to_string(p.n_ff));
     if (p.rank <= 0 || p.dim <= 0 || row_end == row_begin) return;
     const auto* fc2 = static_cast<const uint8_t*>(p.fc2) + (size_t)row_begin * dtype_row_bytes(p.type, p.rank);
-    gpu::matvec(p.type, fc2, fc2_input(p, s), scores + row_begin, row_end - row_begin, p.rank, stream);
+    if (gpu::matvec_quantizes_floats(p.type, p.fc2, p.rank))  // (fc2's rows all start 2-byte aligned, or none does)
+        gpu::matvec_from_floats(p.type, fc2, s.hidden, p.hidden_relu, scores + row_begin, row_end - row_begin, p.rank,
+                                stream);
+    else
+        gpu::matvec(p.type, fc2, fc2_input(p, s), scores + row_begin, row_end - row_begin, p.rank, stream);
 }
 
 void predictor_scores(const PredictorGpuWeights& p, const float* x, float* scores, const PredictorGpuScratch& s,

@@ -39,7 +39,8 @@ void predictor_scores(const PredictorGpuWeights& p, const float* x, float* score
 
 // predictor_scores in two steps, so that some scores can be ready before the others: predictor_hidden leaves
 // relu(fc1 · x) prepared for fc2 in s.xq (x_prepared as above; a linear predictor whose fc2 reads F32 activations
-// reads s.hidden as it is), and each predictor_scores_rows call then writes
+// reads s.hidden as it is, and where fc2's rows are short enough for gpu::matvec_from_floats, each fc2 launch
+// prepares s.hidden itself and s.xq is left as it was), and each predictor_scores_rows call then writes
 // scores[row_begin, row_end) from it. A row's score may round differently than in one call over all rows (the
 // matvec picks its split of a row by the row count). Throws ember::Error for rows outside [0, n_ff) or
 // row_end < row_begin (an empty range writes nothing).

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "kernels-cpu/dot.h"
 #include "kernels-cpu/matmul.h"
 #include "kernels-cpu/quant.h"
@@ -171,6 +172,51 @@ TEST_F(Gpu, MatvecShortQuantRowsFromAnyRow) {
                 EXPECT_TRUE(std::isnan(got[rows - begin])) << "the matvec wrote past its last row";
             }
         }
+    }
+}
+
+// Short quantized rows that quantize float activations themselves (the predictor's fc2 reading its hidden layer):
+// the bits of dot_prepare_vec (or dot_prepare_relu_vec) followed by matvec, for every row count of a run and lengths
+// of 1 to 16 blocks; other rows are refused with the function's name.
+TEST_F(Gpu, MatvecFromFloatsMatchesPrepareThenMatvec) {
+    for (DType t : {DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
+        for (const int64_t cols : {32, 96, 288, 512}) {
+            const int64_t rows = 301;
+            const auto w = quantize_matrix(t, randn((size_t)rows * cols, 0.5f, 57), rows, cols);
+            const std::vector<float> x = randn(cols, 1.0f, 58);
+            DeviceMem dw(w), dx(x), dxq(gpu::dot_vec_bytes(t, cols)), dy(rows * sizeof(float)),
+                dwant(rows * sizeof(float));
+            ASSERT_TRUE(gpu::matvec_quantizes_floats(t, dw.as(), cols));
+            for (const bool relu : {false, true}) {
+                for (const int64_t begin : {0, 1}) {
+                    SCOPED_TRACE(std::string(dtype_name(t)) + " cols=" + std::to_string(cols) +
+                                 (relu ? " relu" : "") + " from row " + std::to_string(begin));
+                    const uint8_t* wr = dw.as<uint8_t>() + begin * dtype_row_bytes(t, cols);
+                    if (relu)
+                        gpu::dot_prepare_relu_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);
+                    else
+                        gpu::dot_prepare_vec(t, dx.as<float>(), dxq.as(), cols, nullptr);
+                    gpu::matvec(t, wr, dxq.as(), dwant.as<float>(), rows - begin, cols, nullptr);
+                    CUDA_CHECK(cudaMemset(dy.as(), 0xff, rows * sizeof(float)));  // NaN where nothing is written
+                    gpu::matvec_from_floats(t, wr, dx.as<float>(), relu, dy.as<float>(), rows - begin, cols, nullptr);
+                    const auto got = dy.to_host<float>(), want = dwant.to_host<float>();
+                    for (int64_t r = 0; r < rows - begin; r++) ASSERT_EQ(got[r], want[r]) << "row " << r;
+                    if (begin > 0) {
+                        EXPECT_TRUE(std::isnan(got[rows - begin])) << "the matvec wrote past its last row";
+                    }
+                }
+            }
+        }
+    }
+    DeviceMem dw(std::vector<uint8_t>(64 * 1024, 0)), dx(std::vector<float>(1024, 1.0f)), dy(64 * sizeof(float));
+    EXPECT_FALSE(gpu::matvec_quantizes_floats(DType::DTYPE_Q8_0, dw.as(), 544));  // 17 blocks
+    EXPECT_FALSE(gpu::matvec_quantizes_floats(DType::DTYPE_F16, dw.as(), 256));
+    EXPECT_FALSE(gpu::matvec_quantizes_floats(DType::DTYPE_Q4_0, dw.as<uint8_t>() + 1, 256));  // odd address
+    try {
+        gpu::matvec_from_floats(DType::DTYPE_Q8_0, dw.as(), dx.as<float>(), false, dy.as<float>(), 4, 544, nullptr);
+        FAIL() << "17 blocks are not short rows";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("gpu::matvec_from_floats"), std::string::npos) << e.what();
     }
 }
 
