@@ -176,8 +176,8 @@ TEST_F(Gpu, MatvecShortQuantRowsFromAnyRow) {
 }
 
 // Short quantized rows that quantize float activations themselves (the predictor's fc2 reading its hidden layer):
-// the bits of dot_prepare_vec (or dot_prepare_relu_vec) followed by matvec, for every row count of a run and lengths
-// of 1 to 16 blocks; other rows are refused with the function's name.
+// the bits of dot_prepare_vec (or dot_prepare_relu_vec) followed by matvec, for rows of 1, 3, 9 and 16 blocks (runs
+// of 64, 21, 7 and 4 rows) from an even and an odd row; other rows are refused with the function's name.
 TEST_F(Gpu, MatvecFromFloatsMatchesPrepareThenMatvec) {
     for (DType t : {DType::DTYPE_Q8_0, DType::DTYPE_Q4_0}) {
         for (const int64_t cols : {32, 96, 288, 512}) {
