@@ -21,3 +21,8 @@ target_link_libraries(ember-kernel-bench PRIVATE ember-kernels-cpu)
 add_executable(ember-pool-bench bench/thread-pool-bench.cpp)
 ember_target_defaults(ember-pool-bench)
 target_link_libraries(ember-pool-bench PRIVATE ember-kernels-cpu)
+
+# ember-gather-bench: the pool reading a sparse FFN layer's gathered rows and nothing else (the host rows' ceiling).
+add_executable(ember-gather-bench bench/gather-bench.cpp)
+ember_target_defaults(ember-gather-bench)
+target_link_libraries(ember-gather-bench PRIVATE ember-kernels-cpu)
