@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
     std::mt19937 rng(12345);
     std::vector<std::vector<int32_t>> lists(kLists);
     std::vector<std::vector<uint8_t>> fires(kLists);
+    std::vector<int64_t> rows_read(kLists, 0);  // per list: its gate rows, and up and down rows of those that fire
     for (int i = 0; i < kLists; i++) {
         std::vector<int32_t> all((size_t)a.n_ff);
         for (int64_t n = 0; n < a.n_ff; n++) all[(size_t)n] = (int32_t)n;
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
         std::sort(lists[(size_t)i].begin(), lists[(size_t)i].end());
         std::bernoulli_distribution fire(a.fired_frac);
         for (int64_t j = 0; j < k; j++) fires[(size_t)i].push_back(fire(rng) ? 1 : 0);
+        for (uint8_t f : fires[(size_t)i]) rows_read[(size_t)i] += 1 + 2 * f;
     }
 
     for (DType t : a.types) {
@@ -171,9 +173,7 @@ int main(int argc, char** argv) {
                     const int visit = it / a.layers;
                     const std::vector<int32_t>& list = lists[(size_t)(visit % kLists)];
                     const std::vector<uint8_t>& fire = fires[(size_t)(visit % kLists)];
-                    int64_t planned = 0;
-                    for (int64_t j = 0; j < k; j++) planned += 1 + 2 * fire[(size_t)j];
-                    const size_t planned_bytes = (size_t)planned * row;
+                    const size_t planned_bytes = (size_t)rows_read[(size_t)(visit % kLists)] * row;
                     // stream: the planned bytes in n_units units of whole cache lines (the last takes the rest).
                     const size_t unit_bytes = planned_bytes / (size_t)n_units / 64 * 64;
                     const size_t span = 3 * (size_t)a.n_ff * row - planned_bytes;  // stream: where a range may start
